@@ -1,0 +1,43 @@
+"""pretrax: pretrain, fine-tune and evaluate Transformer language models with JAX and Flax."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="pretrax",
+    version="0.1.0",
+    description="Pretrain, fine-tune and measure Transformer LMs (BERT, ALBERT, GPT, XLNet) "
+                "with JAX/Flax, TPU-first.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["lm", "lm.*", "objectives", "objectives.*", "data", "data.*",
+                                    "launch", "launch.*"]),
+    package_data={"data": ["corpora/*.txt.gz", "corpora/*.md", "tokenizers/*.model",
+                           "tokenizers/*.vocab", "tokenizers/*.md"]},
+    include_package_data=True,
+    install_requires=[
+        "jax>=0.7.0,<0.11",
+        "flax>=0.11.0,<0.13",
+        "optax>=0.2.4,<0.3",
+        "orbax-checkpoint>=0.11.0,<0.13",
+        # tf.data only; the CPU wheel where one exists (no CUDA download), else the full package.
+        'tensorflow-cpu>=2.16,<2.22; sys_platform == "linux" and platform_machine == "x86_64"',
+        'tensorflow>=2.16,<2.22; sys_platform != "linux" or platform_machine != "x86_64"',
+        "tensorflow-datasets>=4.9.6,<5",
+        "importlib_resources>=6.0",  # tensorflow-datasets needs it offline
+        "sentencepiece>=0.2.0,<0.3",
+        "absl-py>=2.1",
+        "ml_collections>=0.1.1",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6"],
+    },
+    entry_points={
+        "console_scripts": [
+            "pretrax-pretrain=launch.pretrain:run",
+            "pretrax-train-tokenizer=launch.train_tokenizer:run",
+        ],
+    },
+)
