@@ -26,7 +26,8 @@ class TransformerConfig:
       layer_norm_eps: LayerNorm epsilon (BERT: 1e-12).
       initializer_range: std of the truncated-normal initialiser (BERT: 0.02).
       dtype: compute dtype, ``"float32"`` or ``"bfloat16"``; parameters are always float32.
-      scan_layers: run the layers with ``nn.scan`` (one compiled layer; params stacked on ``layers``).
+      scan_layers: run the layers with ``nn.scan`` (one compiled layer; params stacked on
+        ``layers``).
       remat: ``"none"`` or ``"full"``: recompute each layer's activations in the backward pass.
       pad_id: the token id that marks padding (attention never looks at it).
     """
@@ -77,7 +78,7 @@ class TransformerConfig:
         """E, the token-embedding width (= D unless factorised)."""
         return self.embed_dim if self.embed_dim is not None else self.hidden_size
 
-    def replace(self, **changes) -> "TransformerConfig":
+    def replace(self, **changes) -> TransformerConfig:
         return dataclasses.replace(self, **changes)
 
 

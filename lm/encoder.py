@@ -1,0 +1,150 @@
+"""The bidirectional Transformer encoder (BERT's body; ALBERT reuses it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lm import attention, axes, layers
+from lm.config import TransformerConfig
+
+_ACT_BLD = (axes.BATCH, axes.LENGTH, axes.ACT_EMBED)
+
+
+class TransformerBlock(nn.Module):
+    """Self-attention then MLP, each a residual branch with dropout; post- or pre-LayerNorm.
+
+    Post-LN (BERT): ``x = LN(x + drop(attn(x))); x = LN(x + drop(mlp(x)))``.
+    Pre-LN: ``x = x + drop(attn(LN(x))); x = x + drop(mlp(LN(x)))``.
+    """
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x_BLD: jax.Array, bias_BHLM: jax.Array | None, deterministic: bool
+                 ) -> tuple[jax.Array, None]:
+        """One layer.
+
+        ``deterministic`` is positional so ``nn.remat`` can mark it static and ``nn.scan`` can
+        broadcast it; the ``(x, None)`` return is the carry/output pair ``nn.scan`` expects.
+
+        Args:
+          x_BLD: [B, L, D] in the compute dtype.
+          bias_BHLM: additive attention bias broadcastable to [B, H, L, L], or None.
+          deterministic: disables dropout.
+
+        Returns:
+          ``(x_BLD, None)``.
+        """
+        cfg = self.config
+        pre = cfg.norm_position == "pre"
+        drop = nn.Dropout(cfg.dropout_rate)
+        attn_norm = layers.layer_norm(cfg, name="attention_norm")
+        mlp_norm = layers.layer_norm(cfg, name="mlp_norm")
+        x_BLD = nn.with_logical_constraint(x_BLD, _ACT_BLD)
+
+        h_BLD = attn_norm(x_BLD) if pre else x_BLD
+        h_BLD = attention.SelfAttention(cfg, name="attention")(
+            h_BLD, bias_BHLM, deterministic=deterministic)
+        x_BLD = x_BLD + drop(h_BLD, deterministic=deterministic)
+        x_BLD = x_BLD if pre else attn_norm(x_BLD)
+
+        h_BLD = mlp_norm(x_BLD) if pre else x_BLD
+        h_BLD = layers.Mlp(cfg, name="mlp")(h_BLD)
+        x_BLD = x_BLD + drop(h_BLD, deterministic=deterministic)
+        x_BLD = x_BLD if pre else mlp_norm(x_BLD)
+        return nn.with_logical_constraint(x_BLD, _ACT_BLD), None
+
+
+def block_class(config: TransformerConfig) -> type[nn.Module]:
+    """``TransformerBlock``, wrapped in ``nn.remat`` when ``config.remat == "full"``."""
+    if config.remat == "full":
+        # Argnum 3 counts ``self``: (self, x, bias, deterministic). A Python bool must be static.
+        # CSE prevention only matters outside scan (scan already stops XLA merging the recompute).
+        return nn.remat(TransformerBlock, static_argnums=(3,),
+                        prevent_cse=not config.scan_layers)
+    return TransformerBlock
+
+
+def scanned_blocks(config: TransformerConfig) -> type[nn.Module]:
+    """All N layers as one ``nn.scan``: params stacked on a leading ``layers`` axis."""
+    return nn.scan(
+        block_class(config),
+        variable_axes={"params": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=(nn.broadcast, nn.broadcast),
+        length=config.num_layers,
+        metadata_params={nn.PARTITION_NAME: axes.LAYERS})
+
+
+def attention_bias(batch: Mapping[str, jax.Array], pad_id: int) -> jax.Array:
+    """float32 bias [B, 1, 1|L, L]: never attend to padding; within a packed example only."""
+    mask = attention.padding_mask(batch["token_ids"], pad_id)
+    if "segment_ids" in batch:
+        mask = mask & attention.packing_mask(batch["segment_ids"])
+    return attention.mask_to_bias(mask)
+
+
+class Encoder(nn.Module):
+    """Embeddings → N Transformer blocks (→ final LayerNorm when pre-LN); plus BERT's pooler.
+
+    Parameter names: ``embeddings``, ``layers_0 … layers_{N-1}`` (or ``layers``, stacked, when
+    ``scan_layers``), ``final_norm`` (pre-LN only), ``pooler`` (created by ``pool``).
+    """
+
+    config: TransformerConfig
+
+    def setup(self):
+        cfg = self.config
+        self.embeddings = layers.Embeddings(cfg)
+        if cfg.scan_layers:
+            self.layers = scanned_blocks(cfg)(cfg)
+        else:
+            self.layers = [block_class(cfg)(cfg) for _ in range(cfg.num_layers)]
+        if cfg.norm_position == "pre":
+            self.final_norm = layers.layer_norm(cfg)
+        # (embed, mlp): a square kernel needs two distinct logical names.
+        self.pooler = layers.dense(cfg, cfg.hidden_size, (axes.EMBED, axes.MLP))
+
+    def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool) -> jax.Array:
+        """The sequence output.
+
+        Args:
+          batch: ``token_ids`` [B, L]; optional ``type_ids`` (default 0), ``positions`` (default
+            0..L-1) and ``segment_ids`` (packing: attention stays inside each example), all int.
+          deterministic: disables dropout.
+
+        Returns:
+          [B, L, D] in the compute dtype.
+        """
+        cfg = self.config
+        token_ids_BL = batch["token_ids"]
+        b, length = token_ids_BL.shape
+        positions_BL = batch.get("positions")
+        if positions_BL is None:
+            positions_BL = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
+        type_ids_BL = batch.get("type_ids")
+        if type_ids_BL is None:
+            type_ids_BL = jnp.zeros_like(token_ids_BL)
+        x_BLD = self.embeddings(token_ids_BL, type_ids_BL, positions_BL,
+                                deterministic=deterministic)
+        bias_BHLM = attention_bias(batch, cfg.pad_id)
+        if cfg.scan_layers:
+            x_BLD, _ = self.layers(x_BLD, bias_BHLM, deterministic)
+        else:
+            for block in self.layers:
+                x_BLD, _ = block(x_BLD, bias_BHLM, deterministic)
+        if cfg.norm_position == "pre":
+            x_BLD = self.final_norm(x_BLD)
+        return nn.with_logical_constraint(x_BLD, _ACT_BLD)
+
+    def pool(self, x_BLD: jax.Array) -> jax.Array:
+        """BERT's pooler: tanh(Dense D→D) of the first position. [B, L, D] → [B, D]."""
+        return jnp.tanh(self.pooler(x_BLD[:, 0]))
+
+    def attend(self, x_BPE: jax.Array) -> jax.Array:
+        """The tied output layer: [..., E] → float32 [..., V] scores against the token table."""
+        return self.embeddings.attend(x_BPE)

@@ -1,0 +1,73 @@
+"""Output heads on top of an encoder: masked-LM (tied to the token table) and sentence-pair."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lm import axes, layers
+from lm.config import TransformerConfig
+
+
+def gather_positions(x_BLD: jax.Array, positions_BP: jax.Array) -> jax.Array:
+    """Hidden states at the given positions of each sequence: [B, L, D], int [B, P] → [B, P, D]."""
+    return jnp.take_along_axis(x_BLD, positions_BP[:, :, None], axis=1)
+
+
+class MlmHead(nn.Module):
+    """Masked-LM head: gather P positions → Dense D→E + activation + LayerNorm → tied logits + bias.
+
+    Only the P gathered positions reach the vocabulary projection, so its cost is B·P·E·V rather
+    than B·L·E·V. The output layer is the token table (passed in as ``attend``); this head owns no
+    output kernel, only the per-token ``bias`` (vocab,).
+    """
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x_BLD: jax.Array, positions_BP: jax.Array,
+                 attend: Callable[[jax.Array], jax.Array]) -> jax.Array:
+        """Logits at the masked positions.
+
+        Args:
+          x_BLD: encoder output [B, L, D].
+          positions_BP: int [B, P], positions to predict.
+          attend: the token embedding's ``attend``: [B, P, E] → float32 [B, P, V].
+
+        Returns:
+          float32 [B, P, V].
+        """
+        cfg = self.config
+        x_BPD = gather_positions(x_BLD, positions_BP)
+        # The transform's output lives in the token-table width E; ``factor`` names it even when
+        # E = D, because (embed, embed) would name one mesh axis twice.
+        h_BPE = layers.dense(cfg, cfg.token_embed_dim, (axes.EMBED, axes.FACTOR),
+                             name="transform")(x_BPD)
+        h_BPE = layers.activation(cfg.activation)(h_BPE)
+        h_BPE = layers.layer_norm(cfg, name="transform_norm", axis_name=axes.FACTOR)(h_BPE)
+        bias_V = self.param("bias", layers.zeros_init((axes.VOCAB,)), (cfg.vocab_size,),
+                            layers.PARAM_DTYPE)
+        logits_BPV = attend(h_BPE).astype(jnp.float32) + bias_V
+        return nn.with_logical_constraint(logits_BPV, (axes.BATCH, axes.LENGTH, axes.ACT_VOCAB))
+
+
+class SentencePairHead(nn.Module):
+    """A linear classifier on the pooled output (NSP: 2 classes; SOP, sentence order: more).
+
+    Attributes:
+      config: supplies the initialiser range and compute dtype.
+      num_classes: C.
+    """
+
+    config: TransformerConfig
+    num_classes: int = 2
+
+    @nn.compact
+    def __call__(self, pooled_BD: jax.Array) -> jax.Array:
+        """[B, D] → float32 logits [B, C]."""
+        logits_BC = layers.dense(self.config, self.num_classes, (axes.EMBED, axes.CLASSES),
+                                 name="classifier")(pooled_BD)
+        return logits_BC.astype(jnp.float32)

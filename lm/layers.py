@@ -1,0 +1,193 @@
+"""Shared building blocks: lookup tables, dense layers, LayerNorm, the feed-forward block.
+
+Every parameter is float32 and carries logical axis names from ``lm/axes.py``; computation runs in
+the config's dtype. Shape letters follow DESIGN.md §3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lm import axes
+from lm.config import TransformerConfig
+
+PARAM_DTYPE = jnp.float32
+
+_ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu": lambda x: nn.gelu(x, approximate=False),
+    "gelu_tanh": lambda x: nn.gelu(x, approximate=True),
+    "relu": nn.relu,
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The elementwise activation called ``name`` (``gelu`` is the exact erf form).
+
+    Raises:
+      KeyError: for an unknown name.
+    """
+    if name not in _ACTIVATIONS:
+        raise KeyError(f"unknown activation {name!r}; known: {sorted(_ACTIVATIONS)}")
+    return _ACTIVATIONS[name]
+
+
+def compute_dtype(config: TransformerConfig) -> jnp.dtype:
+    """The dtype activations are computed in (parameters stay float32)."""
+    return jnp.dtype(config.dtype)
+
+
+def kernel_init(config: TransformerConfig, names: Sequence[str]):
+    """Truncated-normal(std = ``initializer_range``) initialiser tagged with logical ``names``."""
+    return nn.with_logical_partitioning(
+        nn.initializers.truncated_normal(stddev=config.initializer_range), tuple(names))
+
+
+def zeros_init(names: Sequence[str]):
+    """Zeros initialiser tagged with logical ``names`` (biases)."""
+    return nn.with_logical_partitioning(nn.initializers.zeros_init(), tuple(names))
+
+
+def ones_init(names: Sequence[str]):
+    """Ones initialiser tagged with logical ``names`` (LayerNorm scales)."""
+    return nn.with_logical_partitioning(nn.initializers.ones_init(), tuple(names))
+
+
+def embed_axis(config: TransformerConfig) -> str:
+    """Logical name of the token-embedding width: ``factor`` when E ≠ D (ALBERT), else ``embed``."""
+    return axes.FACTOR if config.token_embed_dim != config.hidden_size else axes.EMBED
+
+
+class Dense(nn.Module):
+    """``y = x · kernel + bias``, contracting the trailing ``contract`` dims of ``x``.
+
+    Unlike ``nn.DenseGeneral`` the kernel is created at its true shape (e.g. [D, H, K]), so its
+    logical names stay valid when the initialiser runs under a mesh.
+
+    Attributes:
+      features: output feature shape, e.g. ``(D,)`` or ``(H, K)``.
+      kernel_axes: logical names of the kernel: contracted input dims, then output dims; the bias
+        takes the output dims' names.
+      config: supplies the initialiser range and compute dtype.
+      contract: how many trailing dims of ``x`` to contract.
+    """
+
+    features: tuple[int, ...]
+    kernel_axes: tuple[str, ...]
+    config: TransformerConfig
+    contract: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[..., *in] → [..., *features] in the compute dtype."""
+        dtype = compute_dtype(self.config)
+        in_shape = x.shape[x.ndim - self.contract:]
+        kernel = self.param("kernel", kernel_init(self.config, self.kernel_axes),
+                            (*in_shape, *self.features), PARAM_DTYPE)
+        bias = self.param("bias", zeros_init(self.kernel_axes[self.contract:]), self.features,
+                          PARAM_DTYPE)
+        y = jnp.tensordot(x.astype(dtype), kernel.astype(dtype), axes=self.contract)
+        return y + bias.astype(dtype)
+
+
+def dense(config: TransformerConfig, features: int | Sequence[int], kernel_axes: Sequence[str], *,
+          name: str | None = None, contract: int = 1) -> Dense:
+    """A ``Dense`` with int-or-tuple ``features``; ``name`` is None inside ``setup``."""
+    features = (features,) if isinstance(features, int) else tuple(features)
+    return Dense(features, tuple(kernel_axes), config, contract, name=name)
+
+
+def layer_norm(config: TransformerConfig, *, name: str | None = None, axis_name: str = axes.EMBED
+               ) -> nn.LayerNorm:
+    """LayerNorm over the last dim; statistics in float32, output in the compute dtype."""
+    return nn.LayerNorm(
+        epsilon=config.layer_norm_eps, dtype=compute_dtype(config), param_dtype=PARAM_DTYPE,
+        scale_init=ones_init((axis_name,)), bias_init=zeros_init((axis_name,)), name=name)
+
+
+class Embed(nn.Module):
+    """A learned lookup table [rows, width] (tokens, positions or types).
+
+    Attributes:
+      num_embeddings: rows (V for tokens).
+      features: width (E for tokens).
+      names: logical axis names of the table, e.g. ``(vocab, embed)``.
+      config: supplies the initialiser range and compute dtype.
+    """
+
+    num_embeddings: int
+    features: int
+    names: tuple[str, str]
+    config: TransformerConfig
+
+    def setup(self):
+        self.embedding = self.param(
+            "embedding", kernel_init(self.config, self.names),
+            (self.num_embeddings, self.features), PARAM_DTYPE)
+
+    def __call__(self, ids_BL: jax.Array) -> jax.Array:
+        """Rows of the table: int ids [B, L] → [B, L, E] in the compute dtype."""
+        return jnp.take(self.embedding, ids_BL, axis=0).astype(compute_dtype(self.config))
+
+    def attend(self, x_BPE: jax.Array) -> jax.Array:
+        """Scores against every row, ``x @ embedding.T``: [..., E] → float32 [..., V].
+
+        The tied MLM output layer; accumulates in float32 so bfloat16 logits keep their precision.
+        """
+        dtype = compute_dtype(self.config)
+        return jnp.einsum("...E,VE->...V", x_BPE.astype(dtype), self.embedding.astype(dtype),
+                          preferred_element_type=jnp.float32)
+
+
+class Mlp(nn.Module):
+    """The feed-forward block: Dense D→F, activation, Dense F→D."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x_BLD: jax.Array) -> jax.Array:
+        """[B, L, D] → [B, L, D]."""
+        cfg = self.config
+        h_BLF = dense(cfg, cfg.mlp_dim, (axes.EMBED, axes.MLP), name="wi")(x_BLD)
+        h_BLF = activation(cfg.activation)(h_BLF)
+        h_BLF = nn.with_logical_constraint(h_BLF, (axes.BATCH, axes.LENGTH, axes.ACT_MLP))
+        return dense(cfg, cfg.hidden_size, (axes.MLP, axes.EMBED), name="wo")(h_BLF)
+
+
+class Embeddings(nn.Module):
+    """Token + learned position + type embeddings → LayerNorm → dropout (→ E→D projection).
+
+    When E ≠ D (ALBERT) all three tables have width E and a Dense ``(factor, embed)`` maps the
+    normalised sum to D.
+    """
+
+    config: TransformerConfig
+
+    def setup(self):
+        cfg = self.config
+        e, e_axis = cfg.token_embed_dim, embed_axis(cfg)
+        self.token_embed = Embed(cfg.vocab_size, e, (axes.VOCAB, e_axis), cfg)
+        self.position_embed = Embed(cfg.max_length, e, (axes.POS, e_axis), cfg)
+        self.type_embed = Embed(cfg.type_vocab_size, e, (axes.TYPES, e_axis), cfg)
+        self.embed_norm = layer_norm(cfg, axis_name=e_axis)
+        self.embed_dropout = nn.Dropout(cfg.dropout_rate)
+        if e != cfg.hidden_size:
+            self.embed_project = dense(cfg, cfg.hidden_size, (axes.FACTOR, axes.EMBED))
+
+    def __call__(self, token_ids_BL: jax.Array, type_ids_BL: jax.Array, positions_BL: jax.Array,
+                 *, deterministic: bool) -> jax.Array:
+        """Int ids, types and positions, each [B, L] → [B, L, D] in the compute dtype."""
+        x_BLE = (self.token_embed(token_ids_BL) + self.position_embed(positions_BL) +
+                 self.type_embed(type_ids_BL))
+        x_BLE = self.embed_norm(x_BLE)
+        x_BLE = self.embed_dropout(x_BLE, deterministic=deterministic)
+        if self.config.token_embed_dim != self.config.hidden_size:
+            return self.embed_project(x_BLE)
+        return x_BLE
+
+    def attend(self, x_BPE: jax.Array) -> jax.Array:
+        """Scores against the token table (tied output layer): [..., E] → float32 [..., V]."""
+        return self.token_embed.attend(x_BPE)

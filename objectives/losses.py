@@ -1,0 +1,113 @@
+"""Weighted classification losses and metrics, returned as sums with their weights.
+
+Sums (never means) so that gradient accumulation and multi-host aggregation stay exact: divide
+once, at the end (``total_loss``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+
+# A loss term or metric: (weighted sum, sum of weights).
+Pair = tuple[jax.Array, jax.Array]
+
+
+def _xlogx(x: float) -> float:
+    return x * math.log(x) if x > 0 else 0.0
+
+
+def weighted_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array, *,
+                           label_smoothing: float = 0.0, z_loss: float = 0.0
+                           ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Summed, weighted softmax cross-entropy, in float32.
+
+    With label smoothing the target puts ``1 - label_smoothing`` on the true class and spreads
+    ``label_smoothing`` over the other V - 1; the entropy of that target is subtracted so that a
+    perfect prediction scores 0. The z-loss ``z_loss · log(Z)²`` keeps the softmax normaliser near
+    1 (PaLM, t5x).
+
+    Args:
+      logits: [..., V].
+      targets: int [...].
+      weights: float [...]; 0 drops a position.
+      label_smoothing: probability mass moved off the true class.
+      z_loss: coefficient of the log-normaliser penalty.
+
+    Returns:
+      ``(loss_sum, z_loss_sum, weight_sum)``, float32 scalars; ``loss_sum`` includes the z-loss.
+    """
+    logits = logits.astype(jnp.float32)
+    weights = weights.astype(jnp.float32)
+    vocab = logits.shape[-1]
+    confidence = 1.0 - label_smoothing
+    low = label_smoothing / (vocab - 1) if vocab > 1 else 0.0
+    min_entropy = -(_xlogx(confidence) + (vocab - 1) * _xlogx(low))
+
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    log_probs = logits - log_z[..., None]
+    true_log_prob = jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32),
+                                        axis=-1)[..., 0]
+    # Written without a one-hot [..., V] target: soft = low everywhere + (confidence - low) on the
+    # true class.
+    loss = -(confidence - low) * true_log_prob - min_entropy
+    if low:
+        loss = loss - low * jnp.sum(log_probs, axis=-1)
+    z_term = z_loss * jnp.square(log_z)
+    return (jnp.sum((loss + z_term) * weights), jnp.sum(z_term * weights), jnp.sum(weights))
+
+
+def weighted_accuracy(logits: jax.Array, targets: jax.Array, weights: jax.Array) -> Pair:
+    """Weighted count of argmax hits.
+
+    Args:
+      logits: [..., V].
+      targets: int [...].
+      weights: float [...].
+
+    Returns:
+      ``(correct_sum, weight_sum)``, float32 scalars.
+    """
+    weights = weights.astype(jnp.float32)
+    hits = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+    return jnp.sum(hits * weights), jnp.sum(weights)
+
+
+def classification(name: str, logits: jax.Array, targets: jax.Array, weights: jax.Array, *,
+                   label_smoothing: float = 0.0, z_loss: float = 0.0
+                   ) -> tuple[dict[str, Pair], dict[str, Pair]]:
+    """Loss term and metrics of one classification objective, keyed ``{name}_loss`` etc.
+
+    The optimised term may include label smoothing and z-loss; the reported ``{name}_loss``
+    metric is the plain cross-entropy, so runs stay comparable (and exp of it is perplexity).
+
+    Returns:
+      ``(terms, metrics)``: ``terms = {name_loss: (loss_sum, weight_sum)}``, ``metrics`` adds
+      ``{name}_accuracy`` and, when ``z_loss`` > 0, ``{name}_z_loss``.
+    """
+    loss_sum, z_sum, weight_sum = weighted_cross_entropy(
+        logits, targets, weights, label_smoothing=label_smoothing, z_loss=z_loss)
+    if label_smoothing or z_loss:
+        plain_sum, _, _ = weighted_cross_entropy(logits, targets, weights)
+    else:
+        plain_sum = loss_sum
+    terms = {f"{name}_loss": (loss_sum, weight_sum)}
+    metrics = {f"{name}_loss": (plain_sum, weight_sum),
+               f"{name}_accuracy": weighted_accuracy(logits, targets, weights)}
+    if z_loss:
+        metrics[f"{name}_z_loss"] = (z_sum, weight_sum)
+    return terms, metrics
+
+
+def total_loss(terms: Mapping[str, Pair]) -> jax.Array:
+    """The optimised scalar: ``Σ loss_sum / weight_sum`` over terms (BERT: mean MLM + mean NSP).
+
+    A term with no weight contributes 0 (its loss sum is 0 and its divisor is clamped at 1e-8).
+    """
+    total = jnp.zeros((), jnp.float32)
+    for loss_sum, weight_sum in terms.values():
+        total = total + loss_sum / jnp.maximum(weight_sum, 1e-8)
+    return total
