@@ -1,0 +1,339 @@
+"""BERT pretraining input: corpus → sentence pairs → MLM masks → fixed-shape numpy batches.
+
+``make_dataset(cfg, split, ...)`` is the one entry point the trainer calls, once per process.
+Its output follows ``data.features.shapes("bert_pretrain", B=batch_size, L=max_seq_length,
+P=max_predictions_per_seq)``.
+
+Sharding: documents are dealt to ``data.num_shards`` shards (0 = one per process); each shard is
+an independent stream and a process reads only its own shards (``shard_layout``). The global
+batch is the shards' slices in shard order, so it is the same on 1 host or many.
+
+Reproducibility contract (train split): instance ``i`` of a shard's stream depends only on
+``(seed, shard, i)``: epoch ``e``'s sentence pairs and their order come from a NumPy generator
+seeded with ``(seed, e, shard)``, and the masks of instance ``i`` from a stateless TF seed folded
+from ``(seed, shard, i)``. So resuming with ``start_position`` yields exactly what the
+uninterrupted stream would have from there on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from data import features, mlm, sentence_pairs, sources
+from data.tokenizer import Tokenizer
+
+
+def _hide_accelerators_from_tf() -> None:
+    """Keeps TensorFlow off GPUs so it never takes memory JAX needs."""
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:
+        pass  # TF already initialised its devices; too late to change, and not ours to undo.
+
+
+_hide_accelerators_from_tf()
+
+# Stream tags keep train and eval randomness apart even for equal seeds and counters.
+_TRAIN, _EVAL = 0, 1
+_U64 = (1 << 64) - 1
+_I63 = (1 << 63) - 1  # TF seeds are int64.
+_SPECIAL_PSEUDO_COUNT = 1e-6
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PretrainingCorpus:
+    """A tokenised corpus split into train and eval documents.
+
+    Attributes:
+      tokenizer: the tokenizer that produced the ids.
+      train_docs: documents, each a list of int32 [len] sentence arrays (no empty sentences).
+      eval_docs: the held-out documents, same layout.
+      unigram_log_probs: float32 [V] log-frequency of each id in ``train_docs`` (add-0.5 smoothing
+        over ids >= NUM_SPECIAL_IDS; special ids, never MLM targets, get a negligible but finite
+        value). The context-free MLM baseline: its mean of ``-log p[target]`` over the masked
+        targets is the loss of a model that ignores context.
+    """
+
+    tokenizer: Tokenizer
+    train_docs: list[list[np.ndarray]]
+    eval_docs: list[list[np.ndarray]]
+    unigram_log_probs: np.ndarray
+
+    @property
+    def vocab_size(self) -> int:
+        """``V``, the tokenizer's vocabulary size."""
+        return self.tokenizer.vocab_size
+
+
+def tokenize_documents(tokenizer: Tokenizer,
+                       documents: list[list[str]]) -> list[list[np.ndarray]]:
+    """Encodes all sentences in one batched call; drops sentences and documents left empty.
+
+    Returns:
+      Documents of int32 [len] arrays, every array non-empty, every document non-empty.
+    """
+    ids = tokenizer.encode([s for doc in documents for s in doc])
+    out, start = [], 0
+    for doc in documents:
+        sentences = [np.asarray(x, np.int32) for x in ids[start:start + len(doc)] if x]
+        start += len(doc)
+        if sentences:
+            out.append(sentences)
+    return out
+
+
+def split_documents(num_docs: int, eval_fraction: float) -> tuple[list[int], list[int]]:
+    """Deterministic train/eval split of document indices.
+
+    ``max(1, round(num_docs * eval_fraction))`` eval documents spread evenly over the corpus (the
+    middle of each of that many equal stretches), so every source file contributes to eval.
+
+    Returns:
+      ``(train_indices, eval_indices)``, both ascending.
+
+    Raises:
+      ValueError: when the corpus cannot give at least 1 eval and 2 train documents.
+    """
+    if not 0.0 <= eval_fraction < 1.0:
+        raise ValueError(f"eval_fraction={eval_fraction} must be in [0, 1)")
+    num_eval = max(1, round(num_docs * eval_fraction))
+    if num_docs - num_eval < 2:
+        raise ValueError(f"the corpus has {num_docs} documents; with eval_fraction={eval_fraction} "
+                         "that leaves fewer than 2 for training and 1 for eval. Use a larger "
+                         "corpus (documents are separated by blank lines) or a smaller fraction")
+    eval_indices = sorted({int((j + 0.5) * num_docs / num_eval) for j in range(num_eval)})
+    eval_set = set(eval_indices)
+    return [i for i in range(num_docs) if i not in eval_set], eval_indices
+
+
+def unigram_log_probs(docs: list[list[np.ndarray]], vocab_size: int) -> np.ndarray:
+    """float32 [V] log unigram probabilities: add-0.5 smoothed counts of the non-special ids.
+
+    Special ids get a pseudo-count of 1e-6 rather than zero: a finite log-probability keeps
+    ``-log_p[targets] * weights`` at 0 (not NaN) on padded prediction slots, whose target is 0.
+    """
+    tokens = np.concatenate([s for doc in docs for s in doc])
+    counts = np.bincount(tokens, minlength=vocab_size).astype(np.float64)[:vocab_size]
+    counts[:features.NUM_SPECIAL_IDS] = _SPECIAL_PSEUDO_COUNT
+    counts[features.NUM_SPECIAL_IDS:] += 0.5
+    return np.log(counts / counts.sum()).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_corpus(corpus: str, tokenizer: str, tfds_data_dir: str,
+                 eval_fraction: float) -> PretrainingCorpus:
+    tok = Tokenizer.load(tokenizer)
+    docs = tokenize_documents(tok, sources.read_documents(corpus, tfds_data_dir=tfds_data_dir))
+    train_idx, eval_idx = split_documents(len(docs), eval_fraction)
+    train_docs = [docs[i] for i in train_idx]
+    return PretrainingCorpus(tokenizer=tok, train_docs=train_docs,
+                             eval_docs=[docs[i] for i in eval_idx],
+                             unigram_log_probs=unigram_log_probs(train_docs, tok.vocab_size))
+
+
+def load_corpus(cfg) -> PretrainingCorpus:
+    """Reads, tokenises and splits ``cfg.corpus`` once per process (cached).
+
+    Args:
+      cfg: the data config; uses ``corpus``, ``tokenizer``, ``tfds_data_dir``, ``eval_fraction``.
+
+    Returns:
+      The cached :class:`PretrainingCorpus`; treat it as read-only.
+    """
+    return _load_corpus(cfg.corpus, cfg.tokenizer, cfg.tfds_data_dir or "",
+                        float(cfg.eval_fraction))
+
+
+def _rng(tag: int, seed: int, counter: int, shard: int) -> np.random.Generator:
+    return np.random.default_rng([tag, int(seed) & _U64, counter, shard])
+
+
+def _instances(docs, cfg, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One pass of sentence pairs over ``docs``, shuffled by the same ``rng``."""
+    inst = sentence_pairs.make_instances(
+        docs, rng, max_seq_length=cfg.max_seq_length, short_seq_prob=cfg.short_seq_prob,
+        nsp_random_prob=cfg.nsp_random_prob)
+    order = rng.permutation(len(inst["nsp_labels"]))
+    return {k: v[order] for k, v in inst.items()}
+
+
+def _shard(docs: list, shard: int, num_shards: int, split: str) -> list:
+    out = docs[shard::num_shards]
+    if not out:
+        raise ValueError(f"data shard {shard} of {num_shards} gets no {split} documents (there are "
+                         f"{len(docs)}); use a larger corpus, a larger eval_fraction or fewer "
+                         "data.num_shards")
+    return out
+
+
+def shard_layout(num_shards: int, batch_size: int, process_index: int,
+                 process_count: int) -> tuple[list[int], int]:
+    """Which data shards this process reads, and how many rows of each go into its batch.
+
+    The global batch is always the concatenation, in shard order, of equal slices of every
+    shard's stream, so it does not depend on how many processes share the work: a run on 2 hosts
+    sees exactly the batches of a run on 1 host with the same ``num_shards``.
+
+    Args:
+      num_shards: data shards (0 = one per process, each host reading only its own documents).
+      batch_size: rows of this process's batch.
+      process_index, process_count: this process and how many there are.
+
+    Returns:
+      ``(shards, rows_per_shard)``.
+
+    Raises:
+      ValueError: when the shards do not divide over the processes or the batch over the shards.
+    """
+    num_shards = num_shards or process_count
+    if num_shards % process_count:
+        raise ValueError(f"data.num_shards={num_shards} does not divide over {process_count} "
+                         f"processes; use a multiple of {process_count} (or 0 = one per process)")
+    per_process = num_shards // process_count
+    if batch_size % per_process:
+        raise ValueError(f"a per-process batch of {batch_size} does not split over this process's "
+                         f"{per_process} data shards; use a global batch divisible by "
+                         f"data.num_shards={num_shards}")
+    first = process_index * per_process
+    return list(range(first, first + per_process)), batch_size // per_process
+
+
+def _train_epochs(docs, cfg, seed: int, shard: int, batch_size: int,
+                  start_position: int) -> Iterator[tuple[np.ndarray, ...]]:
+    """Yields, epoch by epoch, ``(token_ids [n, L], type_ids [n, L], nsp_labels [n],
+    positions [n])`` with ``n`` a multiple of ``batch_size``, from ``start_position`` on.
+
+    The stream is one flat sequence of instances; rows that do not fill a batch at the end of an
+    epoch are carried into the next, so batches are the same however epochs fall. Skipped epochs
+    are built (to learn their sizes) but never masked.
+    """
+    position, to_skip = start_position, start_position
+    carry = None
+    for epoch in itertools.count():
+        inst = _instances(docs, cfg, _rng(_TRAIN, seed, epoch, shard))
+        size = len(inst["nsp_labels"])
+        if to_skip >= size:
+            to_skip -= size
+            continue
+        rows = (inst["token_ids"][to_skip:], inst["type_ids"][to_skip:],
+                inst["nsp_labels"][to_skip:],
+                np.arange(position, position + size - to_skip, dtype=np.int64))
+        position += size - to_skip
+        to_skip = 0
+        if carry is not None:
+            rows = tuple(np.concatenate([c, r]) for c, r in zip(carry, rows, strict=True))
+        full = len(rows[2]) // batch_size * batch_size
+        carry = tuple(r[full:] for r in rows)
+        if full:
+            yield tuple(r[:full] for r in rows)
+
+
+def _train_batches(docs, cfg, seed: int, shard: int, batch_size: int,
+                   start_position: int, mask) -> Iterator[dict[str, np.ndarray]]:
+    """One tf.data pipeline per epoch, fed from NumPy arrays.
+
+    Building pairs happens here, on the caller's thread, never inside a TF thread: a Python
+    callback in tf.data (``from_generator``) deadlocks on the GIL when the iterator is destroyed
+    mid-stream, which is how every training run ends.
+    """
+    for arrays in _train_epochs(docs, cfg, seed, shard, batch_size, start_position):
+        ds = tf.data.Dataset.from_tensor_slices(arrays)
+        ds = ds.map(mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        yield from ds.batch(batch_size, drop_remainder=True).prefetch(
+            tf.data.AUTOTUNE).as_numpy_iterator()
+
+
+def _eval_instances(docs, cfg, seed: int, shard: int,
+                    batch_size: int) -> dict[str, np.ndarray]:
+    """Eval pairs from a fixed rng; passes are repeated (fresh pairs) until a batch is full."""
+    passes = []
+    for repeat in itertools.count():
+        passes.append(_instances(docs, cfg, _rng(_EVAL, seed, repeat, shard)))
+        if sum(len(p["nsp_labels"]) for p in passes) >= batch_size:
+            return {k: np.concatenate([p[k] for p in passes]) for k in passes[0]}
+
+
+def _mask_fn(cfg, vocab_size: int, is_word_start, base_seed: tf.Tensor):
+    """The tf.data map that masks one instance with a seed folded from its stream position."""
+    @tf.autograph.experimental.do_not_convert  # straight-line TF ops; nothing to convert
+    def fn(token_ids, type_ids, nsp_labels, position):
+        seed = tf.random.experimental.stateless_fold_in(base_seed, position)
+        out = mlm.mask_tokens(token_ids, seed, max_predictions=cfg.max_predictions_per_seq,
+                              masked_lm_prob=cfg.masked_lm_prob, vocab_size=vocab_size,
+                              is_word_start=is_word_start)
+        batch = dict(out, type_ids=type_ids, nsp_labels=nsp_labels)
+        return {k: batch[k] for k in features.FEATURES["bert_pretrain"]}
+    return fn
+
+
+def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: int = 0,
+                 process_count: int = 1,
+                 start_position: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """BERT pretraining batches for one process.
+
+    Args:
+      cfg: data ConfigDict: ``corpus``, ``tokenizer``, ``tfds_data_dir``, ``max_seq_length`` (L),
+        ``max_predictions_per_seq`` (P), ``masked_lm_prob``, ``short_seq_prob``,
+        ``nsp_random_prob``, ``whole_word_masking``, ``eval_fraction``, ``num_shards``.
+      split: ``"train"`` (infinite, reshuffled pairs every epoch) or ``"eval"`` (one fixed pass;
+        every process yields the same number of batches, so multi-host eval steps stay in step).
+      batch_size: ``B`` per process.
+      seed: the run's data seed.
+      process_index: this process; it reads the documents of its shards (``shard_layout``).
+      process_count: number of processes.
+      start_position: train only: instances this process already consumed (steps × B). The
+        stream resumes exactly there; each skipped epoch costs one unmasked pass of pair
+        building (~1.5 s on the embedded corpus), no masking.
+
+    Returns:
+      An iterator of dicts ``token_ids``, ``type_ids`` int32 [B, L]; ``mlm_positions``,
+      ``mlm_targets`` int32 [B, P]; ``mlm_weights`` float32 [B, P]; ``nsp_labels`` int32 [B].
+    """
+    corpus = load_corpus(cfg)
+    word_starts = corpus.tokenizer.is_word_start() if cfg.whole_word_masking else None
+    tag = {"train": _TRAIN, "eval": _EVAL}.get(split)
+    if tag is None:
+        raise ValueError(f"split={split!r}; use 'train' or 'eval'")
+    if not 0 <= process_index < process_count or start_position < 0:
+        raise ValueError(f"need 0 <= process_index={process_index} < process_count="
+                         f"{process_count} and start_position={start_position} >= 0")
+    shards, rows = shard_layout(cfg.num_shards, batch_size, process_index, process_count)
+    if start_position % batch_size:
+        raise ValueError(f"start_position={start_position} is not a whole number of batches")
+    num_shards = cfg.num_shards or process_count
+    streams = []
+    for shard in shards:
+        base_seed = tf.random.experimental.stateless_fold_in(
+            tf.constant([tag, int(seed) & _I63], tf.int64), shard)
+        mask = _mask_fn(cfg, corpus.vocab_size, word_starts, base_seed)
+        if split == "train":
+            docs = _shard(corpus.train_docs, shard, num_shards, split)
+            start = start_position // batch_size * rows
+            streams.append(_train_batches(docs, cfg, seed, shard, rows, start, mask))
+        else:
+            ds = _eval_dataset(corpus, cfg, rows, seed, shard, num_shards).map(
+                mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            streams.append(ds.batch(rows, drop_remainder=True).as_numpy_iterator())
+    if len(streams) == 1:
+        return streams[0]
+    return ({k: np.concatenate([b[k] for b in parts]) for k in parts[0]}
+            for parts in zip(*streams, strict=False))
+
+
+def _eval_dataset(corpus: PretrainingCorpus, cfg, rows: int, seed: int, shard: int,
+                  num_shards: int) -> tf.data.Dataset:
+    """Unmasked eval instances of one shard, cut to the batch count every shard can give."""
+    counts = [len(_eval_instances(_shard(corpus.eval_docs, s, num_shards, "eval"), cfg, seed, s,
+                                  rows)["nsp_labels"]) for s in range(num_shards)]
+    num = min(counts) // rows * rows
+    own = _eval_instances(_shard(corpus.eval_docs, shard, num_shards, "eval"), cfg, seed, shard,
+                          rows)
+    return tf.data.Dataset.from_tensor_slices(
+        (own["token_ids"][:num], own["type_ids"][:num], own["nsp_labels"][:num],
+         np.arange(num, dtype=np.int64)))

@@ -1,0 +1,215 @@
+"""Where pretraining text comes from: the embedded corpus, text files, or a TFDS dataset.
+
+Every source is turned into the same thing: a list of documents, each a list of sentence strings,
+the shape that BERT-style sentence-pair instances are cut from (see ``data/sentence_pairs.py``).
+
+Corpus strings accepted by :func:`read_documents`:
+
+* ``"embedded"``: the corpus shipped in ``data/corpora`` (no internet needed);
+* a path, a glob, or a comma-separated list of them: one sentence per line, a blank line between
+  documents, plain or gzipped UTF-8;
+* ``"tfds:NAME[:FEATURE]"``: a prepared TFDS dataset whose text feature (default ``text``) holds one
+  document per example, e.g. ``tfds:wikipedia/20230601.en:text``.
+
+TensorFlow Datasets is imported only for ``tfds:`` corpora, so reading files stays light.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import importlib.resources
+import os
+import re
+from collections.abc import Iterator
+
+_PACKAGE = __name__.rpartition(".")[0]
+_GZIP_MAGIC = b"\x1f\x8b"
+_TFDS_PREFIX = "tfds:"
+_DEFAULT_TFDS_FEATURE = "text"
+
+# A sentence ends at . ! or ? followed by whitespace and something that can start a sentence.
+# Deliberately simple (no abbreviation list): "Mr. Smith" splits, which costs sentence pairs
+# little.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“‘(\[])")
+
+
+def embedded_corpus_files() -> list[str]:
+    """Paths of the shipped corpus files (``data/corpora/*.txt.gz``), sorted by name.
+
+    Found through ``importlib.resources``, so they resolve from a source checkout or a plain
+    (unzipped) pip install alike.
+    """
+    root = importlib.resources.files(_PACKAGE).joinpath("corpora")
+    files = sorted(str(p) for p in root.iterdir() if p.name.endswith(".txt.gz"))
+    if not files:
+        raise ValueError(f"no *.txt.gz files in the embedded corpus directory {root}; "
+                         "reinstall pretrax with its package data")
+    return files
+
+
+def expand_paths(spec: str) -> list[str]:
+    """Expands a comma-separated list of paths and globs into file paths.
+
+    Order is kept across the list; each glob's matches are sorted so runs are reproducible.
+
+    Raises:
+      ValueError: when the list is empty or a path or glob matches no file.
+    """
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise ValueError(f"corpus {spec!r} names no files; pass a path, a glob, a comma-separated "
+                         "list of them, 'embedded' or 'tfds:NAME[:FEATURE]'")
+    paths = []
+    for part in parts:
+        matches = sorted(p for p in glob.glob(os.path.expanduser(part)) if os.path.isfile(p))
+        if not matches:
+            raise ValueError(f"corpus path or glob {part!r} matches no file; check the path "
+                             "(relative paths are from the current directory "
+                             f"{os.getcwd()!r}) or use 'embedded'")
+        paths.extend(matches)
+    return paths
+
+
+def _open_binary(path: str):
+    """Opens ``path`` for binary reading, through gzip when its first bytes say so."""
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic == _GZIP_MAGIC or path.endswith(".gz"):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def iter_lines(path: str) -> Iterator[tuple[int, str]]:
+    """Yields ``(line_number, stripped_text)`` for every line of a plain or gzipped UTF-8 file.
+
+    Raises:
+      ValueError: naming the file and line when a line is not valid UTF-8.
+    """
+    with _open_binary(path) as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{path}, line {number}: not valid UTF-8 ({err.reason} at byte {err.start}); "
+                    "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`") from err
+            yield number, text.strip()
+
+
+def read_text_file(path: str) -> list[list[str]]:
+    """Reads one file of sentences, one per line, with a blank line between documents.
+
+    Returns:
+      Documents, each a non-empty list of sentence strings, in file order.
+
+    Raises:
+      ValueError: when the file holds no sentence, or a line is not valid UTF-8.
+    """
+    documents, current = [], []
+    for _, line in iter_lines(path):
+        if line:
+            current.append(line)
+        elif current:
+            documents.append(current)
+            current = []
+    if current:
+        documents.append(current)
+    if not documents:
+        raise ValueError(f"{path}: no sentences found; a corpus file needs one sentence per line "
+                         "with a blank line between documents")
+    return documents
+
+
+def split_sentences(text: str) -> list[str]:
+    """Splits free text into sentences: first on newlines (paragraphs), then with a regex.
+
+    Returns:
+      Stripped, non-empty sentences in order.
+    """
+    sentences = []
+    for paragraph in text.splitlines():
+        sentences.extend(s.strip() for s in _SENTENCE_BREAK.split(paragraph.strip()))
+    return [s for s in sentences if s]
+
+
+def _parse_tfds(corpus: str) -> tuple[str, str]:
+    """``"tfds:NAME[:FEATURE]"`` → ``(NAME, FEATURE)``."""
+    name, _, feature = corpus[len(_TFDS_PREFIX):].partition(":")
+    if not name:
+        raise ValueError(f"corpus {corpus!r} lacks a dataset name; use 'tfds:NAME[:FEATURE]', "
+                         "e.g. 'tfds:wikipedia/20230601.en:text'")
+    return name, feature or _DEFAULT_TFDS_FEATURE
+
+
+def read_tfds_documents(corpus: str, *, tfds_data_dir: str | None = None,
+                        split: str = "train") -> list[list[str]]:
+    """Reads a prepared TFDS dataset: each example's text feature is one document.
+
+    A dataset already prepared under ``tfds_data_dir`` (or TFDS's default directory) is read as
+    is; otherwise TFDS tries to download and prepare it, which needs the internet.
+
+    Raises:
+      ValueError: for a malformed corpus string, an unknown feature, or no documents.
+      RuntimeError: wrapping TFDS's own error when the dataset cannot be loaded or prepared.
+    """
+    import tensorflow_datasets as tfds  # Heavy; only tfds: corpora pay for it.
+
+    name, feature = _parse_tfds(corpus)
+    try:
+        ds = tfds.load(name, split=split, data_dir=tfds_data_dir or None)
+    except Exception as err:  # TFDS raises many types; all mean "not available here".
+        raise RuntimeError(
+            f"TFDS dataset {name!r} (split {split!r}) could not be loaded from data_dir "
+            f"{tfds_data_dir or 'TFDS default'!r}. Offline, prepare it on a machine with "
+            "internet (`tfds build`), copy it over and pass "
+            f"--config.data.tfds_data_dir=<that directory>. TFDS said: {err}") from err
+    if feature not in ds.element_spec:
+        raise ValueError(f"TFDS dataset {name!r} has no feature {feature!r}; it has "
+                         f"{sorted(ds.element_spec)}; use 'tfds:{name}:<feature>'")
+    documents = []
+    for text in tfds.as_numpy(ds.map(lambda ex: ex[feature])):
+        sentences = split_sentences(text.decode("utf-8"))
+        if sentences:
+            documents.append(sentences)
+    if not documents:
+        raise ValueError(f"TFDS dataset {name!r} split {split!r} holds no text in {feature!r}")
+    return documents
+
+
+def read_documents(corpus: str, *, tfds_data_dir: str | None = None,
+                   split: str = "train") -> list[list[str]]:
+    """Reads a corpus into documents of sentences.
+
+    Args:
+      corpus: ``"embedded"``, a path/glob/comma-separated list of them, or
+        ``"tfds:NAME[:FEATURE]"`` (see the module docstring).
+      tfds_data_dir: where prepared TFDS datasets live; None or "" for TFDS's default.
+      split: the TFDS split to read; ignored for files.
+
+    Returns:
+      Documents, each a non-empty list of stripped sentence strings, in corpus order
+      (files in the given order, each glob's matches sorted).
+
+    Raises:
+      ValueError: for a glob matching nothing, an empty file, or a line that is not UTF-8.
+      RuntimeError: when a TFDS dataset is not available offline.
+    """
+    if corpus.startswith(_TFDS_PREFIX):
+        return read_tfds_documents(corpus, tfds_data_dir=tfds_data_dir, split=split)
+    paths = embedded_corpus_files() if corpus == "embedded" else expand_paths(corpus)
+    documents = []
+    for path in paths:
+        documents.extend(read_text_file(path))
+    return documents
+
+
+def corpus_files(corpus: str) -> list[str]:
+    """File paths of a file-based corpus string (``"embedded"`` or paths/globs).
+
+    Raises:
+      ValueError: for a ``tfds:`` corpus, which has no files to hand to a tokenizer trainer.
+    """
+    if corpus.startswith(_TFDS_PREFIX):
+        raise ValueError("a tfds: corpus has no files; export its text to files first")
+    return embedded_corpus_files() if corpus == "embedded" else expand_paths(corpus)

@@ -1,0 +1,167 @@
+"""SentencePiece tokenizers that follow the stack's special ids (``data/features.py``).
+
+``train`` builds a model whose ids 0..6 are pad, unk, [CLS], [SEP], [MASK], <s>, </s>;
+``Tokenizer.load`` refuses any model that does not, so a wrong vocabulary fails at start-up instead
+of silently shifting every special token.
+
+Example::
+
+  tok = Tokenizer.load()                    # the shipped 8k unigram model
+  ids = tok.encode(["Call me Ishmael."])    # [[...]]
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+
+import numpy as np
+import sentencepiece as spm
+
+from data import features, sources
+
+_PACKAGE = __name__.rpartition(".")[0]
+EMBEDDED_MODEL = "corpus_8k.model"
+WORD_START = "\u2581"  # SentencePiece's "▁": the piece begins a whitespace-separated word.
+
+# The pieces behind each special id. Control symbols take the lowest free ids in list order,
+# after pad/unk (0, 1) and before bos/eos (5, 6): that is what puts [CLS], [SEP], [MASK] on
+# 2, 3, 4.
+CONTROL_SYMBOLS = ("[CLS]", "[SEP]", "[MASK]")
+SPECIAL_PIECES = {
+    features.PAD_ID: "<pad>",
+    features.UNK_ID: "<unk>",
+    features.CLS_ID: "[CLS]",
+    features.SEP_ID: "[SEP]",
+    features.MASK_ID: "[MASK]",
+    features.BOS_ID: "<s>",
+    features.EOS_ID: "</s>",
+}
+_FIX = ("train the model with data.tokenizer.train (or `python -m launch.train_tokenizer`), which "
+        "sets pad=0, unk=1, [CLS]=2, [SEP]=3, [MASK]=4, <s>=5, </s>=6")
+
+
+def _sentences(text_files: list[str]):
+    """Non-empty lines of the files, in order (documents' blank lines dropped)."""
+    for path in text_files:
+        for _, line in sources.iter_lines(path):
+            if line:
+                yield line
+
+
+def train(text_files: list[str], model_prefix: str, *, vocab_size: int = 8192,
+          model_type: str = "unigram", input_sentence_size: int = 2_000_000,
+          seed: int = 0) -> str:
+    """Trains a SentencePiece model on plain or gzipped one-sentence-per-line files.
+
+    Args:
+      text_files: corpus files (see ``data.sources``); blank lines are skipped.
+      model_prefix: writes ``{model_prefix}.model`` and ``{model_prefix}.vocab``.
+      vocab_size: total pieces, the 7 specials included.
+      model_type: ``unigram``, ``bpe``, ``char`` or ``word``.
+      input_sentence_size: sentences sampled for training (0 = all).
+      seed: SentencePiece's random seed (sentence sampling); training is otherwise deterministic.
+
+    Returns:
+      The path of the ``.model`` file, already checked to follow the special ids.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(model_prefix)), exist_ok=True)
+    spm.set_random_generator_seed(seed)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=_sentences(list(text_files)),
+        model_prefix=model_prefix,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        input_sentence_size=input_sentence_size,
+        shuffle_input_sentence=True,
+        pad_id=features.PAD_ID,
+        unk_id=features.UNK_ID,
+        bos_id=features.BOS_ID,
+        eos_id=features.EOS_ID,
+        control_symbols=list(CONTROL_SYMBOLS),
+        num_threads=os.cpu_count() or 1,
+        minloglevel=2,
+    )
+    path = model_prefix + ".model"
+    Tokenizer.load(path)  # Fails loudly if SentencePiece ever reorders the specials.
+    return path
+
+
+def _check_special_ids(sp: spm.SentencePieceProcessor, name: str) -> None:
+    """Raises ValueError naming every special id the model puts elsewhere."""
+    problems = []
+    for want, piece in SPECIAL_PIECES.items():
+        got = sp.piece_to_id(piece)
+        if got != want:
+            problems.append(f"{piece!r} is id {got}, expected {want}")
+    if sp.pad_id() != features.PAD_ID:
+        problems.append(f"pad id is {sp.pad_id()}, expected {features.PAD_ID}")
+    if problems:
+        raise ValueError(f"SentencePiece model {name} does not follow the special ids of "
+                         f"data/features.py: {'; '.join(problems)}. Fix: {_FIX}.")
+
+
+class Tokenizer:
+    """A SentencePiece model that follows ``data.features``' special ids.
+
+    Attributes:
+      sp: the underlying ``sentencepiece.SentencePieceProcessor``.
+      name: where the model came from (a path, or ``embedded:<file>``).
+    """
+
+    def __init__(self, sp: spm.SentencePieceProcessor, name: str):
+        _check_special_ids(sp, name)
+        self.sp = sp
+        self.name = name
+
+    @classmethod
+    def load(cls, path: str | None = None) -> Tokenizer:
+        """Loads a ``.model`` file, or the shipped model for None / ``"embedded"``.
+
+        Raises:
+          ValueError: if the model's special ids differ from ``data.features``.
+          OSError: if the file cannot be read.
+        """
+        if path in (None, "", "embedded"):
+            folder = importlib.resources.files(_PACKAGE).joinpath("tokenizers")
+            resource = folder.joinpath(EMBEDDED_MODEL)
+            proto, name = resource.read_bytes(), f"embedded:{EMBEDDED_MODEL}"
+        else:
+            with open(path, "rb") as f:
+                proto, name = f.read(), path
+        return cls(spm.SentencePieceProcessor(model_proto=proto), name)
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of pieces ``V``; ids are in ``[0, V)``."""
+        return self.sp.get_piece_size()
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Encodes a batch of strings (multi-threaded inside SentencePiece).
+
+        Returns:
+          One list of ids per text; no [CLS]/[SEP]/<s>/</s> added.
+        """
+        return self.sp.encode(list(texts), out_type=int, num_threads=os.cpu_count() or 1)
+
+    def decode(self, ids):
+        """Ids → text: a list of ids gives a string, a list of lists gives a list of strings."""
+        if isinstance(ids, np.ndarray):
+            ids = ids.tolist()
+        return self.sp.decode(ids)
+
+    def piece(self, token_id: int) -> str:
+        """The piece string of one id, e.g. ``"▁the"``."""
+        return self.sp.id_to_piece(int(token_id))
+
+    def is_word_start(self) -> np.ndarray:
+        """Which ids begin a word, for whole-word masking.
+
+        Returns:
+          bool [V]: True for pieces starting with "▁"; False for continuation pieces and for all
+          special ids (they never belong to a word).
+        """
+        starts = np.array([self.sp.id_to_piece(i).startswith(WORD_START)
+                           for i in range(self.vocab_size)], dtype=bool)
+        starts[:features.NUM_SPECIAL_IDS] = False
+        return starts

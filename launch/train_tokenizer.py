@@ -1,0 +1,53 @@
+r"""Trains a SentencePiece tokenizer that follows pretrax's special ids.
+
+Reproduce the shipped model (data/tokenizers/README.md)::
+
+  python -m launch.train_tokenizer --corpus=embedded --vocab_size=8192 \
+      --model_type=unigram --output_prefix=data/tokenizers/corpus_8k --seed=0
+
+Writes ``<output_prefix>.model`` and ``.vocab``; ids 0..6 are <pad>, <unk>, [CLS], [SEP], [MASK],
+<s>, </s>. TensorFlow is never imported.
+"""
+
+import time
+
+from absl import app, flags, logging
+
+from data import sources, tokenizer
+
+_CORPUS = flags.DEFINE_string(
+    "corpus", "embedded", "Comma-separated text files or globs (one sentence per line, blank line "
+    "between documents, plain or .gz), or 'embedded' for the shipped corpus.")
+_VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8192,
+                                   "Pieces in the vocabulary, specials included.")
+_MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe", "char", "word"],
+                                "SentencePiece model type.")
+_OUTPUT_PREFIX = flags.DEFINE_string("output_prefix", None,
+                                     "Writes <prefix>.model and <prefix>.vocab.", required=True)
+_INPUT_SENTENCE_SIZE = flags.DEFINE_integer(
+    "input_sentence_size", 2_000_000, "Sentences sampled for training (0 = all).")
+_SEED = flags.DEFINE_integer("seed", 0, "SentencePiece random seed.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    files = sources.corpus_files(_CORPUS.value)
+    logging.info("training a %s tokenizer of %d pieces on %d files", _MODEL_TYPE.value,
+                 _VOCAB_SIZE.value, len(files))
+    start = time.perf_counter()
+    path = tokenizer.train(files, _OUTPUT_PREFIX.value, vocab_size=_VOCAB_SIZE.value,
+                           model_type=_MODEL_TYPE.value,
+                           input_sentence_size=_INPUT_SENTENCE_SIZE.value, seed=_SEED.value)
+    tok = tokenizer.Tokenizer.load(path)
+    print(f"wrote {path}: {tok.vocab_size} pieces in {time.perf_counter() - start:.1f} s; "
+          f"specials {[tok.piece(i) for i in range(7)]}")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,214 @@
+"""Tests for data/pipeline.py: schema, statistics, determinism, resumption, sharding."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from data import features, pipeline
+from data.tokenizer import Tokenizer
+
+B = 8
+
+
+def _take(cfg, n, **kwargs):
+    kwargs = {"batch_size": B, "seed": 0, **kwargs}
+    return list(itertools.islice(pipeline.make_dataset(cfg, "train", **kwargs), n))
+
+
+def _restore(batch):
+    """int32 [B, L]: the unmasked sequences (targets put back at their positions)."""
+    tokens = batch["token_ids"].copy()
+    rows, slots = np.nonzero(batch["mlm_weights"])
+    tokens[rows, batch["mlm_positions"][rows, slots]] = batch["mlm_targets"][rows, slots]
+    return tokens
+
+
+def _assert_equal_batches(xs, ys):
+    assert len(xs) == len(ys)
+    for x, y in zip(xs, ys, strict=True):
+        assert x.keys() == y.keys()
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    """Five short documents: an epoch is ~10 instances, so epoch boundaries come quickly."""
+    path = tmp_path_factory.mktemp("tiny") / "tiny.txt"
+    docs = ["\n".join(f"Document {d} has sentence {s} about the sea." for s in range(3 + d))
+            for d in range(6)]
+    path.write_text("\n\n".join(docs) + "\n")
+    return str(path)
+
+
+def test_schema_train_and_eval(fixture_corpus, data_config):
+    cfg = data_config(fixture_corpus)
+    want = features.shapes("bert_pretrain", B=B, L=64, P=10)
+    for split in ("train", "eval"):
+        batches = list(itertools.islice(
+            pipeline.make_dataset(cfg, split, batch_size=B, seed=0), 3))
+        assert batches, split
+        for batch in batches:
+            assert {k: (v.shape, v.dtype.name) for k, v in batch.items()} == want
+
+
+def test_layout_targets_and_statistics(fixture_corpus, data_config):
+    cfg = data_config(fixture_corpus)
+    batches = _take(cfg, 40)
+    masked, chosen, candidates, nsp = 0, 0, 0, []
+    for batch in batches:
+        tokens = _restore(batch)
+        assert not np.any(tokens == features.MASK_ID)  # Every [MASK] had its target put back.
+        assert np.all(tokens[:, 0] == features.CLS_ID)
+        for row, types in zip(tokens, batch["type_ids"], strict=True):
+            seps = np.flatnonzero(row == features.SEP_ID)
+            assert len(seps) == 2
+            assert np.all(types[:seps[0] + 1] == 0) and np.all(types[seps[0] + 1:seps[1] + 1] == 1)
+            assert np.all(types[seps[1] + 1:] == 0) and np.all(row[seps[1] + 1:] == 0)
+        w = batch["mlm_weights"].astype(bool)
+        masked += (batch["token_ids"][np.nonzero(w)[0], batch["mlm_positions"][w]]
+                   == features.MASK_ID).sum()
+        chosen += w.sum()
+        candidates += (tokens >= features.NUM_SPECIAL_IDS).sum()
+        nsp.extend(batch["nsp_labels"].tolist())
+    # num_to_predict = round(0.15 * candidates) per sequence (P=10 never binds below 64 tokens).
+    assert abs(chosen / candidates - 0.15) < 0.5 * len(nsp) / candidates
+    assert abs(masked / chosen - 0.8) < 4 * np.sqrt(0.16 / chosen)
+    # Above 0.5: a chunk of one sentence always takes a random B, as in BERT.
+    assert 0.4 < np.mean(nsp) < 0.7
+
+
+def test_targets_match_instances(tiny_corpus, data_config):
+    cfg = data_config(tiny_corpus, eval_fraction=0.2, max_seq_length=32, max_predictions_per_seq=5)
+    corpus = pipeline.load_corpus(cfg)
+    inst = pipeline._instances(corpus.train_docs, cfg, pipeline._rng(pipeline._TRAIN, 0, 0, 0))
+    batch = _take(cfg, 1)[0]
+    np.testing.assert_array_equal(_restore(batch), inst["token_ids"][:B])
+    np.testing.assert_array_equal(batch["type_ids"], inst["type_ids"][:B])
+    np.testing.assert_array_equal(batch["nsp_labels"], inst["nsp_labels"][:B])
+
+
+def test_same_seed_same_batches_other_seed_differs(fixture_corpus, data_config):
+    cfg = data_config(fixture_corpus)
+    _assert_equal_batches(_take(cfg, 3, seed=5), _take(cfg, 3, seed=5))
+    other = _take(cfg, 1, seed=6)[0]
+    assert not np.array_equal(_take(cfg, 1, seed=5)[0]["token_ids"], other["token_ids"])
+
+
+def test_resume_matches_uninterrupted_stream(tiny_corpus, data_config):
+    cfg = data_config(tiny_corpus, eval_fraction=0.2, max_seq_length=32, max_predictions_per_seq=5)
+    corpus = pipeline.load_corpus(cfg)
+    epoch0 = len(pipeline._instances(corpus.train_docs, cfg,
+                                     pipeline._rng(pipeline._TRAIN, 0, 0, 0))["nsp_labels"])
+    stream = _take(cfg, 12, batch_size=4)
+    assert epoch0 % 4 and 12 * 4 > 3 * epoch0  # Batches straddle epochs; several epochs pass.
+    for k in (1, epoch0 // 4, epoch0 // 4 + 1, 7):
+        _assert_equal_batches(_take(cfg, 3, batch_size=4, start_position=4 * k), stream[k:k + 3])
+
+
+def test_eval_is_fixed_and_finite(fixture_corpus, data_config):
+    cfg = data_config(fixture_corpus)
+    one = list(pipeline.make_dataset(cfg, "eval", batch_size=B, seed=0))
+    two = list(pipeline.make_dataset(cfg, "eval", batch_size=B, seed=0))
+    assert len(one) >= 1
+    _assert_equal_batches(one, two)
+
+
+def test_eval_repeats_until_one_batch(tiny_corpus, data_config):
+    cfg = data_config(tiny_corpus, eval_fraction=0.2, max_seq_length=32, max_predictions_per_seq=5)
+    assert len(pipeline.load_corpus(cfg).eval_docs) == 1
+    batches = list(pipeline.make_dataset(cfg, "eval", batch_size=16, seed=0))
+    assert len(batches) == 1
+
+
+def _disjoint_corpus(path, tokenizer: Tokenizer):
+    """Eight documents whose words are single pieces that no other document uses."""
+    words = [p[1:] for p in (tokenizer.piece(i) for i in range(1000, 3000))
+             if p[1:].isalpha() and len(p) > 4]
+    words = [w for w in words if len(tokenizer.encode([w])[0]) == 1][:8 * 12]
+    docs = ["\n".join(" ".join(words[12 * d + j] for j in range(s, s + 6))
+                      for s in range(6)) for d in range(8)]
+    path.write_text("\n\n".join(docs) + "\n")
+    return str(path)
+
+
+def test_processes_read_disjoint_documents(tmp_path, data_config):
+    cfg = data_config(_disjoint_corpus(tmp_path / "disjoint.txt", Tokenizer.load()),
+                      eval_fraction=0.25, max_seq_length=24, max_predictions_per_seq=4)
+    train_docs = pipeline.load_corpus(cfg).train_docs
+    shard_tokens = [set(np.concatenate([s for d in train_docs[p::2] for s in d]).tolist())
+                    for p in range(2)]
+    assert not shard_tokens[0] & shard_tokens[1]
+    for p in range(2):
+        seen = set()
+        for batch in _take(cfg, 6, batch_size=4, process_index=p, process_count=2):
+            seen |= set(_restore(batch).ravel().tolist())
+        assert seen - set(range(features.NUM_SPECIAL_IDS)) <= shard_tokens[p]
+    evals = [list(pipeline.make_dataset(cfg, "eval", batch_size=4, seed=0, process_index=p,
+                                        process_count=2)) for p in range(2)]
+    assert len(evals[0]) == len(evals[1]) >= 1
+
+
+def test_split_and_unigram_baseline(fixture_corpus, data_config):
+    corpus = pipeline.load_corpus(data_config(fixture_corpus))
+    assert (len(corpus.train_docs), len(corpus.eval_docs)) == (17, 2)
+    logp = corpus.unigram_log_probs
+    assert logp.shape == (corpus.vocab_size,) and logp.dtype == np.float32
+    assert np.all(np.isfinite(logp))  # Padded slots (target 0, weight 0) must not give NaN.
+    assert logp[:features.NUM_SPECIAL_IDS].max() < logp[features.NUM_SPECIAL_IDS:].min() - 10
+    assert np.isclose(np.exp(logp.astype(np.float64)).sum(), 1.0, atol=1e-5)
+    the = corpus.tokenizer.encode(["the"])[0][0]
+    assert logp[the] > np.log(0.01)
+    assert pipeline.load_corpus(data_config(fixture_corpus)) is corpus  # Cached.
+
+
+def test_split_documents_errors():
+    train, held_out = pipeline.split_documents(100, 0.05)
+    assert len(held_out) == 5 and not set(train) & set(held_out) and len(train) == 95
+    assert pipeline.split_documents(3, 0.0) == ([0, 2], [1])
+    with pytest.raises(ValueError, match="fewer than 2 for training"):
+        pipeline.split_documents(2, 0.1)
+
+
+def test_whole_word_masking_in_pipeline(fixture_corpus, data_config):
+    cfg = data_config(fixture_corpus, whole_word_masking=True)
+    starts = pipeline.load_corpus(cfg).tokenizer.is_word_start()
+    for batch in _take(cfg, 4):
+        rows = zip(_restore(batch), batch["mlm_positions"], batch["mlm_weights"], strict=True)
+        for row, pos, w in rows:
+            chosen = np.zeros(len(row), bool)
+            chosen[pos[w > 0]] = True
+            is_candidate = row >= features.NUM_SPECIAL_IDS
+            # Inside a word (a candidate continuation piece after a candidate), all or nothing.
+            inside = is_candidate[1:] & is_candidate[:-1] & ~starts[row[1:]]
+            np.testing.assert_array_equal(chosen[1:][inside], chosen[:-1][inside])
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_fixed_shards_give_the_same_global_batch_on_any_process_count(fixture_corpus,
+                                                                      data_config, split):
+    cfg = data_config(fixture_corpus, num_shards=2)
+
+    def take(p, n, batch_size):
+        kw = dict(batch_size=batch_size, seed=0, process_index=p, process_count=n)
+        return list(itertools.islice(pipeline.make_dataset(cfg, split, **kw), 3))
+
+    whole = take(0, 1, B)
+    halves = [take(p, 2, B // 2) for p in range(2)]
+    joined = [{k: np.concatenate([a[k], b[k]]) for k in a} for a, b in zip(*halves, strict=True)]
+    _assert_equal_batches(joined, whole)
+    stream = take(0, 1, B)
+    resumed = list(itertools.islice(pipeline.make_dataset(
+        cfg, split, batch_size=B, seed=0, start_position=B), 2)) if split == "train" else None
+    if resumed is not None:
+        _assert_equal_batches(resumed, stream[1:3])
+
+
+def test_shard_layout_errors():
+    assert pipeline.shard_layout(0, 8, 1, 2) == ([1], 8)
+    assert pipeline.shard_layout(4, 8, 1, 2) == ([2, 3], 4)
+    with pytest.raises(ValueError, match="multiple of 2"):
+        pipeline.shard_layout(3, 8, 0, 2)
+    with pytest.raises(ValueError, match="divisible by data.num_shards=4"):
+        pipeline.shard_layout(4, 3, 0, 1)
