@@ -26,7 +26,8 @@ def mesh_shape(cfg_mesh, device_count: int) -> tuple[int, int, int]:
     """
     sizes = [int(cfg_mesh.data), int(cfg_mesh.fsdp), int(cfg_mesh.tensor)]
     if sizes.count(-1) > 1:
-        raise ValueError(f"mesh {dict(zip(axes.MESH_AXES, sizes))}: at most one axis may be -1")
+        named = dict(zip(axes.MESH_AXES, sizes, strict=True))
+        raise ValueError(f"mesh {named}: at most one axis may be -1")
     if any(s == 0 or s < -1 for s in sizes):
         raise ValueError(f"mesh sizes must be positive or -1, got {sizes}")
     known = math.prod(s for s in sizes if s != -1)

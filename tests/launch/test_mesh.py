@@ -17,7 +17,8 @@ def mesh_cfg(data, fsdp, tensor):
                                             ((1, -1, 4), (1, 2, 4)), ((1, 1, -1), (1, 1, 8))])
 def test_mesh_shape(sizes, expected):
     assert mesh_lib.mesh_shape(mesh_cfg(*sizes), 8) == expected
-    assert dict(mesh_lib.make_mesh(mesh_cfg(*sizes)).shape) == dict(zip(axes.MESH_AXES, expected))
+    named = dict(zip(axes.MESH_AXES, expected, strict=True))
+    assert dict(mesh_lib.make_mesh(mesh_cfg(*sizes)).shape) == named
 
 
 @pytest.mark.parametrize("sizes", [(3, 1, 1), (-1, 3, 1), (-1, -1, 1), (0, 1, 8)])

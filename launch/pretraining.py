@@ -1,0 +1,134 @@
+"""Pretraining: corpus → sharded state → the train loop with eval, logging and checkpoints."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+
+import jax
+import numpy as np
+from absl import logging
+
+from data import features, pipeline
+from launch import checkpoint, reporting, train_lib
+from launch import mesh as mesh_lib
+from lm import models
+
+
+def unigram_baseline(eval_batches: list[dict], log_probs: np.ndarray) -> float:
+    """Cross-entropy of the masked eval targets under the training unigram distribution.
+
+    This is the loss of the best context-free guess: an MLM loss below it means the model uses
+    context.
+    """
+    nll = weight = 0.0
+    for b in eval_batches:
+        nll += float(np.sum(-log_probs[b["mlm_targets"]] * b["mlm_weights"]))
+        weight += float(np.sum(b["mlm_weights"]))
+    return nll / weight
+
+
+def _write_config(workdir: str, cfg) -> None:
+    if jax.process_index() != 0:
+        return
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "config.json")
+    text = cfg.to_json_best_effort(indent=2, sort_keys=True)
+    if os.path.exists(path):
+        with open(path) as f:
+            if f.read() != text:
+                logging.warning("config differs from the one in %s; continuing with the new one "
+                                "(the old one is kept as config.previous.json)", path)
+                os.replace(path, os.path.join(workdir, "config.previous.json"))
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _evaluate(eval_fn, params, eval_batches, batch_sh, baseline: float) -> dict:
+    per_batch = [eval_fn(params, mesh_lib.global_batch(b, batch_sh)) for b in eval_batches]
+    out = {f"eval/{k}": v for k, v in train_lib.reduce_metrics(per_batch).items()}
+    out["eval/unigram_entropy"] = baseline
+    return out
+
+
+def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: int) -> dict:
+    results = {"step": step, "train_seconds": round(seconds, 1), "resumed_from": start_step,
+               **final}
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"\nDone: {step} steps ({start_step} restored) in {seconds / 60:.1f} min. "
+              f"eval MLM loss {final['eval/mlm_loss']:.3f} (unigram baseline "
+              f"{final['eval/unigram_entropy']:.3f}), MLM accuracy "
+              f"{final['eval/mlm_accuracy']:.3f}, NSP accuracy {final['eval/nsp_accuracy']:.3f}. "
+              f"Results: {os.path.join(workdir, 'results.json')}", flush=True)
+    return results
+
+
+def train_and_evaluate(cfg, workdir: str) -> dict:
+    """Pretrains per `cfg`, resuming from `workdir`'s latest checkpoint. Returns final results."""
+    _write_config(workdir, cfg)
+    mesh = mesh_lib.make_mesh(cfg.mesh)
+    rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
+    mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)
+    per_process = cfg.train.batch_size // jax.process_count()
+    corpus = pipeline.load_corpus(cfg.data)
+    model = models.make_model(cfg.model.arch, train_lib.model_config(cfg, corpus.vocab_size))
+    shapes = features.shapes(cfg.objective, B=cfg.train.batch_size, L=cfg.data.max_seq_length,
+                             P=cfg.data.max_predictions_per_seq)
+    tx = train_lib.make_optimizer(cfg.train)
+    state, shardings = train_lib.create_train_state(
+        model, tx, train_lib.dummy_batch(shapes), cfg.seed, mesh, rules)
+    n_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
+    reporting.say(f"{cfg.model.arch}: {n_params / 1e6:.2f}M parameters, mesh {dict(mesh.shape)}, "
+                  f"{len(corpus.train_docs)} train / {len(corpus.eval_docs)} eval documents")
+
+    manager = checkpoint.make_manager(workdir, cfg.train)
+    restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state, shardings))
+    start_step, position = 0, 0
+    if restored is not None:
+        state, data_position, start_step = restored
+        position = int(data_position["instances"])
+        reporting.say(f"resumed from the checkpoint at step {start_step} "
+                      f"(input position {position})")
+
+    data_kw = dict(batch_size=per_process, seed=cfg.seed, process_index=jax.process_index(),
+                   process_count=jax.process_count())
+    train_iter = pipeline.make_dataset(cfg.data, "train", start_position=position, **data_kw)
+    eval_batches = list(itertools.islice(pipeline.make_dataset(cfg.data, "eval", **data_kw),
+                                         cfg.train.eval_batches))
+    baseline = unigram_baseline(eval_batches, corpus.unigram_log_probs)
+    train_fn, eval_fn = train_lib.compile_steps(cfg, model, tx, shardings, mesh, rules)
+    batch_sh = mesh_lib.batch_sharding(mesh, rules)
+    rng = jax.random.fold_in(jax.random.key(cfg.seed), 1)
+    logger = reporting.MetricLogger(workdir, resume_step=start_step)
+    meter = reporting.Throughput(start_step, cfg.train.steps,
+                                 cfg.train.batch_size * cfg.data.max_seq_length)
+    lr_at = train_lib.learning_rate_schedule(cfg.train)
+    t0, window, step = time.perf_counter(), [], start_step
+    final = {}
+    for step in range(start_step + 1, cfg.train.steps + 1):
+        batch = mesh_lib.global_batch(next(train_iter), batch_sh)
+        state, metrics = train_fn(state, batch, rng)
+        window.append(metrics)
+        if step == start_step + 1:
+            jax.block_until_ready(state.step)
+            meter.restart(step)  # the first step compiles; keep it out of tokens/s
+        if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+            scalars = train_lib.reduce_metrics(window) if window else {}
+            scalars.update(learning_rate=float(lr_at(step - 1)), **meter.update(step))
+            logger.write(step, scalars)
+            window = []
+        if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
+            final = _evaluate(eval_fn, state.params, eval_batches, batch_sh, baseline)
+            logger.write(step, final)
+            meter.restart(step)
+        if checkpoint.is_due(step, cfg.train):
+            checkpoint.save(manager, step, state, {"instances": step * per_process})
+    if not final:
+        final = _evaluate(eval_fn, state.params, eval_batches, batch_sh, baseline)
+    manager.wait_until_finished()
+    logger.close()
+    return _summary(workdir, step, final, time.perf_counter() - t0, start_step)

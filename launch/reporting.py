@@ -1,0 +1,95 @@
+"""Where numbers go: stdout progress lines, `metrics.jsonl`, TensorBoard. Process 0 only."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import jax
+
+
+def say(message: str) -> None:
+    """A line for the person watching (process 0 only)."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
+    return str(v)
+
+
+class MetricLogger:
+    """Appends one JSON object per logged step to `metrics.jsonl`; mirrors to TensorBoard.
+
+    A resumed run first drops lines past the restored step, so the file reads as one run.
+    """
+
+    def __init__(self, workdir: str, *, resume_step: int = 0):
+        self.active = jax.process_index() == 0
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self._tb = None
+        if not self.active:
+            return
+        os.makedirs(workdir, exist_ok=True)
+        self._truncate_after(resume_step)
+        import tensorflow as tf  # only the writer; binaries hide accelerators from TF first
+        self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+
+    def _truncate_after(self, step: int) -> None:
+        if not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(kept)
+        os.replace(tmp, self.path)
+
+    def write(self, step: int, scalars: dict, *, echo: bool = True) -> None:
+        if not self.active:
+            return
+        record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        with self._tb.as_default(step=int(step)):
+            import tensorflow as tf
+            for k, v in scalars.items():
+                tf.summary.scalar(k, float(v))
+        self._tb.flush()
+        if echo:
+            print(" ".join(f"{k}={_fmt(v)}" for k, v in record.items()), flush=True)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+class Throughput:
+    """Tokens/s and ETA over the last logging window (the first window excludes compilation)."""
+
+    def __init__(self, start_step: int, total_steps: int, tokens_per_step: int):
+        self.total = total_steps
+        self.tokens_per_step = tokens_per_step
+        self._mark(start_step)
+
+    def _mark(self, step: int) -> None:
+        self.last_step, self.last_time = step, time.perf_counter()
+
+    def restart(self, step: int) -> None:
+        """Call after a pause that should not count (compilation, eval, checkpointing)."""
+        self._mark(step)
+
+    def update(self, step: int) -> dict:
+        elapsed = time.perf_counter() - self.last_time
+        steps = step - self.last_step
+        self._mark(step)
+        if steps <= 0 or elapsed <= 0:
+            return {}
+        per_step = elapsed / steps
+        return {"tokens_per_s": self.tokens_per_step / per_step,
+                "steps_per_s": 1.0 / per_step,
+                "eta_min": math.ceil(per_step * (self.total - step) / 6) / 10}
