@@ -24,6 +24,7 @@ setup(
         # tf.data only; the CPU wheel where one exists (no CUDA download), else the full package.
         'tensorflow-cpu>=2.16,<2.22; sys_platform == "linux" and platform_machine == "x86_64"',
         'tensorflow>=2.16,<2.22; sys_platform != "linux" or platform_machine != "x86_64"',
+        "tensorboard>=2.16",  # tf.summary needs it; newer TF wheels no longer pull it in
         "tensorflow-datasets>=4.9.6,<5",
         "importlib_resources>=6.0",  # tensorflow-datasets needs it offline
         "sentencepiece>=0.2.0,<0.3",

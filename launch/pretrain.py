@@ -7,6 +7,8 @@ Running it again on the same workdir resumes from the latest checkpoint. For sev
 --process_id (Slurm and multi-host TPU slices are detected without them).
 """
 
+import os
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -28,7 +30,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax is chatty at INFO; progress is printed
-    # Before anything else touches TensorFlow: keep it off accelerators, which belong to JAX.
+    # Before anything else touches TensorFlow: keep it quiet and off accelerators (JAX's).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     tf.config.set_visible_devices([], "GPU")
     from launch import distributed, pretraining
