@@ -10,6 +10,7 @@ import time
 import jax
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from data import features, pipeline
 from launch import checkpoint, reporting, train_lib
@@ -21,13 +22,15 @@ def unigram_baseline(eval_batches: list[dict], log_probs: np.ndarray) -> float:
     """Cross-entropy of the masked eval targets under the training unigram distribution.
 
     This is the loss of the best context-free guess: an MLM loss below it means the model uses
-    context.
+    context. Summed over all processes' eval shards, like the model's eval loss.
     """
-    nll = weight = 0.0
+    sums = np.zeros(2, np.float64)
     for b in eval_batches:
-        nll += float(np.sum(-log_probs[b["mlm_targets"]] * b["mlm_weights"]))
-        weight += float(np.sum(b["mlm_weights"]))
-    return nll / weight
+        sums += (np.sum(-log_probs[b["mlm_targets"]] * b["mlm_weights"]),
+                 np.sum(b["mlm_weights"]))
+    if jax.process_count() > 1:
+        sums = np.sum(multihost_utils.process_allgather(sums), axis=0)
+    return float(sums[0] / sums[1])
 
 
 def _write_config(workdir: str, cfg) -> None:

@@ -14,6 +14,7 @@ import ml_collections
 
 from lm import axes
 
+
 def _base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
