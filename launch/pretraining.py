@@ -33,20 +33,48 @@ def unigram_baseline(eval_batches: list[dict], log_probs: np.ndarray) -> float:
     return float(sums[0] / sums[1])
 
 
-def _write_config(workdir: str, cfg) -> None:
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _config_changes(workdir: str, cfg) -> list[str]:
+    """Keys whose values differ from the config the workdir was last run with."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        old = _flat(json.load(f))
+    new = _flat(json.loads(cfg.to_json_best_effort()))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)]
+
+
+def _write_config(workdir: str, cfg, changes: list[str]) -> None:
     if jax.process_index() != 0:
         return
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "config.json")
-    text = cfg.to_json_best_effort(indent=2, sort_keys=True)
-    if os.path.exists(path):
-        with open(path) as f:
-            if f.read() != text:
-                logging.warning("config differs from the one in %s; continuing with the new one "
-                                "(the old one is kept as config.previous.json)", path)
-                os.replace(path, os.path.join(workdir, "config.previous.json"))
+    if changes:
+        logging.warning("config differs from the one in %s (%s); continuing with the new one, "
+                        "the old one is kept as config.previous.json", path, "; ".join(changes))
+        os.replace(path, os.path.join(workdir, "config.previous.json"))
     with open(path, "w") as f:
-        f.write(text)
+        f.write(cfg.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def _restore(manager, state, shardings, workdir: str, changes: list[str]):
+    """The latest checkpoint, or a ValueError that says which config change makes it unfit."""
+    try:
+        return checkpoint.restore_latest(manager, checkpoint.abstract_like(state, shardings))
+    except (ValueError, KeyError, TypeError) as e:
+        reason = str(e).split(". ")[0]  # Orbax's own advice (its API flags) is not for our users
+        raise ValueError(
+            f"the checkpoint in {workdir} does not fit this run's model: {reason}.\nConfig changes "
+            f"since it was written: {changes or 'none recorded'}. Resume with the old values, "
+            f"or start a new --workdir. Nothing in {workdir} was changed.") from e
 
 
 def _evaluate(eval_fn, params, eval_batches, batch_sh, baseline: float) -> dict:
@@ -72,7 +100,7 @@ def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: i
 
 def train_and_evaluate(cfg, workdir: str) -> dict:
     """Pretrains per `cfg`, resuming from `workdir`'s latest checkpoint. Returns final results."""
-    _write_config(workdir, cfg)
+    changes = _config_changes(workdir, cfg)
     mesh = mesh_lib.make_mesh(cfg.mesh)
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)
@@ -89,7 +117,8 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
                   f"{len(corpus.train_docs)} train / {len(corpus.eval_docs)} eval documents")
 
     manager = checkpoint.make_manager(workdir, cfg.train)
-    restored = checkpoint.restore_latest(manager, checkpoint.abstract_like(state, shardings))
+    restored = _restore(manager, state, shardings, workdir, changes)
+    _write_config(workdir, cfg, changes)
     start_step, position = 0, 0
     if restored is not None:
         state, data_position, start_step = restored

@@ -91,3 +91,17 @@ def test_binary_sigkill_then_resume(tmp_path, fixture_corpus):
     assert results["step"] == resume_at + 2
     steps = sorted(read_metrics(workdir))
     assert steps == list(range(1, resume_at + 3)), "metrics.jsonl must continue without gaps"
+
+
+def test_incompatible_checkpoint_is_refused_and_workdir_kept(tmp_path, fixture_corpus):
+    workdir = str(tmp_path / "run")
+    pretraining.train_and_evaluate(make_config(fixture_corpus, 2), workdir)
+    before = {name: open(os.path.join(workdir, name)).read()
+              for name in ("config.json", "metrics.jsonl", "results.json")}
+    wider = make_config(fixture_corpus, 4)
+    wider.data.max_seq_length = 32  # the position table no longer matches
+    with pytest.raises(ValueError, match=r"does not fit(.|\n)*data.max_seq_length: 64 -> 32"):
+        pretraining.train_and_evaluate(wider, workdir)
+    after = {name: open(os.path.join(workdir, name)).read() for name in before}
+    assert after == before
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2"]
