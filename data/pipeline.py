@@ -307,6 +307,8 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
     if start_position % batch_size:
         raise ValueError(f"start_position={start_position} is not a whole number of batches")
     num_shards = cfg.num_shards or process_count
+    if split == "eval":
+        eval_rows = _eval_rows(corpus, cfg, rows, seed, num_shards)
     streams = []
     for shard in shards:
         base_seed = tf.random.experimental.stateless_fold_in(
@@ -317,7 +319,7 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
             start = start_position // batch_size * rows
             streams.append(_train_batches(docs, cfg, seed, shard, rows, start, mask))
         else:
-            ds = _eval_dataset(corpus, cfg, rows, seed, shard, num_shards).map(
+            ds = tf.data.Dataset.from_tensor_slices(eval_rows[shard]).map(
                 mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             streams.append(ds.batch(rows, drop_remainder=True).as_numpy_iterator())
     if len(streams) == 1:
@@ -326,14 +328,18 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
             for parts in zip(*streams, strict=False))
 
 
-def _eval_dataset(corpus: PretrainingCorpus, cfg, rows: int, seed: int, shard: int,
-                  num_shards: int) -> tf.data.Dataset:
-    """Unmasked eval instances of one shard, cut to the batch count every shard can give."""
-    counts = [len(_eval_instances(_shard(corpus.eval_docs, s, num_shards, "eval"), cfg, seed, s,
-                                  rows)["nsp_labels"]) for s in range(num_shards)]
-    num = min(counts) // rows * rows
-    own = _eval_instances(_shard(corpus.eval_docs, shard, num_shards, "eval"), cfg, seed, shard,
-                          rows)
-    return tf.data.Dataset.from_tensor_slices(
-        (own["token_ids"][:num], own["type_ids"][:num], own["nsp_labels"][:num],
-         np.arange(num, dtype=np.int64)))
+def _eval_rows(corpus: PretrainingCorpus, cfg, rows: int, seed: int,
+               num_shards: int) -> list[tuple[np.ndarray, ...]]:
+    """Unmasked eval instances of every shard, each cut to the batch count all shards can give.
+
+    Every shard's instances are built (eval is small) so that all processes agree on the count
+    without talking to each other.
+
+    Returns:
+      Per shard, ``(token_ids, type_ids, nsp_labels, positions)`` with the same length.
+    """
+    shards = [_eval_instances(_shard(corpus.eval_docs, s, num_shards, "eval"), cfg, seed, s, rows)
+              for s in range(num_shards)]
+    num = min(len(x["nsp_labels"]) for x in shards) // rows * rows
+    return [(x["token_ids"][:num], x["type_ids"][:num], x["nsp_labels"][:num],
+             np.arange(num, dtype=np.int64)) for x in shards]

@@ -77,8 +77,9 @@ def _restore(manager, state, shardings, workdir: str, changes: list[str]):
             f"or start a new --workdir. Nothing in {workdir} was changed.") from e
 
 
-def _evaluate(eval_fn, params, eval_batches, batch_sh, baseline: float) -> dict:
-    per_batch = [eval_fn(params, mesh_lib.global_batch(b, batch_sh)) for b in eval_batches]
+def _evaluate(eval_fn, params, eval_batches: list[dict], baseline: float) -> dict:
+    """Eval metrics over the (already global, on-device) eval batches."""
+    per_batch = [eval_fn(params, b) for b in eval_batches]
     out = {f"eval/{k}": v for k, v in train_lib.reduce_metrics(per_batch).items()}
     out["eval/unigram_entropy"] = baseline
     return out
@@ -134,6 +135,8 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     baseline = unigram_baseline(eval_batches, corpus.unigram_log_probs)
     train_fn, eval_fn = train_lib.compile_steps(cfg, model, tx, shardings, mesh, rules)
     batch_sh = mesh_lib.batch_sharding(mesh, rules)
+    # On the devices once, not at every evaluation.
+    eval_batches = [mesh_lib.global_batch(b, batch_sh) for b in eval_batches]
     rng = jax.random.fold_in(jax.random.key(cfg.seed), 1)
     logger = reporting.MetricLogger(workdir, resume_step=start_step)
     meter = reporting.Throughput(start_step, cfg.train.steps,
@@ -154,13 +157,13 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
             logger.write(step, scalars)
             window = []
         if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
-            final = _evaluate(eval_fn, state.params, eval_batches, batch_sh, baseline)
+            final = _evaluate(eval_fn, state.params, eval_batches, baseline)
             logger.write(step, final)
             meter.restart(step)
         if checkpoint.is_due(step, cfg.train):
             checkpoint.save(manager, step, state, {"instances": step * per_process})
     if not final:
-        final = _evaluate(eval_fn, state.params, eval_batches, batch_sh, baseline)
+        final = _evaluate(eval_fn, state.params, eval_batches, baseline)
     manager.wait_until_finished()
     logger.close()
     return _summary(workdir, step, final, time.perf_counter() - t0, start_step)

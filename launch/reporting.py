@@ -37,6 +37,7 @@ class MetricLogger:
         os.makedirs(workdir, exist_ok=True)
         self._truncate_after(resume_step)
         import tensorflow as tf  # only the writer; binaries hide accelerators from TF first
+        self._summary = tf.summary
         self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
     def _truncate_after(self, step: int) -> None:
@@ -56,9 +57,8 @@ class MetricLogger:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         with self._tb.as_default(step=int(step)):
-            import tensorflow as tf
             for k, v in scalars.items():
-                tf.summary.scalar(k, float(v))
+                self._summary.scalar(k, float(v))
         self._tb.flush()
         if echo:
             print(" ".join(f"{k}={_fmt(v)}" for k, v in record.items()), flush=True)
