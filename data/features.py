@@ -28,6 +28,28 @@ FEATURES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
         "mlm_weights": (("B", "P"), "float32"),
         "nsp_labels": (("B",), "int32"),
     },
+    # Fine-tuning. ``example_weights`` is 1.0 for a real example and 0.0 for the rows that pad the
+    # last eval batch to the static batch size, so every example is scored exactly once.
+    "classification": {
+        "token_ids": (("B", "L"), "int32"),
+        "type_ids": (("B", "L"), "int32"),
+        "labels": (("B",), "int32"),
+        "example_weights": (("B",), "float32"),
+    },
+    "regression": {
+        "token_ids": (("B", "L"), "int32"),
+        "type_ids": (("B", "L"), "int32"),
+        "labels": (("B",), "float32"),
+        "example_weights": (("B",), "float32"),
+    },
+    # Span QA: 0 = no answer, which points at the [CLS] position.
+    "span_qa": {
+        "token_ids": (("B", "L"), "int32"),
+        "type_ids": (("B", "L"), "int32"),
+        "start_positions": (("B",), "int32"),
+        "end_positions": (("B",), "int32"),
+        "example_weights": (("B",), "float32"),
+    },
 }
 
 
