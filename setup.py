@@ -14,7 +14,7 @@ setup(
     packages=find_packages(include=["lm", "lm.*", "objectives", "objectives.*", "data", "data.*",
                                     "launch", "launch.*"]),
     package_data={"data": ["corpora/*.txt.gz", "corpora/*.md", "tokenizers/*.model",
-                           "tokenizers/*.vocab", "tokenizers/*.md"]},
+                           "tokenizers/*.vocab", "tokenizers/*.md", "tasks/*.gz", "tasks/*.md"]},
     include_package_data=True,
     install_requires=[
         "jax>=0.7.0,<0.11",

@@ -1,0 +1,247 @@
+"""Bring-your-own fine-tuning data: TSV, CSV (both with a header row) or JSONL files.
+
+A ``"file"`` task reads ``cfg_task.train_path`` (and ``dev_path``/``test_path`` when given) with
+the columns ``text_column`` (+ ``text_b_column`` for pairs) and ``label_column``. A missing dev or
+test file is carved from train: the rows whose text hashes (``task_sources.split_of``) into that
+10% bucket, so the carve is the same on every host and in every run.
+
+Every problem in a file is reported with the file, the line, what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import io
+import json
+import math
+import os
+from collections.abc import Iterator
+
+from absl import logging
+
+from data import task_sources
+from data.task_sources import SPLITS, TaskSpec
+
+_FORMATS = ("tsv", "csv", "jsonl")
+_GZIP_MAGIC = b"\x1f\x8b"
+# The config fields a file task reads; they (and the files' timestamps) key the read cache.
+_FIELDS = ("kind", "labels", "train_path", "dev_path", "test_path", "format", "text_column",
+           "text_b_column", "label_column")
+
+
+class _Fields:
+    """Attribute access to the config fields, standing in for a config inside cached helpers."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    """(mtime, size) of a file, so a cached read is redone when the file changes."""
+    if not path:
+        return (0, 0)
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise ValueError(f"cannot read task file {path!r} ({err.strerror}); check "
+                         "--config.task.train_path/dev_path/test_path") from err
+    return (info.st_mtime_ns, info.st_size)
+
+
+def file_format(path: str, fmt: str = "") -> str:
+    """``fmt`` if set, else the format named by ``path``'s extension (``.gz`` looked through)."""
+    if fmt:
+        if fmt not in _FORMATS:
+            raise ValueError(f"--config.task.format={fmt!r} is not one of {list(_FORMATS)}")
+        return fmt
+    stem = path[:-3] if path.endswith(".gz") else path
+    ext = stem.rpartition(".")[2].lower()
+    if ext not in _FORMATS:
+        raise ValueError(f"{path}: cannot tell the format from the extension {ext!r}; name the "
+                         "file .tsv/.csv/.jsonl (optionally .gz) or set --config.task.format="
+                         "tsv|csv|jsonl")
+    return ext
+
+
+def _open_text(path: str):
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == _GZIP_MAGIC
+    raw = gzip.open(path, "rb") if gzipped else open(path, "rb")
+    # newline="": the csv module handles line ends itself (quoted fields may span lines).
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+
+def _table_rows(path: str, fmt: str) -> Iterator[tuple[int, dict]]:
+    """``(line_number, row)`` for each data row; the header row of TSV/CSV gives the keys."""
+    if fmt == "tsv":  # No quoting: GLUE-style TSVs hold bare quote characters.
+        reader_args = dict(delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader_args = dict(delimiter=",")
+    with _open_text(path) as f:
+        if fmt == "jsonl":
+            yield from _jsonl_rows(path, f)
+            return
+        reader = csv.reader(f, **reader_args)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: the file is empty; a {fmt} file needs a header row")
+        for fields in reader:
+            if not any(fields):
+                continue  # Blank line.
+            if len(fields) != len(header):
+                raise ValueError(
+                    f"{path}, line {reader.line_num}: {len(fields)} fields but the header has "
+                    f"{len(header)} ({header}); check the delimiter and quoting, or set "
+                    "--config.task.format")
+            yield reader.line_num, dict(zip(header, fields, strict=True))
+
+
+def _jsonl_rows(path: str, f) -> Iterator[tuple[int, dict]]:
+    for number, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {number}: not valid JSON ({err.msg}); a .jsonl file "
+                             "holds one JSON object per line") from err
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}, line {number}: a JSON {type(row).__name__}, expected an "
+                             "object with named fields")
+        yield number, row
+
+
+def _column(row: dict, key: str, flag: str, path: str, number: int):
+    if key not in row:
+        raise ValueError(f"{path}, line {number}: no column {key!r}; the columns are "
+                         f"{sorted(row)}. Name the right one with --config.task.{flag}=<column>")
+    value = row[key]
+    return "" if value is None else value
+
+
+def _label(raw, spec: TaskSpec, path: str, number: int) -> float:
+    """A raw label → class index (classification) or float (regression)."""
+    if spec.kind == "regression":
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise ValueError(f"{path}, line {number}: label {raw!r} is not a finite number; a "
+                             "regression task needs numeric labels (for class names set "
+                             "--config.task.kind=classification)")
+        return value
+    text = str(raw).strip()
+    if text not in spec.label_names:
+        raise ValueError(
+            f"{path}, line {number}: label {text!r} is not one of the task's labels "
+            f"{list(spec.label_names)}; list every label, in class-index order, with "
+            f"--config.task.labels={','.join(spec.label_names + (text,))}")
+    return spec.label_names.index(text)
+
+
+def _read_records(path: str, cfg_task, spec: TaskSpec) -> list[tuple[str, str | None, float]]:
+    """Validated ``(text_a, text_b, label)`` records of one file; empty texts skipped."""
+    fmt = file_format(path, cfg_task.format)
+    records, skipped = [], 0
+    for number, row in _table_rows(path, fmt):
+        text_a = str(_column(row, cfg_task.text_column, "text_column", path, number)).strip()
+        text_b = None
+        if cfg_task.text_b_column:
+            text_b = str(_column(row, cfg_task.text_b_column, "text_b_column", path,
+                                 number)).strip()
+        raw = _column(row, cfg_task.label_column, "label_column", path, number)
+        if not text_a or text_b == "":
+            skipped += 1
+            continue
+        records.append((text_a, text_b, _label(raw, spec, path, number)))
+    if skipped:
+        logging.warning("%s: skipped %d rows with an empty text", path, skipped)
+    if not records:
+        raise ValueError(f"{path}: no usable rows ({skipped} had an empty text); check "
+                         "--config.task.text_column / text_b_column")
+    return records
+
+
+def _raw_labels(path: str, fmt: str, label_column: str) -> tuple[str, ...]:
+    """Sorted distinct label values of a file (for a classification task without ``labels``)."""
+    values = set()
+    for number, row in _table_rows(path, file_format(path, fmt)):
+        values.add(str(_column(row, label_column, "label_column", path, number)).strip())
+    return tuple(sorted(values))
+
+
+def _parse_labels(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    if len(set(names)) != len(names):
+        raise ValueError(f"--config.task.labels={text!r} names a label twice")
+    return names
+
+
+@functools.lru_cache(maxsize=16)
+def _file_spec(kind: str, labels: str, pair: bool, train_path: str, fmt: str,
+               label_column: str, stamp: tuple[int, int]) -> TaskSpec:
+    del stamp  # Only part of the cache key.
+    if kind == "regression":
+        return TaskSpec("file", kind, (), pair, ("pearson", "spearman"), "spearman")
+    if kind != "classification":
+        raise ValueError(f"--config.task.kind={kind!r}: a file task is 'classification' or "
+                         "'regression'")
+    names = _parse_labels(labels)
+    if not names:
+        if not train_path:
+            raise ValueError("a file task needs --config.task.train_path")
+        names = _raw_labels(train_path, fmt, label_column)
+        logging.info("task labels not given; using the sorted labels of %s: %s (set "
+                     "--config.task.labels to fix the class order)", train_path, ",".join(names))
+    if len(names) < 2:
+        raise ValueError(f"a classification task needs at least 2 labels, got {list(names)}; "
+                         "set --config.task.labels=a,b,...")
+    metrics = ("accuracy", "f1") if len(names) == 2 else ("accuracy", "macro_f1")
+    return TaskSpec("file", kind, names, pair, metrics, "accuracy")
+
+
+def file_spec(cfg_task) -> TaskSpec:
+    """The :class:`TaskSpec` of a ``"file"`` task, from its config fields.
+
+    Without ``cfg_task.labels`` a classification task takes the sorted distinct labels of the
+    train file (logged); pass ``labels`` to fix the class order.
+    """
+    stamp = _stamp(cfg_task.train_path) if not cfg_task.labels else (0, 0)
+    return _file_spec(cfg_task.kind, cfg_task.labels, bool(cfg_task.text_b_column),
+                      cfg_task.train_path, cfg_task.format, cfg_task.label_column, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_splits(key: tuple[str, ...], stamps: tuple) -> dict[str, list]:
+    del stamps  # Only part of the cache key.
+    cfg = _Fields(**dict(zip(_FIELDS, key, strict=True)))
+    if not cfg.train_path:
+        raise ValueError("a file task needs --config.task.train_path (and optionally dev_path, "
+                         "test_path)")
+    spec = file_spec(cfg)
+    given = {s: getattr(cfg, f"{s}_path") for s in SPLITS}
+    train = _read_records(cfg.train_path, cfg, spec)
+    carved = [s for s in ("dev", "test") if not given[s]]
+    if carved:
+        logging.info("file task: %s carved from %s (10%% of its rows each, chosen by a stable "
+                     "hash of the row's text)", " and ".join(carved), cfg.train_path)
+    out = {s: [] for s in SPLITS}
+    for record in train:
+        bucket = task_sources.split_of(record[0] + "\t" + (record[1] or ""))
+        out[bucket if bucket in carved else "train"].append(record)
+    for s in ("dev", "test"):
+        if given[s]:
+            out[s] = _read_records(given[s], cfg, spec)
+    return out
+
+
+def file_examples(cfg_task, split: str) -> dict:
+    """One split of a ``"file"`` task as ``{"text_a", "text_b", "labels"}`` (cached read)."""
+    spec = file_spec(cfg_task)
+    key = tuple(str(getattr(cfg_task, f)) for f in _FIELDS)
+    stamps = tuple(_stamp(getattr(cfg_task, f"{s}_path")) for s in SPLITS)
+    records = _file_splits(key, stamps)[split]
+    return task_sources.records_to_examples(records, spec.kind, spec.pair)

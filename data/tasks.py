@@ -1,0 +1,222 @@
+"""Fine-tuning tasks: specs, examples, BERT encoding and fixed-shape numpy batches.
+
+``cfg_task`` (an ml_collections ConfigDict) names a task: an embedded one shipped in
+``data/tasks/`` (``sentiment_rt``, ``topic_wordnet``, ``nli_vitaminc``, ``paraphrase_bible``,
+``qa_disflqa``), a TFDS one (``glue/*``, ``squad/v2.0``) or ``"file"`` (the user's own
+TSV/CSV/JSONL, see ``data/task_files.py``). Splits are always ``"train"``, ``"dev"`` and ``"test"``.
+
+Example::
+
+  tok = Tokenizer.load("embedded")
+  it = make_dataset(cfg.task, "train", tokenizer=tok, max_seq_length=128, batch_size=32, seed=0)
+  batch = next(it)   # keys and shapes: data.features.shapes("classification", B=32, L=128)
+
+Batches (classification/regression; span QA lives in ``data/qa.py``):
+
+* train: an endless stream; epoch ``e`` is the permutation ``default_rng((seed, e))`` of the
+  training examples, epochs concatenated, so rows left at an epoch's end open the next batch;
+* dev/test: one pass in file order; the last global batch is padded with ``[CLS] [SEP]`` rows of
+  ``example_weights`` 0 so every example is scored exactly once with static shapes.
+
+With ``process_count`` processes the global batch is ``process_count * batch_size`` rows and each
+process yields its contiguous slice, so the global batch does not depend on the host count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+from absl import logging
+
+from data import features, task_files, task_sources
+from data.task_sources import SPLITS, TASKS, TaskSpec
+
+__all__ = ["TASKS", "TaskSpec", "encode", "load_examples", "make_dataset", "num_examples",
+           "task_spec"]
+
+
+def task_spec(cfg_task) -> TaskSpec:
+    """The :class:`TaskSpec` of ``cfg_task.name`` (a ``TASKS`` key, or ``"file"``).
+
+    Raises:
+      ValueError: for an unknown task name or an invalid file-task config.
+    """
+    if cfg_task.name == "file":
+        return task_files.file_spec(cfg_task)
+    if cfg_task.name not in TASKS:
+        raise ValueError(f"unknown task {cfg_task.name!r}; use one of {sorted(TASKS)} or 'file' "
+                         "(with --config.task.train_path=...)")
+    return TASKS[cfg_task.name]
+
+
+def load_examples(cfg_task, split: str):
+    """Reads one split of a task.
+
+    Returns:
+      classification/regression: ``{"text_a": list[str], "text_b": list[str] | None,
+      "labels": int32 [N] class indices (float32 for regression)}``; span QA: a list of
+      ``{"id", "question", "context", "answers": [{"text", "answer_start"}], "is_impossible"}``.
+
+    Raises:
+      ValueError: for an unknown split or task, or a malformed file.
+      RuntimeError: when a TFDS dataset is not available offline.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r} is not one of {list(SPLITS)}")
+    spec = task_spec(cfg_task)
+    if spec.name == "file":
+        return task_files.file_examples(cfg_task, split)
+    if spec.name in task_sources.EMBEDDED:
+        return task_sources.embedded_examples(spec.name, split)
+    return task_sources.tfds_examples(spec.name, split, cfg_task.tfds_data_dir)
+
+
+def num_examples(cfg_task, split: str) -> int:
+    """Number of examples in a split (loads it; embedded and file tasks are cached)."""
+    examples = load_examples(cfg_task, split)
+    return len(examples["labels"] if isinstance(examples, dict) else examples)
+
+
+def truncated_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
+    """Lengths after BERT's longest-first truncation of a pair to ``budget`` tokens.
+
+    Same result as popping one token at a time from the longer text (from ``b`` on a tie) until
+    the pair fits, in closed form.
+    """
+    if len_a + len_b <= budget:
+        return len_a, len_b
+    if len_b <= budget // 2:
+        return budget - len_b, len_b
+    if len_a <= budget - budget // 2:
+        return len_a, budget - len_a
+    return budget - budget // 2, budget // 2
+
+
+def encode(tokenizer, examples: dict, max_seq_length: int) -> dict[str, np.ndarray]:
+    """Tokenises examples into ``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]`` rows.
+
+    Args:
+      tokenizer: a ``data.tokenizer.Tokenizer``.
+      examples: ``{"text_a", "text_b" (or None), "labels"}`` as from :func:`load_examples`.
+      max_seq_length: ``L``; longer rows are truncated longest-first (the count is logged).
+
+    Returns:
+      ``token_ids`` and ``type_ids`` int32 [N, L] (pad 0; type 1 marks ``b`` and its [SEP]) and
+      ``labels`` [N] as given.
+    """
+    pair = examples.get("text_b") is not None
+    budget = max_seq_length - (3 if pair else 2)
+    if budget < (2 if pair else 1):
+        raise ValueError(f"max_seq_length={max_seq_length} leaves no room for text")
+    ids_a = tokenizer.encode(examples["text_a"])
+    ids_b = tokenizer.encode(examples["text_b"]) if pair else [[]] * len(ids_a)
+    token_ids = np.zeros((len(ids_a), max_seq_length), np.int32)
+    type_ids = np.zeros_like(token_ids)
+    truncated = 0
+    for i, (a, b) in enumerate(zip(ids_a, ids_b, strict=True)):
+        len_a, len_b = truncated_lengths(len(a), len(b), budget)
+        truncated += (len_a, len_b) != (len(a), len(b))
+        row = [features.CLS_ID, *a[:len_a], features.SEP_ID]
+        if pair:
+            row += [*b[:len_b], features.SEP_ID]
+            type_ids[i, len_a + 2:len(row)] = 1
+        token_ids[i, :len(row)] = row
+    if truncated:
+        logging.info("truncated %d of %d examples to %d tokens", truncated, len(ids_a),
+                     max_seq_length)
+    return {"token_ids": token_ids, "type_ids": type_ids,
+            "labels": np.asarray(examples["labels"])}
+
+
+def budget_indices(num: int, max_examples: int, seed: int) -> np.ndarray:
+    """The training subset under a label budget: the first ``max_examples`` of a permutation
+    seeded by ``seed`` alone (sorted), so runs with the same seed see the same examples."""
+    if max_examples <= 0 or max_examples >= num:
+        return np.arange(num)
+    return np.sort(np.random.default_rng(seed).permutation(num)[:max_examples])
+
+
+def _take(arrays: dict[str, np.ndarray], rows: np.ndarray, kind: str) -> dict[str, np.ndarray]:
+    """Rows of the encoded arrays (indices >= N become padding rows of weight 0)."""
+    n = len(arrays["labels"])
+    real = rows < n
+    safe = np.where(real, rows, 0)
+    batch = {k: v[safe] for k, v in arrays.items()}
+    batch["token_ids"][~real] = 0
+    batch["token_ids"][~real, :2] = (features.CLS_ID, features.SEP_ID)  # Never an empty row.
+    batch["type_ids"][~real] = 0
+    batch["labels"][~real] = 0
+    batch["labels"] = batch["labels"].astype(features.FEATURES[kind]["labels"][1])
+    batch["example_weights"] = real.astype(np.float32)
+    return batch
+
+
+def _train_batches(arrays, kind: str, *, batch_size: int, seed: int, process_index: int,
+                   process_count: int) -> Iterator[dict[str, np.ndarray]]:
+    n = len(arrays["labels"])
+    global_size = batch_size * process_count
+    start = process_index * batch_size
+    pending, epoch = np.zeros(0, np.int64), 0
+    while True:
+        while len(pending) < global_size:  # Epoch ends carry over: nothing is dropped.
+            pending = np.concatenate([pending, np.random.default_rng((seed, epoch)).permutation(n)])
+            epoch += 1
+        yield _take(arrays, pending[start:start + batch_size], kind)
+        pending = pending[global_size:]
+
+
+def _eval_batches(arrays, kind: str, *, batch_size: int, process_index: int,
+                  process_count: int) -> Iterator[dict[str, np.ndarray]]:
+    n = len(arrays["labels"])
+    global_size = batch_size * process_count
+    for step in range(math.ceil(n / global_size)):
+        start = step * global_size + process_index * batch_size
+        yield _take(arrays, np.arange(start, start + batch_size), kind)
+
+
+def make_dataset(cfg_task, split: str, *, tokenizer, max_seq_length: int, batch_size: int,
+                 seed: int, process_index: int = 0, process_count: int = 1,
+                 max_examples: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """Fixed-shape numpy batches of a classification or regression task, for one process.
+
+    Args:
+      cfg_task: the task config (see the module docstring).
+      split: ``"train"`` (endless, reshuffled each epoch) or ``"dev"``/``"test"`` (one pass).
+      tokenizer: a ``data.tokenizer.Tokenizer``.
+      max_seq_length: ``L``.
+      batch_size: ``B``, rows per process; the global batch is ``process_count * B``.
+      seed: picks the epoch permutations and the label-budget subset.
+      process_index, process_count: this process and how many read the same stream.
+      max_examples: > 0 keeps only that many training examples (a label budget, chosen by
+        ``seed`` alone before anything else); ignored for dev/test.
+
+    Returns:
+      An iterator of dicts following ``data.features.shapes(kind, B=batch_size,
+      L=max_seq_length)``: ``token_ids``, ``type_ids``, ``labels``, ``example_weights``.
+
+    Raises:
+      ValueError: for a span-QA task (use ``data.qa``), bad sizes, or an empty split.
+    """
+    spec = task_spec(cfg_task)
+    if spec.kind not in ("classification", "regression"):
+        raise ValueError(f"task {spec.name!r} is {spec.kind}; its batches come from data.qa")
+    if batch_size < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"need batch_size >= 1 and 0 <= process_index < process_count; got "
+                         f"{batch_size}, {process_index}, {process_count}")
+    examples = load_examples(cfg_task, split)
+    if split == "train":
+        keep = budget_indices(len(examples["labels"]), max_examples, seed)
+        examples = {"text_a": [examples["text_a"][i] for i in keep],
+                    "text_b": None if examples["text_b"] is None
+                    else [examples["text_b"][i] for i in keep],
+                    "labels": examples["labels"][keep]}
+    if not len(examples["labels"]):
+        raise ValueError(f"task {spec.name!r} split {split!r} has no examples")
+    arrays = encode(tokenizer, examples, max_seq_length)
+    shard = dict(batch_size=batch_size, process_index=process_index,
+                 process_count=process_count)
+    if split == "train":
+        return _train_batches(arrays, spec.kind, seed=seed, **shard)
+    return _eval_batches(arrays, spec.kind, **shard)
