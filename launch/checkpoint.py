@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 
 def make_manager(workdir: str, cfg_train) -> ocp.CheckpointManager:
@@ -47,3 +49,80 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state):
     restored = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
     return restored.state, dict(restored.data), step
+
+
+def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"no checkpoints in {workdir} (looked for {directory}); point init_from at a "
+            "pretraining workdir (the --workdir of launch.pretrain)")
+    level = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)  # Orbax warns that read-only means read-only
+    try:
+        return ocp.CheckpointManager(
+            directory, options=ocp.CheckpointManagerOptions(read_only=True),
+            item_handlers={"state": ocp.PyTreeCheckpointHandler(),
+                           "data": ocp.JsonCheckpointHandler()})
+    finally:
+        logging.set_verbosity(level)
+
+
+def _shape_of(leaf) -> tuple:
+    return tuple(getattr(leaf, "shape", ()) or ())
+
+
+def _flat_shapes(tree, prefix: str = "") -> dict[str, tuple]:
+    if isinstance(tree, Mapping):
+        out = {}
+        for k, v in tree.items():
+            out.update(_flat_shapes(v, f"{prefix}{k}/"))
+        return out
+    return {prefix.rstrip("/"): _shape_of(tree)}
+
+
+def restore_params_subtree(workdir: str, subtree: str, abstract, step: int = -1):
+    """Parameters only: ``params/<subtree>`` of a (pretraining) checkpoint, resharded.
+
+    Nothing else of the checkpoint (optimizer state, heads outside ``subtree``) is read.
+
+    Args:
+      workdir: the run that wrote the checkpoint.
+      subtree: top-level parameter group to restore, e.g. ``"encoder"``.
+      abstract: ShapeDtypeStructs with target shardings for this run's ``params[subtree]``; the
+        checkpoint may hold more (e.g. a pooler this model does not use), never less.
+      step: the checkpoint step; -1 = the latest.
+
+    Returns:
+      ``(params_subtree, step, saved_shapes)`` with ``saved_shapes`` the checkpoint's
+      ``{"group/param": shape}`` for every parameter under ``params`` (for reporting).
+
+    Raises:
+      FileNotFoundError: no checkpoint (at that step).
+      ValueError: the checkpoint's parameters do not fit ``abstract``; names every mismatch.
+    """
+    manager = _read_only_manager(workdir)
+    steps = manager.all_steps()
+    if not steps or (step != -1 and step not in steps):
+        raise FileNotFoundError(f"no checkpoint at step {step} in {workdir}; it has steps "
+                                f"{sorted(steps)}")
+    step = max(steps) if step == -1 else step
+    saved = manager.item_metadata(step)["state"]
+    saved_params = _flat_shapes(dict(saved["params"]))
+    wanted = {f"{subtree}/{k}": shape for k, shape in _flat_shapes(abstract).items()}
+    problems = [f"{k}: checkpoint {saved_params[k] if k in saved_params else 'missing'}, "
+                f"this model {shape}" for k, shape in sorted(wanted.items())
+                if saved_params.get(k) != shape]
+    if problems:
+        raise ValueError(
+            f"the checkpoint at step {step} in {workdir} does not fit this model; mismatched "
+            f"parameters:\n  " + "\n  ".join(problems[:12]) + (
+                f"\n  … and {len(problems) - 12} more" if len(problems) > 12 else "") +
+            "\nUse the architecture the checkpoint was pretrained with (its config.json has "
+            "model.* and data.tokenizer), or train from scratch without init_from.")
+    item = {"params": {subtree: abstract}}
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+        partial_restore=True)))
+    manager.close()
+    return restored.state["params"][subtree], step, saved_params

@@ -30,7 +30,7 @@ def model_config(cfg, vocab_size: int) -> lm_config.TransformerConfig:
     """The one place where the run config becomes an architecture config."""
     m = cfg.model
     return lm_config.preset(
-        m.preset, vocab_size=vocab_size, max_length=cfg.data.max_seq_length,
+        m.preset, vocab_size=vocab_size, max_length=m.max_length or cfg.data.max_seq_length,
         dropout_rate=m.dropout_rate, attention_dropout_rate=m.attention_dropout_rate,
         norm_position=m.norm_position, activation=m.activation, dtype=m.dtype,
         scan_layers=m.scan_layers, remat=m.remat)
@@ -175,9 +175,13 @@ def eval_step(params, batch: dict, *, model, objective, objective_kw) -> dict:
     return metrics
 
 
-def compile_steps(cfg, model, tx, state_shardings, mesh, rules) -> tuple[Callable, Callable]:
-    """jit the train and eval steps with explicit shardings; the state is donated."""
-    objective = OBJECTIVES[cfg.objective]
+def compile_steps(cfg, model, tx, state_shardings, mesh, rules, *,
+                  objective: str = "") -> tuple[Callable, Callable]:
+    """jit the train and eval steps with explicit shardings; the state is donated.
+
+    ``objective`` names an entry of ``OBJECTIVES`` (default: ``cfg.objective``).
+    """
+    objective = OBJECTIVES[objective or cfg.objective]
     kw = dict(label_smoothing=cfg.train.label_smoothing, z_loss=cfg.train.z_loss)
     batch_sh = mesh_lib.batch_sharding(mesh, rules)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -191,14 +195,16 @@ def compile_steps(cfg, model, tx, state_shardings, mesh, rules) -> tuple[Callabl
                           objective_kw={"label_smoothing": 0.0, "z_loss": 0.0}),
         in_shardings=(state_shardings.params, batch_sh), out_shardings=replicated)
 
-    def with_context(fn):
-        @functools.wraps(fn)
-        def run(*args):
-            with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-                return fn(*args)
-        return run
+    return in_mesh(train, mesh, rules), in_mesh(evaluate, mesh, rules)
 
-    return with_context(train), with_context(evaluate)
+
+def in_mesh(fn: Callable, mesh, rules) -> Callable:
+    """``fn`` run under the mesh and the logical axis rules (for jitted steps)."""
+    @functools.wraps(fn)
+    def run(*args):
+        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+            return fn(*args)
+    return run
 
 
 def reduce_metrics(per_step: list[dict]) -> dict[str, float]:

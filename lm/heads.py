@@ -1,4 +1,5 @@
-"""Output heads on top of an encoder: masked-LM (tied to the token table) and sentence-pair."""
+"""Output heads on top of an encoder: masked LM (tied to the token table), sentence pairs, and the
+fine-tuning heads (classification / regression, span QA)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,43 @@ class SentencePairHead(nn.Module):
         logits_BC = layers.dense(self.config, self.num_classes, (axes.EMBED, axes.CLASSES),
                                  name="classifier")(pooled_BD)
         return logits_BC.astype(jnp.float32)
+
+
+class ClassifierHead(nn.Module):
+    """Fine-tuning head: dropout, then a linear map of the pooled vector to C scores.
+
+    C = number of classes for classification, 1 for regression.
+    """
+
+    config: TransformerConfig
+    num_outputs: int
+
+    @nn.compact
+    def __call__(self, pooled_BD: jax.Array, *, deterministic: bool) -> jax.Array:
+        """[B, D] → float32 [B, C]."""
+        x_BD = nn.Dropout(self.config.dropout_rate)(pooled_BD, deterministic=deterministic)
+        logits_BC = layers.dense(self.config, self.num_outputs, (axes.EMBED, axes.CLASSES),
+                                 name="classifier")(x_BD)
+        return logits_BC.astype(jnp.float32)
+
+
+class SpanHead(nn.Module):
+    """Extractive-QA head: start and end scores for every position.
+
+    Position 0 ([CLS]) stands for "no answer", as in BERT's SQuAD 2.0 recipe.
+    """
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x_BLD: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """[B, L, D] → (start_logits, end_logits), each float32 [B, L]."""
+        logits_BL2 = layers.dense(self.config, 2, (axes.EMBED, axes.CLASSES),
+                                  name="span")(x_BLD).astype(jnp.float32)
+        return logits_BL2[..., 0], logits_BL2[..., 1]
+
+
+def mean_pool(x_BLD: jax.Array, token_ids_BL: jax.Array, pad_id: int) -> jax.Array:
+    """Mean of the hidden states over the non-padding positions: [B, L, D] → [B, D]."""
+    keep_BL1 = (token_ids_BL != pad_id)[..., None].astype(x_BLD.dtype)
+    return (x_BLD * keep_BL1).sum(axis=1) / jnp.maximum(keep_BL1.sum(axis=1), 1.0)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from lm import heads
 from lm.config import TransformerConfig
@@ -54,6 +55,93 @@ class BertForPretraining(nn.Module):
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "bert": BertForPretraining,
 }
+
+POOLINGS = ("pooler", "cls", "mean")
+
+
+def _pool(encoder: Encoder, x_BLD: jax.Array, token_ids_BL: jax.Array, pooling: str) -> jax.Array:
+    if pooling == "pooler":
+        return encoder.pool(x_BLD)
+    if pooling == "cls":
+        return x_BLD[:, 0]
+    if pooling == "mean":
+        return heads.mean_pool(x_BLD, token_ids_BL, encoder.config.pad_id)
+    raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
+
+
+class BertForClassification(nn.Module):
+    """BERT encoder + a linear head on a pooled vector: classification (C classes) or regression
+    (C = 1).
+
+    Parameter tree: ``encoder`` (the pretraining checkpoint's subtree of the same name) and
+    ``classifier_head`` (always new).
+
+    Attributes:
+      config: the architecture.
+      num_outputs: C.
+      pooling: ``pooler`` (BERT's tanh layer on [CLS], trained by NSP), ``cls`` (the raw [CLS]
+        state) or ``mean`` (the average over real tokens).
+    """
+
+    config: TransformerConfig
+    num_outputs: int
+    pooling: str = "pooler"
+
+    @nn.compact
+    def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool = True
+                 ) -> dict[str, jax.Array]:
+        """``{"logits": float32 [B, C]}`` from ``token_ids``, ``type_ids`` [B, L]."""
+        encoder = Encoder(self.config, name="encoder")
+        x_BLD = encoder(batch, deterministic=deterministic)
+        pooled_BD = _pool(encoder, x_BLD, batch["token_ids"], self.pooling)
+        logits_BC = heads.ClassifierHead(self.config, self.num_outputs, name="classifier_head")(
+            pooled_BD, deterministic=deterministic)
+        return {"logits": logits_BC}
+
+
+class BertForSpanQa(nn.Module):
+    """BERT encoder + start/end scores per position (extractive QA; [CLS] = no answer).
+
+    Parameter tree: ``encoder`` and ``span_head``.
+    """
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool = True
+                 ) -> dict[str, jax.Array]:
+        """``{"start_logits", "end_logits"}``, float32 [B, L], padding positions at -1e9."""
+        x_BLD = Encoder(self.config, name="encoder")(batch, deterministic=deterministic)
+        start_BL, end_BL = heads.SpanHead(self.config, name="span_head")(x_BLD)
+        # Padding can never be an answer; keeping it out of the softmax keeps the loss honest.
+        pad_BL = batch["token_ids"] == self.config.pad_id
+        return {"start_logits": jnp.where(pad_BL, -1e9, start_BL),
+                "end_logits": jnp.where(pad_BL, -1e9, end_BL)}
+
+
+# kind → model class; every fine-tuning model keeps the encoder under the name "encoder".
+FINETUNE_MODELS: dict[str, dict[str, type[nn.Module]]] = {
+    "bert": {"classification": BertForClassification, "regression": BertForClassification,
+             "span_qa": BertForSpanQa},
+}
+
+
+def make_finetune_model(arch: str, config: TransformerConfig, kind: str, *,
+                        num_classes: int = 0, pooling: str = "pooler") -> nn.Module:
+    """The fine-tuning model for a task of ``kind`` (classification / regression / span_qa).
+
+    Raises:
+      KeyError: for an architecture or kind without a fine-tuning model.
+    """
+    if arch not in FINETUNE_MODELS or kind not in FINETUNE_MODELS[arch]:
+        raise KeyError(f"no fine-tuning model for arch={arch!r}, kind={kind!r}; known: "
+                       f"{ {a: sorted(k) for a, k in FINETUNE_MODELS.items()} }")
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
+    model_class = FINETUNE_MODELS[arch][kind]
+    if kind == "span_qa":
+        return model_class(config)
+    return model_class(config, 1 if kind == "regression" else num_classes, pooling)
 
 
 def make_model(arch: str, config: TransformerConfig) -> nn.Module:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 
 import jax
 
+from objectives import finetune
 from objectives.losses import Pair, total_loss, weighted_accuracy, weighted_cross_entropy
 from objectives.mlm import mlm
 from objectives.sentence import nsp
@@ -31,6 +32,10 @@ Objective = Callable[..., tuple[dict[str, Pair], dict[str, Pair]]]
 
 OBJECTIVES: dict[str, Objective] = {
     "bert_pretrain": bert_pretrain,
+    # Fine-tuning: keyed by the task kind (data.tasks.TaskSpec.kind).
+    "classification": finetune.classification,
+    "regression": finetune.regression,
+    "span_qa": finetune.span_qa,
 }
 
 __all__ = ["OBJECTIVES", "Objective", "Pair", "bert_pretrain", "mlm", "nsp", "total_loss",

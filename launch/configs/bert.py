@@ -36,6 +36,9 @@ def _base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"
     c.model.scan_layers = False
     c.model.remat = "none"
+    # Rows of the position table (the longest input the model accepts, in pretraining and in
+    # fine-tuning); 0 = data.max_seq_length.
+    c.model.max_length = 0
 
     c.data = ml_collections.ConfigDict()
     c.data.corpus = "embedded"

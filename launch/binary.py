@@ -1,0 +1,42 @@
+"""What every pretrax binary does first: common flags, quiet logs, TF off accelerators, hosts."""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+
+def define_flags(config_example: str):
+    """``--config``, ``--workdir`` and the multi-process flags; returns (config, workdir) holders.
+
+    Call once at module level in a binary.
+    """
+    config = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. "
+                                             f"{config_example}", lock_config=True)
+    workdir = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results "
+                                  "(shared by all processes).")
+    flags.DEFINE_string("coordinator_address", "", "host:port of process 0, for multi-process "
+                        "runs JAX does not detect by itself.")
+    flags.DEFINE_integer("num_processes", 0, "Processes in the run (with "
+                         "--coordinator_address).")
+    flags.DEFINE_integer("process_id", -1, "This process, 0..num_processes-1 (with "
+                         "--coordinator_address).")
+    flags.mark_flags_as_required(["config", "workdir"])
+    return config, workdir
+
+
+def start(argv) -> None:
+    """Checks argv, quiets logging, hides accelerators from TF, joins the other processes."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax is chatty at INFO; progress is printed
+    # Before anything else touches TensorFlow: keep it quiet and off accelerators (JAX's).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    tf.config.set_visible_devices([], "GPU")
+    from launch import distributed
+    f = flags.FLAGS
+    distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)

@@ -1,0 +1,108 @@
+"""Fine-tune a pretrained encoder (or the same architecture from scratch) on a labelled task.
+
+Run:
+
+  python -m launch.finetune --config=launch/configs/finetune.py:sentiment_rt \
+      --config.init_from=workdirs/bert_tiny --workdir=workdirs/sentiment_rt
+
+`TASK` is an embedded task (sentiment_rt, topic_wordnet, nli_vitaminc, paraphrase_bible,
+qa_disflqa), a TFDS task (glue/sst2, glue/mnli, glue/qqp, glue/mrpc, glue/cola, glue/stsb,
+squad/v2.0; `--config.task.tfds_data_dir` says where they are), or `file` for your own
+TSV/CSV/JSONL (`--config.task.train_path=… --config.task.labels=negative,positive`).
+
+Without `init_from` the model trains from scratch. With it, the architecture (model.arch,
+model.preset, norm_position, activation, max_length) and the tokenizer are taken from the
+pretraining run's config.json wherever this config leaves them empty ("" or 0).
+"""
+
+import ml_collections
+
+from lm import axes
+
+# Per-task settings that differ from the defaults below.
+_TASKS = {
+    "sentiment_rt": dict(max_seq_length=64, epochs=4.0),
+    "topic_wordnet": dict(max_seq_length=64, epochs=2.0),
+    "nli_vitaminc": dict(max_seq_length=128, epochs=2.0),
+    "paraphrase_bible": dict(max_seq_length=128, epochs=2.0),
+    "qa_disflqa": dict(max_seq_length=256, epochs=4.0),
+    "glue/sst2": dict(max_seq_length=64, epochs=3.0),
+    "glue/cola": dict(max_seq_length=64, epochs=3.0),
+    "glue/mrpc": dict(max_seq_length=128, epochs=3.0),
+    "glue/stsb": dict(max_seq_length=128, epochs=3.0),
+    "glue/qqp": dict(max_seq_length=128, epochs=3.0),
+    "glue/mnli": dict(max_seq_length=128, epochs=3.0),
+    "squad/v2.0": dict(max_seq_length=384, epochs=2.0),
+    "file": dict(max_seq_length=128, epochs=3.0),
+}
+
+
+def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
+    """The fine-tuning config for `task` (see the module docstring for the names)."""
+    if task not in _TASKS:
+        raise ValueError(f"unknown task {task!r}; use finetune.py:NAME with NAME one of "
+                         f"{sorted(_TASKS)}")
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.init_from = ""  # a pretraining workdir; "" = from scratch
+    c.init_step = -1  # that run's checkpoint step; -1 = the latest
+
+    c.task = ml_collections.ConfigDict()
+    c.task.name = task
+    c.task.tfds_data_dir = ""
+    c.task.train_path = ""
+    c.task.dev_path = ""
+    c.task.test_path = ""
+    c.task.format = ""
+    c.task.text_column = "text"
+    c.task.text_b_column = ""
+    c.task.label_column = "label"
+    c.task.labels = ""
+    c.task.kind = "classification"
+    c.task.max_train_examples = 0  # a label budget; 0 = every training example
+
+    c.model = ml_collections.ConfigDict()
+    c.model.arch = ""  # "" = the pretraining run's (bert when from scratch)
+    c.model.preset = ""  # "" = the pretraining run's (tiny when from scratch)
+    c.model.norm_position = ""
+    c.model.activation = ""
+    c.model.max_length = 0  # position-table rows; 0 = the pretraining run's (else max_seq_length)
+    c.model.dropout_rate = 0.1
+    c.model.attention_dropout_rate = 0.1
+    c.model.dtype = "float32"
+    c.model.scan_layers = False
+    c.model.remat = "none"
+    c.model.pooling = "pooler"  # pooler | cls | mean
+
+    c.data = ml_collections.ConfigDict()
+    c.data.tokenizer = ""  # "" = the pretraining run's (embedded when from scratch)
+    c.data.max_seq_length = _TASKS[task]["max_seq_length"]
+    c.data.doc_stride = 128  # span QA: overlap of windows over a long context
+    c.data.max_query_length = 64
+
+    c.train = ml_collections.ConfigDict()
+    c.train.epochs = _TASKS[task]["epochs"]
+    c.train.steps = 0  # > 0 overrides epochs
+    c.train.batch_size = 32
+    c.train.microbatches = 1
+    c.train.learning_rate = 1e-4
+    c.train.warmup_fraction = 0.1
+    c.train.end_learning_rate = 0.0
+    c.train.layer_decay = 1.0  # layer-wise lr decay: layer i of N gets lr · decay^(N + 1 - i)
+    c.train.weight_decay = 0.01
+    c.train.adam_b1 = 0.9
+    c.train.adam_b2 = 0.999
+    c.train.adam_eps = 1e-6
+    c.train.grad_clip_norm = 1.0
+    c.train.label_smoothing = 0.0
+    c.train.z_loss = 0.0
+    c.train.log_every = 50
+    c.train.evals = 8  # dev evaluations over the run (the learning curve); the best is kept
+    c.train.keep_checkpoints = 1
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.mesh.tensor = 1
+    c.logical_axis_rules = [list(r) for r in axes.DEFAULT_RULES]
+    return c

@@ -1,0 +1,218 @@
+"""Fine-tuning: a pretraining checkpoint's encoder (or a fresh one) + a new head, trained on a task.
+
+The best dev checkpoint is kept (``best/``) and scored on test; ``results.json`` records dev and
+test metrics and the dev learning curve.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from jax.experimental import multihost_utils
+
+from data import features, qa, tasks
+from data.tokenizer import Tokenizer
+from launch import checkpoint, finetune_setup, reporting, task_eval, train_lib
+from launch import mesh as mesh_lib
+from launch import workdir as workdir_lib
+
+
+def _task_streams(cfg, spec, tokenizer, per_process: int):
+    """(train iterator, train example count, {"dev": EvalSplit, "test": EvalSplit}) on host."""
+    kw = dict(batch_size=per_process, seed=cfg.seed, process_index=jax.process_index(),
+              process_count=jax.process_count())
+    if spec.kind == "span_qa":
+        return _qa_streams(cfg, tokenizer, kw)
+    common = dict(tokenizer=tokenizer, max_seq_length=cfg.data.max_seq_length, **kw)
+    train = tasks.make_dataset(cfg.task, "train", max_examples=cfg.task.max_train_examples,
+                               **common)
+    n_train = tasks.num_examples(cfg.task, "train")
+    if cfg.task.max_train_examples:
+        n_train = min(n_train, cfg.task.max_train_examples)
+    evals = {split: task_eval.EvalSplit(list(tasks.make_dataset(cfg.task, split, **common)),
+                                        tasks.num_examples(cfg.task, split))
+             for split in ("dev", "test")}
+    return train, n_train, evals
+
+
+def _qa_streams(cfg, tokenizer, kw):
+    enc = dict(max_seq_length=cfg.data.max_seq_length, doc_stride=cfg.data.doc_stride,
+               max_query_length=cfg.data.max_query_length)
+    examples = tasks.load_examples(cfg.task, "train")
+    train_feats = qa.encode(tokenizer, examples, is_training=True, **enc)
+    train = qa.make_dataset(train_feats, "train", max_examples=cfg.task.max_train_examples, **kw)
+    n_train = min(len(examples), cfg.task.max_train_examples or len(examples))
+    evals = {}
+    for split in ("dev", "test"):
+        ex = tasks.load_examples(cfg.task, split)
+        feats = qa.encode(tokenizer, ex, is_training=False, **enc)
+        evals[split] = task_eval.EvalSplit(list(qa.make_dataset(feats, split, **kw)),
+                                           len(feats.example_index), feats, ex)
+    return train, n_train, evals
+
+
+def total_steps(cfg, n_train: int) -> int:
+    """``train.steps`` if set, else ``ceil(epochs × examples / global batch)``."""
+    return cfg.train.steps or max(1, math.ceil(cfg.train.epochs * n_train /
+                                               cfg.train.batch_size))
+
+
+def layer_scales(params, num_layers: int, decay: float):
+    """Per-parameter lr multipliers for layer-wise decay: embeddings decay^(N+1), layer i
+    decay^(N-i), heads and pooler 1. A tree like ``params`` (scanned layers get a [N, 1, …]
+    array)."""
+    def scale(path, leaf):
+        names = [str(getattr(p, "key", p)) for p in path]
+        if names[0] != "encoder" or names[1] == "pooler":
+            return 1.0
+        if names[1] == "embeddings":
+            return decay ** (num_layers + 1)
+        if names[1].startswith("layers_"):
+            return decay ** (num_layers - int(names[1].split("_")[1]))
+        if names[1] == "layers":  # scanned: one stacked array, layer index first
+            per = decay ** (num_layers - np.arange(num_layers, dtype=np.float32))
+            return per.reshape((num_layers,) + (1,) * (leaf.ndim - 1))
+        return 1.0
+    return jax.tree_util.tree_map_with_path(scale, params)
+
+
+def make_optimizer(cfg, steps: int, params, num_layers: int) -> optax.GradientTransformation:
+    """AdamW with warmup (a fraction of the steps) + linear decay, optional layer-wise decay."""
+    t = ml_collections.ConfigDict(cfg.train.to_dict())
+    t.steps = steps
+    t.warmup_steps = int(cfg.train.warmup_fraction * steps)
+    tx = train_lib.make_optimizer(t)
+    if cfg.train.layer_decay == 1.0:
+        return tx
+    scales = layer_scales(params, num_layers, cfg.train.layer_decay)
+    scale_tx = optax.stateless(lambda updates, _: jax.tree_util.tree_map(
+        lambda u, s: u * s, updates, scales))
+    return optax.chain(tx, scale_tx)
+
+
+def _evaluate(predict_fn, params, split, spec) -> dict:
+    return task_eval.score(predict_fn, params, split, spec)
+
+
+def _main_metric(metrics: dict, spec) -> float:
+    if spec.main_metric not in metrics:
+        raise KeyError(f"dev metrics {sorted(metrics)} lack the task's main metric "
+                       f"{spec.main_metric!r}")
+    return float(metrics[spec.main_metric])
+
+
+def finetune(cfg, workdir: str) -> dict:
+    """Fine-tunes per ``cfg`` (see launch/configs/finetune.py); returns and writes results."""
+    cfg = finetune_setup.resolve(cfg)
+    spec = tasks.task_spec(cfg.task)
+    changes = workdir_lib.config_changes(workdir, cfg)
+    mesh = mesh_lib.make_mesh(cfg.mesh)
+    rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
+    mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)
+    per_process = cfg.train.batch_size // jax.process_count()
+    tokenizer = Tokenizer.load(cfg.data.tokenizer)
+    train_iter, n_train, evals = _task_streams(cfg, spec, tokenizer, per_process)
+    steps = total_steps(cfg, n_train)
+    model, model_cfg = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size)
+    shapes = features.shapes(spec.kind, B=cfg.train.batch_size, L=cfg.data.max_seq_length)
+    dummy = train_lib.dummy_batch(shapes)
+    abstract_params = finetune_setup.abstract_params(model, dummy)
+    tx = make_optimizer(cfg, steps, abstract_params, model_cfg.num_layers)
+    state, shardings = train_lib.create_train_state(model, tx, dummy, cfg.seed, mesh, rules)
+
+    resuming = os.path.isdir(os.path.join(workdir, "checkpoints"))
+    if cfg.init_from and not resuming:
+        # Before anything is written: an unfit checkpoint leaves both workdirs untouched.
+        state = finetune_setup.load_pretrained(cfg, state, shardings)
+    manager = checkpoint.make_manager(workdir, ml_collections.ConfigDict(
+        dict(keep_checkpoints=cfg.train.keep_checkpoints)))
+    restored = workdir_lib.restore(manager, state, shardings, workdir, changes)
+    workdir_lib.write_config(workdir, cfg, changes)
+    start_step, progress = 0, {"best": -math.inf, "best_step": 0, "curve": []}
+    if restored is not None:
+        state, progress, start_step = restored
+        reporting.say(f"resumed from the fine-tuning checkpoint at step {start_step}")
+    origin = f"from {cfg.init_from}" if cfg.init_from else "from scratch"
+    reporting.say(f"{spec.name}: {n_train} training examples, {steps} steps of "
+                  f"{cfg.train.batch_size}, {origin}")
+    for _ in range(start_step):
+        next(train_iter)  # the stream is deterministic: skipping replays it exactly
+
+    train_fn, _ = train_lib.compile_steps(cfg, model, tx, shardings, mesh, rules,
+                                          objective=spec.kind)
+    predict_fn = task_eval.make_predict_fn(model, shardings.params, mesh, rules)
+    batch_sh = mesh_lib.batch_sharding(mesh, rules)
+    for split in evals.values():
+        split.batches = [mesh_lib.global_batch(b, batch_sh) for b in split.batches]
+    best_manager = finetune_setup.best_manager(workdir)
+    abstract = checkpoint.abstract_like(state.params, shardings.params)
+    progress = _loop(cfg, spec, workdir, steps, start_step, state, train_iter, train_fn,
+                     predict_fn, evals["dev"], batch_sh, manager, best_manager, progress)
+    return _finish(cfg, spec, workdir, progress, best_manager, abstract, predict_fn,
+                   evals, n_train, steps)
+
+
+def _loop(cfg, spec, workdir, steps, start_step, state, train_iter, train_fn, predict_fn, dev,
+          batch_sh, manager, best_manager, progress) -> dict:
+    """Train, evaluating on dev ``train.evals`` times; keep the best parameters."""
+    rng = jax.random.fold_in(jax.random.key(cfg.seed), 2)
+    eval_every = max(1, math.ceil(steps / max(1, cfg.train.evals)))
+    logger = reporting.MetricLogger(workdir, resume_step=start_step)
+    meter = reporting.Throughput(start_step, steps,
+                                 cfg.train.batch_size * cfg.data.max_seq_length)
+    window, t0 = [], time.perf_counter()
+    for step in range(start_step + 1, steps + 1):
+        batch = mesh_lib.global_batch(next(train_iter), batch_sh)
+        state, metrics = train_fn(state, batch, rng)
+        window.append(metrics)
+        if step % cfg.train.log_every == 0 or step == steps:
+            scalars = train_lib.reduce_metrics(window)
+            scalars.update(meter.update(step))
+            logger.write(step, scalars, echo=False)
+            window = []
+        if step % eval_every == 0 or step == steps:
+            dev_metrics = _evaluate(predict_fn, state.params, dev, spec)
+            value = _main_metric(dev_metrics, spec)
+            progress["curve"].append({"step": step, **dev_metrics})
+            logger.write(step, {f"dev/{k}": v for k, v in dev_metrics.items()}, echo=False)
+            reporting.say(f"step {step}/{steps}: dev {spec.main_metric} {value:.4f} "
+                          f"({time.perf_counter() - t0:.0f} s)")
+            if value > progress["best"]:
+                progress.update(best=value, best_step=step)
+                finetune_setup.save_best(best_manager, step, state.params)
+            checkpoint.save(manager, step, state, progress)
+            meter.restart(step)
+    manager.wait_until_finished()
+    best_manager.wait_until_finished()
+    logger.close()
+    progress["train_seconds"] = round(time.perf_counter() - t0, 1)
+    return progress
+
+
+def _finish(cfg, spec, workdir, progress, best_manager, abstract, predict_fn, evals,
+            n_train, steps) -> dict:
+    params = finetune_setup.restore_best(best_manager, abstract)
+    dev_metrics = _evaluate(predict_fn, params, evals["dev"], spec)
+    test_metrics = _evaluate(predict_fn, params, evals["test"], spec)
+    results = {"task": spec.name, "main_metric": spec.main_metric,
+               "init_from": cfg.init_from or None, "seed": cfg.seed, "steps": steps,
+               "train_examples": n_train, "best_step": progress["best_step"],
+               "dev": dev_metrics, "test": test_metrics, "curve": progress["curve"],
+               "train_seconds": progress.get("train_seconds")}
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("finetune results")
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        reporting.say(f"Done: {spec.name} best dev {spec.main_metric} "
+                      f"{dev_metrics[spec.main_metric]:.4f} at step {progress['best_step']}, "
+                      f"test {spec.main_metric} {test_metrics[spec.main_metric]:.4f}. Results: "
+                      f"{os.path.join(workdir, 'results.json')}")
+    return results

@@ -1,0 +1,93 @@
+"""Scoring a fine-tuned model on a task split: predictions on device, metrics on the host.
+
+Metrics such as F1, Matthews correlation or SQuAD's exact match are not sums over batches, so the
+model's outputs for a whole split are gathered first (every process sees the global batch's
+outputs) and scored once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from data import qa, tasks
+from launch import mesh as mesh_lib
+from launch import train_lib
+from objectives import task_metrics
+
+
+@dataclasses.dataclass
+class EvalSplit:
+    """One split, ready to score: global on-device batches plus what post-processing needs.
+
+    Attributes:
+      batches: global batches (jax.Arrays), the last one padded with ``example_weights`` 0.
+      num_rows: real (unpadded) rows: examples, or QA windows.
+      qa_features: span QA only: the windows, for turning logits back into answer text.
+      qa_examples: span QA only: the examples (ids, gold answers).
+    """
+
+    batches: list[dict]
+    num_rows: int
+    qa_features: qa.QaFeatures | None = None
+    qa_examples: list | None = None
+
+
+def make_predict_fn(model, params_shardings, mesh, rules) -> Callable:
+    """jit: (params, global batch) → (outputs, labels-ish batch keys), replicated on every device.
+
+    Replicated outputs let every process read the whole global batch's predictions.
+    """
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+    def predict(params, batch):
+        outputs = model.apply({"params": params}, batch, deterministic=True)
+        keep = {k: v for k, v in batch.items() if k not in ("token_ids", "type_ids")}
+        return outputs, keep
+
+    fn = jax.jit(predict, in_shardings=(params_shardings, mesh_lib.batch_sharding(mesh, rules)),
+                 out_shardings=replicated)
+    return train_lib.in_mesh(fn, mesh, rules)
+
+
+def _gather(predict_fn, params, split: EvalSplit) -> tuple[dict, dict]:
+    """Outputs and batch values of the whole split as host arrays, padding rows dropped."""
+    outs, keeps = [], []
+    for batch in split.batches:
+        o, k = predict_fn(params, batch)
+        outs.append(o)
+        keeps.append(k)
+    outs, keeps = jax.device_get((outs, keeps))
+    cat = functools.partial(_concat, n=split.num_rows)
+    return cat(outs), cat(keeps)
+
+
+def _concat(parts: list[dict], n: int) -> dict:
+    # Padding rows come last (the data pipelines pad only the final batch).
+    return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
+
+
+def score(predict_fn, params, split: EvalSplit, spec: tasks.TaskSpec) -> dict[str, float]:
+    """The task's metrics on one split (plus the mean loss-free counts a report needs)."""
+    outputs, batch = _gather(predict_fn, params, split)
+    if spec.kind == "span_qa":
+        predictions = qa.postprocess(outputs["start_logits"], outputs["end_logits"],
+                                     split.qa_features, split.qa_examples)
+        return qa.squad_v2_scores(predictions, split.qa_examples)
+    logits = outputs["logits"]
+    predictions = logits[:, 0] if spec.kind == "regression" else np.argmax(logits, axis=-1)
+    out = task_metrics.compute(spec.metrics, predictions, batch["labels"],
+                               batch["example_weights"])
+    out["examples"] = float(np.sum(batch["example_weights"]))
+    return out
+
+
+def predictions_of(predict_fn, params, split: EvalSplit, spec: tasks.TaskSpec) -> np.ndarray:
+    """Predicted class ids (float predictions for regression) of a classification split."""
+    outputs, _ = _gather(predict_fn, params, split)
+    logits = outputs["logits"]
+    return logits[:, 0] if spec.kind == "regression" else np.argmax(logits, axis=-1)

@@ -1,0 +1,79 @@
+"""Fine-tuning models: outputs, pooling, padding, the encoder subtree shared with pretraining."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lm import heads, models
+from tests.lm.conftest import TINY, init_params, jit, make_batch
+
+KEY = jax.random.key(0)
+
+
+def _init(model, batch):
+    import flax.linen as nn
+    return nn.unbox(jit(lambda b: model.init({"params": KEY}, b, deterministic=True))(batch)
+                    ["params"])
+
+
+def _task_batch(real=(16, 11)):
+    b = make_batch(real=real)
+    return {"token_ids": b["token_ids"], "type_ids": b["type_ids"]}
+
+
+@pytest.mark.parametrize("pooling", models.POOLINGS)
+def test_classifier_outputs_and_param_tree(pooling):
+    model = models.make_finetune_model("bert", TINY, "classification", num_classes=3,
+                                       pooling=pooling)
+    batch = _task_batch()
+    params = _init(model, batch)
+    assert set(params) == {"encoder", "classifier_head"}
+    # Only BERT's pooler pooling creates (and so restores) the pretrained pooler.
+    assert ("pooler" in params["encoder"]) == (pooling == "pooler")
+    out = model.apply({"params": params}, batch)
+    assert out["logits"].shape == (2, 3) and out["logits"].dtype == jnp.float32
+    # The encoder subtree has the same shapes as the pretraining model's.
+    pre = init_params(TINY)["encoder"]
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params["encoder"]):
+        ref = pre
+        for k in path:
+            ref = ref[k.key]
+        assert ref.shape == leaf.shape
+
+
+def test_regression_has_one_output():
+    model = models.make_finetune_model("bert", TINY, "regression", pooling="mean")
+    batch = _task_batch()
+    out = model.apply({"params": _init(model, batch)}, batch)
+    assert out["logits"].shape == (2, 1)
+
+
+def test_mean_pooling_ignores_padding():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 3)), jnp.float32)
+    ids = jnp.asarray([[9, 9, 9, 0, 0], [9, 9, 9, 9, 9]])
+    pooled = heads.mean_pool(x, ids, 0)
+    np.testing.assert_allclose(pooled[0], x[0, :3].mean(0), rtol=1e-6)
+    np.testing.assert_allclose(pooled[1], x[1].mean(0), rtol=1e-6)
+
+
+def test_span_model_masks_padding_and_is_padding_invariant():
+    model = models.make_finetune_model("bert", TINY, "span_qa")
+    batch = _task_batch(real=(16, 11))
+    params = _init(model, batch)
+    assert set(params) == {"encoder", "span_head"}
+    out = model.apply({"params": params}, batch)
+    assert out["start_logits"].shape == (2, 16) and out["end_logits"].shape == (2, 16)
+    assert np.all(np.asarray(out["start_logits"][1, 11:]) <= -1e8)
+    # The same sequence with less padding scores its real positions the same.
+    short = {k: v[1:, :12] for k, v in batch.items()}
+    out_short = model.apply({"params": params}, short)
+    np.testing.assert_allclose(out_short["start_logits"][0, :11], out["start_logits"][1, :11],
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_kind_or_pooling_is_refused():
+    with pytest.raises(KeyError, match="no fine-tuning model"):
+        models.make_finetune_model("bert", TINY, "ranking")
+    with pytest.raises(ValueError, match="unknown pooling"):
+        models.make_finetune_model("bert", TINY, "classification", num_classes=2, pooling="max")
