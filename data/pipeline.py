@@ -4,9 +4,11 @@
 Its output follows ``data.features.shapes("bert_pretrain", B=batch_size, L=max_seq_length,
 P=max_predictions_per_seq)``.
 
-Sharding: documents are dealt to ``data.num_shards`` shards (0 = one per process); each shard is
-an independent stream and a process reads only its own shards (``shard_layout``). The global
-batch is the shards' slices in shard order, so it is the same on 1 host or many.
+Sharding: the corpus is cut into ``data.num_shards`` shards (0 = one per process) before it is
+read: whole files, TFDS sub-splits, or for a corpus of fewer files than shards its documents
+dealt round-robin (``sources.read_shard_documents``). A process reads, tokenises and splits into
+train/eval only the shards it owns (``shard_layout``); each shard is an independent stream. The
+global batch is the shards' slices in shard order, so it is the same on 1 host or many.
 
 Reproducibility contract (train split): instance ``i`` of a shard's stream depends only on
 ``(seed, shard, i)``: epoch ``e``'s sentence pairs and their order come from a NumPy generator
@@ -24,6 +26,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from data import features, mlm, sentence_pairs, sources
 from data.tokenizer import Tokenizer
@@ -47,28 +50,48 @@ _SPECIAL_PSEUDO_COUNT = 1e-6
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class CorpusShard:
+    """One data shard's train and held-out eval documents, each document a list of int32 [len]
+    sentence arrays (no empty sentences)."""
+
+    train_docs: list[list[np.ndarray]]
+    eval_docs: list[list[np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class PretrainingCorpus:
-    """A tokenised corpus split into train and eval documents.
+    """The tokenised data shards one process owns.
 
     Attributes:
       tokenizer: the tokenizer that produced the ids.
-      train_docs: documents, each a list of int32 [len] sentence arrays (no empty sentences).
-      eval_docs: the held-out documents, same layout.
-      unigram_log_probs: float32 [V] log-frequency of each id in ``train_docs`` (add-0.5 smoothing
-        over ids >= NUM_SPECIAL_IDS; special ids, never MLM targets, get a negligible but finite
-        value). The context-free MLM baseline: its mean of ``-log p[target]`` over the masked
-        targets is the loss of a model that ignores context.
+      shards: shard id → its documents, for this process's shards only, in shard order.
+      unigram_counts: int64 [V] occurrences of each id in these shards' train documents. Sum it
+        over processes before :func:`unigram_log_probs_from_counts` for the whole corpus.
     """
 
     tokenizer: Tokenizer
-    train_docs: list[list[np.ndarray]]
-    eval_docs: list[list[np.ndarray]]
-    unigram_log_probs: np.ndarray
+    shards: dict[int, CorpusShard]
+    unigram_counts: np.ndarray
 
     @property
     def vocab_size(self) -> int:
         """``V``, the tokenizer's vocabulary size."""
         return self.tokenizer.vocab_size
+
+    @property
+    def train_docs(self) -> list[list[np.ndarray]]:
+        """The train documents of all of this process's shards, in shard order."""
+        return [d for shard in self.shards.values() for d in shard.train_docs]
+
+    @property
+    def eval_docs(self) -> list[list[np.ndarray]]:
+        """The eval documents of all of this process's shards, in shard order."""
+        return [d for shard in self.shards.values() for d in shard.eval_docs]
+
+    @property
+    def unigram_log_probs(self) -> np.ndarray:
+        """float32 [V]: :func:`unigram_log_probs_from_counts` of this process's counts only."""
+        return unigram_log_probs_from_counts(self.unigram_counts)
 
 
 def tokenize_documents(tokenizer: Tokenizer,
@@ -112,42 +135,73 @@ def split_documents(num_docs: int, eval_fraction: float) -> tuple[list[int], lis
     return [i for i in range(num_docs) if i not in eval_set], eval_indices
 
 
-def unigram_log_probs(docs: list[list[np.ndarray]], vocab_size: int) -> np.ndarray:
+def unigram_counts(docs: list[list[np.ndarray]], vocab_size: int) -> np.ndarray:
+    """int64 [V]: how often each id occurs in ``docs``."""
+    tokens = np.concatenate([s for doc in docs for s in doc])
+    return np.bincount(tokens, minlength=vocab_size)[:vocab_size].astype(np.int64)
+
+
+def unigram_log_probs_from_counts(counts: np.ndarray) -> np.ndarray:
     """float32 [V] log unigram probabilities: add-0.5 smoothed counts of the non-special ids.
 
     Special ids get a pseudo-count of 1e-6 rather than zero: a finite log-probability keeps
     ``-log_p[targets] * weights`` at 0 (not NaN) on padded prediction slots, whose target is 0.
+    Smooth after summing ``counts`` (:func:`unigram_counts`) over processes: then the result is
+    that of one process counting the whole corpus.
     """
-    tokens = np.concatenate([s for doc in docs for s in doc])
-    counts = np.bincount(tokens, minlength=vocab_size).astype(np.float64)[:vocab_size]
+    counts = np.asarray(counts).astype(np.float64)
     counts[:features.NUM_SPECIAL_IDS] = _SPECIAL_PSEUDO_COUNT
     counts[features.NUM_SPECIAL_IDS:] += 0.5
     return np.log(counts / counts.sum()).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=4)
-def _load_corpus(corpus: str, tokenizer: str, tfds_data_dir: str,
-                 eval_fraction: float) -> PretrainingCorpus:
-    tok = Tokenizer.load(tokenizer)
-    docs = tokenize_documents(tok, sources.read_documents(corpus, tfds_data_dir=tfds_data_dir))
+def _load_shard(tok: Tokenizer, corpus: str, tfds_data_dir: str, eval_fraction: float,
+                shard: int, num_shards: int) -> CorpusShard:
+    """Reads and tokenises one shard's documents only, and splits them into train and eval."""
+    docs = tokenize_documents(tok, sources.read_shard_documents(
+        corpus, shard, num_shards, tfds_data_dir=tfds_data_dir))
+    if num_shards > 1 and len(docs) - max(1, round(len(docs) * eval_fraction)) < 2:
+        raise ValueError(
+            f"data shard {shard} of {num_shards} has {len(docs)} documents; with eval_fraction="
+            f"{eval_fraction} that leaves fewer than 2 for training and 1 for eval. Use fewer "
+            "data.num_shards, more corpus files (a shard is files[shard::num_shards] when there "
+            "are at least num_shards files), more documents, or a smaller eval_fraction")
     train_idx, eval_idx = split_documents(len(docs), eval_fraction)
-    train_docs = [docs[i] for i in train_idx]
-    return PretrainingCorpus(tokenizer=tok, train_docs=train_docs,
-                             eval_docs=[docs[i] for i in eval_idx],
-                             unigram_log_probs=unigram_log_probs(train_docs, tok.vocab_size))
+    return CorpusShard(train_docs=[docs[i] for i in train_idx],
+                       eval_docs=[docs[i] for i in eval_idx])
 
 
-def load_corpus(cfg) -> PretrainingCorpus:
-    """Reads, tokenises and splits ``cfg.corpus`` once per process (cached).
+@functools.lru_cache(maxsize=4)
+def _load_corpus(corpus: str, tokenizer: str, tfds_data_dir: str, eval_fraction: float,
+                 shards: tuple[int, ...], num_shards: int) -> PretrainingCorpus:
+    if not 0.0 <= eval_fraction < 1.0:  # say so before reading what may be a large corpus
+        raise ValueError(f"eval_fraction={eval_fraction} must be in [0, 1)")
+    if sources.shards_share_files(corpus, num_shards):
+        logging.info("corpus %r has fewer files than data.num_shards=%d: every process reads all "
+                     "of them but tokenises only its shards' documents (dealt round-robin)",
+                     corpus, num_shards)
+    tok = Tokenizer.load(tokenizer)
+    loaded = {s: _load_shard(tok, corpus, tfds_data_dir, eval_fraction, s, num_shards)
+              for s in shards}
+    counts = sum(unigram_counts(x.train_docs, tok.vocab_size) for x in loaded.values())
+    return PretrainingCorpus(tokenizer=tok, shards=loaded, unigram_counts=counts)
+
+
+def load_corpus(cfg, *, process_index: int = 0, process_count: int = 1) -> PretrainingCorpus:
+    """Reads, tokenises and splits this process's data shards of ``cfg.corpus`` (cached).
 
     Args:
-      cfg: the data config; uses ``corpus``, ``tokenizer``, ``tfds_data_dir``, ``eval_fraction``.
+      cfg: the data config; uses ``corpus``, ``tokenizer``, ``tfds_data_dir``, ``eval_fraction``,
+        ``num_shards``.
+      process_index, process_count: this process and how many there are; they pick the shards
+        (``shard_layout``), whose content does not depend on them.
 
     Returns:
       The cached :class:`PretrainingCorpus`; treat it as read-only.
     """
+    shards, num_shards = _owned_shards(cfg.num_shards, process_index, process_count)
     return _load_corpus(cfg.corpus, cfg.tokenizer, cfg.tfds_data_dir or "",
-                        float(cfg.eval_fraction))
+                        float(cfg.eval_fraction), tuple(shards), num_shards)
 
 
 def _rng(tag: int, seed: int, counter: int, shard: int) -> np.random.Generator:
@@ -163,13 +217,19 @@ def _instances(docs, cfg, rng: np.random.Generator) -> dict[str, np.ndarray]:
     return {k: v[order] for k, v in inst.items()}
 
 
-def _shard(docs: list, shard: int, num_shards: int, split: str) -> list:
-    out = docs[shard::num_shards]
-    if not out:
-        raise ValueError(f"data shard {shard} of {num_shards} gets no {split} documents (there are "
-                         f"{len(docs)}); use a larger corpus, a larger eval_fraction or fewer "
-                         "data.num_shards")
-    return out
+def _owned_shards(num_shards: int, process_index: int,
+                  process_count: int) -> tuple[list[int], int]:
+    """``(this process's shards, S)``; raises when ``S`` does not divide over the processes."""
+    if not 0 <= process_index < process_count:
+        raise ValueError(f"need 0 <= process_index={process_index} < process_count="
+                         f"{process_count}")
+    num_shards = num_shards or process_count
+    if num_shards % process_count:
+        raise ValueError(f"data.num_shards={num_shards} does not divide over {process_count} "
+                         f"processes; use a multiple of {process_count} (or 0 = one per process)")
+    per_process = num_shards // process_count
+    first = process_index * per_process
+    return list(range(first, first + per_process)), num_shards
 
 
 def shard_layout(num_shards: int, batch_size: int, process_index: int,
@@ -191,17 +251,12 @@ def shard_layout(num_shards: int, batch_size: int, process_index: int,
     Raises:
       ValueError: when the shards do not divide over the processes or the batch over the shards.
     """
-    num_shards = num_shards or process_count
-    if num_shards % process_count:
-        raise ValueError(f"data.num_shards={num_shards} does not divide over {process_count} "
-                         f"processes; use a multiple of {process_count} (or 0 = one per process)")
-    per_process = num_shards // process_count
-    if batch_size % per_process:
+    shards, num_shards = _owned_shards(num_shards, process_index, process_count)
+    if batch_size % len(shards):
         raise ValueError(f"a per-process batch of {batch_size} does not split over this process's "
-                         f"{per_process} data shards; use a global batch divisible by "
+                         f"{len(shards)} data shards; use a global batch divisible by "
                          f"data.num_shards={num_shards}")
-    first = process_index * per_process
-    return list(range(first, first + per_process)), batch_size // per_process
+    return shards, batch_size // len(shards)
 
 
 def _train_epochs(docs, cfg, seed: int, shard: int, batch_size: int,
@@ -281,11 +336,12 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
       cfg: data ConfigDict: ``corpus``, ``tokenizer``, ``tfds_data_dir``, ``max_seq_length`` (L),
         ``max_predictions_per_seq`` (P), ``masked_lm_prob``, ``short_seq_prob``,
         ``nsp_random_prob``, ``whole_word_masking``, ``eval_fraction``, ``num_shards``.
-      split: ``"train"`` (infinite, reshuffled pairs every epoch) or ``"eval"`` (one fixed pass;
-        every process yields the same number of batches, so multi-host eval steps stay in step).
+      split: ``"train"`` (infinite, reshuffled pairs every epoch) or ``"eval"`` (one fixed pass,
+        as many batches as this process's shards can all fill: processes may differ, so a
+        multi-process caller agrees on the minimum before evaluating).
       batch_size: ``B`` per process.
       seed: the run's data seed.
-      process_index: this process; it reads the documents of its shards (``shard_layout``).
+      process_index: this process; it reads only the documents of its shards (``shard_layout``).
       process_count: number of processes.
       start_position: train only: instances this process already consumed (steps × B). The
         stream resumes exactly there; each skipped epoch costs one unmasked pass of pair
@@ -295,29 +351,25 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
       An iterator of dicts ``token_ids``, ``type_ids`` int32 [B, L]; ``mlm_positions``,
       ``mlm_targets`` int32 [B, P]; ``mlm_weights`` float32 [B, P]; ``nsp_labels`` int32 [B].
     """
-    corpus = load_corpus(cfg)
-    word_starts = corpus.tokenizer.is_word_start() if cfg.whole_word_masking else None
     tag = {"train": _TRAIN, "eval": _EVAL}.get(split)
     if tag is None:
         raise ValueError(f"split={split!r}; use 'train' or 'eval'")
-    if not 0 <= process_index < process_count or start_position < 0:
-        raise ValueError(f"need 0 <= process_index={process_index} < process_count="
-                         f"{process_count} and start_position={start_position} >= 0")
     shards, rows = shard_layout(cfg.num_shards, batch_size, process_index, process_count)
-    if start_position % batch_size:
+    if start_position < 0 or start_position % batch_size:
         raise ValueError(f"start_position={start_position} is not a whole number of batches")
-    num_shards = cfg.num_shards or process_count
+    corpus = load_corpus(cfg, process_index=process_index, process_count=process_count)
+    word_starts = corpus.tokenizer.is_word_start() if cfg.whole_word_masking else None
     if split == "eval":
-        eval_rows = _eval_rows(corpus, cfg, rows, seed, num_shards)
+        eval_rows = _eval_rows(corpus, cfg, rows, seed)
     streams = []
     for shard in shards:
         base_seed = tf.random.experimental.stateless_fold_in(
             tf.constant([tag, int(seed) & _I63], tf.int64), shard)
         mask = _mask_fn(cfg, corpus.vocab_size, word_starts, base_seed)
         if split == "train":
-            docs = _shard(corpus.train_docs, shard, num_shards, split)
             start = start_position // batch_size * rows
-            streams.append(_train_batches(docs, cfg, seed, shard, rows, start, mask))
+            streams.append(_train_batches(corpus.shards[shard].train_docs, cfg, seed, shard, rows,
+                                          start, mask))
         else:
             ds = tf.data.Dataset.from_tensor_slices(eval_rows[shard]).map(
                 mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -328,18 +380,19 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
             for parts in zip(*streams, strict=False))
 
 
-def _eval_rows(corpus: PretrainingCorpus, cfg, rows: int, seed: int,
-               num_shards: int) -> list[tuple[np.ndarray, ...]]:
-    """Unmasked eval instances of every shard, each cut to the batch count all shards can give.
+def _eval_rows(corpus: PretrainingCorpus, cfg, rows: int,
+               seed: int) -> dict[int, tuple[np.ndarray, ...]]:
+    """Unmasked eval instances of this process's shards, cut to the batch count all can give.
 
-    Every shard's instances are built (eval is small) so that all processes agree on the count
-    without talking to each other.
+    Other processes' shards are not read here, so the count may differ between processes; the
+    caller agrees on the minimum. A shard's instances are a prefix of the same stream whatever
+    the cut, so the batches all processes keep are those of a single process.
 
     Returns:
-      Per shard, ``(token_ids, type_ids, nsp_labels, positions)`` with the same length.
+      Per owned shard, ``(token_ids, type_ids, nsp_labels, positions)`` with the same length.
     """
-    shards = [_eval_instances(_shard(corpus.eval_docs, s, num_shards, "eval"), cfg, seed, s, rows)
-              for s in range(num_shards)]
-    num = min(len(x["nsp_labels"]) for x in shards) // rows * rows
-    return [(x["token_ids"][:num], x["type_ids"][:num], x["nsp_labels"][:num],
-             np.arange(num, dtype=np.int64)) for x in shards]
+    shards = {s: _eval_instances(x.eval_docs, cfg, seed, s, rows)
+              for s, x in corpus.shards.items()}
+    num = min(len(x["nsp_labels"]) for x in shards.values()) // rows * rows
+    return {s: (x["token_ids"][:num], x["type_ids"][:num], x["nsp_labels"][:num],
+                np.arange(num, dtype=np.int64)) for s, x in shards.items()}

@@ -12,6 +12,13 @@ Corpus strings accepted by :func:`read_documents`:
   document per example, e.g. ``tfds:wikipedia/20230601.en:text``.
 
 TensorFlow Datasets is imported only for ``tfds:`` corpora, so reading files stays light.
+
+Data shards (:func:`read_shard_documents`): shard ``s`` of ``S`` is decided before anything is read,
+so a host of a pod opens only its part of a large corpus: the files ``files[s::S]`` when there are
+at least ``S`` files, the ``s``-th of ``tfds.even_splits("train", n=S)`` for TFDS, and otherwise
+(a corpus of fewer files than shards, small by definition) every file is read and the documents
+are dealt round-robin, ``documents[s::S]``. ``S = 1`` reads exactly what :func:`read_documents`
+reads.
 """
 
 from __future__ import annotations
@@ -197,11 +204,65 @@ def read_documents(corpus: str, *, tfds_data_dir: str | None = None,
     """
     if corpus.startswith(_TFDS_PREFIX):
         return read_tfds_documents(corpus, tfds_data_dir=tfds_data_dir, split=split)
-    paths = embedded_corpus_files() if corpus == "embedded" else expand_paths(corpus)
+    return _read_files(corpus_files(corpus))
+
+
+def _read_files(paths: list[str]) -> list[list[str]]:
     documents = []
     for path in paths:
         documents.extend(read_text_file(path))
     return documents
+
+
+def shards_share_files(corpus: str, num_shards: int) -> bool:
+    """Whether data shards must read every file (fewer files than shards) to deal documents.
+
+    False for ``tfds:`` corpora, whose shards are TFDS splits, and for ``num_shards == 1``.
+    """
+    if corpus.startswith(_TFDS_PREFIX):
+        return False
+    return len(corpus_files(corpus)) < num_shards
+
+
+def read_shard_documents(corpus: str, shard: int, num_shards: int, *,
+                         tfds_data_dir: str | None = None) -> list[list[str]]:
+    """Reads the documents of data shard ``shard`` of ``num_shards``, and as little else as it can.
+
+    Membership depends only on the corpus, ``shard`` and ``num_shards`` (never on how many
+    processes read), so a shard holds the same documents on 1 host or many. See the module
+    docstring for the three cases.
+
+    Args:
+      corpus: as for :func:`read_documents`.
+      shard: which shard, ``0 <= shard < num_shards``.
+      num_shards: ``S``, how many shards the corpus is cut into.
+      tfds_data_dir: as for :func:`read_documents`.
+
+    Returns:
+      The shard's documents in corpus order; for ``num_shards == 1`` exactly
+      ``read_documents(corpus)``.
+
+    Raises:
+      ValueError: for a shard outside ``[0, num_shards)``, and as :func:`read_documents`.
+      RuntimeError: as :func:`read_documents`.
+    """
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"data shard {shard} is not in [0, {num_shards})")
+    if corpus.startswith(_TFDS_PREFIX):
+        if num_shards == 1:
+            return read_tfds_documents(corpus, tfds_data_dir=tfds_data_dir)
+        import tensorflow_datasets as tfds  # Heavy; only tfds: corpora pay for it.
+        split = tfds.even_splits("train", n=num_shards)[shard]
+        try:
+            return read_tfds_documents(corpus, tfds_data_dir=tfds_data_dir, split=split)
+        except RuntimeError as err:  # An empty sub-split fails to load, like a missing dataset.
+            raise RuntimeError(f"data shard {shard} of {num_shards}: if the dataset has fewer than "
+                               f"{num_shards} train examples, use fewer data.num_shards. {err}"
+                               ) from err
+    paths = corpus_files(corpus)
+    if len(paths) >= num_shards:
+        return _read_files(paths[shard::num_shards])
+    return _read_files(paths)[shard::num_shards]
 
 
 def corpus_files(corpus: str) -> list[str]:

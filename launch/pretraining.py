@@ -33,6 +33,31 @@ def unigram_baseline(eval_batches: list[dict], log_probs: np.ndarray) -> float:
     return float(sums[0] / sums[1])
 
 
+def _unigram_log_probs(counts: np.ndarray) -> np.ndarray:
+    """Log-probs of the whole corpus from each process's counts of its own shards' tokens.
+
+    Counts travel as two 30-bit halves: without jax_enable_x64 an int64 would be cut to int32.
+    """
+    if jax.process_count() > 1:
+        halves = np.stack([counts >> 30, counts & ((1 << 30) - 1)]).astype(np.int32)
+        gathered = np.asarray(multihost_utils.process_allgather(halves), np.int64).sum(axis=0)
+        counts = (gathered[0] << 30) + gathered[1]
+    return pipeline.unigram_log_probs_from_counts(counts)
+
+
+def _eval_batches(cfg, data_kw: dict) -> list[dict]:
+    """Up to ``eval_batches`` host eval batches, as many on every process.
+
+    Each process builds eval pairs from its own shards only, so their counts can differ; every
+    process must run every (collective) eval step, so all keep the smallest count.
+    """
+    batches = list(itertools.islice(pipeline.make_dataset(cfg.data, "eval", **data_kw),
+                                    cfg.train.eval_batches))
+    if jax.process_count() > 1:
+        batches = batches[:int(np.min(multihost_utils.process_allgather(np.int32(len(batches)))))]
+    return batches
+
+
 def _flat(tree: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in tree.items():
@@ -106,7 +131,8 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)
     per_process = cfg.train.batch_size // jax.process_count()
-    corpus = pipeline.load_corpus(cfg.data)
+    corpus = pipeline.load_corpus(cfg.data, process_index=jax.process_index(),
+                                  process_count=jax.process_count())
     model = models.make_model(cfg.model.arch, train_lib.model_config(cfg, corpus.vocab_size))
     shapes = features.shapes(cfg.objective, B=cfg.train.batch_size, L=cfg.data.max_seq_length,
                              P=cfg.data.max_predictions_per_seq)
@@ -115,7 +141,8 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
         model, tx, train_lib.dummy_batch(shapes), cfg.seed, mesh, rules)
     n_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
     reporting.say(f"{cfg.model.arch}: {n_params / 1e6:.2f}M parameters, mesh {dict(mesh.shape)}, "
-                  f"{len(corpus.train_docs)} train / {len(corpus.eval_docs)} eval documents")
+                  f"{len(corpus.train_docs)} train / {len(corpus.eval_docs)} eval documents "
+                  "in this process's data shards")
 
     manager = checkpoint.make_manager(workdir, cfg.train)
     restored = _restore(manager, state, shardings, workdir, changes)
@@ -130,9 +157,8 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     data_kw = dict(batch_size=per_process, seed=cfg.seed, process_index=jax.process_index(),
                    process_count=jax.process_count())
     train_iter = pipeline.make_dataset(cfg.data, "train", start_position=position, **data_kw)
-    eval_batches = list(itertools.islice(pipeline.make_dataset(cfg.data, "eval", **data_kw),
-                                         cfg.train.eval_batches))
-    baseline = unigram_baseline(eval_batches, corpus.unigram_log_probs)
+    eval_batches = _eval_batches(cfg, data_kw)
+    baseline = unigram_baseline(eval_batches, _unigram_log_probs(corpus.unigram_counts))
     train_fn, eval_fn = train_lib.compile_steps(cfg, model, tx, shardings, mesh, rules)
     batch_sh = mesh_lib.batch_sharding(mesh, rules)
     # On the devices once, not at every evaluation.

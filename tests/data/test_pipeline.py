@@ -1,11 +1,12 @@
 """Tests for data/pipeline.py: schema, statistics, determinism, resumption, sharding."""
 
+import hashlib
 import itertools
 
 import numpy as np
 import pytest
 
-from data import features, pipeline
+from data import features, pipeline, sources
 from data.tokenizer import Tokenizer
 
 B = 8
@@ -133,21 +134,104 @@ def _disjoint_corpus(path, tokenizer: Tokenizer):
     return str(path)
 
 
+def _tokens(docs) -> set[int]:
+    return set(np.concatenate([s for d in docs for s in d]).tolist())
+
+
 def test_processes_read_disjoint_documents(tmp_path, data_config):
+    """One file, two shards: each process tokenises only its dealt documents, docs[p::2]."""
     cfg = data_config(_disjoint_corpus(tmp_path / "disjoint.txt", Tokenizer.load()),
                       eval_fraction=0.25, max_seq_length=24, max_predictions_per_seq=4)
-    train_docs = pipeline.load_corpus(cfg).train_docs
-    shard_tokens = [set(np.concatenate([s for d in train_docs[p::2] for s in d]).tolist())
-                    for p in range(2)]
-    assert not shard_tokens[0] & shard_tokens[1]
+    whole = pipeline.load_corpus(cfg)
+    everything = whole.train_docs + whole.eval_docs
+    corpora = [pipeline.load_corpus(cfg, process_index=p, process_count=2) for p in range(2)]
+    for p, corpus in enumerate(corpora):
+        assert list(corpus.shards) == [p]
+        assert (len(corpus.train_docs), len(corpus.eval_docs)) == (3, 1)
+    mine = [_tokens(c.train_docs + c.eval_docs) for c in corpora]
+    assert not mine[0] & mine[1] and mine[0] | mine[1] == _tokens(everything)
     for p in range(2):
         seen = set()
         for batch in _take(cfg, 6, batch_size=4, process_index=p, process_count=2):
             seen |= set(_restore(batch).ravel().tolist())
-        assert seen - set(range(features.NUM_SPECIAL_IDS)) <= shard_tokens[p]
+        assert seen - set(range(features.NUM_SPECIAL_IDS)) <= _tokens(corpora[p].train_docs)
     evals = [list(pipeline.make_dataset(cfg, "eval", batch_size=4, seed=0, process_index=p,
                                         process_count=2)) for p in range(2)]
-    assert len(evals[0]) == len(evals[1]) >= 1
+    assert min(len(e) for e in evals) >= 1
+
+
+def _write_files(directory, num_files: int, docs_per_file: int = 3) -> list[str]:
+    paths = []
+    for f in range(num_files):
+        docs = ["\n".join(f"File {f} document {d} sentence {s} is here." for s in range(4))
+                for d in range(docs_per_file)]
+        paths.append(directory / f"part{f}.txt")
+        paths[-1].write_text("\n\n".join(docs) + "\n")
+    return [str(p) for p in paths]
+
+
+def test_a_shard_opens_and_tokenises_only_its_files(tmp_path, data_config, monkeypatch):
+    paths = _write_files(tmp_path, 3)
+    cfg = data_config(f"{tmp_path}/part*.txt", num_shards=2, eval_fraction=0.2)
+    opened, tokenised = [], []
+    read, tokenize = sources.read_text_file, pipeline.tokenize_documents
+    monkeypatch.setattr(sources, "read_text_file", lambda p: opened.append(p) or read(p))
+    monkeypatch.setattr(pipeline, "tokenize_documents",
+                        lambda tok, docs: tokenised.extend(docs) or tokenize(tok, docs))
+    corpus = pipeline.load_corpus(cfg, process_index=0, process_count=2)
+    assert opened == [paths[0], paths[2]]
+    assert tokenised == read(paths[0]) + read(paths[2])
+    assert list(corpus.shards) == [0] and len(corpus.train_docs) + len(corpus.eval_docs) == 6
+
+
+def test_shard_content_does_not_depend_on_process_count(tmp_path, data_config):
+    _write_files(tmp_path, 5)
+    cfg = data_config(f"{tmp_path}/part*.txt", num_shards=4, eval_fraction=0.2)
+    by_count = {n: {s: x for p in range(n)
+                    for s, x in pipeline.load_corpus(cfg, process_index=p,
+                                                     process_count=n).shards.items()}
+                for n in (1, 2, 4)}
+    for n in (2, 4):
+        assert sorted(by_count[n]) == [0, 1, 2, 3]
+        for s, shard in by_count[n].items():
+            for split in ("train_docs", "eval_docs"):
+                want, got = getattr(by_count[1][s], split), getattr(shard, split)
+                assert [np.concatenate(d).tolist() for d in got] == [
+                    np.concatenate(d).tolist() for d in want], (n, s, split)
+    counts = [pipeline.load_corpus(cfg, process_index=p, process_count=2).unigram_counts
+              for p in range(2)]
+    np.testing.assert_array_equal(counts[0] + counts[1],
+                                  pipeline.load_corpus(cfg).unigram_counts)
+
+
+def test_a_shard_too_small_says_which_and_what_to_do(tmp_path, data_config):
+    cfg = data_config(_write_files(tmp_path, 1, docs_per_file=5)[0], num_shards=2)
+    with pytest.raises(ValueError, match=r"data shard 1 of 2 has 2 documents.*fewer data\."
+                                         r"num_shards, more corpus files"):
+        pipeline.load_corpus(cfg, process_index=1, process_count=2)
+
+
+def _digest(batches) -> str:
+    h = hashlib.sha256()
+    for b in batches:
+        for k in sorted(b):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(b[k]).tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("num_shards", [0, 1])
+def test_single_process_batches_are_unchanged(fixture_corpus, data_config, num_shards):
+    """The default single-host path gives the bytes it gave before data shards were read alone.
+
+    The digest was taken from the pipeline that read the whole corpus in every process (3 train
+    then 3 eval batches of 8, seed 0); a change here changes every single-host run's data.
+    """
+    cfg = data_config(fixture_corpus, num_shards=num_shards)
+    batches = _take(cfg, 3) + list(itertools.islice(
+        pipeline.make_dataset(cfg, "eval", batch_size=B, seed=0), 3))
+    assert _digest(batches) == ("703eb54710a6dcb6fef963df3af7619a"
+                                "e22974c164b5ae52862b64178ca1d9bf")
 
 
 def test_split_and_unigram_baseline(fixture_corpus, data_config):

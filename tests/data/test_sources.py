@@ -125,3 +125,34 @@ def test_tfds_through_make_dataset(tfds_dir, data_config):
     want = features.shapes("bert_pretrain", B=4, L=32, P=5)
     assert {k: (v.shape, v.dtype.name) for k, v in batch.items()} == want
     assert np.all(batch["token_ids"][:, 0] == features.CLS_ID)
+
+
+def test_shards_are_files_or_dealt_documents(tmp_path, monkeypatch):
+    paths = [_write(tmp_path / f"{n}.txt", f"{n} one.\n\n{n} two.\n\n{n} three.\n")
+             for n in ("a", "b", "c")]
+    spec = f"{tmp_path}/*.txt"
+    assert sources.read_shard_documents(spec, 0, 1) == sources.read_documents(spec)
+    opened = []
+    read = sources.read_text_file
+    monkeypatch.setattr(sources, "read_text_file", lambda p: opened.append(p) or read(p))
+    assert sources.read_shard_documents(spec, 1, 2) == [["b one."], ["b two."], ["b three."]]
+    assert opened == [paths[1]] and not sources.shards_share_files(spec, 3)
+    # Fewer files than shards: all are read, the documents dealt round-robin.
+    assert sources.shards_share_files(spec, 4)
+    assert sources.read_shard_documents(spec, 1, 4) == [["a two."], ["b three."]]
+    assert sum(len(sources.read_shard_documents(spec, s, 4)) for s in range(4)) == 9
+    with pytest.raises(ValueError, match=r"data shard 4 is not in \[0, 4\)"):
+        sources.read_shard_documents(spec, 4, 4)
+
+
+def test_tfds_shards_are_even_splits(tfds_dir):
+    corpus = f"tfds:{TFDS_NAME}:text"
+    whole = sources.read_documents(corpus, tfds_data_dir=tfds_dir)
+    assert sources.read_shard_documents(corpus, 0, 1, tfds_data_dir=tfds_dir) == whole
+    halves = [sources.read_shard_documents(corpus, s, 2, tfds_data_dir=tfds_dir)
+              for s in range(2)]
+    assert len(halves[0]) == len(halves[1]) == 4
+    assert sorted(halves[0] + halves[1]) == sorted(whole)
+    assert not sources.shards_share_files(corpus, 16)
+    with pytest.raises(RuntimeError, match=r"data shard 9 of 16: .*fewer data.num_shards"):
+        sources.read_shard_documents(corpus, 9, 16, tfds_data_dir=tfds_dir)

@@ -47,5 +47,7 @@ def test_two_processes_log_the_losses_of_one(tmp_path, fixture_corpus):
     for step in (1, 2, 3):
         assert a[step]["loss"] == pytest.approx(b[step]["loss"], rel=1e-5), step
     assert a[3]["eval/mlm_loss"] == pytest.approx(b[3]["eval/mlm_loss"], rel=1e-5)
+    # Each process counts only its own shard's tokens; the baseline sums the counts.
+    assert a[3]["eval/unigram_entropy"] == pytest.approx(b[3]["eval/unigram_entropy"], rel=1e-6)
     assert "step=3" not in outputs[1], "only process 0 prints progress"
     assert os.path.isdir(os.path.join(multi, "checkpoints", "3"))
