@@ -31,6 +31,7 @@ setup(
         "absl-py>=2.1",
         "ml_collections>=0.1.1",
         "numpy>=1.26",
+        "matplotlib>=3.8",  # the comparison report's plots (written as PNG, no display needed)
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6"],
@@ -38,6 +39,10 @@ setup(
     entry_points={
         "console_scripts": [
             "pretrax-pretrain=launch.pretrain:run",
+            "pretrax-finetune=launch.finetune:run",
+            "pretrax-evaluate=launch.evaluate:run",
+            "pretrax-compare=launch.compare:run",
+            "pretrax-quickstart=launch.quickstart:run",
             "pretrax-train-tokenizer=launch.train_tokenizer:run",
         ],
     },

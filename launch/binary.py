@@ -27,8 +27,9 @@ def define_flags(config_example: str):
     return config, workdir
 
 
-def start(argv) -> None:
-    """Checks argv, quiets logging, hides accelerators from TF, joins the other processes."""
+def start(argv, *, multiprocess: bool = True) -> None:
+    """Checks argv, quiets logging, hides accelerators from TF, joins the other processes
+    (``multiprocess``: the binary defined the flags of ``define_flags``)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:
@@ -37,6 +38,8 @@ def start(argv) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     tf.config.set_visible_devices([], "GPU")
+    if not multiprocess:
+        return
     from launch import distributed
     f = flags.FLAGS
     distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)

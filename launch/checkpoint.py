@@ -82,7 +82,7 @@ def _flat_shapes(tree, prefix: str = "") -> dict[str, tuple]:
 
 
 def restore_params_subtree(workdir: str, subtree: str, abstract, step: int = -1):
-    """Parameters only: ``params/<subtree>`` of a (pretraining) checkpoint, resharded.
+    """Parameters only: ``params/<subtree>`` (``""`` = all) of a checkpoint, resharded.
 
     Nothing else of the checkpoint (optimizer state, heads outside ``subtree``) is read.
 
@@ -109,7 +109,8 @@ def restore_params_subtree(workdir: str, subtree: str, abstract, step: int = -1)
     step = max(steps) if step == -1 else step
     saved = manager.item_metadata(step)["state"]
     saved_params = _flat_shapes(dict(saved["params"]))
-    wanted = {f"{subtree}/{k}": shape for k, shape in _flat_shapes(abstract).items()}
+    prefix = f"{subtree}/" if subtree else ""
+    wanted = {f"{prefix}{k}": shape for k, shape in _flat_shapes(abstract).items()}
     problems = [f"{k}: checkpoint {saved_params[k] if k in saved_params else 'missing'}, "
                 f"this model {shape}" for k, shape in sorted(wanted.items())
                 if saved_params.get(k) != shape]
@@ -120,9 +121,10 @@ def restore_params_subtree(workdir: str, subtree: str, abstract, step: int = -1)
                 f"\n  … and {len(problems) - 12} more" if len(problems) > 12 else "") +
             "\nUse the architecture the checkpoint was pretrained with (its config.json has "
             "model.* and data.tokenizer), or train from scratch without init_from.")
-    item = {"params": {subtree: abstract}}
+    item = {"params": {subtree: abstract} if subtree else abstract}
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
         item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
         partial_restore=True)))
     manager.close()
-    return restored.state["params"][subtree], step, saved_params
+    params = restored.state["params"]
+    return (params[subtree] if subtree else params), step, saved_params

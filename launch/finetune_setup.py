@@ -113,3 +113,19 @@ def restore_best(manager: ocp.CheckpointManager, abstract):
         raise FileNotFoundError(f"no best checkpoint in {manager.directory}")
     return manager.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(abstract))).params
+
+
+def params_shardings(model, batch: dict, mesh, rules):
+    """(abstract params with shardings) for ``model`` on ``mesh``, without materialising any."""
+    import flax.linen as nn
+
+    from launch import mesh as mesh_lib
+
+    def init():
+        keys = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+        return model.init(keys, batch, deterministic=True)["params"]
+
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        boxed = jax.eval_shape(init)
+        shardings = mesh_lib.logical_shardings(boxed, mesh, rules)
+    return checkpoint.abstract_like(nn.unbox(boxed), shardings), shardings

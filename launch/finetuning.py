@@ -59,9 +59,10 @@ def _qa_streams(cfg, tokenizer, kw):
 
 
 def total_steps(cfg, n_train: int) -> int:
-    """``train.steps`` if set, else ``ceil(epochs × examples / global batch)``."""
-    return cfg.train.steps or max(1, math.ceil(cfg.train.epochs * n_train /
-                                               cfg.train.batch_size))
+    """``train.steps`` if set, else ``ceil(epochs × examples / global batch)`` but at least
+    ``train.min_steps``."""
+    return cfg.train.steps or max(1, cfg.train.min_steps, math.ceil(
+        cfg.train.epochs * n_train / cfg.train.batch_size))
 
 
 def layer_scales(params, num_layers: int, decay: float):

@@ -9,12 +9,12 @@ import time
 
 import jax
 import numpy as np
-from absl import logging
 from jax.experimental import multihost_utils
 
 from data import features, pipeline
 from launch import checkpoint, reporting, train_lib
 from launch import mesh as mesh_lib
+from launch import workdir as workdir_lib
 from lm import models
 
 
@@ -58,48 +58,14 @@ def _eval_batches(cfg, data_kw: dict) -> list[dict]:
     return batches
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
-def _config_changes(workdir: str, cfg) -> list[str]:
-    """Keys whose values differ from the config the workdir was last run with."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        old = _flat(json.load(f))
-    new = _flat(json.loads(cfg.to_json_best_effort()))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-            if old.get(k) != new.get(k)]
-
-
-def _write_config(workdir: str, cfg, changes: list[str]) -> None:
-    if jax.process_index() != 0:
-        return
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "config.json")
-    if changes:
-        logging.warning("config differs from the one in %s (%s); continuing with the new one, "
-                        "the old one is kept as config.previous.json", path, "; ".join(changes))
-        os.replace(path, os.path.join(workdir, "config.previous.json"))
-    with open(path, "w") as f:
-        f.write(cfg.to_json_best_effort(indent=2, sort_keys=True))
-
-
-def _restore(manager, state, shardings, workdir: str, changes: list[str]):
-    """The latest checkpoint, or a ValueError that says which config change makes it unfit."""
-    try:
-        return checkpoint.restore_latest(manager, checkpoint.abstract_like(state, shardings))
-    except (ValueError, KeyError, TypeError) as e:
-        reason = str(e).split(". ")[0]  # Orbax's own advice (its API flags) is not for our users
-        raise ValueError(
-            f"the checkpoint in {workdir} does not fit this run's model: {reason}.\nConfig changes "
-            f"since it was written: {changes or 'none recorded'}. Resume with the old values, "
-            f"or start a new --workdir. Nothing in {workdir} was changed.") from e
+def _continue_from(cfg, state, shardings):
+    """``state`` with every parameter from ``cfg.init_from``'s checkpoint (continued
+    pretraining, e.g. task-adaptive); the optimizer and the schedule start afresh."""
+    abstract = checkpoint.abstract_like(state.params, shardings.params)
+    params, step, _ = checkpoint.restore_params_subtree(cfg.init_from, "", abstract,
+                                                        cfg.init_step)
+    reporting.say(f"continuing from the parameters of {cfg.init_from} (step {step})")
+    return state.replace(params=params)
 
 
 def _evaluate(eval_fn, params, eval_batches: list[dict], baseline: float) -> dict:
@@ -126,7 +92,7 @@ def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: i
 
 def train_and_evaluate(cfg, workdir: str) -> dict:
     """Pretrains per `cfg`, resuming from `workdir`'s latest checkpoint. Returns final results."""
-    changes = _config_changes(workdir, cfg)
+    changes = workdir_lib.config_changes(workdir, cfg)
     mesh = mesh_lib.make_mesh(cfg.mesh)
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)
@@ -145,8 +111,10 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
                   "in this process's data shards")
 
     manager = checkpoint.make_manager(workdir, cfg.train)
-    restored = _restore(manager, state, shardings, workdir, changes)
-    _write_config(workdir, cfg, changes)
+    restored = workdir_lib.restore(manager, state, shardings, workdir, changes)
+    if restored is None and cfg.init_from:
+        state = _continue_from(cfg, state, shardings)
+    workdir_lib.write_config(workdir, cfg, changes)
     start_step, position = 0, 0
     if restored is not None:
         state, data_position, start_step = restored

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from data import qa, tasks
 from launch import mesh as mesh_lib
@@ -38,30 +39,38 @@ class EvalSplit:
 
 
 def make_predict_fn(model, params_shardings, mesh, rules) -> Callable:
-    """jit: (params, global batch) → (outputs, labels-ish batch keys), replicated on every device.
+    """jit: (params, global batch) → (outputs, its label keys), batch-sharded like the input.
 
-    Replicated outputs let every process read the whole global batch's predictions.
+    The outputs stay where they were computed (no collective in the step); `_gather` brings
+    them to the host, from every process.
     """
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    batch_sh = mesh_lib.batch_sharding(mesh, rules)
 
     def predict(params, batch):
         outputs = model.apply({"params": params}, batch, deterministic=True)
         keep = {k: v for k, v in batch.items() if k not in ("token_ids", "type_ids")}
         return outputs, keep
 
-    fn = jax.jit(predict, in_shardings=(params_shardings, mesh_lib.batch_sharding(mesh, rules)),
-                 out_shardings=replicated)
+    fn = jax.jit(predict, in_shardings=(params_shardings, batch_sh), out_shardings=batch_sh)
     return train_lib.in_mesh(fn, mesh, rules)
 
 
+def _to_host(tree):
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
 def _gather(predict_fn, params, split: EvalSplit) -> tuple[dict, dict]:
-    """Outputs and batch values of the whole split as host arrays, padding rows dropped."""
+    """Outputs and batch values of the whole split as host arrays, padding rows dropped.
+
+    Each batch is fetched before the next is dispatched, which keeps device memory flat.
+    """
     outs, keeps = [], []
     for batch in split.batches:
-        o, k = predict_fn(params, batch)
+        o, k = _to_host(predict_fn(params, batch))
         outs.append(o)
         keeps.append(k)
-    outs, keeps = jax.device_get((outs, keeps))
     cat = functools.partial(_concat, n=split.num_rows)
     return cat(outs), cat(keeps)
 

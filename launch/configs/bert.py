@@ -25,6 +25,10 @@ def _base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.objective = "bert_pretrain"
+    # Continue from another run's parameters (e.g. task-adaptive pretraining on a task's text);
+    # the optimizer and schedule start afresh. Used only when the workdir has no checkpoint.
+    c.init_from = ""
+    c.init_step = -1
 
     c.model = ml_collections.ConfigDict()
     c.model.arch = "bert"

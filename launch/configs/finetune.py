@@ -83,6 +83,7 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.epochs = _TASKS[task]["epochs"]
     c.train.steps = 0  # > 0 overrides epochs
+    c.train.min_steps = 0  # small label budgets still get this many steps (more epochs)
     c.train.batch_size = 32
     c.train.microbatches = 1
     c.train.learning_rate = 1e-4

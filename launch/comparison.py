@@ -1,0 +1,190 @@
+"""What pretraining buys: the same architecture fine-tuned from a checkpoint and from scratch.
+
+One call pretrains (or reuses a pretraining run), optionally continues pretraining on each chosen
+task's unlabelled training text (task-adaptive pretraining), fine-tunes every (task, label budget,
+initialisation, seed), and writes the report (``launch/report.py``). Every run has its own
+workdir under ``WORKDIR/runs``; finished runs are reused, so an interrupted comparison resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import jax
+import ml_collections
+
+from data import tasks
+from launch import finetune_setup, finetuning, pretraining, report, reporting
+from launch import workdir as workdir_lib
+from launch.configs import finetune as finetune_configs
+
+SCRATCH, PRETRAINED, TAPT = "scratch", "pretrained", "pretrained+tapt"
+_DOC_SENTENCES = 8  # task texts are grouped into pseudo-documents of this many lines
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _merge(cfg: ml_collections.ConfigDict, overrides: ml_collections.ConfigDict) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            _merge(cfg[key], value)
+        else:
+            cfg[key] = value
+
+
+def finetune_config(c, task: str, *, pretrain_cfg: dict, init_from: str, seed: int,
+                    budget: int) -> ml_collections.ConfigDict:
+    """The fine-tuning config of one run. Both twins get the pretrained run's architecture and
+    tokenizer explicitly, so they differ only in where the encoder's weights come from."""
+    cfg = finetune_configs.get_config(task)
+    _merge(cfg, c.finetune)
+    cfg.seed, cfg.init_from, cfg.task.max_train_examples = seed, init_from, budget
+    for group, field in finetune_setup.INHERITED:
+        value = finetune_setup.pretrained_value(pretrain_cfg, group, field)
+        cfg[group][field] = type(cfg[group][field])(value)
+    return cfg
+
+
+def task_texts(task: str) -> list[str]:
+    """The task's training texts without labels (never dev or test), for adaptive pretraining."""
+    cfg_task = finetune_configs.get_config(task).task
+    examples = tasks.load_examples(cfg_task, "train")
+    if isinstance(examples, list):  # span QA
+        return [t for ex in examples for t in (ex["question"], ex["context"])]
+    return list(examples["text_a"]) + list(examples["text_b"] or [])
+
+
+def write_task_corpus(task: str, path: str) -> int:
+    """Writes the task's training texts as a corpus: one per line, blank lines every few lines.
+
+    Returns:
+      The number of texts written.
+    """
+    texts = [" ".join(t.split()) for t in task_texts(task)]
+    texts = [t for t in texts if t]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        for i, t in enumerate(texts):
+            f.write(t + "\n")
+            if i % _DOC_SENTENCES == _DOC_SENTENCES - 1:
+                f.write("\n")
+    os.replace(path + ".tmp", path)
+    return len(texts)
+
+
+def _pretrain(c, out_dir: str) -> str:
+    """The base pretraining workdir: ``pretrain_from``, or a run here (resumed if started)."""
+    if c.pretrain_from:
+        return c.pretrain_from
+    run_dir = os.path.join(out_dir, "pretrain")
+    if not os.path.exists(os.path.join(run_dir, "results.json")):
+        reporting.say(f"== pretraining {c.pretrain.model.arch} → {run_dir}")
+        pretraining.train_and_evaluate(c.pretrain, run_dir)
+    return run_dir
+
+
+def _tapt(c, task: str, base_dir: str, out_dir: str) -> str:
+    """Continues pretraining ``base_dir``'s model on ``task``'s training texts."""
+    run_dir = os.path.join(out_dir, "tapt", task.replace("/", "_"))
+    if os.path.exists(os.path.join(run_dir, "results.json")):
+        return run_dir
+    corpus = os.path.join(run_dir, "corpus.txt")
+    n = write_task_corpus(task, corpus)
+    cfg = ml_collections.ConfigDict(workdir_lib.read_config(base_dir))
+    cfg.init_from, cfg.data.corpus = base_dir, corpus
+    cfg.train.steps, cfg.train.learning_rate = c.tapt_steps, c.tapt_learning_rate
+    cfg.train.warmup_steps = c.tapt_steps // 10
+    cfg.train.eval_every = cfg.train.checkpoint_every = c.tapt_steps
+    cfg.data.eval_fraction = 0.05
+    reporting.say(f"== task-adaptive pretraining on {n} {task} training texts → {run_dir}")
+    pretraining.train_and_evaluate(cfg, run_dir)
+    return run_dir
+
+
+def plan(c) -> list[tuple[str, int, str, int]]:
+    """Every fine-tuning run as (task, budget, variant, seed); budget 0 = all labels."""
+    runs = []
+    for task in _names(c.tasks):
+        budgets = _ints(c.budgets) + [0] if task in _names(c.budget_tasks) else [0]
+        variants = [SCRATCH, PRETRAINED] + ([TAPT] if task in _names(c.tapt_tasks) else [])
+        runs += [(task, b, v, s) for b in budgets for s in range(c.seeds) for v in variants]
+    return runs
+
+
+def _run_dir(out_dir: str, task: str, budget: int, variant: str, seed: int) -> str:
+    return os.path.join(out_dir, "runs", task.replace("/", "_"), str(budget or "all"),
+                        variant.replace("+", "_"), f"seed{seed}")
+
+
+def _finetune(c, out_dir, pretrain_cfg, init_dirs, task, budget, variant, seed) -> dict:
+    run_dir = _run_dir(out_dir, task, budget, variant, seed)
+    path = os.path.join(run_dir, "results.json")
+    if not os.path.exists(path):
+        cfg = finetune_config(c, task, pretrain_cfg=pretrain_cfg, init_from=init_dirs[variant],
+                              seed=seed, budget=budget)
+        finetuning.finetune(cfg, run_dir)
+    with open(path) as f:
+        return {**json.load(f), "variant": variant, "budget": budget}
+
+
+def _context(c, base_dir: str, seconds: float) -> dict:
+    with open(os.path.join(base_dir, "results.json")) as f:
+        pre = json.load(f)
+    return {
+        "command": " ".join(["python -m launch.compare"] + sys.argv[1:]),
+        "pretraining": f"{base_dir}: {pre['step']} steps, {pre['train_seconds'] / 60:.1f} min; "
+                       f"eval MLM loss {pre['eval/mlm_loss']:.3f} (unigram "
+                       f"{pre['eval/unigram_entropy']:.3f}), MLM accuracy "
+                       f"{pre['eval/mlm_accuracy']:.3f}, NSP accuracy "
+                       f"{pre['eval/nsp_accuracy']:.3f}",
+        "fine-tuning": json.dumps(c.finetune.to_dict(), sort_keys=True),
+        "seeds": c.seeds, "devices": f"{jax.device_count()} × {jax.devices()[0].device_kind}",
+        "cpus": os.cpu_count(), "wall time": f"{seconds / 60:.1f} min",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def compare(c, out_dir: str) -> dict:
+    """Runs the comparison described by ``c`` (launch/configs/compare.py); returns the summary."""
+    t0 = time.perf_counter()
+    base_dir = _pretrain(c, out_dir)
+    pretrain_cfg = workdir_lib.read_config(base_dir)
+    init_dirs = {SCRATCH: "", PRETRAINED: base_dir}
+    runs, todo = [], plan(c)
+    for task in _names(c.tapt_tasks):
+        init_dirs[TAPT] = _tapt(c, task, base_dir, out_dir)  # one TAPT task at a time
+    for i, (task, budget, variant, seed) in enumerate(todo):
+        start = time.perf_counter()
+        if variant == TAPT:
+            init_dirs[TAPT] = os.path.join(out_dir, "tapt", task.replace("/", "_"))
+        r = _finetune(c, out_dir, pretrain_cfg, init_dirs, task, budget, variant, seed)
+        runs.append(r)
+        reporting.say(f"[{i + 1}/{len(todo)}] {task} labels={budget or 'all'} {variant} "
+                      f"seed {seed}: test {r['main_metric']} "
+                      f"{r['test'][r['main_metric']]:.4f} ({time.perf_counter() - start:.0f} s)")
+    summary = report.write_report(
+        out_dir, runs, title="What pretraining buys: fine-tuning from pretraining vs scratch",
+        context=_context(c, base_dir, time.perf_counter() - t0))
+    _print_headline(summary, out_dir)
+    return summary
+
+
+def _print_headline(summary: dict, out_dir: str) -> None:
+    reporting.say("\n== pretrained vs scratch (test, main metric; mean ± std over seeds)")
+    for x in summary["comparisons"]:
+        if x["split"] != "test" or not x["main"]:
+            continue
+        ci = f" [{x['ci'][0]:+.4f}, {x['ci'][1]:+.4f}]" if x["ci"] else ""
+        reporting.say(f"{x['task']:<18} labels={x['budget'] or 'all':<5} {x['variant']:<16} "
+                      f"{x['metric']} {x['mean']:.4f} vs scratch {x['mean_baseline']:.4f}: "
+                      f"Δ {x['diff']:+.4f}{ci}, > 2 std: {'yes' if x['beats_by_2std'] else 'no'}")
+    reporting.say(f"Report: {os.path.join(out_dir, 'report.md')}")

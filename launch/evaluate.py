@@ -1,0 +1,43 @@
+"""Score a fine-tuned model (its best dev checkpoint) on a task split or on your own file.
+
+  python -m launch.evaluate --workdir=workdirs/sentiment_rt                # its task's test split
+  python -m launch.evaluate --workdir=workdirs/sentiment_rt --data=reviews.tsv \
+      --text_column=text --label_column=label                              # your labelled file
+
+The file's labels must be the ones the model was trained with (e.g. positive/negative).
+Results go to WORKDIR/eval/<task or file name>/results.json (or --output).
+"""
+
+from absl import app, flags
+
+from launch import binary
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A launch.finetune workdir.")
+_TASK = flags.DEFINE_string("task", "", "Score this task instead of the one trained on.")
+_SPLIT = flags.DEFINE_enum("split", "test", ["dev", "test"], "Which split of the task.")
+_DATA = flags.DEFINE_string("data", "", "A TSV/CSV/JSONL file to score instead of a task.")
+_TEXT = flags.DEFINE_string("text_column", "text", "Column with the text (--data).")
+_TEXT_B = flags.DEFINE_string("text_b_column", "", "Column with the second text of a pair.")
+_LABEL = flags.DEFINE_string("label_column", "label", "Column with the label (--data).")
+_FORMAT = flags.DEFINE_enum("format", "", ["", "tsv", "csv", "jsonl"],
+                            "File format; default: from the extension.")
+_OUTPUT = flags.DEFINE_string("output", "", "Directory for results.json.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+    binary.start(argv, multiprocess=False)
+    from launch import evaluation
+    evaluation.evaluate_workdir(_WORKDIR.value, task=_TASK.value, split=_SPLIT.value,
+                                data=_DATA.value, text_column=_TEXT.value,
+                                text_b_column=_TEXT_B.value, label_column=_LABEL.value,
+                                fmt=_FORMAT.value, output=_OUTPUT.value)
+
+
+def run():
+    """Console-script entry point (`pretrax-evaluate`)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,98 @@
+"""Scoring a fine-tuned workdir's best checkpoint on a task split or on a user's file."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+
+from data import features, qa, tasks
+from data.tokenizer import Tokenizer
+from launch import finetune_setup, reporting, task_eval
+from launch import mesh as mesh_lib
+from launch import workdir as workdir_lib
+
+
+def file_task(cfg_task, spec, path: str, *, text_column: str, text_b_column: str,
+              label_column: str, fmt: str = ""):
+    """A ``file`` task config that reads ``path`` as the test split with ``spec``'s labels."""
+    out = ml_collections.ConfigDict(cfg_task.to_dict())
+    out.name, out.kind, out.format = "file", spec.kind, fmt
+    out.labels = ",".join(spec.label_names)
+    out.train_path = out.dev_path = out.test_path = path
+    out.text_column, out.text_b_column, out.label_column = text_column, text_b_column, label_column
+    return out
+
+
+def _split(cfg, spec, tokenizer, split: str, batch_sh) -> task_eval.EvalSplit:
+    kw = dict(batch_size=cfg.train.batch_size // jax.process_count(), seed=cfg.seed,
+              process_index=jax.process_index(), process_count=jax.process_count())
+    if spec.kind == "span_qa":
+        examples = tasks.load_examples(cfg.task, split)
+        feats = qa.encode(tokenizer, examples, max_seq_length=cfg.data.max_seq_length,
+                          doc_stride=cfg.data.doc_stride,
+                          max_query_length=cfg.data.max_query_length, is_training=False)
+        batches = list(qa.make_dataset(feats, split, **kw))
+        out = task_eval.EvalSplit(batches, len(feats.example_index), feats, examples)
+    else:
+        batches = list(tasks.make_dataset(cfg.task, split, tokenizer=tokenizer,
+                                          max_seq_length=cfg.data.max_seq_length, **kw))
+        out = task_eval.EvalSplit(batches, tasks.num_examples(cfg.task, split))
+    out.batches = [mesh_lib.global_batch(b, batch_sh) for b in out.batches]
+    return out
+
+
+def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data: str = "",
+                     text_column: str = "text", text_b_column: str = "",
+                     label_column: str = "label", fmt: str = "", output: str = "") -> dict:
+    """Scores the best checkpoint of a fine-tuning workdir; writes ``results.json``.
+
+    Args:
+      run_dir: a ``launch.finetune`` workdir.
+      task: a task to score instead of the one it was trained on (same label set needed).
+      split: ``dev`` or ``test`` of that task.
+      data: a TSV/CSV/JSONL file to score instead (its labels must be the model's labels).
+      text_column, text_b_column, label_column, fmt: how to read ``data``.
+      output: where results.json goes (default ``run_dir/eval/<task or file name>``).
+
+    Returns:
+      The metrics.
+    """
+    cfg = ml_collections.ConfigDict(workdir_lib.read_config(run_dir))
+    spec = tasks.task_spec(cfg.task)
+    if data:
+        cfg.task = file_task(cfg.task, spec, data, text_column=text_column,
+                             text_b_column=text_b_column, label_column=label_column, fmt=fmt)
+        split = "test"
+    elif task:
+        cfg.task.name = task
+    name = os.path.basename(data) if data else cfg.task.name.replace("/", "_")
+    tokenizer = Tokenizer.load(cfg.data.tokenizer)
+    model, _ = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size)
+    mesh = mesh_lib.make_mesh(cfg.mesh)
+    rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
+    dummy = {k: v[:1] for k, v in _dummy(spec, cfg).items()}
+    abstract, shardings = finetune_setup.params_shardings(model, dummy, mesh, rules)
+    params = finetune_setup.restore_best(finetune_setup.best_manager(run_dir), abstract)
+    predict_fn = task_eval.make_predict_fn(model, shardings, mesh, rules)
+    evaluated = _split(cfg, tasks.task_spec(cfg.task), tokenizer, split,
+                       mesh_lib.batch_sharding(mesh, rules))
+    metrics = task_eval.score(predict_fn, params, evaluated, spec)
+    output = output or os.path.join(run_dir, "eval", name)
+    if jax.process_index() == 0:
+        os.makedirs(output, exist_ok=True)
+        with open(os.path.join(output, "results.json"), "w") as f:
+            json.dump({"workdir": run_dir, "data": data or None, "task": cfg.task.name,
+                       "split": split, **metrics}, f, indent=2)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "examples")
+    reporting.say(f"{data or cfg.task.name + ' ' + split}: {shown} on "
+                  f"{int(metrics.get('examples', evaluated.num_rows))} examples. Results: "
+                  f"{os.path.join(output, 'results.json')}")
+    return metrics
+
+
+def _dummy(spec, cfg) -> dict:
+    from launch import train_lib
+    return train_lib.dummy_batch(features.shapes(spec.kind, B=1, L=cfg.data.max_seq_length))
