@@ -68,6 +68,17 @@ def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
         logging.set_verbosity(level)
 
 
+def latest_step(workdir: str) -> int | None:
+    """The newest complete checkpoint step in ``workdir``, or None (no directory, or only
+    unfinished saves)."""
+    if not os.path.isdir(os.path.join(os.path.abspath(workdir), "checkpoints")):
+        return None
+    manager = _read_only_manager(workdir)
+    step = manager.latest_step()
+    manager.close()
+    return step
+
+
 def _shape_of(leaf) -> tuple:
     return tuple(getattr(leaf, "shape", ()) or ())
 

@@ -128,9 +128,14 @@ def _run_dir(out_dir: str, task: str, budget: int, variant: str, seed: int) -> s
 def _finetune(c, out_dir, pretrain_cfg, init_dirs, task, budget, variant, seed) -> dict:
     run_dir = _run_dir(out_dir, task, budget, variant, seed)
     path = os.path.join(run_dir, "results.json")
-    if not os.path.exists(path):
-        cfg = finetune_config(c, task, pretrain_cfg=pretrain_cfg, init_from=init_dirs[variant],
-                              seed=seed, budget=budget)
+    cfg = finetune_config(c, task, pretrain_cfg=pretrain_cfg, init_from=init_dirs[variant],
+                          seed=seed, budget=budget)
+    if os.path.exists(path):
+        changes = workdir_lib.config_changes(run_dir, finetune_setup.resolve(cfg))
+        if changes:
+            raise ValueError(f"{run_dir} holds a finished run with another config ({changes}); "
+                             "use a new --workdir for a different comparison")
+    else:
         finetuning.finetune(cfg, run_dir)
     with open(path) as f:
         return {**json.load(f), "variant": variant, "budget": budget}

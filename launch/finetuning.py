@@ -128,7 +128,8 @@ def finetune(cfg, workdir: str) -> dict:
     tx = make_optimizer(cfg, steps, abstract_params, model_cfg.num_layers)
     state, shardings = train_lib.create_train_state(model, tx, dummy, cfg.seed, mesh, rules)
 
-    resuming = os.path.isdir(os.path.join(workdir, "checkpoints"))
+    # A complete checkpoint of this run wins; a save that was cut short does not count.
+    resuming = checkpoint.latest_step(workdir) is not None
     if cfg.init_from and not resuming:
         # Before anything is written: an unfit checkpoint leaves both workdirs untouched.
         state = finetune_setup.load_pretrained(cfg, state, shardings)

@@ -46,6 +46,8 @@ def _snapshot(path: str) -> dict:
 def test_finetune_from_checkpoint_resumes_and_evaluates(tmp_path, pretrained, capsys):
     before = _snapshot(pretrained)
     run_dir = str(tmp_path / "ft")
+    # What a run killed in its first save leaves: an unfinished step, no complete checkpoint.
+    os.makedirs(os.path.join(run_dir, "checkpoints", "3.orbax-checkpoint-tmp-1"))
     results = finetuning.finetune(finetune_config(pretrained), run_dir)
     out = capsys.readouterr().out
     assert "loaded from" in out and "encoder/layers_0" in out
