@@ -112,9 +112,15 @@ def _tapt(c, task: str, base_dir: str, out_dir: str) -> str:
 
 def plan(c) -> list[tuple[str, int, str, int]]:
     """Every fine-tuning run as (task, budget, variant, seed); budget 0 = all labels."""
+    per_task = {}
+    for part in [p for p in c.budgets.split(";") if p.strip()]:
+        task, sep, values = part.partition("=")
+        if not sep:
+            raise ValueError(f"budgets={c.budgets!r}: write task=n,n;task=n (0 = all labels)")
+        per_task[task.strip()] = _ints(values)
     runs = []
     for task in _names(c.tasks):
-        budgets = _ints(c.budgets) + [0] if task in _names(c.budget_tasks) else [0]
+        budgets = per_task.get(task, [0])
         variants = [SCRATCH, PRETRAINED] + ([TAPT] if task in _names(c.tapt_tasks) else [])
         runs += [(task, b, v, s) for b in budgets for s in range(c.seeds) for v in variants]
     return runs

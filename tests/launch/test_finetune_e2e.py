@@ -96,6 +96,7 @@ def test_compare_runs_every_variant_and_writes_the_report(tmp_path, pretrained, 
     c.pretrain_from = pretrained
     c.tasks, c.seeds = "sentiment_rt", 2
     c.tapt_tasks, c.tapt_steps = "sentiment_rt", 2
+    c.budgets = ""
     c.finetune.train.steps, c.finetune.train.batch_size = 4, 8
     c.finetune.train.evals = 1
     with c.unlocked():

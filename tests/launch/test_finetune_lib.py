@@ -33,7 +33,7 @@ def test_total_steps_from_epochs_with_a_floor():
 def test_resolve_fills_the_architecture_for_scratch_and_refuses_long_inputs():
     cfg = finetune_setup.resolve(finetune_configs.get_config("paraphrase_bible"))
     assert (cfg.model.arch, cfg.model.preset, cfg.data.tokenizer) == ("bert", "tiny", "embedded")
-    assert cfg.model.max_length == cfg.data.max_seq_length == 128
+    assert cfg.model.max_length == cfg.data.max_seq_length == 96
     bad = finetune_configs.get_config("paraphrase_bible")
     bad.model.max_length = 64
     with pytest.raises(ValueError, match="exceeds the model's position table"):
@@ -48,6 +48,13 @@ def test_the_full_comparison_plan():
     assert {r[2] for r in sentiment} == {"scratch", "pretrained", "pretrained+tapt"}
     assert len(sentiment) == 3 * 3 * c.seeds
     assert {r[2] for r in runs if r[0] == "paraphrase_bible"} == {"scratch", "pretrained"}
+    assert {r[1] for r in runs if r[0] == "paraphrase_bible"} == {16000}
+    # quick is the seed-0, full-budget part of full: the same runs, reusable.
+    quick = set(comparison.plan(compare_configs.get_config("quick")))
+    assert quick < set(runs) and {r[3] for r in quick} == {0}
+    c.budgets = "sentiment_rt 500"
+    with pytest.raises(ValueError, match="task=n,n;task=n"):
+        comparison.plan(c)
     # Both twins get the same architecture and tokenizer, whatever their init.
     pre = {"model": {"arch": "bert", "preset": "tiny", "norm_position": "post",
                      "activation": "gelu", "max_length": 0},
