@@ -116,3 +116,15 @@ def test_compare_runs_every_variant_and_writes_the_report(tmp_path, pretrained, 
     # Re-running reuses every finished run.
     again = comparison.compare(c, out_dir)
     assert again["comparisons"] == summary["comparisons"]
+
+
+def test_span_qa_finetunes_and_reports_squad_metrics(tmp_path, pretrained):
+    cfg = finetune_configs.get_config("qa_disflqa")
+    cfg.init_from = pretrained
+    cfg.data.max_seq_length, cfg.data.doc_stride, cfg.data.max_query_length = 64, 32, 24
+    cfg.train.batch_size, cfg.train.steps, cfg.train.evals = 8, 3, 1
+    results = finetuning.finetune(cfg, str(tmp_path / "qa"))
+    test = results["test"]
+    assert results["main_metric"] == "f1"
+    assert test["total"] == test["HasAns_total"] + test["NoAns_total"] == 849
+    assert 0.0 <= test["exact"] <= test["f1"] <= 100.0
