@@ -43,7 +43,7 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     c.finetune.model.dropout_rate = 0.1
     c.finetune.model.attention_dropout_rate = 0.1
     c.finetune.train = ml_collections.ConfigDict()
-    c.finetune.train.learning_rate = 5e-4
+    c.finetune.train.learning_rate = 1e-3
     c.finetune.train.batch_size = 32
     c.finetune.train.steps = 0  # 0 = the task's epochs
     c.finetune.train.min_steps = 400
@@ -54,7 +54,8 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     elif variant == "full":
         # The quick comparison plus more seeds, label budgets and task-adaptive pretraining:
         # run it on the quickstart's workdir and every finished run is reused.
-        c.budgets = "sentiment_rt=500,2000,0;paraphrase_bible=16000"
+        c.tasks = "sentiment_rt,paraphrase_bible,topic_wordnet"
+        c.budgets = "sentiment_rt=500,2000,0;paraphrase_bible=16000;topic_wordnet=4000"
         c.tapt_tasks = "sentiment_rt"
     else:
         raise ValueError(f"unknown variant {variant!r}: use compare.py:quick or :full")

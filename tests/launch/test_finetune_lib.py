@@ -52,6 +52,7 @@ def test_the_full_comparison_plan():
     # quick is the seed-0, full-budget part of full: the same runs, reusable.
     quick = set(comparison.plan(compare_configs.get_config("quick")))
     assert quick < set(runs) and {r[3] for r in quick} == {0}
+    assert {r[1] for r in runs if r[0] == "topic_wordnet"} == {4000}
     c.budgets = "sentiment_rt 500"
     with pytest.raises(ValueError, match="task=n,n;task=n"):
         comparison.plan(c)
