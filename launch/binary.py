@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -43,3 +44,14 @@ def start(argv, *, multiprocess: bool = True) -> None:
     from launch import distributed
     f = flags.FLAGS
     distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
+
+
+def explain_errors(fn, *args, **kwargs):
+    """Runs ``fn``; a ValueError or FileNotFoundError (bad input, a config or checkpoint that does
+    not fit) ends the program with its message alone and exit status 1, not a traceback."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, FileNotFoundError) as e:
+        if flags.FLAGS["verbosity"].value >= logging.DEBUG:
+            raise  # --verbosity=1 (or more) keeps the traceback for debugging
+        sys.exit(f"error: {e}")

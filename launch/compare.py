@@ -17,7 +17,7 @@ _CONFIG, _WORKDIR = binary.define_flags("launch/configs/compare.py:quick")
 def main(argv):
     binary.start(argv)
     from launch import comparison
-    comparison.compare(_CONFIG.value, _WORKDIR.value)
+    binary.explain_errors(comparison.compare, _CONFIG.value, _WORKDIR.value)
 
 
 def run():

@@ -28,10 +28,10 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     binary.start(argv, multiprocess=False)
     from launch import evaluation
-    evaluation.evaluate_workdir(_WORKDIR.value, task=_TASK.value, split=_SPLIT.value,
-                                data=_DATA.value, text_column=_TEXT.value,
-                                text_b_column=_TEXT_B.value, label_column=_LABEL.value,
-                                fmt=_FORMAT.value, output=_OUTPUT.value)
+    binary.explain_errors(
+        evaluation.evaluate_workdir, _WORKDIR.value, task=_TASK.value, split=_SPLIT.value,
+        data=_DATA.value, text_column=_TEXT.value, text_b_column=_TEXT_B.value,
+        label_column=_LABEL.value, fmt=_FORMAT.value, output=_OUTPUT.value)
 
 
 def run():

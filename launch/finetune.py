@@ -17,7 +17,7 @@ _CONFIG, _WORKDIR = binary.define_flags("launch/configs/finetune.py:sentiment_rt
 def main(argv):
     binary.start(argv)
     from launch import finetuning
-    finetuning.finetune(_CONFIG.value, _WORKDIR.value)
+    binary.explain_errors(finetuning.finetune, _CONFIG.value, _WORKDIR.value)
 
 
 def run():

@@ -17,7 +17,7 @@ _CONFIG, _WORKDIR = binary.define_flags("launch/configs/bert.py:tiny")
 def main(argv):
     binary.start(argv)
     from launch import pretraining
-    pretraining.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    binary.explain_errors(pretraining.train_and_evaluate, _CONFIG.value, _WORKDIR.value)
 
 
 def run():

@@ -18,7 +18,7 @@ def main(argv):
     binary.start(argv, multiprocess=False)
     from launch import comparison
     from launch.configs import compare
-    comparison.compare(compare.get_config("quick"), _WORKDIR.value)
+    binary.explain_errors(comparison.compare, compare.get_config("quick"), _WORKDIR.value)
 
 
 def run():
