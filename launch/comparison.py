@@ -190,7 +190,7 @@ def compare(c, out_dir: str) -> dict:
 
 
 def _print_headline(summary: dict, out_dir: str) -> None:
-    reporting.say("\n== pretrained vs scratch (test, main metric; mean ± std over seeds)")
+    reporting.say("\n== pretrained vs scratch (test, main metric: seed means, Δ [95% CI])")
     for x in summary["comparisons"]:
         if x["split"] != "test" or not x["main"]:
             continue
