@@ -18,7 +18,7 @@ lr 1e-4 with 10k warmup steps). Everything can be overridden on the command line
 
 import ml_collections
 
-from lm import axes
+from launch.configs import common
 
 
 def _base_config() -> ml_collections.ConfigDict:
@@ -65,25 +65,14 @@ def _base_config() -> ml_collections.ConfigDict:
     c.train.microbatches = 1  # gradient accumulation: the same update in smaller pieces
     c.train.learning_rate = 1e-4
     c.train.warmup_steps = 10_000
-    c.train.end_learning_rate = 0.0
-    c.train.weight_decay = 0.01
-    c.train.adam_b1 = 0.9
-    c.train.adam_b2 = 0.999
-    c.train.adam_eps = 1e-6
-    c.train.grad_clip_norm = 1.0
-    c.train.label_smoothing = 0.0
-    c.train.z_loss = 0.0
+    common.add_optimizer(c.train)
     c.train.log_every = 100
     c.train.eval_every = 10_000
     c.train.eval_batches = 50
     c.train.checkpoint_every = 10_000
     c.train.keep_checkpoints = 3
 
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1
-    c.mesh.fsdp = 1
-    c.mesh.tensor = 1
-    c.logical_axis_rules = [list(r) for r in axes.DEFAULT_RULES]
+    common.add_mesh(c)
     return c
 
 

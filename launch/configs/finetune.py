@@ -17,7 +17,7 @@ pretraining run's config.json wherever this config leaves them empty ("" or 0).
 
 import ml_collections
 
-from lm import axes
+from launch.configs import common
 
 # Per-task settings that differ from the defaults below.
 _TASKS = {
@@ -89,22 +89,11 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.train.microbatches = 1
     c.train.learning_rate = 1e-4
     c.train.warmup_fraction = 0.1
-    c.train.end_learning_rate = 0.0
     c.train.layer_decay = 1.0  # layer-wise lr decay: layer i of N gets lr · decay^(N + 1 - i)
-    c.train.weight_decay = 0.01
-    c.train.adam_b1 = 0.9
-    c.train.adam_b2 = 0.999
-    c.train.adam_eps = 1e-6
-    c.train.grad_clip_norm = 1.0
-    c.train.label_smoothing = 0.0
-    c.train.z_loss = 0.0
+    common.add_optimizer(c.train)
     c.train.log_every = 50
     c.train.evals = 8  # dev evaluations over the run (the learning curve); the best is kept
     c.train.keep_checkpoints = 1
 
-    c.mesh = ml_collections.ConfigDict()
-    c.mesh.data = -1
-    c.mesh.fsdp = 1
-    c.mesh.tensor = 1
-    c.logical_axis_rules = [list(r) for r in axes.DEFAULT_RULES]
+    common.add_mesh(c)
     return c

@@ -1,0 +1,26 @@
+"""Config pieces every recipe shares: the AdamW settings and the device mesh."""
+
+import ml_collections
+
+from lm import axes
+
+
+def add_optimizer(train: ml_collections.ConfigDict) -> None:
+    """AdamW as BERT trains it: weight decay 0.01, eps 1e-6, global-norm clipping at 1."""
+    train.end_learning_rate = 0.0
+    train.weight_decay = 0.01
+    train.adam_b1 = 0.9
+    train.adam_b2 = 0.999
+    train.adam_eps = 1e-6
+    train.grad_clip_norm = 1.0
+    train.label_smoothing = 0.0
+    train.z_loss = 0.0
+
+
+def add_mesh(c: ml_collections.ConfigDict) -> None:
+    """All devices on the data axis, and the default logical→mesh rules."""
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.mesh.tensor = 1
+    c.logical_axis_rules = [list(r) for r in axes.DEFAULT_RULES]
