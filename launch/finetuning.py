@@ -6,6 +6,7 @@ test metrics and the dev learning curve.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -109,11 +110,25 @@ def _main_metric(metrics: dict, spec) -> float:
     return float(metrics[spec.main_metric])
 
 
-def finetune(cfg, workdir: str) -> dict:
-    """Fine-tunes per ``cfg`` (see launch/configs/finetune.py); returns and writes results."""
-    cfg = finetune_setup.resolve(cfg)
+@dataclasses.dataclass
+class _Setup:
+    """Everything a fine-tuning run builds before it trains."""
+    spec: tasks.TaskSpec
+    mesh: jax.sharding.Mesh
+    rules: tuple
+    train_iter: object
+    n_train: int
+    evals: dict
+    steps: int
+    model: object
+    tx: optax.GradientTransformation
+    state: train_lib.TrainState
+    shardings: train_lib.TrainState
+
+
+def _setup(cfg) -> _Setup:
+    """The task's data streams, the model, its optimizer and a freshly initialised state."""
     spec = tasks.task_spec(cfg.task)
-    changes = workdir_lib.config_changes(workdir, cfg)
     mesh = mesh_lib.make_mesh(cfg.mesh)
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)
@@ -127,38 +142,55 @@ def finetune(cfg, workdir: str) -> dict:
     abstract_params = finetune_setup.abstract_params(model, dummy)
     tx = make_optimizer(cfg, steps, abstract_params, model_cfg.num_layers)
     state, shardings = train_lib.create_train_state(model, tx, dummy, cfg.seed, mesh, rules)
+    return _Setup(spec, mesh, rules, train_iter, n_train, evals, steps, model, tx, state,
+                  shardings)
 
+
+def _start(cfg, run: _Setup, workdir: str, changes) -> tuple[int, dict, object]:
+    """Restores this run's latest checkpoint, or loads ``init_from``; writes config.json.
+
+    Updates ``run.state``; returns (start step, progress so far, checkpoint manager).
+    """
     # A complete checkpoint of this run wins; a save that was cut short does not count.
     resuming = checkpoint.latest_step(workdir) is not None
     if cfg.init_from and not resuming:
         # Before anything is written: an unfit checkpoint leaves both workdirs untouched.
-        state = finetune_setup.load_pretrained(cfg, state, shardings)
+        run.state = finetune_setup.load_pretrained(cfg, run.state, run.shardings)
     manager = checkpoint.make_manager(workdir, ml_collections.ConfigDict(
         dict(keep_checkpoints=cfg.train.keep_checkpoints)))
-    restored = workdir_lib.restore(manager, state, shardings, workdir, changes)
+    restored = workdir_lib.restore(manager, run.state, run.shardings, workdir, changes)
     workdir_lib.write_config(workdir, cfg, changes)
     start_step, progress = 0, {"best": -math.inf, "best_step": 0, "curve": []}
     if restored is not None:
-        state, progress, start_step = restored
+        run.state, progress, start_step = restored
         reporting.say(f"resumed from the fine-tuning checkpoint at step {start_step}")
     origin = f"from {cfg.init_from}" if cfg.init_from else "from scratch"
-    reporting.say(f"{spec.name}: {n_train} training examples, {steps} steps of "
+    reporting.say(f"{run.spec.name}: {run.n_train} training examples, {run.steps} steps of "
                   f"{cfg.train.batch_size}, {origin}")
     for _ in range(start_step):
-        next(train_iter)  # the stream is deterministic: skipping replays it exactly
+        next(run.train_iter)  # the stream is deterministic: skipping replays it exactly
+    return start_step, progress, manager
 
-    train_fn, _ = train_lib.compile_steps(cfg, model, tx, shardings, mesh, rules,
-                                          objective=spec.kind)
-    predict_fn = task_eval.make_predict_fn(model, shardings.params, mesh, rules)
-    batch_sh = mesh_lib.batch_sharding(mesh, rules)
-    for split in evals.values():
+
+def finetune(cfg, workdir: str) -> dict:
+    """Fine-tunes per ``cfg`` (see launch/configs/finetune.py); returns and writes results."""
+    cfg = finetune_setup.resolve(cfg)
+    changes = workdir_lib.config_changes(workdir, cfg)
+    run = _setup(cfg)
+    start_step, progress, manager = _start(cfg, run, workdir, changes)
+    train_fn, _ = train_lib.compile_steps(cfg, run.model, run.tx, run.shardings, run.mesh,
+                                          run.rules, objective=run.spec.kind)
+    predict_fn = task_eval.make_predict_fn(run.model, run.shardings.params, run.mesh, run.rules)
+    batch_sh = mesh_lib.batch_sharding(run.mesh, run.rules)
+    for split in run.evals.values():
         split.batches = [mesh_lib.global_batch(b, batch_sh) for b in split.batches]
     best_manager = finetune_setup.best_manager(workdir)
-    abstract = checkpoint.abstract_like(state.params, shardings.params)
-    progress = _loop(cfg, spec, workdir, steps, start_step, state, train_iter, train_fn,
-                     predict_fn, evals["dev"], batch_sh, manager, best_manager, progress)
-    return _finish(cfg, spec, workdir, progress, best_manager, abstract, predict_fn,
-                   evals, n_train, steps)
+    abstract = checkpoint.abstract_like(run.state.params, run.shardings.params)
+    progress = _loop(cfg, run.spec, workdir, run.steps, start_step, run.state, run.train_iter,
+                     train_fn, predict_fn, run.evals["dev"], batch_sh, manager, best_manager,
+                     progress)
+    return _finish(cfg, run.spec, workdir, progress, best_manager, abstract, predict_fn,
+                   run.evals, run.n_train, run.steps)
 
 
 def _loop(cfg, spec, workdir, steps, start_step, state, train_iter, train_fn, predict_fn, dev,
