@@ -44,6 +44,7 @@ setup(
             "pretrax-compare=launch.compare:run",
             "pretrax-quickstart=launch.quickstart:run",
             "pretrax-train-tokenizer=launch.train_tokenizer:run",
+            "pretrax-generate=launch.generate:run",
         ],
     },
 )

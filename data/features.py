@@ -28,6 +28,15 @@ FEATURES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
         "mlm_weights": (("B", "P"), "float32"),
         "nsp_labels": (("B",), "int32"),
     },
+    # Causal LM over packed rows: segment 0 = padding; clm_weights 0 where the next token is in
+    # another document (or off the row).
+    "clm": {
+        "token_ids": (("B", "L"), "int32"),
+        "segment_ids": (("B", "L"), "int32"),
+        "positions": (("B", "L"), "int32"),
+        "clm_targets": (("B", "L"), "int32"),
+        "clm_weights": (("B", "L"), "float32"),
+    },
     # Fine-tuning. ``example_weights`` is 1.0 for a real example and 0.0 for the rows that pad the
     # last eval batch to the static batch size, so every example is scored exactly once.
     "classification": {

@@ -5,6 +5,11 @@
       --text_column=text --label_column=label                              # your labelled file
 
 The file's labels must be the ones the model was trained with (e.g. positive/negative).
+
+A GPT pretraining workdir (objective clm) is scored by perplexity instead:
+
+  python -m launch.evaluate --workdir=workdirs/gpt_tiny                    # its held-out text
+  python -m launch.evaluate --workdir=workdirs/gpt_tiny --text=book.txt    # any corpus spec
 Results go to WORKDIR/eval/<task or file name>/results.json (or --output).
 """
 
@@ -21,13 +26,19 @@ _TEXT_B = flags.DEFINE_string("text_b_column", "", "Column with the second text 
 _LABEL = flags.DEFINE_string("label_column", "label", "Column with the label (--data).")
 _FORMAT = flags.DEFINE_enum("format", "", ["", "tsv", "csv", "jsonl"],
                             "File format; default: from the extension.")
+_TEXT_FILE = flags.DEFINE_string("text", "", "GPT workdirs: text to score (a corpus spec: "
+                                 "file, glob, 'embedded'); default: the run's held-out split.")
 _OUTPUT = flags.DEFINE_string("output", "", "Directory for results.json.")
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
     binary.start(argv, multiprocess=False)
-    from launch import evaluation
+    from launch import clm_eval, evaluation
+    if clm_eval.is_clm_workdir(_WORKDIR.value):
+        binary.explain_errors(clm_eval.evaluate_clm_workdir, _WORKDIR.value,
+                              text=_TEXT_FILE.value, output=_OUTPUT.value)
+        return
     binary.explain_errors(
         evaluation.evaluate_workdir, _WORKDIR.value, task=_TASK.value, split=_SPLIT.value,
         data=_DATA.value, text_column=_TEXT.value, text_b_column=_TEXT_B.value,

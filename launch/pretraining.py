@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -15,25 +16,28 @@ from data import features, pipeline
 from launch import checkpoint, reporting, train_lib
 from launch import mesh as mesh_lib
 from launch import workdir as workdir_lib
+from launch.pretraining_inputs import bert_summary, objective_data
 from lm import models
 
 
-def unigram_baseline(eval_batches: list[dict], log_probs: np.ndarray) -> float:
-    """Cross-entropy of the masked eval targets under the training unigram distribution.
+def unigram_baseline(eval_batches: list[dict], log_probs: np.ndarray, *,
+                     targets: str = "mlm_targets", weights: str = "mlm_weights") -> float:
+    """Cross-entropy of the eval targets (masked or next tokens) under the training unigram
+    distribution.
 
-    This is the loss of the best context-free guess: an MLM loss below it means the model uses
+    This is the loss of the best context-free guess: a model loss below it means the model uses
     context. Summed over all processes' eval shards, like the model's eval loss.
     """
     sums = np.zeros(2, np.float64)
     for b in eval_batches:
-        sums += (np.sum(-log_probs[b["mlm_targets"]] * b["mlm_weights"]),
-                 np.sum(b["mlm_weights"]))
+        sums += (np.sum(-log_probs[b[targets]] * b[weights]), np.sum(b[weights]))
     if jax.process_count() > 1:
         sums = np.sum(multihost_utils.process_allgather(sums), axis=0)
     return float(sums[0] / sums[1])
 
 
-def _unigram_log_probs(counts: np.ndarray) -> np.ndarray:
+def _unigram_log_probs(counts: np.ndarray,
+                       to_log_probs=pipeline.unigram_log_probs_from_counts) -> np.ndarray:
     """Log-probs of the whole corpus from each process's counts of its own shards' tokens.
 
     Counts travel as two 30-bit halves: without jax_enable_x64 an int64 would be cut to int32.
@@ -42,7 +46,7 @@ def _unigram_log_probs(counts: np.ndarray) -> np.ndarray:
         halves = np.stack([counts >> 30, counts & ((1 << 30) - 1)]).astype(np.int32)
         gathered = np.asarray(multihost_utils.process_allgather(halves), np.int64).sum(axis=0)
         counts = (gathered[0] << 30) + gathered[1]
-    return pipeline.unigram_log_probs_from_counts(counts)
+    return to_log_probs(counts)
 
 
 def _eval_batches(cfg, data_kw: dict) -> list[dict]:
@@ -51,7 +55,8 @@ def _eval_batches(cfg, data_kw: dict) -> list[dict]:
     Each process builds eval pairs from its own shards only, so their counts can differ; every
     process must run every (collective) eval step, so all keep the smallest count.
     """
-    batches = list(itertools.islice(pipeline.make_dataset(cfg.data, "eval", **data_kw),
+    make_dataset = objective_data(cfg.objective).make_dataset
+    batches = list(itertools.islice(make_dataset(cfg.data, "eval", **data_kw),
                                     cfg.train.eval_batches))
     if jax.process_count() > 1:
         batches = batches[:int(np.min(multihost_utils.process_allgather(np.int32(len(batches)))))]
@@ -68,25 +73,25 @@ def _continue_from(cfg, state, shardings):
     return state.replace(params=params)
 
 
-def _evaluate(eval_fn, params, eval_batches: list[dict], baseline: float) -> dict:
+def _evaluate(eval_fn, params, eval_batches: list[dict], baseline: float,
+              extras: Callable[[dict], dict] = lambda out: {}) -> dict:
     """Eval metrics over the (already global, on-device) eval batches."""
     per_batch = [eval_fn(params, b) for b in eval_batches]
     out = {f"eval/{k}": v for k, v in train_lib.reduce_metrics(per_batch).items()}
     out["eval/unigram_entropy"] = baseline
+    out.update(extras(out))
     return out
 
 
-def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: int) -> dict:
+def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: int,
+             figures: Callable[[dict], str] = bert_summary) -> dict:
     results = {"step": step, "train_seconds": round(seconds, 1), "resumed_from": start_step,
                **final}
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
         print(f"\nDone: {step} steps ({start_step} restored) in {seconds / 60:.1f} min. "
-              f"eval MLM loss {final['eval/mlm_loss']:.3f} (unigram baseline "
-              f"{final['eval/unigram_entropy']:.3f}), MLM accuracy "
-              f"{final['eval/mlm_accuracy']:.3f}, NSP accuracy {final['eval/nsp_accuracy']:.3f}. "
-              f"Results: {os.path.join(workdir, 'results.json')}", flush=True)
+              f"{figures(final)}. Results: {os.path.join(workdir, 'results.json')}", flush=True)
     return results
 
 
@@ -97,11 +102,12 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)
     per_process = cfg.train.batch_size // jax.process_count()
+    inputs = objective_data(cfg.objective)
     corpus = pipeline.load_corpus(cfg.data, process_index=jax.process_index(),
                                   process_count=jax.process_count())
     model = models.make_model(cfg.model.arch, train_lib.model_config(cfg, corpus.vocab_size))
     shapes = features.shapes(cfg.objective, B=cfg.train.batch_size, L=cfg.data.max_seq_length,
-                             P=cfg.data.max_predictions_per_seq)
+                             P=cfg.data.get("max_predictions_per_seq", 0))
     tx = train_lib.make_optimizer(cfg.train)
     state, shardings = train_lib.create_train_state(
         model, tx, train_lib.dummy_batch(shapes), cfg.seed, mesh, rules)
@@ -124,9 +130,11 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
 
     data_kw = dict(batch_size=per_process, seed=cfg.seed, process_index=jax.process_index(),
                    process_count=jax.process_count())
-    train_iter = pipeline.make_dataset(cfg.data, "train", start_position=position, **data_kw)
+    train_iter = inputs.make_dataset(cfg.data, "train", start_position=position, **data_kw)
     eval_batches = _eval_batches(cfg, data_kw)
-    baseline = unigram_baseline(eval_batches, _unigram_log_probs(corpus.unigram_counts))
+    baseline = unigram_baseline(
+        eval_batches, _unigram_log_probs(inputs.unigram_counts(corpus), inputs.log_probs),
+        targets=inputs.targets, weights=inputs.weights)
     train_fn, eval_fn = train_lib.compile_steps(cfg, model, tx, shardings, mesh, rules)
     batch_sh = mesh_lib.batch_sharding(mesh, rules)
     # On the devices once, not at every evaluation.
@@ -151,13 +159,13 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
             logger.write(step, scalars)
             window = []
         if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
-            final = _evaluate(eval_fn, state.params, eval_batches, baseline)
+            final = _evaluate(eval_fn, state.params, eval_batches, baseline, inputs.eval_extras)
             logger.write(step, final)
             meter.restart(step)
         if checkpoint.is_due(step, cfg.train):
             checkpoint.save(manager, step, state, {"instances": step * per_process})
     if not final:
-        final = _evaluate(eval_fn, state.params, eval_batches, baseline)
+        final = _evaluate(eval_fn, state.params, eval_batches, baseline, inputs.eval_extras)
     manager.wait_until_finished()
     logger.close()
-    return _summary(workdir, step, final, time.perf_counter() - t0, start_step)
+    return _summary(workdir, step, final, time.perf_counter() - t0, start_step, inputs.summary)

@@ -88,6 +88,13 @@ PRESETS: dict[str, dict] = {
     "bert_base": dict(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072, max_length=512),
     "bert_large": dict(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096,
                        max_length=512),
+    # GPT-2 (Radford et al. 2019): pre-LN, LayerNorm eps 1e-5, tanh GELU (set by the run config).
+    "gpt_tiny": dict(hidden_size=128, num_layers=2, num_heads=4, mlp_dim=512, max_length=128,
+                     layer_norm_eps=1e-5),
+    "gpt2_small": dict(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072,
+                       max_length=1024, layer_norm_eps=1e-5),
+    "gpt2_medium": dict(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096,
+                        max_length=1024, layer_norm_eps=1e-5),
 }
 
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from lm import heads
 from lm.config import TransformerConfig
 from lm.encoder import Encoder
+from lm.gpt import GptForClassification, GptForPretraining
 
 
 class BertForPretraining(nn.Module):
@@ -54,6 +55,7 @@ class BertForPretraining(nn.Module):
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "bert": BertForPretraining,
+    "gpt": GptForPretraining,
 }
 
 POOLINGS = ("pooler", "cls", "mean")
@@ -123,6 +125,7 @@ class BertForSpanQa(nn.Module):
 FINETUNE_MODELS: dict[str, dict[str, type[nn.Module]]] = {
     "bert": {"classification": BertForClassification, "regression": BertForClassification,
              "span_qa": BertForSpanQa},
+    "gpt": {"classification": GptForClassification, "regression": GptForClassification},
 }
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 import jax
 
 from objectives import finetune
+from objectives.clm import clm
 from objectives.losses import Pair, total_loss, weighted_accuracy, weighted_cross_entropy
 from objectives.mlm import mlm
 from objectives.sentence import nsp
@@ -32,6 +33,7 @@ Objective = Callable[..., tuple[dict[str, Pair], dict[str, Pair]]]
 
 OBJECTIVES: dict[str, Objective] = {
     "bert_pretrain": bert_pretrain,
+    "clm": clm,
     # Fine-tuning: keyed by the task kind (data.tasks.TaskSpec.kind).
     "classification": finetune.classification,
     "regression": finetune.regression,

@@ -1,0 +1,240 @@
+"""The GPT decoder: a causal pre-LN Transformer with learned positions, and its KV cache.
+
+Training runs the whole sequence at once (``Decoder.__call__``): causal attention, restricted to
+each packed document by ``segment_ids`` (0 = padding), with ``positions`` restarting per document.
+Decoding appends tokens to an explicit, fixed-shape cache (``Decoder.extend``), so a decode loop
+of any length compiles once. The cache is a plain dict pytree::
+
+    {"key", "value": [N, B, M, H, K],   # every layer's keys and values, slot by slot
+     "is_real": bool [B, M],            # slots that hold a real token (not padding, not empty)
+     "index": int32 []}                 # the next slot to write; the same for every row
+
+Rows of different lengths are left-padded (padding slots are never attended), so every row
+writes its next token to the same slot; each token's position comes from the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lm import attention, axes, layers
+from lm.config import TransformerConfig
+
+_ACT_BLD = (axes.BATCH, axes.LENGTH, axes.ACT_EMBED)
+_ACT_BLHK = (axes.BATCH, axes.LENGTH, axes.ACT_HEADS, axes.ACT_KV)
+
+
+def init_cache(config: TransformerConfig, batch_size: int, max_length: int) -> dict:
+    """An empty cache for ``batch_size`` rows of up to ``max_length`` (M) tokens."""
+    shape = (config.num_layers, batch_size, max_length, config.num_heads, config.kv_dim)
+    dtype = layers.compute_dtype(config)
+    return {"key": jnp.zeros(shape, dtype), "value": jnp.zeros(shape, dtype),
+            "is_real": jnp.zeros((batch_size, max_length), bool),
+            "index": jnp.zeros((), jnp.int32)}
+
+
+def causal_packing_bias(segment_ids_BL: jax.Array) -> jax.Array:
+    """float32 [B, 1, L, L]: each token sees itself and earlier tokens of its own document."""
+    mask = attention.causal_mask(segment_ids_BL.shape[1]) & attention.packing_mask(segment_ids_BL)
+    return attention.mask_to_bias(mask)
+
+
+def cache_bias(is_real_BM: jax.Array, index: jax.Array, length: int) -> jax.Array:
+    """float32 [B, 1, L, M] for ``length`` new tokens at slots ``index …``: each sees the real
+    slots up to and including its own."""
+    query_slot_L = index + jnp.arange(length)
+    causal_LM = jnp.arange(is_real_BM.shape[1])[None, :] <= query_slot_L[:, None]
+    return attention.mask_to_bias(causal_LM[None, None] & is_real_BM[:, None, None, :])
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention (``SelfAttention``'s parameters) that can append to a KV cache."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x_BLD: jax.Array, bias_BHLM: jax.Array, *, deterministic: bool,
+                 kv=None, index=None):
+        """Attends over the sequence, or over the cache after writing this chunk into it.
+
+        Args:
+          x_BLD: [B, L, D].
+          bias_BHLM: float32 bias broadcastable to [B, H, L, L] (no cache) or [B, H, L, M].
+          deterministic: disables attention dropout.
+          kv: None, or this layer's cached ``(key, value)``, each [B, M, H, K].
+          index: int32 [], the cache slot of the first of the L tokens (with ``kv``).
+
+        Returns:
+          ``(y_BLD, kv)``: the output, and the updated cache (None without one).
+        """
+        cfg = self.config
+        heads, in_axes = (cfg.num_heads, cfg.kv_dim), (axes.EMBED, axes.HEADS, axes.KV)
+        q_BLHK = layers.dense(cfg, heads, in_axes, name="query")(x_BLD)
+        k_BMHK = layers.dense(cfg, heads, in_axes, name="key")(x_BLD)
+        v_BMHK = layers.dense(cfg, heads, in_axes, name="value")(x_BLD)
+        q_BLHK = nn.with_logical_constraint(q_BLHK, _ACT_BLHK)
+        if kv is not None:
+            start = (0, index, 0, 0)
+            k_BMHK = jax.lax.dynamic_update_slice(kv[0], k_BMHK.astype(kv[0].dtype), start)
+            v_BMHK = jax.lax.dynamic_update_slice(kv[1], v_BMHK.astype(kv[1].dtype), start)
+            kv = (k_BMHK, v_BMHK)
+        rate = cfg.attention_dropout_rate
+        rng = None if deterministic or rate == 0.0 else self.make_rng("dropout")
+        out_BLHK = attention.dot_product_attention(q_BLHK, k_BMHK, v_BMHK, bias_BHLM,
+                                                   dropout_rate=rate, dropout_rng=rng)
+        out_BLHK = nn.with_logical_constraint(out_BLHK, _ACT_BLHK)
+        y_BLD = layers.dense(cfg, cfg.hidden_size, (axes.HEADS, axes.KV, axes.EMBED),
+                             contract=2, name="out")(out_BLHK)
+        return y_BLD, kv
+
+
+class DecoderBlock(nn.Module):
+    """Pre-LN layer: ``x += drop(attn(LN(x))); x += drop(mlp(LN(x)))``.
+
+    Parameter names are those of ``encoder.TransformerBlock`` with ``norm_position="pre"``.
+    """
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x_BLD: jax.Array, bias_BHLM: jax.Array, deterministic: bool, kv=None,
+                 index=None):
+        """One layer; ``deterministic`` is positional for ``nn.remat``/``nn.scan``.
+
+        Returns:
+          ``(x_BLD, kv)``: the carry and this layer's updated cache (None without one).
+        """
+        cfg = self.config
+        drop = nn.Dropout(cfg.dropout_rate)
+        x_BLD = nn.with_logical_constraint(x_BLD, _ACT_BLD)
+        h_BLD = layers.layer_norm(cfg, name="attention_norm")(x_BLD)
+        h_BLD, kv = CausalSelfAttention(cfg, name="attention")(
+            h_BLD, bias_BHLM, deterministic=deterministic, kv=kv, index=index)
+        x_BLD = x_BLD + drop(h_BLD, deterministic=deterministic)
+        h_BLD = layers.layer_norm(cfg, name="mlp_norm")(x_BLD)
+        h_BLD = layers.Mlp(cfg, name="mlp")(h_BLD)
+        x_BLD = x_BLD + drop(h_BLD, deterministic=deterministic)
+        return nn.with_logical_constraint(x_BLD, _ACT_BLD), kv
+
+
+def _block_class(config: TransformerConfig) -> type[nn.Module]:
+    if config.remat == "full":
+        # Argnum 3 counts ``self``: (self, x, bias, deterministic, ...).
+        return nn.remat(DecoderBlock, static_argnums=(3,), prevent_cse=not config.scan_layers)
+    return DecoderBlock
+
+
+def _scanned_blocks(config: TransformerConfig) -> type[nn.Module]:
+    """All N layers as one ``nn.scan``: params stacked on ``layers``, the cache on its axis 0."""
+    return nn.scan(
+        _block_class(config), variable_axes={"params": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast), length=config.num_layers,
+        metadata_params={nn.PARTITION_NAME: axes.LAYERS})
+
+
+class GptEmbeddings(nn.Module):
+    """Token + learned position embeddings → dropout (GPT-2 has no embedding LayerNorm)."""
+
+    config: TransformerConfig
+
+    def setup(self):
+        cfg = self.config
+        self.token_embed = layers.Embed(cfg.vocab_size, cfg.hidden_size,
+                                        (axes.VOCAB, axes.EMBED), cfg)
+        self.position_embed = layers.Embed(cfg.max_length, cfg.hidden_size,
+                                           (axes.POS, axes.EMBED), cfg)
+        self.embed_dropout = nn.Dropout(cfg.dropout_rate)
+
+    def __call__(self, token_ids_BL: jax.Array, positions_BL: jax.Array, *,
+                 deterministic: bool) -> jax.Array:
+        """Int ids and positions [B, L] → [B, L, D] in the compute dtype."""
+        x_BLD = self.token_embed(token_ids_BL) + self.position_embed(positions_BL)
+        return self.embed_dropout(x_BLD, deterministic=deterministic)
+
+    def attend(self, x_BLD: jax.Array) -> jax.Array:
+        """The tied LM head: [..., D] → float32 [..., V] = x · token_embeddingᵀ."""
+        return self.token_embed.attend(x_BLD)
+
+
+class Decoder(nn.Module):
+    """Embeddings → N pre-LN causal blocks → final LayerNorm.
+
+    Parameter names: ``embeddings/{token_embed,position_embed}``, ``layers_0 … layers_{N-1}`` (or
+    ``layers``, stacked, when ``scan_layers``), ``final_norm``.
+    """
+
+    config: TransformerConfig
+
+    def setup(self):
+        cfg = self.config
+        self.embeddings = GptEmbeddings(cfg)
+        if cfg.scan_layers:
+            self.layers = _scanned_blocks(cfg)(cfg)
+        else:
+            self.layers = [_block_class(cfg)(cfg) for _ in range(cfg.num_layers)]
+        self.final_norm = layers.layer_norm(cfg)
+
+    def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool) -> jax.Array:
+        """The whole sequence at once.
+
+        Args:
+          batch: ``token_ids`` [B, L]; optional ``segment_ids`` (default: 1 for real tokens,
+            0 for padding) and ``positions`` (default 0..L-1), all int.
+          deterministic: disables dropout.
+
+        Returns:
+          [B, L, D] in the compute dtype.
+        """
+        token_ids_BL = batch["token_ids"]
+        b, length = token_ids_BL.shape
+        positions_BL = batch.get("positions")
+        if positions_BL is None:
+            positions_BL = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
+        segment_ids_BL = batch.get("segment_ids")
+        if segment_ids_BL is None:
+            segment_ids_BL = (token_ids_BL != self.config.pad_id).astype(jnp.int32)
+        x_BLD = self.embeddings(token_ids_BL, positions_BL, deterministic=deterministic)
+        x_BLD, _ = self._blocks(x_BLD, causal_packing_bias(segment_ids_BL), deterministic)
+        return nn.with_logical_constraint(self.final_norm(x_BLD), _ACT_BLD)
+
+    def extend(self, token_ids_BL: jax.Array, positions_BL: jax.Array, is_real_BL: jax.Array,
+               cache: dict) -> tuple[jax.Array, dict]:
+        """Appends L tokens to the cache (without dropout) and returns their outputs.
+
+        Args:
+          token_ids_BL, positions_BL: int [B, L].
+          is_real_BL: bool [B, L]; False marks padding (no later token attends to it).
+          cache: see the module docstring; ``index + L`` must not exceed M.
+
+        Returns:
+          ``(x_BLD, cache)``: the outputs of the L tokens, and the cache holding them.
+        """
+        index, length = cache["index"], token_ids_BL.shape[1]
+        is_real_BM = jax.lax.dynamic_update_slice(cache["is_real"], is_real_BL, (0, index))
+        x_BLD = self.embeddings(token_ids_BL, positions_BL, deterministic=True)
+        x_BLD, (k, v) = self._blocks(x_BLD, cache_bias(is_real_BM, index, length), True,
+                                     (cache["key"], cache["value"]), index)
+        new = {"key": k, "value": v, "is_real": is_real_BM, "index": index + length}
+        return self.final_norm(x_BLD), new
+
+    def _blocks(self, x_BLD, bias, deterministic: bool, kv=None, index=None):
+        """Runs the layers; ``kv`` is ``(key, value)`` stacked [N, B, M, H, K], or None."""
+        if self.config.scan_layers:
+            return self.layers(x_BLD, bias, deterministic, kv, index)
+        outs = []
+        for i, block in enumerate(self.layers):
+            layer_kv = None if kv is None else (kv[0][i], kv[1][i])
+            x_BLD, layer_kv = block(x_BLD, bias, deterministic, layer_kv, index)
+            outs.append(layer_kv)
+        if kv is None:
+            return x_BLD, None
+        return x_BLD, (jnp.stack([o[0] for o in outs]), jnp.stack([o[1] for o in outs]))
+
+    def attend(self, x_BLD: jax.Array) -> jax.Array:
+        """The tied LM head: [..., D] → float32 [..., V]."""
+        return self.embeddings.attend(x_BLD)
