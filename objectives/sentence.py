@@ -1,4 +1,5 @@
-"""Sentence-pair objectives: next-sentence prediction (BERT) and, later, sentence order."""
+"""Sentence-level objectives on the pooled output: next-sentence prediction (BERT), sentence-order
+prediction (ALBERT) and shuffled-segment order recovery (ERNIE 2.0)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,30 @@ def nsp(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], *,
     return losses.classification(
         "nsp", outputs["nsp_logits"], labels_B, jnp.ones(labels_B.shape, jnp.float32),
         label_smoothing=label_smoothing, z_loss=z_loss)
+
+
+def _labelled(name: str, outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array],
+              label_smoothing: float, z_loss: float
+              ) -> tuple[dict[str, losses.Pair], dict[str, losses.Pair]]:
+    """Cross-entropy of ``{name}_logits`` [B, C] against ``{name}_labels`` [B], weight 1 each."""
+    labels_B = batch[f"{name}_labels"]
+    return losses.classification(
+        name, outputs[f"{name}_logits"], labels_B, jnp.ones(labels_B.shape, jnp.float32),
+        label_smoothing=label_smoothing, z_loss=z_loss)
+
+
+def sop(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], *,
+        label_smoothing: float = 0.0, z_loss: float = 0.0
+        ) -> tuple[dict[str, losses.Pair], dict[str, losses.Pair]]:
+    """Sentence-order prediction: ``sop_logits`` [B, 2] against ``sop_labels`` [B] (0 = in
+    order, 1 = swapped). Returns ``sop_loss`` and ``sop_accuracy`` like :func:`nsp`."""
+    return _labelled("sop", outputs, batch, label_smoothing, z_loss)
+
+
+def order(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], *,
+          label_smoothing: float = 0.0, z_loss: float = 0.0
+          ) -> tuple[dict[str, losses.Pair], dict[str, losses.Pair]]:
+    """Order recovery: ``order_logits`` [B, C] against ``order_labels`` [B], the class of the
+    permutation applied to the segments (``data.sentence_order.permutation_to_class``).
+    Returns ``order_loss`` and ``order_accuracy``."""
+    return _labelled("order", outputs, batch, label_smoothing, z_loss)
