@@ -24,6 +24,8 @@ def unigram_baseline(eval_batches: list[dict], log_probs: np.ndarray) -> float:
     This is the loss of the best context-free guess: an MLM loss below it means the model uses
     context. Summed over all processes' eval shards, like the model's eval loss.
     """
+    if not eval_batches or "mlm_targets" not in eval_batches[0]:
+        return float("nan")  # no masked LM in this run
     sums = np.zeros(2, np.float64)
     for b in eval_batches:
         sums += (np.sum(-log_probs[b["mlm_targets"]] * b["mlm_weights"]),
@@ -72,8 +74,22 @@ def _evaluate(eval_fn, params, eval_batches: list[dict], baseline: float) -> dic
     """Eval metrics over the (already global, on-device) eval batches."""
     per_batch = [eval_fn(params, b) for b in eval_batches]
     out = {f"eval/{k}": v for k, v in train_lib.reduce_metrics(per_batch).items()}
-    out["eval/unigram_entropy"] = baseline
+    if not np.isnan(baseline):
+        out["eval/unigram_entropy"] = baseline
     return out
+
+
+def _headline(final: dict) -> str:
+    """``eval MLM loss … (unigram baseline …), MLM accuracy …, NSP accuracy …`` for what ran."""
+    parts = []
+    if "eval/mlm_loss" in final:
+        parts.append(f"eval MLM loss {final['eval/mlm_loss']:.3f} (unigram baseline "
+                     f"{final['eval/unigram_entropy']:.3f}), MLM accuracy "
+                     f"{final['eval/mlm_accuracy']:.3f}")
+    for task in ("nsp", "sop", "order"):
+        if f"eval/{task}_accuracy" in final:
+            parts.append(f"{task.upper()} accuracy {final[f'eval/{task}_accuracy']:.3f}")
+    return ", ".join(parts)
 
 
 def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: int) -> dict:
@@ -83,10 +99,7 @@ def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: i
         with open(os.path.join(workdir, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
         print(f"\nDone: {step} steps ({start_step} restored) in {seconds / 60:.1f} min. "
-              f"eval MLM loss {final['eval/mlm_loss']:.3f} (unigram baseline "
-              f"{final['eval/unigram_entropy']:.3f}), MLM accuracy "
-              f"{final['eval/mlm_accuracy']:.3f}, NSP accuracy {final['eval/nsp_accuracy']:.3f}. "
-              f"Results: {os.path.join(workdir, 'results.json')}", flush=True)
+              f"{_headline(final)}. Results: {os.path.join(workdir, 'results.json')}", flush=True)
     return results
 
 
@@ -99,8 +112,10 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     per_process = cfg.train.batch_size // jax.process_count()
     corpus = pipeline.load_corpus(cfg.data, process_index=jax.process_index(),
                                   process_count=jax.process_count())
-    model = models.make_model(cfg.model.arch, train_lib.model_config(cfg, corpus.vocab_size))
-    shapes = features.shapes(cfg.objective, B=cfg.train.batch_size, L=cfg.data.max_seq_length,
+    model = models.make_model(cfg.model.arch, train_lib.model_config(cfg, corpus.vocab_size),
+                              **train_lib.model_options(cfg))
+    objectives = tuple(train_lib.objective_weights(cfg))
+    shapes = features.shapes(objectives, B=cfg.train.batch_size, L=cfg.data.max_seq_length,
                              P=cfg.data.max_predictions_per_seq)
     tx = train_lib.make_optimizer(cfg.train)
     state, shardings = train_lib.create_train_state(
@@ -123,7 +138,7 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
                       f"(input position {position})")
 
     data_kw = dict(batch_size=per_process, seed=cfg.seed, process_index=jax.process_index(),
-                   process_count=jax.process_count())
+                   process_count=jax.process_count(), objectives=objectives)
     train_iter = pipeline.make_dataset(cfg.data, "train", start_position=position, **data_kw)
     eval_batches = _eval_batches(cfg, data_kw)
     baseline = unigram_baseline(eval_batches, _unigram_log_probs(corpus.unigram_counts))

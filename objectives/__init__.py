@@ -30,6 +30,9 @@ def bert_pretrain(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Arra
 
 Objective = Callable[..., tuple[dict[str, Pair], dict[str, Pair]]]
 
+# Named objectives that are sums of others, as weights (what a config's ``objectives`` holds).
+COMBINATIONS: dict[str, dict[str, float]] = {"bert_pretrain": {"mlm": 1.0, "nsp": 1.0}}
+
 OBJECTIVES: dict[str, Objective] = {
     "bert_pretrain": bert_pretrain,
     # Pretraining objectives that combine with weights (``weighted``).
@@ -74,5 +77,5 @@ def weighted(weights: Mapping[str, float]) -> Objective:
     return objective
 
 
-__all__ = ["OBJECTIVES", "Objective", "Pair", "bert_pretrain", "mlm", "nsp", "order", "sop",
-           "total_loss", "weighted", "weighted_accuracy", "weighted_cross_entropy"]
+__all__ = ["COMBINATIONS", "OBJECTIVES", "Objective", "Pair", "bert_pretrain", "mlm", "nsp",
+           "order", "sop", "total_loss", "weighted", "weighted_accuracy", "weighted_cross_entropy"]
