@@ -40,6 +40,15 @@ def test_sentence_objective_by_hand(name, classes):
     assert float(metrics[f"{name}_accuracy"][0]) == hits.sum()
 
 
+def test_order_accuracy_per_segment_count():
+    labels = jnp.array([0, 1, 2, 3, 8, 8])  # k = 1, 2, 2, 3, 3, 3
+    logits = jax.nn.one_hot(jnp.array([0, 1, 1, 3, 8, 4]), 9)  # wrong on the 3rd and 6th
+    _, metrics = OBJECTIVES["order"]({"order_logits": logits}, {"order_labels": labels})
+    got = {k: (float(s), float(w)) for k, (s, w) in metrics.items() if "_k" in k}
+    assert got == {"order_accuracy_k1": (1.0, 1.0), "order_accuracy_k2": (1.0, 2.0),
+                   "order_accuracy_k3": (2.0, 3.0)}
+
+
 def test_uniform_order_logits_cost_log_c():
     _, batch = _tiny()
     terms, _ = OBJECTIVES["order"]({"order_logits": jnp.zeros((2, 9))}, batch)
