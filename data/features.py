@@ -7,6 +7,8 @@ sequence.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 # Special token ids, defined once for the whole stack. The shipped SentencePiece model is trained
 # so that these ids hold (data/tokenizer.py checks it on load).
 PAD_ID = 0
@@ -37,6 +39,30 @@ FEATURES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
         "clm_targets": (("B", "L"), "int32"),
         "clm_weights": (("B", "L"), "float32"),
     },
+    # Pretraining objectives that combine (a run config's ``objectives``): a batch has the union
+    # of its objectives' keys, ``schema(["mlm", "sop"])``.
+    "mlm": {
+        "token_ids": (("B", "L"), "int32"),
+        "type_ids": (("B", "L"), "int32"),
+        "mlm_positions": (("B", "P"), "int32"),
+        "mlm_targets": (("B", "P"), "int32"),
+        "mlm_weights": (("B", "P"), "float32"),
+    },
+    "nsp": {
+        "token_ids": (("B", "L"), "int32"),
+        "type_ids": (("B", "L"), "int32"),
+        "nsp_labels": (("B",), "int32"),
+    },
+    "sop": {  # sentence-order prediction: 0 = in order, 1 = swapped
+        "token_ids": (("B", "L"), "int32"),
+        "type_ids": (("B", "L"), "int32"),
+        "sop_labels": (("B",), "int32"),
+    },
+    "order": {  # shuffled-segment order recovery: the permutation's class
+        "token_ids": (("B", "L"), "int32"),
+        "type_ids": (("B", "L"), "int32"),
+        "order_labels": (("B",), "int32"),
+    },
     # Fine-tuning. ``example_weights`` is 1.0 for a real example and 0.0 for the rows that pad the
     # last eval batch to the static batch size, so every example is scored exactly once.
     "classification": {
@@ -62,18 +88,32 @@ FEATURES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
 }
 
 
-def shapes(objective: str, **dims: int) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Concrete ``{key: (shape, dtype)}`` for ``objective`` given sizes for its dims.
+def schema(objective: str | Sequence[str]) -> dict[str, tuple[tuple[str, ...], str]]:
+    """``FEATURES[objective]``; for a list of objectives, the union of their keys, in order.
 
-    Example: ``shapes("bert_pretrain", B=32, L=128, P=20)``.
+    Raises:
+      KeyError: for an unknown objective.
+    """
+    names = [objective] if isinstance(objective, str) else list(objective)
+    out = {}
+    for name in names:
+        if name not in FEATURES:
+            raise KeyError(f"unknown objective {name!r}; known: {sorted(FEATURES)}")
+        out.update(FEATURES[name])
+    return out
+
+
+def shapes(objective: str | Sequence[str], **dims: int) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Concrete ``{key: (shape, dtype)}`` for ``objective`` (a name, or a list of names whose keys
+    are merged) given sizes for its dims.
+
+    Example: ``shapes("bert_pretrain", B=32, L=128, P=20)``, ``shapes(["mlm", "sop"], ...)``.
 
     Raises:
       KeyError: for an unknown objective or a dim letter without a size.
     """
-    if objective not in FEATURES:
-        raise KeyError(f"unknown objective {objective!r}; known: {sorted(FEATURES)}")
     out = {}
-    for key, (letters, dtype) in FEATURES[objective].items():
+    for key, (letters, dtype) in schema(objective).items():
         missing = [d for d in letters if d not in dims]
         if missing:
             raise KeyError(f"{objective}.{key} needs sizes for dims {missing}")

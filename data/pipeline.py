@@ -1,8 +1,8 @@
-"""BERT pretraining input: corpus → sentence pairs → MLM masks → fixed-shape numpy batches.
+"""Pretraining input: corpus → sentence pairs/segments → MLM masks → fixed-shape numpy batches.
 
 ``make_dataset(cfg, split, ...)`` is the one entry point the trainer calls, once per process.
-Its output follows ``data.features.shapes("bert_pretrain", B=batch_size, L=max_seq_length,
-P=max_predictions_per_seq)``.
+Its output follows ``data.features.shapes(objectives, B=batch_size, L=max_seq_length,
+P=max_predictions_per_seq)``; BERT's ``("mlm", "nsp")`` by default.
 
 Sharding: the corpus is cut into ``data.num_shards`` shards (0 = one per process) before it is
 read: whole files, TFDS sub-splits, or for a corpus of fewer files than shards its documents
@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from data import features, mlm, sentence_pairs, sources
+from data import features, mlm, sentence_order, sources
 from data.tokenizer import Tokenizer
 
 
@@ -208,12 +208,10 @@ def _rng(tag: int, seed: int, counter: int, shard: int) -> np.random.Generator:
     return np.random.default_rng([tag, int(seed) & _U64, counter, shard])
 
 
-def _instances(docs, cfg, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """One pass of sentence pairs over ``docs``, shuffled by the same ``rng``."""
-    inst = sentence_pairs.make_instances(
-        docs, rng, max_seq_length=cfg.max_seq_length, short_seq_prob=cfg.short_seq_prob,
-        nsp_random_prob=cfg.nsp_random_prob)
-    order = rng.permutation(len(inst["nsp_labels"]))
+def _instances(docs, cfg, rng: np.random.Generator, task: str = "nsp") -> dict[str, np.ndarray]:
+    """One pass of ``task`` instances over ``docs``, shuffled by the same ``rng``."""
+    inst = sentence_order.make_instances(task, docs, cfg, rng)
+    order = rng.permutation(len(inst["token_ids"]))
     return {k: v[order] for k, v in inst.items()}
 
 
@@ -260,8 +258,8 @@ def shard_layout(num_shards: int, batch_size: int, process_index: int,
 
 
 def _train_epochs(docs, cfg, seed: int, shard: int, batch_size: int,
-                  start_position: int) -> Iterator[tuple[np.ndarray, ...]]:
-    """Yields, epoch by epoch, ``(token_ids [n, L], type_ids [n, L], nsp_labels [n],
+                  start_position: int, task: str = "nsp") -> Iterator[tuple[np.ndarray, ...]]:
+    """Yields, epoch by epoch, ``(token_ids [n, L], type_ids [n, L], {task}_labels [n],
     positions [n])`` with ``n`` a multiple of ``batch_size``, from ``start_position`` on.
 
     The stream is one flat sequence of instances; rows that do not fill a batch at the end of an
@@ -271,13 +269,13 @@ def _train_epochs(docs, cfg, seed: int, shard: int, batch_size: int,
     position, to_skip = start_position, start_position
     carry = None
     for epoch in itertools.count():
-        inst = _instances(docs, cfg, _rng(_TRAIN, seed, epoch, shard))
-        size = len(inst["nsp_labels"])
+        inst = _instances(docs, cfg, _rng(_TRAIN, seed, epoch, shard), task)
+        size = len(inst["token_ids"])
         if to_skip >= size:
             to_skip -= size
             continue
         rows = (inst["token_ids"][to_skip:], inst["type_ids"][to_skip:],
-                inst["nsp_labels"][to_skip:],
+                inst[f"{task}_labels"][to_skip:],
                 np.arange(position, position + size - to_skip, dtype=np.int64))
         position += size - to_skip
         to_skip = 0
@@ -290,47 +288,50 @@ def _train_epochs(docs, cfg, seed: int, shard: int, batch_size: int,
 
 
 def _train_batches(docs, cfg, seed: int, shard: int, batch_size: int,
-                   start_position: int, mask) -> Iterator[dict[str, np.ndarray]]:
+                   start_position: int, mask, task: str) -> Iterator[dict[str, np.ndarray]]:
     """One tf.data pipeline per epoch, fed from NumPy arrays.
 
     Building pairs happens here, on the caller's thread, never inside a TF thread: a Python
     callback in tf.data (``from_generator``) deadlocks on the GIL when the iterator is destroyed
     mid-stream, which is how every training run ends.
     """
-    for arrays in _train_epochs(docs, cfg, seed, shard, batch_size, start_position):
+    for arrays in _train_epochs(docs, cfg, seed, shard, batch_size, start_position, task):
         ds = tf.data.Dataset.from_tensor_slices(arrays)
         ds = ds.map(mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         yield from ds.batch(batch_size, drop_remainder=True).prefetch(
             tf.data.AUTOTUNE).as_numpy_iterator()
 
 
-def _eval_instances(docs, cfg, seed: int, shard: int,
-                    batch_size: int) -> dict[str, np.ndarray]:
+def _eval_instances(docs, cfg, seed: int, shard: int, batch_size: int,
+                    task: str) -> dict[str, np.ndarray]:
     """Eval pairs from a fixed rng; passes are repeated (fresh pairs) until a batch is full."""
     passes = []
     for repeat in itertools.count():
-        passes.append(_instances(docs, cfg, _rng(_EVAL, seed, repeat, shard)))
-        if sum(len(p["nsp_labels"]) for p in passes) >= batch_size:
+        passes.append(_instances(docs, cfg, _rng(_EVAL, seed, repeat, shard), task))
+        if sum(len(p["token_ids"]) for p in passes) >= batch_size:
             return {k: np.concatenate([p[k] for p in passes]) for k in passes[0]}
 
 
-def _mask_fn(cfg, vocab_size: int, is_word_start, base_seed: tf.Tensor):
-    """The tf.data map that masks one instance with a seed folded from its stream position."""
+def _mask_fn(cfg, vocab_size: int, is_word_start, base_seed: tf.Tensor, task: str,
+             keys: tuple[str, ...]):
+    """The tf.data map that masks one instance (if MLM) with a seed folded from its position."""
     @tf.autograph.experimental.do_not_convert  # straight-line TF ops; nothing to convert
-    def fn(token_ids, type_ids, nsp_labels, position):
-        seed = tf.random.experimental.stateless_fold_in(base_seed, position)
-        out = mlm.mask_tokens(token_ids, seed, max_predictions=cfg.max_predictions_per_seq,
-                              masked_lm_prob=cfg.masked_lm_prob, vocab_size=vocab_size,
-                              is_word_start=is_word_start)
-        batch = dict(out, type_ids=type_ids, nsp_labels=nsp_labels)
-        return {k: batch[k] for k in features.FEATURES["bert_pretrain"]}
+    def fn(token_ids, type_ids, labels, position):
+        out = {"token_ids": token_ids}
+        if "mlm_positions" in keys:
+            seed = tf.random.experimental.stateless_fold_in(base_seed, position)
+            out = mlm.mask_tokens(token_ids, seed, max_predictions=cfg.max_predictions_per_seq,
+                                  masked_lm_prob=cfg.masked_lm_prob, vocab_size=vocab_size,
+                                  is_word_start=is_word_start)
+        batch = dict(out, type_ids=type_ids, **{f"{task}_labels": labels})
+        return {k: batch[k] for k in keys}
     return fn
 
 
 def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: int = 0,
-                 process_count: int = 1,
-                 start_position: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """BERT pretraining batches for one process.
+                 process_count: int = 1, start_position: int = 0,
+                 objectives: tuple[str, ...] = ("mlm", "nsp")) -> Iterator[dict[str, np.ndarray]]:
+    """Pretraining batches for one process (BERT's MLM + NSP by default).
 
     Args:
       cfg: data ConfigDict: ``corpus``, ``tokenizer``, ``tfds_data_dir``, ``max_seq_length`` (L),
@@ -346,10 +347,10 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
       start_position: train only: instances this process already consumed (steps × B). The
         stream resumes exactly there; each skipped epoch costs one unmasked pass of pair
         building (~1.5 s on the embedded corpus), no masking.
+      objectives: ``mlm`` and/or one sentence task (``nsp``, ``sop``, ``order``).
 
     Returns:
-      An iterator of dicts ``token_ids``, ``type_ids`` int32 [B, L]; ``mlm_positions``,
-      ``mlm_targets`` int32 [B, P]; ``mlm_weights`` float32 [B, P]; ``nsp_labels`` int32 [B].
+      An iterator of dicts as ``data.features.shapes(objectives, B=…, L=…, P=…)`` (B per process).
     """
     tag = {"train": _TRAIN, "eval": _EVAL}.get(split)
     if tag is None:
@@ -357,19 +358,20 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
     shards, rows = shard_layout(cfg.num_shards, batch_size, process_index, process_count)
     if start_position < 0 or start_position % batch_size:
         raise ValueError(f"start_position={start_position} is not a whole number of batches")
+    task, keys = sentence_order.sentence_task(objectives), tuple(features.schema(objectives))
     corpus = load_corpus(cfg, process_index=process_index, process_count=process_count)
     word_starts = corpus.tokenizer.is_word_start() if cfg.whole_word_masking else None
     if split == "eval":
-        eval_rows = _eval_rows(corpus, cfg, rows, seed)
+        eval_rows = _eval_rows(corpus, cfg, rows, seed, task)
     streams = []
     for shard in shards:
         base_seed = tf.random.experimental.stateless_fold_in(
             tf.constant([tag, int(seed) & _I63], tf.int64), shard)
-        mask = _mask_fn(cfg, corpus.vocab_size, word_starts, base_seed)
+        mask = _mask_fn(cfg, corpus.vocab_size, word_starts, base_seed, task, keys)
         if split == "train":
             start = start_position // batch_size * rows
             streams.append(_train_batches(corpus.shards[shard].train_docs, cfg, seed, shard, rows,
-                                          start, mask))
+                                          start, mask, task))
         else:
             ds = tf.data.Dataset.from_tensor_slices(eval_rows[shard]).map(
                 mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -380,8 +382,8 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
             for parts in zip(*streams, strict=False))
 
 
-def _eval_rows(corpus: PretrainingCorpus, cfg, rows: int,
-               seed: int) -> dict[int, tuple[np.ndarray, ...]]:
+def _eval_rows(corpus: PretrainingCorpus, cfg, rows: int, seed: int,
+               task: str) -> dict[int, tuple[np.ndarray, ...]]:
     """Unmasked eval instances of this process's shards, cut to the batch count all can give.
 
     Other processes' shards are not read here, so the count may differ between processes; the
@@ -389,10 +391,10 @@ def _eval_rows(corpus: PretrainingCorpus, cfg, rows: int,
     the cut, so the batches all processes keep are those of a single process.
 
     Returns:
-      Per owned shard, ``(token_ids, type_ids, nsp_labels, positions)`` with the same length.
+      Per owned shard, ``(token_ids, type_ids, {task}_labels, positions)``, equally long.
     """
-    shards = {s: _eval_instances(x.eval_docs, cfg, seed, s, rows)
+    shards = {s: _eval_instances(x.eval_docs, cfg, seed, s, rows, task)
               for s, x in corpus.shards.items()}
-    num = min(len(x["nsp_labels"]) for x in shards.values()) // rows * rows
-    return {s: (x["token_ids"][:num], x["type_ids"][:num], x["nsp_labels"][:num],
+    num = min(len(x["token_ids"]) for x in shards.values()) // rows * rows
+    return {s: (x["token_ids"][:num], x["type_ids"][:num], x[f"{task}_labels"][:num],
                 np.arange(num, dtype=np.int64)) for s, x in shards.items()}

@@ -16,7 +16,7 @@ from data import features, pipeline
 from launch import checkpoint, reporting, train_lib
 from launch import mesh as mesh_lib
 from launch import workdir as workdir_lib
-from launch.pretraining_inputs import bert_summary, objective_data
+from launch.pretraining_inputs import objective_data, sentence_summary
 from lm import models
 
 
@@ -28,6 +28,8 @@ def unigram_baseline(eval_batches: list[dict], log_probs: np.ndarray, *,
     This is the loss of the best context-free guess: a model loss below it means the model uses
     context. Summed over all processes' eval shards, like the model's eval loss.
     """
+    if not eval_batches or targets not in eval_batches[0]:
+        return float("nan")  # no token-level objective in this run (e.g. SOP or order alone)
     sums = np.zeros(2, np.float64)
     for b in eval_batches:
         sums += (np.sum(-log_probs[b[targets]] * b[weights]), np.sum(b[weights]))
@@ -49,13 +51,12 @@ def _unigram_log_probs(counts: np.ndarray,
     return to_log_probs(counts)
 
 
-def _eval_batches(cfg, data_kw: dict) -> list[dict]:
+def _eval_batches(cfg, make_dataset: Callable, data_kw: dict) -> list[dict]:
     """Up to ``eval_batches`` host eval batches, as many on every process.
 
     Each process builds eval pairs from its own shards only, so their counts can differ; every
     process must run every (collective) eval step, so all keep the smallest count.
     """
-    make_dataset = objective_data(cfg.objective).make_dataset
     batches = list(itertools.islice(make_dataset(cfg.data, "eval", **data_kw),
                                     cfg.train.eval_batches))
     if jax.process_count() > 1:
@@ -78,13 +79,14 @@ def _evaluate(eval_fn, params, eval_batches: list[dict], baseline: float,
     """Eval metrics over the (already global, on-device) eval batches."""
     per_batch = [eval_fn(params, b) for b in eval_batches]
     out = {f"eval/{k}": v for k, v in train_lib.reduce_metrics(per_batch).items()}
-    out["eval/unigram_entropy"] = baseline
-    out.update(extras(out))
+    if not np.isnan(baseline):
+        out["eval/unigram_entropy"] = baseline
+        out.update(extras(out))
     return out
 
 
 def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: int,
-             figures: Callable[[dict], str] = bert_summary) -> dict:
+             figures: Callable[[dict], str] = sentence_summary) -> dict:
     results = {"step": step, "train_seconds": round(seconds, 1), "resumed_from": start_step,
                **final}
     if jax.process_index() == 0:
@@ -102,11 +104,13 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)
     per_process = cfg.train.batch_size // jax.process_count()
-    inputs = objective_data(cfg.objective)
+    objectives = tuple(train_lib.objective_weights(cfg))
+    inputs = objective_data(objectives)
     corpus = pipeline.load_corpus(cfg.data, process_index=jax.process_index(),
                                   process_count=jax.process_count())
-    model = models.make_model(cfg.model.arch, train_lib.model_config(cfg, corpus.vocab_size))
-    shapes = features.shapes(cfg.objective, B=cfg.train.batch_size, L=cfg.data.max_seq_length,
+    model = models.make_model(cfg.model.arch, train_lib.model_config(cfg, corpus.vocab_size),
+                              **train_lib.model_options(cfg))
+    shapes = features.shapes(objectives, B=cfg.train.batch_size, L=cfg.data.max_seq_length,
                              P=cfg.data.get("max_predictions_per_seq", 0))
     tx = train_lib.make_optimizer(cfg.train)
     state, shardings = train_lib.create_train_state(
@@ -131,7 +135,7 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     data_kw = dict(batch_size=per_process, seed=cfg.seed, process_index=jax.process_index(),
                    process_count=jax.process_count())
     train_iter = inputs.make_dataset(cfg.data, "train", start_position=position, **data_kw)
-    eval_batches = _eval_batches(cfg, data_kw)
+    eval_batches = _eval_batches(cfg, inputs.make_dataset, data_kw)
     baseline = unigram_baseline(
         eval_batches, _unigram_log_probs(inputs.unigram_counts(corpus), inputs.log_probs),
         targets=inputs.targets, weights=inputs.weights)

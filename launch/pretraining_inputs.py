@@ -7,16 +7,27 @@ Add an objective here (and its schema in ``data/features.py``) to pretrain with 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from data import clm, pipeline
 
+# The BERT/ALBERT family: MLM and/or one sentence task, all built by data/pipeline.py.
+SENTENCE_OBJECTIVES = ("mlm", "nsp", "sop", "order")
 
-def bert_summary(final: dict) -> str:
-    return (f"eval MLM loss {final['eval/mlm_loss']:.3f} (unigram baseline "
-            f"{final['eval/unigram_entropy']:.3f}), MLM accuracy "
-            f"{final['eval/mlm_accuracy']:.3f}, NSP accuracy {final['eval/nsp_accuracy']:.3f}")
+
+def sentence_summary(final: dict) -> str:
+    """``eval MLM loss … (unigram baseline …), MLM accuracy …, NSP accuracy …`` for what ran."""
+    parts = []
+    if "eval/mlm_loss" in final:
+        parts.append(f"eval MLM loss {final['eval/mlm_loss']:.3f} (unigram baseline "
+                     f"{final['eval/unigram_entropy']:.3f}), MLM accuracy "
+                     f"{final['eval/mlm_accuracy']:.3f}")
+    for task in ("nsp", "sop", "order"):
+        if f"eval/{task}_accuracy" in final:
+            parts.append(f"{task.upper()} accuracy {final[f'eval/{task}_accuracy']:.3f}")
+    return ", ".join(parts)
 
 
 def _clm_eval_extras(out: dict) -> dict:
@@ -53,19 +64,28 @@ class ObjectiveData:
     summary: Callable[[dict], str]
 
 
+def _sentence_data(objectives: tuple[str, ...]) -> ObjectiveData:
+    return ObjectiveData(functools.partial(pipeline.make_dataset, objectives=objectives),
+                         "mlm_targets", "mlm_weights", lambda corpus: corpus.unigram_counts,
+                         pipeline.unigram_log_probs_from_counts, lambda out: {},
+                         sentence_summary)
+
+
+# Objectives that pretrain alone, with their own input pipeline.
 OBJECTIVE_DATA = {
-    "bert_pretrain": ObjectiveData(pipeline.make_dataset, "mlm_targets", "mlm_weights",
-                                   lambda corpus: corpus.unigram_counts,
-                                   pipeline.unigram_log_probs_from_counts, lambda out: {},
-                                   bert_summary),
     "clm": ObjectiveData(clm.make_dataset, "clm_targets", "clm_weights", clm.unigram_counts,
                          clm.unigram_log_probs_from_counts, _clm_eval_extras, _clm_summary),
 }
 
 
-def objective_data(objective: str) -> ObjectiveData:
-    """The input side of a pretraining objective; a ValueError names the known ones."""
-    if objective not in OBJECTIVE_DATA:
-        raise ValueError(f"objective={objective!r} has no pretraining input; known: "
-                         f"{sorted(OBJECTIVE_DATA)}")
-    return OBJECTIVE_DATA[objective]
+def objective_data(objectives: Sequence[str]) -> ObjectiveData:
+    """The input side of a run's objectives (``train_lib.objective_weights``): MLM and/or one
+    sentence task share ``data/pipeline.py``; the others stand alone. A ValueError names what
+    combines."""
+    names = tuple(objectives)
+    if names and set(names) <= set(SENTENCE_OBJECTIVES):
+        return _sentence_data(names)
+    if len(names) == 1 and names[0] in OBJECTIVE_DATA:
+        return OBJECTIVE_DATA[names[0]]
+    raise ValueError(f"objectives {list(names)} have no pretraining input: combine any of "
+                     f"{list(SENTENCE_OBJECTIVES)}, or use one of {sorted(OBJECTIVE_DATA)} alone")

@@ -13,9 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from data import sentence_order
 from launch import mesh as mesh_lib
 from lm import config as lm_config
-from objectives import OBJECTIVES, total_loss
+from objectives import COMBINATIONS, OBJECTIVES, total_loss, weighted
 
 
 @flax.struct.dataclass
@@ -34,6 +35,36 @@ def model_config(cfg, vocab_size: int) -> lm_config.TransformerConfig:
         dropout_rate=m.dropout_rate, attention_dropout_rate=m.attention_dropout_rate,
         norm_position=m.norm_position, activation=m.activation, dtype=m.dtype,
         scan_layers=m.scan_layers, remat=m.remat)
+
+
+def objective_weights(cfg) -> dict[str, float]:
+    """A pretraining run's objectives → weights: ``cfg.objectives`` without its zero weights, or
+    for a config that names one objective (``cfg.objective``) what that objective adds up
+    (``bert_pretrain`` = ``{"mlm": 1, "nsp": 1}``)."""
+    if "objectives" in cfg:
+        return {name: float(w) for name, w in cfg.objectives.items() if w}
+    return dict(COMBINATIONS.get(cfg.objective, {cfg.objective: 1.0}))
+
+
+def run_objective(cfg):
+    """The objective function of a pretraining run: ``weighted(cfg.objectives)``, or
+    ``OBJECTIVES[cfg.objective]`` for configs without ``objectives`` (BERT's)."""
+    if "objectives" in cfg:
+        return weighted(cfg.objectives)
+    return OBJECTIVES[cfg.objective]
+
+
+def model_options(cfg) -> dict:
+    """The pretraining model's options beyond its architecture: for a config with
+    ``objectives`` (ALBERT's), which heads to build (``mlm``, ``sentence_heads``); else none."""
+    if "objectives" not in cfg:
+        return {}
+    names = objective_weights(cfg)
+    classes = {"nsp": 2, "sop": 2}
+    if "order" in names:
+        classes["order"] = sentence_order.num_order_classes(cfg.data.order_max_segments)
+    return {"mlm": "mlm" in names,
+            "sentence_heads": tuple((n, classes[n]) for n in names if n != "mlm")}
 
 
 def learning_rate_schedule(cfg_train) -> optax.Schedule:
@@ -179,9 +210,9 @@ def compile_steps(cfg, model, tx, state_shardings, mesh, rules, *,
                   objective: str = "") -> tuple[Callable, Callable]:
     """jit the train and eval steps with explicit shardings; the state is donated.
 
-    ``objective`` names an entry of ``OBJECTIVES`` (default: ``cfg.objective``).
+    ``objective`` names an entry of ``OBJECTIVES`` (default: the run's, ``run_objective``).
     """
-    objective = OBJECTIVES[objective or cfg.objective]
+    objective = OBJECTIVES[objective] if objective else run_objective(cfg)
     kw = dict(label_smoothing=cfg.train.label_smoothing, z_loss=cfg.train.z_loss)
     batch_sh = mesh_lib.batch_sharding(mesh, rules)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

@@ -95,6 +95,11 @@ PRESETS: dict[str, dict] = {
                        max_length=1024, layer_norm_eps=1e-5),
     "gpt2_medium": dict(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096,
                         max_length=1024, layer_norm_eps=1e-5),
+    # ALBERT: E = embed_dim, one layer shared N times (the architecture "albert" shares it).
+    "albert_tiny": dict(hidden_size=128, num_layers=4, num_heads=2, mlp_dim=512, max_length=128,
+                        embed_dim=64),
+    "albert_base": dict(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072,
+                        max_length=512, embed_dim=128),
 }
 
 

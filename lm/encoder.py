@@ -100,10 +100,7 @@ class Encoder(nn.Module):
     def setup(self):
         cfg = self.config
         self.embeddings = layers.Embeddings(cfg)
-        if cfg.scan_layers:
-            self.layers = scanned_blocks(cfg)(cfg)
-        else:
-            self.layers = [block_class(cfg)(cfg) for _ in range(cfg.num_layers)]
+        self.setup_layers()
         if cfg.norm_position == "pre":
             self.final_norm = layers.layer_norm(cfg)
         # (embed, mlp): a square kernel needs two distinct logical names.
@@ -132,14 +129,27 @@ class Encoder(nn.Module):
         x_BLD = self.embeddings(token_ids_BL, type_ids_BL, positions_BL,
                                 deterministic=deterministic)
         bias_BHLM = attention_bias(batch, cfg.pad_id)
-        if cfg.scan_layers:
-            x_BLD, _ = self.layers(x_BLD, bias_BHLM, deterministic)
-        else:
-            for block in self.layers:
-                x_BLD, _ = block(x_BLD, bias_BHLM, deterministic)
+        x_BLD = self.run_layers(x_BLD, bias_BHLM, deterministic)
         if cfg.norm_position == "pre":
             x_BLD = self.final_norm(x_BLD)
         return nn.with_logical_constraint(x_BLD, _ACT_BLD)
+
+    def setup_layers(self) -> None:
+        """Creates the N blocks (called by ``setup``; ALBERT overrides it to share one block)."""
+        cfg = self.config
+        if cfg.scan_layers:
+            self.layers = scanned_blocks(cfg)(cfg)
+        else:
+            self.layers = [block_class(cfg)(cfg) for _ in range(cfg.num_layers)]
+
+    def run_layers(self, x_BLD: jax.Array, bias_BHLM: jax.Array, deterministic: bool
+                   ) -> jax.Array:
+        """The N blocks in turn: [B, L, D] → [B, L, D]."""
+        if self.config.scan_layers:
+            return self.layers(x_BLD, bias_BHLM, deterministic)[0]
+        for block in self.layers:
+            x_BLD, _ = block(x_BLD, bias_BHLM, deterministic)
+        return x_BLD
 
     def pool(self, x_BLD: jax.Array) -> jax.Array:
         """BERT's pooler: tanh(Dense D→D) of the first position. [B, L, D] → [B, D]."""

@@ -11,12 +11,14 @@ Every model's ``__call__(batch, *, deterministic=True)`` takes a batch dict with
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from lm import heads
+from lm.albert import AlbertEncoder, AlbertForPretraining
 from lm.config import TransformerConfig
 from lm.encoder import Encoder
 from lm.gpt import GptForClassification, GptForPretraining
@@ -56,6 +58,7 @@ class BertForPretraining(nn.Module):
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "bert": BertForPretraining,
     "gpt": GptForPretraining,
+    "albert": AlbertForPretraining,
 }
 
 POOLINGS = ("pooler", "cls", "mean")
@@ -88,12 +91,13 @@ class BertForClassification(nn.Module):
     config: TransformerConfig
     num_outputs: int
     pooling: str = "pooler"
+    encoder_class: ClassVar[type[Encoder]] = Encoder
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool = True
                  ) -> dict[str, jax.Array]:
         """``{"logits": float32 [B, C]}`` from ``token_ids``, ``type_ids`` [B, L]."""
-        encoder = Encoder(self.config, name="encoder")
+        encoder = self.encoder_class(self.config, name="encoder")
         x_BLD = encoder(batch, deterministic=deterministic)
         pooled_BD = _pool(encoder, x_BLD, batch["token_ids"], self.pooling)
         logits_BC = heads.ClassifierHead(self.config, self.num_outputs, name="classifier_head")(
@@ -108,12 +112,13 @@ class BertForSpanQa(nn.Module):
     """
 
     config: TransformerConfig
+    encoder_class: ClassVar[type[Encoder]] = Encoder
 
     @nn.compact
     def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool = True
                  ) -> dict[str, jax.Array]:
         """``{"start_logits", "end_logits"}``, float32 [B, L], padding positions at -1e9."""
-        x_BLD = Encoder(self.config, name="encoder")(batch, deterministic=deterministic)
+        x_BLD = self.encoder_class(self.config, name="encoder")(batch, deterministic=deterministic)
         start_BL, end_BL = heads.SpanHead(self.config, name="span_head")(x_BLD)
         # Padding can never be an answer; keeping it out of the softmax keeps the loss honest.
         pad_BL = batch["token_ids"] == self.config.pad_id
@@ -121,11 +126,25 @@ class BertForSpanQa(nn.Module):
                 "end_logits": jnp.where(pad_BL, -1e9, end_BL)}
 
 
+class AlbertForClassification(BertForClassification):
+    """ALBERT's encoder (shared layer, factorised embedding) + the classification head."""
+
+    encoder_class: ClassVar[type[Encoder]] = AlbertEncoder
+
+
+class AlbertForSpanQa(BertForSpanQa):
+    """ALBERT's encoder + start/end scores per position."""
+
+    encoder_class: ClassVar[type[Encoder]] = AlbertEncoder
+
+
 # kind → model class; every fine-tuning model keeps the encoder under the name "encoder".
 FINETUNE_MODELS: dict[str, dict[str, type[nn.Module]]] = {
     "bert": {"classification": BertForClassification, "regression": BertForClassification,
              "span_qa": BertForSpanQa},
     "gpt": {"classification": GptForClassification, "regression": GptForClassification},
+    "albert": {"classification": AlbertForClassification, "regression": AlbertForClassification,
+               "span_qa": AlbertForSpanQa},
 }
 
 
@@ -147,12 +166,13 @@ def make_finetune_model(arch: str, config: TransformerConfig, kind: str, *,
     return model_class(config, 1 if kind == "regression" else num_classes, pooling)
 
 
-def make_model(arch: str, config: TransformerConfig) -> nn.Module:
-    """The pretraining model called ``arch`` built from ``config``.
+def make_model(arch: str, config: TransformerConfig, **options) -> nn.Module:
+    """The pretraining model called ``arch`` built from ``config`` (and the model's own
+    ``options``, e.g. ALBERT's ``sentence_heads``).
 
     Raises:
       KeyError: for an architecture not in ``ARCHITECTURES``.
     """
     if arch not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[arch](config)
+    return ARCHITECTURES[arch](config, **options)

@@ -1,7 +1,9 @@
-"""Sentence-pair objectives: next-sentence prediction (BERT) and, later, sentence order."""
+"""Sentence-level objectives on the pooled output: next-sentence prediction (BERT), sentence-order
+prediction (ALBERT) and shuffled-segment order recovery (ERNIE 2.0)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import jax
@@ -25,3 +27,51 @@ def nsp(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], *,
     return losses.classification(
         "nsp", outputs["nsp_logits"], labels_B, jnp.ones(labels_B.shape, jnp.float32),
         label_smoothing=label_smoothing, z_loss=z_loss)
+
+
+def _labelled(name: str, outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array],
+              label_smoothing: float, z_loss: float
+              ) -> tuple[dict[str, losses.Pair], dict[str, losses.Pair]]:
+    """Cross-entropy of ``{name}_logits`` [B, C] against ``{name}_labels`` [B], weight 1 each."""
+    labels_B = batch[f"{name}_labels"]
+    return losses.classification(
+        name, outputs[f"{name}_logits"], labels_B, jnp.ones(labels_B.shape, jnp.float32),
+        label_smoothing=label_smoothing, z_loss=z_loss)
+
+
+def sop(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], *,
+        label_smoothing: float = 0.0, z_loss: float = 0.0
+        ) -> tuple[dict[str, losses.Pair], dict[str, losses.Pair]]:
+    """Sentence-order prediction: ``sop_logits`` [B, 2] against ``sop_labels`` [B] (0 = in
+    order, 1 = swapped). Returns ``sop_loss`` and ``sop_accuracy`` like :func:`nsp`."""
+    return _labelled("sop", outputs, batch, label_smoothing, z_loss)
+
+
+def _class_offsets(num_classes: int) -> list[int]:
+    """``[1!, 1! + 2!, …]`` up to ``num_classes``: where each segment count's classes end; [] if
+    ``num_classes`` is not such a sum."""
+    ends, k = [], 1
+    while not ends or ends[-1] < num_classes:
+        ends.append((ends[-1] if ends else 0) + math.factorial(k))
+        k += 1
+    return ends if ends[-1] == num_classes else []
+
+
+def order(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], *,
+          label_smoothing: float = 0.0, z_loss: float = 0.0
+          ) -> tuple[dict[str, losses.Pair], dict[str, losses.Pair]]:
+    """Order recovery: ``order_logits`` [B, C] against ``order_labels`` [B], the class of the
+    permutation applied to the segments (``data.sentence_order.permutation_to_class``).
+
+    Returns:
+      ``order_loss``, ``order_accuracy`` and, per segment count k, ``order_accuracy_k{k}`` over
+      the instances of k segments (chance: 1/k!, for a model that counts the segments).
+    """
+    terms, metrics = _labelled("order", outputs, batch, label_smoothing, z_loss)
+    logits_BC, labels_B = outputs["order_logits"], batch["order_labels"]
+    ends = _class_offsets(logits_BC.shape[-1])
+    k_B = jnp.searchsorted(jnp.asarray(ends), labels_B, side="right") + 1
+    for k in range(1, len(ends) + 1):
+        metrics[f"order_accuracy_k{k}"] = losses.weighted_accuracy(
+            logits_BC, labels_B, (k_B == k).astype(jnp.float32))
+    return terms, metrics

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lm import axes
-from lm.models import make_model
+from lm.models import ARCHITECTURES, make_model
 from tests.lm.conftest import TINY, init_params, make_batch
 
 # path → (shape, logical axes) of BERT with V=97, D=32, N=2, H=4 (K=8), F=64, max_length=32.
@@ -49,8 +49,8 @@ TINY_BERT_PARAMS = {
 }
 
 
-def _listing(config):
-    model = make_model("bert", config)
+def _listing(config, arch="bert", **options):
+    model = make_model(arch, config, **options)
     boxed = jax.eval_shape(
         lambda: model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)},
                            make_batch(), deterministic=True))["params"]
@@ -76,14 +76,15 @@ def test_scanned_params_are_stacked_on_layers_axis():
         assert (leaf.value.shape, leaf.names) == ((2, *shape), ("layers", *names))
 
 
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 @pytest.mark.parametrize("changes", [
     {},
     {"scan_layers": True, "remat": "full"},
     {"embed_dim": 16, "norm_position": "pre"},
-], ids=["bert", "scan_remat", "factorised_pre_ln"])
-def test_every_param_is_named_with_known_axes(changes):
+], ids=["plain", "scan_remat", "factorised_pre_ln"])
+def test_every_param_is_named_with_known_axes(arch, changes):
     config = TINY.replace(**changes)
-    for path, leaf in _listing(config).items():
+    for path, leaf in _listing(config, arch).items():
         assert isinstance(leaf, nn.LogicallyPartitioned), f"{path} has no logical axes"
         assert len(leaf.names) == leaf.value.ndim, path
         unknown = [n for n in leaf.names if n not in axes.ALL_AXES]

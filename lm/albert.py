@@ -1,0 +1,111 @@
+"""ALBERT (Lan et al., 2020): BERT's encoder with a factorised embedding and one shared layer.
+
+Two changes to BERT, both in the parameters, none in the computation of a layer:
+
+* Factorised embedding: the token table is V×E (E ≪ D, logical axes ``(vocab, factor)``) and a
+  Dense E→D (``embeddings/embed_project``) maps the embedding sum to the model width
+  (``layers.Embeddings`` does this whenever ``embed_dim`` ≠ ``hidden_size``). The tied MLM head
+  maps D→E and scores against the same V×E table, so no V×D matrix exists anywhere.
+* Cross-layer sharing: one ``TransformerBlock`` (``encoder/shared_layer``) applied N times, so the
+  parameter count does not depend on N. With ``scan_layers`` the N applications are one
+  ``nn.scan`` whose parameters are broadcast, not stacked: the parameter tree is the same either
+  way.
+
+Pretraining heads: the masked LM and any sentence-level classifiers on the pooled [CLS] vector,
+e.g. sentence-order prediction (``sop``, 2 classes) or shuffled-segment order recovery
+(``order``, one class per permutation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import flax.linen as nn
+import jax
+
+from lm import heads
+from lm.config import TransformerConfig
+from lm.encoder import Encoder, block_class
+
+
+def shared_block(config: TransformerConfig) -> type[nn.Module]:
+    """The block class run N times with one set of parameters.
+
+    Without ``scan_layers`` the encoder calls one block instance N times; with it, this is an
+    ``nn.scan`` over N steps whose ``params`` are broadcast (shared), while dropout gets a fresh
+    key at every step.
+    """
+    if not config.scan_layers:
+        return block_class(config)
+    return nn.scan(
+        block_class(config),
+        variable_broadcast="params",
+        split_rngs={"params": False, "dropout": True},
+        in_axes=(nn.broadcast, nn.broadcast),
+        length=config.num_layers)
+
+
+class AlbertEncoder(Encoder):
+    """BERT's encoder with one block shared by all N layers (and, when E ≠ D, a factorised
+    embedding, which the config selects).
+
+    Parameter names: ``embeddings`` (with ``embed_project`` when E ≠ D), ``shared_layer``,
+    ``final_norm`` (pre-LN only), ``pooler``.
+    """
+
+    def setup_layers(self) -> None:
+        self.shared_layer = shared_block(self.config)(self.config)
+
+    def run_layers(self, x_BLD: jax.Array, bias_BHLM: jax.Array, deterministic: bool
+                   ) -> jax.Array:
+        """The shared block N times: [B, L, D] → [B, L, D]."""
+        if self.config.scan_layers:
+            return self.shared_layer(x_BLD, bias_BHLM, deterministic)[0]
+        for _ in range(self.config.num_layers):
+            x_BLD, _ = self.shared_layer(x_BLD, bias_BHLM, deterministic)
+        return x_BLD
+
+
+class AlbertForPretraining(nn.Module):
+    """ALBERT: shared-layer encoder + tied masked-LM head + sentence-level heads.
+
+    Parameter tree: ``encoder`` (restored alone for fine-tuning), ``mlm_head`` (when ``mlm``), and
+    ``{name}_head`` for each sentence head.
+
+    Attributes:
+      config: the architecture.
+      mlm: whether to build the masked-LM head (needs ``mlm_positions`` in the batch).
+      sentence_heads: ``(name, classes)`` of each classifier on the pooled output: ``("sop", 2)``
+        for sentence-order prediction, ``("order", C)`` for shuffled-segment order recovery,
+        ``("nsp", 2)`` for BERT's next-sentence prediction.
+    """
+
+    config: TransformerConfig
+    mlm: bool = True
+    sentence_heads: tuple[tuple[str, int], ...] = (("sop", 2),)
+
+    @nn.compact
+    def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool = True
+                 ) -> dict[str, jax.Array]:
+        """Pretraining outputs.
+
+        Args:
+          batch: ``token_ids``, ``type_ids`` [B, L] and, with ``mlm``, ``mlm_positions`` [B, P].
+          deterministic: disables dropout.
+
+        Returns:
+          ``mlm_logits`` float32 [B, P, V] (with ``mlm``) and ``{name}_logits`` float32 [B, C] per
+          sentence head.
+        """
+        encoder = AlbertEncoder(self.config, name="encoder")
+        x_BLD = encoder(batch, deterministic=deterministic)
+        outputs = {}
+        if self.mlm:
+            outputs["mlm_logits"] = heads.MlmHead(self.config, name="mlm_head")(
+                x_BLD, batch["mlm_positions"], encoder.attend)
+        # Always pooled, so the pooler exists for fine-tuning even without a sentence head.
+        pooled_BD = encoder.pool(x_BLD)
+        for name, classes in self.sentence_heads:
+            outputs[f"{name}_logits"] = heads.SentencePairHead(
+                self.config, classes, name=f"{name}_head")(pooled_BD)
+        return outputs
