@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from lm import heads
 from lm.config import TransformerConfig
 from lm.encoder import Encoder
+from lm.xlnet import XLNetForPretraining
 
 
 class BertForPretraining(nn.Module):
@@ -54,6 +55,7 @@ class BertForPretraining(nn.Module):
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "bert": BertForPretraining,
+    "xlnet": XLNetForPretraining,
 }
 
 POOLINGS = ("pooler", "cls", "mean")
