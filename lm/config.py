@@ -88,6 +88,7 @@ PRESETS: dict[str, dict] = {
     "bert_base": dict(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072, max_length=512),
     "bert_large": dict(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096,
                        max_length=512),
+    "xlnet_base": dict(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072, max_length=512),
 }
 
 
