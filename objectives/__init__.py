@@ -14,6 +14,7 @@ import jax
 from objectives import finetune
 from objectives.losses import Pair, total_loss, weighted_accuracy, weighted_cross_entropy
 from objectives.mlm import mlm
+from objectives.plm import plm
 from objectives.sentence import nsp
 
 
@@ -32,11 +33,12 @@ Objective = Callable[..., tuple[dict[str, Pair], dict[str, Pair]]]
 
 OBJECTIVES: dict[str, Objective] = {
     "bert_pretrain": bert_pretrain,
+    "plm": plm,
     # Fine-tuning: keyed by the task kind (data.tasks.TaskSpec.kind).
     "classification": finetune.classification,
     "regression": finetune.regression,
     "span_qa": finetune.span_qa,
 }
 
-__all__ = ["OBJECTIVES", "Objective", "Pair", "bert_pretrain", "mlm", "nsp", "total_loss",
+__all__ = ["OBJECTIVES", "Objective", "Pair", "bert_pretrain", "mlm", "nsp", "plm", "total_loss",
            "weighted_accuracy", "weighted_cross_entropy"]
