@@ -20,6 +20,7 @@ from lm import heads
 from lm.config import TransformerConfig
 from lm.encoder import Encoder
 from lm.xlnet import XLNetForPretraining
+from lm.xlnet_finetune import XLNetForClassification, XLNetForSpanQa
 
 
 class BertForPretraining(nn.Module):
@@ -125,6 +126,8 @@ class BertForSpanQa(nn.Module):
 FINETUNE_MODELS: dict[str, dict[str, type[nn.Module]]] = {
     "bert": {"classification": BertForClassification, "regression": BertForClassification,
              "span_qa": BertForSpanQa},
+    "xlnet": {"classification": XLNetForClassification, "regression": XLNetForClassification,
+              "span_qa": XLNetForSpanQa},
 }
 
 

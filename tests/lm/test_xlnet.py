@@ -12,7 +12,7 @@ import pytest
 from lm import attention, axes
 from lm import relative_attention as rel
 from lm.config import TransformerConfig
-from lm.models import make_model
+from lm.models import make_finetune_model, make_model
 from tests.lm.conftest import jit
 
 CFG = TransformerConfig(vocab_size=64, hidden_size=16, num_layers=2, num_heads=2, mlp_dim=32,
@@ -165,3 +165,21 @@ def test_every_param_is_named_with_known_axes(remat):
         assert len(leaf.names) == leaf.value.ndim, path
         assert all(n in axes.ALL_AXES for n in leaf.names), (path, leaf.names)
         assert len(set(leaf.names)) == len(leaf.names), (path, leaf.names)
+
+
+@pytest.mark.parametrize("kind", ["classification", "span_qa"])
+def test_finetune_models_share_the_pretrained_encoder(kind):
+    model = make_model("xlnet", CFG)
+    finetune = make_finetune_model("xlnet", CFG, kind, num_classes=3)
+    tokens = jnp.asarray(np.random.default_rng(6).integers(7, CFG.vocab_size, (B, L)), jnp.int32)
+    batch = {"token_ids": tokens.at[1, -2:].set(0), "type_ids": jnp.zeros((B, L), jnp.int32)}
+    ft = jax.eval_shape(lambda: nn.unbox(finetune.init({"params": jax.random.key(0)}, batch)))
+    order = np.tile(np.arange(L), (B, 1))
+    pre = jax.eval_shape(lambda: nn.unbox(model.init({"params": jax.random.key(0)},
+                                                     order_batch(order, order[:, :2]))))
+    assert (jax.tree_util.tree_structure(ft["params"]["encoder"])
+            == jax.tree_util.tree_structure(pre["params"]["encoder"]))
+    out = jax.eval_shape(lambda p: finetune.apply(p, batch), ft)
+    shapes = {k: v.shape for k, v in out.items()}
+    assert shapes == ({"logits": (B, 3)} if kind == "classification" else
+                      {"start_logits": (B, L), "end_logits": (B, L)})
