@@ -11,23 +11,28 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from data import features, pipeline
+from data import features, pipeline, plm
 from launch import checkpoint, reporting, train_lib
 from launch import mesh as mesh_lib
 from launch import workdir as workdir_lib
 from lm import models
 
+# objective → (its input pipeline, the prefix of its predicted targets, weights and eval loss)
+INPUTS = {"bert_pretrain": (pipeline.make_dataset, "mlm"), "plm": (plm.make_dataset, "plm")}
 
-def unigram_baseline(eval_batches: list[dict], log_probs: np.ndarray) -> float:
-    """Cross-entropy of the masked eval targets under the training unigram distribution.
 
-    This is the loss of the best context-free guess: an MLM loss below it means the model uses
-    context. Summed over all processes' eval shards, like the model's eval loss.
+def unigram_baseline(eval_batches: list[dict], log_probs: np.ndarray, prefix: str = "mlm"
+                     ) -> float:
+    """Cross-entropy of the predicted eval targets (``{prefix}_targets``, ``{prefix}_weights``)
+    under the training unigram distribution.
+
+    This is the loss of the best context-free guess: an MLM (or PLM) loss below it means the model
+    uses context. Summed over all processes' eval shards, like the model's eval loss.
     """
     sums = np.zeros(2, np.float64)
     for b in eval_batches:
-        sums += (np.sum(-log_probs[b["mlm_targets"]] * b["mlm_weights"]),
-                 np.sum(b["mlm_weights"]))
+        sums += (np.sum(-log_probs[b[f"{prefix}_targets"]] * b[f"{prefix}_weights"]),
+                 np.sum(b[f"{prefix}_weights"]))
     if jax.process_count() > 1:
         sums = np.sum(multihost_utils.process_allgather(sums), axis=0)
     return float(sums[0] / sums[1])
@@ -51,7 +56,8 @@ def _eval_batches(cfg, data_kw: dict) -> list[dict]:
     Each process builds eval pairs from its own shards only, so their counts can differ; every
     process must run every (collective) eval step, so all keep the smallest count.
     """
-    batches = list(itertools.islice(pipeline.make_dataset(cfg.data, "eval", **data_kw),
+    make_dataset = INPUTS[cfg.objective][0]
+    batches = list(itertools.islice(make_dataset(cfg.data, "eval", **data_kw),
                                     cfg.train.eval_batches))
     if jax.process_count() > 1:
         batches = batches[:int(np.min(multihost_utils.process_allgather(np.int32(len(batches)))))]
@@ -76,17 +82,26 @@ def _evaluate(eval_fn, params, eval_batches: list[dict], baseline: float) -> dic
     return out
 
 
-def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: int) -> dict:
+def _headline(final: dict, prefix: str) -> str:
+    name = prefix.upper()
+    line = (f"eval {name} loss {final[f'eval/{prefix}_loss']:.3f} (unigram baseline "
+            f"{final['eval/unigram_entropy']:.3f}), {name} accuracy "
+            f"{final[f'eval/{prefix}_accuracy']:.3f}")
+    if "eval/nsp_accuracy" in final:
+        line += f", NSP accuracy {final['eval/nsp_accuracy']:.3f}"
+    return line
+
+
+def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: int,
+             prefix: str) -> dict:
     results = {"step": step, "train_seconds": round(seconds, 1), "resumed_from": start_step,
                **final}
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
         print(f"\nDone: {step} steps ({start_step} restored) in {seconds / 60:.1f} min. "
-              f"eval MLM loss {final['eval/mlm_loss']:.3f} (unigram baseline "
-              f"{final['eval/unigram_entropy']:.3f}), MLM accuracy "
-              f"{final['eval/mlm_accuracy']:.3f}, NSP accuracy {final['eval/nsp_accuracy']:.3f}. "
-              f"Results: {os.path.join(workdir, 'results.json')}", flush=True)
+              f"{_headline(final, prefix)}. Results: {os.path.join(workdir, 'results.json')}",
+              flush=True)
     return results
 
 
@@ -124,9 +139,10 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
 
     data_kw = dict(batch_size=per_process, seed=cfg.seed, process_index=jax.process_index(),
                    process_count=jax.process_count())
-    train_iter = pipeline.make_dataset(cfg.data, "train", start_position=position, **data_kw)
+    make_dataset, prefix = INPUTS[cfg.objective]
+    train_iter = make_dataset(cfg.data, "train", start_position=position, **data_kw)
     eval_batches = _eval_batches(cfg, data_kw)
-    baseline = unigram_baseline(eval_batches, _unigram_log_probs(corpus.unigram_counts))
+    baseline = unigram_baseline(eval_batches, _unigram_log_probs(corpus.unigram_counts), prefix)
     train_fn, eval_fn = train_lib.compile_steps(cfg, model, tx, shardings, mesh, rules)
     batch_sh = mesh_lib.batch_sharding(mesh, rules)
     # On the devices once, not at every evaluation.
@@ -160,4 +176,4 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
         final = _evaluate(eval_fn, state.params, eval_batches, baseline)
     manager.wait_until_finished()
     logger.close()
-    return _summary(workdir, step, final, time.perf_counter() - t0, start_step)
+    return _summary(workdir, step, final, time.perf_counter() - t0, start_step, prefix)
