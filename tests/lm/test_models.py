@@ -49,7 +49,7 @@ def test_mlm_head_gathers_only_the_predicted_positions():
 def test_make_model_registry():
     assert ARCHITECTURES["bert"] is BertForPretraining
     assert isinstance(make_model("bert", TINY), BertForPretraining)
-    with pytest.raises(KeyError, match="known: \\['bert'\\]"):
+    with pytest.raises(KeyError, match="known: \\[.*'bert'"):
         make_model("gpt5", TINY)
 
 
