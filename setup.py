@@ -34,7 +34,9 @@ setup(
         "matplotlib>=3.8",  # the comparison report's plots (written as PNG, no display needed)
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6"],
+        # torch + transformers: the XLNet parity test (a CPU wheel; pinned so no CUDA build).
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "torch==2.13.0",
+                 "transformers>=4.40,<6"],
     },
     entry_points={
         "console_scripts": [

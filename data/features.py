@@ -63,6 +63,16 @@ FEATURES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
         "type_ids": (("B", "L"), "int32"),
         "order_labels": (("B",), "int32"),
     },
+    # XLNet permutation LM (data/plm.py). ``can_attend`` is the content stream's mask (True = may
+    # attend; the query stream's is it without the diagonal). type_ids: XLNet gives <cls> type 2.
+    "plm": {
+        "token_ids": (("B", "L"), "int32"),
+        "type_ids": (("B", "L"), "int32"),
+        "can_attend": (("B", "L", "L"), "bool"),
+        "plm_target_mapping": (("B", "P", "L"), "float32"),
+        "plm_targets": (("B", "P"), "int32"),
+        "plm_weights": (("B", "P"), "float32"),
+    },
     # Fine-tuning. ``example_weights`` is 1.0 for a real example and 0.0 for the rows that pad the
     # last eval batch to the static batch size, so every example is scored exactly once.
     "classification": {

@@ -11,7 +11,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 
-from data import clm, pipeline
+from data import clm, pipeline, plm
 
 # The BERT/ALBERT family: MLM and/or one sentence task, all built by data/pipeline.py.
 SENTENCE_OBJECTIVES = ("mlm", "nsp", "sop", "order")
@@ -71,8 +71,17 @@ def _sentence_data(objectives: tuple[str, ...]) -> ObjectiveData:
                          sentence_summary)
 
 
+def _plm_summary(final: dict) -> str:
+    return (f"eval PLM loss {final['eval/plm_loss']:.3f} (unigram baseline "
+            f"{final['eval/unigram_entropy']:.3f}), PLM accuracy {final['eval/plm_accuracy']:.3f}")
+
+
 # Objectives that pretrain alone, with their own input pipeline.
 OBJECTIVE_DATA = {
+    # XLNet: the unigram baseline scores the permutation LM's predicted tokens.
+    "plm": ObjectiveData(plm.make_dataset, "plm_targets", "plm_weights",
+                         lambda corpus: corpus.unigram_counts,
+                         pipeline.unigram_log_probs_from_counts, lambda out: {}, _plm_summary),
     "clm": ObjectiveData(clm.make_dataset, "clm_targets", "clm_weights", clm.unigram_counts,
                          clm.unigram_log_probs_from_counts, _clm_eval_extras, _clm_summary),
 }

@@ -100,6 +100,7 @@ PRESETS: dict[str, dict] = {
                         embed_dim=64),
     "albert_base": dict(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072,
                         max_length=512, embed_dim=128),
+    "xlnet_base": dict(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072, max_length=512),
 }
 
 

@@ -22,6 +22,8 @@ from lm.albert import AlbertEncoder, AlbertForPretraining
 from lm.config import TransformerConfig
 from lm.encoder import Encoder
 from lm.gpt import GptForClassification, GptForPretraining
+from lm.xlnet import XLNetForPretraining
+from lm.xlnet_finetune import XLNetForClassification, XLNetForSpanQa
 
 
 class BertForPretraining(nn.Module):
@@ -59,6 +61,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "bert": BertForPretraining,
     "gpt": GptForPretraining,
     "albert": AlbertForPretraining,
+    "xlnet": XLNetForPretraining,
 }
 
 POOLINGS = ("pooler", "cls", "mean")
@@ -145,6 +148,8 @@ FINETUNE_MODELS: dict[str, dict[str, type[nn.Module]]] = {
     "gpt": {"classification": GptForClassification, "regression": GptForClassification},
     "albert": {"classification": AlbertForClassification, "regression": AlbertForClassification,
                "span_qa": AlbertForSpanQa},
+    "xlnet": {"classification": XLNetForClassification, "regression": XLNetForClassification,
+              "span_qa": XLNetForSpanQa},
 }
 
 

@@ -15,6 +15,7 @@ from objectives import finetune
 from objectives.clm import clm
 from objectives.losses import Pair, total_loss, weighted_accuracy, weighted_cross_entropy
 from objectives.mlm import mlm
+from objectives.plm import plm
 from objectives.sentence import nsp, order, sop
 
 
@@ -37,6 +38,7 @@ COMBINATIONS: dict[str, dict[str, float]] = {"bert_pretrain": {"mlm": 1.0, "nsp"
 OBJECTIVES: dict[str, Objective] = {
     "bert_pretrain": bert_pretrain,
     "clm": clm,
+    "plm": plm,
     # Pretraining objectives that combine with weights (``weighted``).
     "mlm": mlm,
     "nsp": nsp,
@@ -80,4 +82,5 @@ def weighted(weights: Mapping[str, float]) -> Objective:
 
 
 __all__ = ["COMBINATIONS", "OBJECTIVES", "Objective", "Pair", "bert_pretrain", "clm", "mlm", "nsp",
-           "order", "sop", "total_loss", "weighted", "weighted_accuracy", "weighted_cross_entropy"]
+           "order", "plm", "sop", "total_loss", "weighted", "weighted_accuracy",
+           "weighted_cross_entropy"]

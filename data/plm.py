@@ -1,0 +1,224 @@
+"""XLNet permutation-LM input: sentence pairs → factorisation orders and targets → batches.
+
+Per sequence, as XLNet's ``data_utils`` (Yang et al., 2019), written afresh with NumPy:
+
+* layout ``<pad>… A <sep> B <sep> <cls>``: padding on the left, so <cls> is always the last
+  token; ``type_ids`` A = 0, B = 1, <cls> = 2 (XLNet's own segment id; only "same or different
+  segment" reaches the model), padding 0;
+* targets: spans of 1..``max_span`` words (length n with probability ∝ 1/n), each placed in a
+  window of ``n·K`` tokens, until about L/K tokens (partial prediction: K = ``plm_k``, at most
+  P = ``max_predictions_per_seq``), topped up with single tokens as XLNet does;
+* order: every non-target word comes first (all see each other); the targets and the functional
+  tokens <sep>/<cls> follow in a permutation within blocks of ``perm_size`` (the same shuffle in
+  every block, blocks left to right). So the targets are the last ~1/K of the factorisation order;
+* ``can_attend`` [L, L] (content stream): j is not later than i in the order, i itself included
+  (XLNet's ``perm_mask`` negated, the diagonal added), never a padding key. The query stream's
+  mask is ``can_attend`` without the diagonal; the model derives it (``lm.relative_attention
+  .stream_masks``), so the batch carries one mask;
+* ``plm_target_mapping`` [P, L] one-hot rows of the targets in position order,
+  ``plm_targets``/``plm_weights`` [P], unused rows zero.
+
+Everything is built on the caller's thread with NumPy (no Python inside tf.data). Instance ``i``
+of a shard's stream is a pure function of ``(seed, shard, i)``: the sentence pairs come from
+``data.pipeline``'s epoch stream, the order and targets from a generator seeded with those
+numbers, so ``start_position`` resumes exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from data import features, pipeline
+
+TYPE_CLS = 2
+_TRAIN, _EVAL = 0, 1
+_U64 = (1 << 64) - 1
+
+
+def to_xlnet_layout(token_ids: np.ndarray, type_ids: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``[CLS] A [SEP] B [SEP] pad…`` rows → ``pad… A [SEP] B [SEP] [CLS]``.
+
+    Args:
+      token_ids, type_ids: int32 [n, L] from ``data.sentence_pairs.make_instances``.
+
+    Returns:
+      ``(token_ids, type_ids)`` int32 [n, L], types A = 0, B = 1, <cls> = 2, padding 0.
+    """
+    n, length = token_ids.shape
+    real = (token_ids != features.PAD_ID).sum(axis=1)
+    tokens = np.full_like(token_ids, features.PAD_ID)
+    types = np.zeros_like(type_ids)
+    for row in range(n):
+        body = real[row] - 1  # A [SEP] B [SEP], without the leading [CLS]
+        tokens[row, length - body - 1:length - 1] = token_ids[row, 1:1 + body]
+        types[row, length - body - 1:length - 1] = type_ids[row, 1:1 + body]
+        tokens[row, -1], types[row, -1] = features.CLS_ID, TYPE_CLS
+    return tokens, types
+
+
+def _span_length_probs(max_span: int) -> np.ndarray:
+    p = 1.0 / np.arange(1, max_span + 1)
+    return p / p.sum()
+
+
+def sample_targets(is_word: np.ndarray, is_start: np.ndarray, goal: int, k: float,
+                   max_span: int, rng: np.random.Generator) -> np.ndarray:
+    """XLNet's span sampling: which positions to predict.
+
+    Args:
+      is_word: bool [L], real non-special tokens (the only candidates).
+      is_start: bool [L], tokens that begin a word (spans start and end on them).
+      goal: how many tokens to predict.
+      k: K; each span of n words sits in a window of about n·K tokens.
+      max_span: longest span in words.
+      rng: randomness.
+
+    Returns:
+      bool [L] with at most ``goal`` True, all on ``is_word``.
+    """
+    length = len(is_word)
+    is_target = np.zeros(length, bool)
+    probs, count = _span_length_probs(max_span), 0
+    cur = int(np.argmax(is_word)) if is_word.any() else length
+    while cur < length and count < goal:
+        n = min(int(rng.choice(max_span, p=probs)) + 1, goal - count)
+        context = max(int(round(n * (k - 1))), 1)
+        left = int(rng.integers(context))
+        beg = cur + left
+        while beg < length and not (is_word[beg] and is_start[beg]):
+            beg += 1
+        end, words = beg + 1, 1
+        if beg >= length:
+            break
+        while end < length and is_word[end] and (not is_start[end] or words < n):
+            words += int(is_start[end])
+            end += 1
+        is_target[beg:end] = True
+        count += end - beg
+        cur = end + context - left
+    picked = np.flatnonzero(is_target)
+    is_target[picked[goal:]] = False  # a multi-piece word may overshoot
+    free = np.flatnonzero(is_word & ~is_target)
+    top_up = goal - min(count, goal)
+    is_target[rng.choice(free, min(top_up, len(free)), replace=False)] = True
+    return is_target
+
+
+def block_permutation(length: int, perm_size: int, rng: np.random.Generator) -> np.ndarray:
+    """int [L]: each position's rank in the order; one shuffle of ``perm_size`` offsets applied
+    to every block, blocks in sequence (XLNet's ``_local_perm``)."""
+    if length % perm_size:
+        raise ValueError(f"max_seq_length {length} is not a multiple of perm_size {perm_size}")
+    shuffle = rng.permutation(perm_size)
+    return (np.arange(0, length, perm_size)[:, None] + shuffle[None, :]).reshape(-1)
+
+
+def masks_from_order(rank: np.ndarray, is_target: np.ndarray, is_func: np.ndarray,
+                     is_real: np.ndarray) -> np.ndarray:
+    """The content stream's ``can_attend`` bool [L, L] (row i may attend column j).
+
+    Non-target real tokens come first in the order and see each other; targets and functional
+    tokens are ordered by ``rank``. Row i sees j when j comes before i, and itself; a target
+    never sees itself in the query stream (the model drops the diagonal). Padding is never seen.
+    """
+    permuted = is_target | is_func
+    order = np.where(permuted, rank, -1)
+    self_order = np.where(is_target, order, order + 1)
+    hidden = (self_order[:, None] <= order[None, :]) & permuted[None, :]
+    return (~hidden & is_real[None, :]) | np.eye(len(rank), dtype=bool)
+
+
+def plm_example(token_ids: np.ndarray, is_start_v: np.ndarray, cfg,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Order, masks and targets of one sequence in XLNet layout (see the module docstring)."""
+    length, predictions = len(token_ids), cfg.max_predictions_per_seq
+    is_real = token_ids != features.PAD_ID
+    is_func = (token_ids == features.SEP_ID) | (token_ids == features.CLS_ID)
+    is_word = is_real & (token_ids >= features.NUM_SPECIAL_IDS)
+    goal = min(predictions, max(1, int(round(is_word.sum() / cfg.plm_k))))
+    is_target = sample_targets(is_word, is_start_v[token_ids], goal, cfg.plm_k,
+                               cfg.plm_max_span, rng)
+    rank = block_permutation(length, cfg.perm_size or length, rng)
+    positions = np.flatnonzero(is_target)
+    mapping = np.zeros((predictions, length), np.float32)
+    mapping[np.arange(len(positions)), positions] = 1.0
+    targets = np.zeros(predictions, np.int32)
+    targets[:len(positions)] = token_ids[positions]
+    weights = np.zeros(predictions, np.float32)
+    weights[:len(positions)] = 1.0
+    return {"can_attend": masks_from_order(rank, is_target, is_func, is_real),
+            "plm_target_mapping": mapping, "plm_targets": targets, "plm_weights": weights}
+
+
+def plm_batch(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray, cfg,
+              is_start_v: np.ndarray, seed_key: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """A ``plm`` batch from BERT-layout pairs; row r's randomness is seeded by
+    ``(*seed_key, positions[r])``, its position in the stream."""
+    tokens, types = to_xlnet_layout(token_ids, type_ids)
+    rows = [plm_example(t, is_start_v, cfg, np.random.default_rng([*seed_key, int(p)]))
+            for t, p in zip(tokens, positions, strict=True)]
+    batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    batch.update(token_ids=tokens, type_ids=types)
+    return {k: batch[k] for k in features.FEATURES["plm"]}
+
+
+def _word_starts(corpus: pipeline.PretrainingCorpus, cfg) -> np.ndarray:
+    if cfg.whole_word_masking:
+        return corpus.tokenizer.is_word_start()
+    return np.ones(corpus.vocab_size, bool)  # every piece may start or end a span
+
+
+def _shard_batches(chunks, cfg, key: tuple[int, ...], rows: int,
+                   is_start_v) -> Iterator[dict[str, np.ndarray]]:
+    """Batches of ``rows`` from chunks ``(token_ids, type_ids, nsp_labels, positions)``."""
+    for token_ids, type_ids, _, positions in chunks:
+        for i in range(0, len(positions), rows):
+            part = slice(i, i + rows)
+            yield plm_batch(token_ids[part], type_ids[part], positions[part], cfg, is_start_v,
+                            key)
+
+
+def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: int = 0,
+                 process_count: int = 1, start_position: int = 0
+                 ) -> Iterator[dict[str, np.ndarray]]:
+    """Permutation-LM batches for one process; the ``data.pipeline.make_dataset`` contract.
+
+    Args:
+      cfg: data ConfigDict: as BERT's (``corpus``, ``tokenizer``, ``max_seq_length`` L,
+        ``max_predictions_per_seq`` P, ``short_seq_prob``, ``nsp_random_prob``,
+        ``whole_word_masking``: spans follow word starts, ``eval_fraction``, ``num_shards``) plus
+        ``plm_k`` (K), ``plm_max_span`` and ``perm_size`` (0 = L).
+      split: ``"train"`` (infinite) or ``"eval"`` (one fixed pass).
+      batch_size: B per process.
+      seed: the run's data seed.
+      process_index, process_count: this process and how many there are.
+      start_position: train only: instances already consumed (steps × B).
+
+    Returns:
+      An iterator of dicts with the keys, shapes and dtypes of ``features.shapes("plm", …)``.
+    """
+    if split not in ("train", "eval"):
+        raise ValueError(f"split={split!r}; use 'train' or 'eval'")
+    shards, rows = pipeline.shard_layout(cfg.num_shards, batch_size, process_index,
+                                         process_count)
+    if start_position < 0 or start_position % batch_size:
+        raise ValueError(f"start_position={start_position} is not a whole number of batches")
+    corpus = pipeline.load_corpus(cfg, process_index=process_index, process_count=process_count)
+    is_start_v = _word_starts(corpus, cfg)
+    start = start_position // batch_size * rows
+    # Sentence pairs: BERT's stream (reused, so both objectives read the corpus alike).
+    if split == "train":
+        chunks = {s: pipeline._train_epochs(corpus.shards[s].train_docs, cfg, seed, s, rows,
+                                            start) for s in shards}
+    else:
+        chunks = {s: iter([x]) for s, x in pipeline._eval_rows(corpus, cfg, rows, seed).items()}
+    tag = _TRAIN if split == "train" else _EVAL
+    streams = [_shard_batches(chunks[s], cfg, (tag, int(seed) & _U64, s), rows, is_start_v)
+               for s in shards]
+    if len(streams) == 1:
+        return streams[0]
+    return ({k: np.concatenate([b[k] for b in parts]) for k in parts[0]}
+            for parts in zip(*streams, strict=False))
