@@ -76,7 +76,8 @@ def test_scanned_params_are_stacked_on_layers_axis():
         assert (leaf.value.shape, leaf.names) == ((2, *shape), ("layers", *names))
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+# XLNet takes a permutation-LM batch and has no scan yet: tests/lm/test_xlnet.py checks its axes.
+@pytest.mark.parametrize("arch", sorted(set(ARCHITECTURES) - {"xlnet"}))
 @pytest.mark.parametrize("changes", [
     {},
     {"scan_layers": True, "remat": "full"},
