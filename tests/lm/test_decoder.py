@@ -54,6 +54,7 @@ def test_registry_and_outputs():
 def _grads_wrt_embedded_inputs(batch, query: int):
     """d(sum of logits at ``query`` in row 0) / d(embedding output) [B, L, D]."""
     model = make_model("gpt", GPT)
+    p = params()  # outside the trace: params() is cached, and jit may not nest with its options
 
     def f(delta_BLD):
         def add_delta(next_fun, args, kwargs, context):
@@ -63,7 +64,7 @@ def _grads_wrt_embedded_inputs(batch, query: int):
                 return out + delta_BLD
             return out
         with nn.intercept_methods(add_delta):
-            return model.apply({"params": params()}, batch)["logits"][0, query].sum()
+            return model.apply({"params": p}, batch)["logits"][0, query].sum()
     return np.asarray(jax.grad(f)(jnp.zeros((2, L, GPT.hidden_size))))
 
 
