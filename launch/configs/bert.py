@@ -18,7 +18,7 @@ lr 1e-4 with 10k warmup steps). Everything can be overridden on the command line
 
 import ml_collections
 
-from launch.configs import common
+from launch.configs import optimizer_mesh
 
 
 def _base_config() -> ml_collections.ConfigDict:
@@ -65,14 +65,14 @@ def _base_config() -> ml_collections.ConfigDict:
     c.train.microbatches = 1  # gradient accumulation: the same update in smaller pieces
     c.train.learning_rate = 1e-4
     c.train.warmup_steps = 10_000
-    common.add_optimizer(c.train)
+    optimizer_mesh.add_optimizer(c.train)
     c.train.log_every = 100
     c.train.eval_every = 10_000
     c.train.eval_batches = 50
     c.train.checkpoint_every = 10_000
     c.train.keep_checkpoints = 3
 
-    common.add_mesh(c)
+    optimizer_mesh.add_mesh(c)
     return c
 
 

@@ -17,7 +17,7 @@ pretraining run's config.json wherever this config leaves them empty ("" or 0).
 
 import ml_collections
 
-from launch.configs import common
+from launch.configs import optimizer_mesh
 
 # Per-task settings that differ from the defaults below.
 _TASKS = {
@@ -90,10 +90,10 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.train.learning_rate = 1e-4
     c.train.warmup_fraction = 0.1
     c.train.layer_decay = 1.0  # layer-wise lr decay: layer i of N gets lr · decay^(N + 1 - i)
-    common.add_optimizer(c.train)
+    optimizer_mesh.add_optimizer(c.train)
     c.train.log_every = 50
     c.train.evals = 8  # dev evaluations over the run (the learning curve); the best is kept
     c.train.keep_checkpoints = 1
 
-    common.add_mesh(c)
+    optimizer_mesh.add_mesh(c)
     return c

@@ -22,7 +22,7 @@ unigram distribution's perplexity on the same targets: the context-free baseline
 
 import ml_collections
 
-from launch.configs import common
+from launch.configs import optimizer_mesh
 
 
 def _base_config() -> ml_collections.ConfigDict:
@@ -58,7 +58,7 @@ def _base_config() -> ml_collections.ConfigDict:
     c.train.microbatches = 1
     c.train.learning_rate = 6e-4
     c.train.warmup_steps = 2000
-    common.add_optimizer(c.train)
+    optimizer_mesh.add_optimizer(c.train)
     c.train.weight_decay = 0.1
     c.train.adam_b2 = 0.95
     c.train.adam_eps = 1e-8
@@ -68,7 +68,7 @@ def _base_config() -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 5000
     c.train.keep_checkpoints = 3
 
-    common.add_mesh(c)
+    optimizer_mesh.add_mesh(c)
     return c
 
 
