@@ -163,12 +163,8 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
     Returns:
       An iterator of dicts with the keys of ``features.FEATURES["clm"]``, each [B, L].
     """
-    if split not in ("train", "eval"):
-        raise ValueError(f"split={split!r}; use 'train' or 'eval'")
-    shards, rows = pipeline.shard_layout(cfg.num_shards, batch_size, process_index,
-                                         process_count)
-    if start_position < 0 or start_position % batch_size:
-        raise ValueError(f"start_position={start_position} is not a whole number of batches")
+    shards, rows = pipeline.checked_layout(cfg, split, batch_size, start_position,
+                                           process_index, process_count)
     corpus = pipeline.load_corpus(cfg, process_index=process_index, process_count=process_count)
     length, streams = cfg.max_seq_length, []
     for shard in shards:

@@ -328,6 +328,17 @@ def _mask_fn(cfg, vocab_size: int, is_word_start, base_seed: tf.Tensor, task: st
     return fn
 
 
+def checked_layout(cfg, split: str, batch_size: int, start_position: int, process_index: int,
+                   process_count: int) -> tuple[list[int], int]:
+    """``shard_layout`` for a pretraining stream, after checking ``split`` and
+    ``start_position`` (every pretraining pipeline takes the same arguments)."""
+    if split not in ("train", "eval"):
+        raise ValueError(f"split={split!r}; use 'train' or 'eval'")
+    if start_position < 0 or start_position % batch_size:
+        raise ValueError(f"start_position={start_position} is not a whole number of batches")
+    return shard_layout(cfg.num_shards, batch_size, process_index, process_count)
+
+
 def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: int = 0,
                  process_count: int = 1, start_position: int = 0,
                  objectives: tuple[str, ...] = ("mlm", "nsp")) -> Iterator[dict[str, np.ndarray]]:
@@ -352,12 +363,9 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
     Returns:
       An iterator of dicts as ``data.features.shapes(objectives, B=…, L=…, P=…)`` (B per process).
     """
-    tag = {"train": _TRAIN, "eval": _EVAL}.get(split)
-    if tag is None:
-        raise ValueError(f"split={split!r}; use 'train' or 'eval'")
-    shards, rows = shard_layout(cfg.num_shards, batch_size, process_index, process_count)
-    if start_position < 0 or start_position % batch_size:
-        raise ValueError(f"start_position={start_position} is not a whole number of batches")
+    shards, rows = checked_layout(cfg, split, batch_size, start_position, process_index,
+                                  process_count)
+    tag = _TRAIN if split == "train" else _EVAL
     task, keys = sentence_order.sentence_task(objectives), tuple(features.schema(objectives))
     corpus = load_corpus(cfg, process_index=process_index, process_count=process_count)
     word_starts = corpus.tokenizer.is_word_start() if cfg.whole_word_masking else None
