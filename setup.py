@@ -35,8 +35,9 @@ setup(
     ],
     extras_require={
         # torch + transformers: the XLNet parity test (a CPU wheel; pinned so no CUDA build).
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "torch==2.13.0",
-                 "transformers>=4.40,<6"],
+        # hypothesis: the property-based fuzz of the input pipeline.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100",
+                 "torch==2.13.0", "transformers>=4.40,<6"],
     },
     entry_points={
         "console_scripts": [
