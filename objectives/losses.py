@@ -21,7 +21,8 @@ def _xlogx(x: float) -> float:
 
 
 def weighted_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array, *,
-                           label_smoothing: float = 0.0, z_loss: float = 0.0
+                           label_smoothing: float = 0.0, z_loss: float = 0.0,
+                           valid: jax.Array | None = None
                            ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Summed, weighted softmax cross-entropy, in float32.
 
@@ -36,10 +37,15 @@ def weighted_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.A
       weights: float [...]; 0 drops a position.
       label_smoothing: probability mass moved off the true class.
       z_loss: coefficient of the log-normaliser penalty.
+      valid: optional bool [..., V]: the classes possible for each example (the true one among
+        them). The others get no probability, in the softmax and in the smoothed target alike.
 
     Returns:
       ``(loss_sum, z_loss_sum, weight_sum)``, float32 scalars; ``loss_sum`` includes the z-loss.
     """
+    if valid is not None:
+        return _restricted_cross_entropy(logits, targets, weights, valid,
+                                         label_smoothing=label_smoothing, z_loss=z_loss)
     logits = logits.astype(jnp.float32)
     weights = weights.astype(jnp.float32)
     vocab = logits.shape[-1]
@@ -56,6 +62,35 @@ def weighted_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.A
     loss = -(confidence - low) * true_log_prob - min_entropy
     if low:
         loss = loss - low * jnp.sum(log_probs, axis=-1)
+    z_term = z_loss * jnp.square(log_z)
+    return (jnp.sum((loss + z_term) * weights), jnp.sum(z_term * weights), jnp.sum(weights))
+
+
+def restrict(logits: jax.Array, valid: jax.Array) -> jax.Array:
+    """``logits`` in float32 with the classes outside ``valid`` pushed to -1e30 (probability 0,
+    never the argmax while one valid class remains)."""
+    return jnp.where(valid, logits.astype(jnp.float32), -1e30)
+
+
+def _restricted_cross_entropy(logits, targets, weights, valid, *, label_smoothing, z_loss):
+    """:func:`weighted_cross_entropy` over each example's ``valid`` classes only: n of them, the
+    smoothed target spreads ``label_smoothing`` over the n - 1 others (none when n = 1)."""
+    logits = restrict(logits, valid)
+    weights = weights.astype(jnp.float32)
+    n = jnp.sum(valid, axis=-1).astype(jnp.float32)
+    confidence = jnp.where(n > 1, 1.0 - label_smoothing, 1.0)
+    low = jnp.where(n > 1, label_smoothing / jnp.maximum(n - 1, 1.0), 0.0)
+
+    def xlogx(x):
+        return jnp.where(x > 0, x * jnp.log(jnp.where(x > 0, x, 1.0)), 0.0)
+
+    min_entropy = -(xlogx(confidence) + (n - 1) * xlogx(low))
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    log_probs = logits - log_z[..., None]
+    true_log_prob = jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32),
+                                        axis=-1)[..., 0]
+    valid_sum = jnp.sum(jnp.where(valid, log_probs, 0.0), axis=-1)
+    loss = -(confidence - low) * true_log_prob - low * valid_sum - min_entropy
     z_term = z_loss * jnp.square(log_z)
     return (jnp.sum((loss + z_term) * weights), jnp.sum(z_term * weights), jnp.sum(weights))
 
@@ -77,26 +112,30 @@ def weighted_accuracy(logits: jax.Array, targets: jax.Array, weights: jax.Array)
 
 
 def classification(name: str, logits: jax.Array, targets: jax.Array, weights: jax.Array, *,
-                   label_smoothing: float = 0.0, z_loss: float = 0.0
+                   label_smoothing: float = 0.0, z_loss: float = 0.0,
+                   valid: jax.Array | None = None
                    ) -> tuple[dict[str, Pair], dict[str, Pair]]:
     """Loss term and metrics of one classification objective, keyed ``{name}_loss`` etc.
 
     The optimised term may include label smoothing and z-loss; the reported ``{name}_loss``
     metric is the plain cross-entropy, so runs stay comparable (and exp of it is perplexity).
+    ``valid`` (bool [..., C]) restricts each example to its possible classes, in the loss and in
+    the accuracy's argmax (:func:`weighted_cross_entropy`).
 
     Returns:
       ``(terms, metrics)``: ``terms = {name_loss: (loss_sum, weight_sum)}``, ``metrics`` adds
       ``{name}_accuracy`` and, when ``z_loss`` > 0, ``{name}_z_loss``.
     """
     loss_sum, z_sum, weight_sum = weighted_cross_entropy(
-        logits, targets, weights, label_smoothing=label_smoothing, z_loss=z_loss)
+        logits, targets, weights, label_smoothing=label_smoothing, z_loss=z_loss, valid=valid)
     if label_smoothing or z_loss:
-        plain_sum, _, _ = weighted_cross_entropy(logits, targets, weights)
+        plain_sum, _, _ = weighted_cross_entropy(logits, targets, weights, valid=valid)
     else:
         plain_sum = loss_sum
     terms = {f"{name}_loss": (loss_sum, weight_sum)}
+    shown = logits if valid is None else restrict(logits, valid)
     metrics = {f"{name}_loss": (plain_sum, weight_sum),
-               f"{name}_accuracy": weighted_accuracy(logits, targets, weights)}
+               f"{name}_accuracy": weighted_accuracy(shown, targets, weights)}
     if z_loss:
         metrics[f"{name}_z_loss"] = (z_sum, weight_sum)
     return terms, metrics

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
+from data import features
 from objectives import losses
 
 
@@ -57,21 +58,44 @@ def _class_offsets(num_classes: int) -> list[int]:
     return ends if ends[-1] == num_classes else []
 
 
+def segment_count_classes(token_ids_BL: jax.Array, num_classes: int) -> jax.Array:
+    """bool [B, C]: the order classes possible for each instance, those of its own segment count k
+    (one [SEP] ends each segment, so k is in the input for the model to see too).
+
+    Without this the head must also learn to count [SEP]s, and a model that only counts scores
+    Σ_k 1/k! / k_max above 1/C while knowing nothing of order; restricted, chance is 1/k! for
+    every k and any gain over it is order recovered.
+    """
+    ends = _class_offsets(num_classes)
+    if not ends:
+        raise ValueError(f"{num_classes} order classes is not 1! + 2! + … + k! for any k")
+    starts = [0] + ends[:-1]
+    k_B = jnp.clip(jnp.sum(token_ids_BL == features.SEP_ID, axis=-1), 1, len(ends))
+    c_C = jnp.arange(num_classes)
+    lo_B, hi_B = jnp.asarray(starts)[k_B - 1], jnp.asarray(ends)[k_B - 1]
+    return (c_C >= lo_B[:, None]) & (c_C < hi_B[:, None])
+
+
 def order(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], *,
           label_smoothing: float = 0.0, z_loss: float = 0.0
           ) -> tuple[dict[str, losses.Pair], dict[str, losses.Pair]]:
     """Order recovery: ``order_logits`` [B, C] against ``order_labels`` [B], the class of the
-    permutation applied to the segments (``data.sentence_order.permutation_to_class``).
+    permutation applied to the segments (``data.sentence_order.permutation_to_class``), among
+    the k! classes of the instance's segment count k (:func:`segment_count_classes`).
 
     Returns:
       ``order_loss``, ``order_accuracy`` and, per segment count k, ``order_accuracy_k{k}`` over
-      the instances of k segments (chance: 1/k!, for a model that counts the segments).
+      the instances of k segments (chance: 1/k!).
     """
-    terms, metrics = _labelled("order", outputs, batch, label_smoothing, z_loss)
     logits_BC, labels_B = outputs["order_logits"], batch["order_labels"]
+    valid_BC = segment_count_classes(batch["token_ids"], logits_BC.shape[-1])
+    terms, metrics = losses.classification(
+        "order", logits_BC, labels_B, jnp.ones(labels_B.shape, jnp.float32),
+        label_smoothing=label_smoothing, z_loss=z_loss, valid=valid_BC)
+    shown_BC = losses.restrict(logits_BC, valid_BC)
     ends = _class_offsets(logits_BC.shape[-1])
     k_B = jnp.searchsorted(jnp.asarray(ends), labels_B, side="right") + 1
     for k in range(1, len(ends) + 1):
         metrics[f"order_accuracy_k{k}"] = losses.weighted_accuracy(
-            logits_BC, labels_B, (k_B == k).astype(jnp.float32))
+            shown_BC, labels_B, (k_B == k).astype(jnp.float32))
     return terms, metrics

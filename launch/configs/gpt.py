@@ -5,12 +5,12 @@ Run (CPU-sized):
   python -m launch.pretrain --config=launch/configs/gpt.py:tiny --workdir=workdirs/gpt_tiny
   python -m launch.generate --workdir=workdirs/gpt_tiny --prompt="The sea was"
 
-Measured for `tiny` on the 2-core, no-accelerator machine, 2026-11-29, while other jobs held both
-cores (load average 5-9; the run got about a third of the machine): 10.4 min wall (10.1 min in
-the loop, 320 steps of 16 × 128 tokens at ~1.1k tokens/s). Held-out perplexity 307 (eval loss
-5.728, next-token accuracy 0.111) against a unigram perplexity of 667 on the same targets; the
-model was already below the unigram baseline at the first evaluation (step 80: 578). On an idle
-machine expect roughly half the time.
+Measured for `tiny` on the 2-core, no-accelerator machine, 2026-11-29, idle (load average < 2):
+`python -m launch.pretrain --config=launch/configs/gpt.py:tiny --workdir=DIR` took 4.3 min wall
+(4.1 min in the loop: 320 steps of 16 × 128 tokens at ~2.9k tokens/s, 1.4 steps/s). Held-out
+perplexity 307.4 (eval loss 5.728, next-token accuracy 0.111) against a unigram perplexity of
+666.9 on the same targets; already below it at the first evaluation (step 80: 577.5; step 160:
+414.6; step 240: 333.0). Under other jobs (load average 5-9) the same run took 10.4 min.
 
 Variants: `tiny` (D=128, N=2, H=4, F=512, rows of 128 tokens), `small` and `medium` (GPT-2's
 124M and 355M shapes: D=768/1024, N=12/24, H=12/16, F=3072/4096, 1024 positions; 512 rows of 1024
