@@ -48,6 +48,7 @@ setup(
             "pretrax-quickstart=launch.quickstart:run",
             "pretrax-train-tokenizer=launch.train_tokenizer:run",
             "pretrax-generate=launch.generate:run",
+            "pretrax-benchmark=launch.benchmark:run",
         ],
     },
 )

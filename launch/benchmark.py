@@ -1,0 +1,62 @@
+"""Benchmark pretrax's train step and input pipeline, with PyTorch side by side. Examples:
+
+  python -m launch.benchmark                                  # the reference BERT shape, on CPU
+  python -m launch.benchmark --shape=gpt_reference
+  python -m launch.benchmark --scaling --notorch              # + seq 128→1024 and widths
+  python -m launch.benchmark --shape=bert_base_512 --notorch --peak_tflops=989   # H100 bf16
+  python -m launch.benchmark --hidden=512 --layers=8 --seq=256    # any shape by flags
+
+Prints a table and writes every figure as JSON (--json). Library: launch/benchmarking.py, whose
+docstring defines each figure (FLOPs formula, MFU peak, memory).
+"""
+
+import dataclasses
+import json
+
+from absl import app, flags
+
+from launch import binary
+
+_SHAPE = flags.DEFINE_string("shape", "reference", "A named shape of launch.benchmarking.SHAPES.")
+_OVERRIDES = {name: flags.DEFINE_string(name, None, f"Override the shape's {name}.")
+              for name in ("arch", "hidden", "layers", "heads", "mlp", "seq", "batch", "vocab",
+                           "predictions", "dropout", "dtype")}
+_TORCH = flags.DEFINE_bool("torch", True, "Time the same model in PyTorch (needs the test extra).")
+_PIPELINE = flags.DEFINE_bool("pipeline", True, "Time the input pipeline alone.")
+_SCALING = flags.DEFINE_bool("scaling", False, "Also time seq 128→1024 and widths 128→512.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Steps per timed round.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds (the median is reported).")
+_PEAK = flags.DEFINE_float("peak_tflops", 0.0, "The accelerator's peak TFLOP/s for MFU; 0 = "
+                           "measure a large matmul (CPU).")
+_JSON = flags.DEFINE_string("json", "benchmark.json", "Where to write the figures ('' = not).")
+
+
+def main(argv):
+    binary.start(argv, multiprocess=False)
+    from launch import benchmarking as bm
+    if _SHAPE.value not in bm.SHAPES:
+        raise app.UsageError(f"--shape={_SHAPE.value}: known shapes {sorted(bm.SHAPES)}")
+    base = bm.SHAPES[_SHAPE.value]
+    types = {f.name: f.type for f in dataclasses.fields(base)}
+    casts = {"int": int, "float": float, "str": str}
+    shape = dataclasses.replace(base, **{
+        k: casts[types[k]](f.value) for k, f in _OVERRIDES.items() if f.value is not None})
+    result = binary.explain_errors(
+        bm.benchmark, shape, steps=_STEPS.value, rounds=_ROUNDS.value, with_torch=_TORCH.value,
+        with_pipeline=_PIPELINE.value, peak_tflops=_PEAK.value)
+    if _SCALING.value:
+        result["scaling"] = bm.scaling(shape, peak=result["peak_gflops_per_s"] * 1e9)
+    print(bm.table(result))
+    if _JSON.value:
+        with open(_JSON.value, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"figures: {_JSON.value}")
+
+
+def run():
+    """Console-script entry point (`pretrax-benchmark`)."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

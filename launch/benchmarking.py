@@ -1,0 +1,407 @@
+"""Train-step and input-pipeline benchmarks, with the same model in PyTorch side by side.
+
+What is measured, for one architecture (``bert``: MLM + NSP; ``gpt``: causal LM) and shape:
+
+* **step time**: the jitted, sharded pretraining step of ``launch.train_lib`` (the one
+  ``launch.pretrain`` runs), on a synthetic batch already on the devices; after warm-up, rounds of
+  ``steps`` updates timed with ``block_until_ready``; the median round gives ms/step and tokens/s.
+* **model FLOPs per step** (:func:`model_flops`): matmuls only, 3 × the forward (backward = 2 ×
+  forward). Per token and layer the forward costs ``2·(4·D² + 2·D·F)`` (QKV, output, MLP) plus
+  ``4·L·D`` for the attention scores and the weighted sum (all L keys, causal or not, as PaLM
+  counts them); embeddings are gathers (0), ALBERT's E→D projection ``2·E·D``. BERT's MLM head
+  counts only its gathered positions (``2·D² + 2·D·V`` each), NSP ``2·D² + 4·D`` a sequence; GPT's
+  LM head ``2·D·V`` every token. This is "6·N per token + the attention terms".
+* **MFU**: FLOPs per second over a peak. On an accelerator the peak is given (``peak_tflops``); on
+  CPU it is measured in the same run: the best of a large jitted float32 matmul.
+* **compile time**, and **memory**: XLA's own accounting of the compiled step (arguments, outputs,
+  temporaries) and the process's peak resident set.
+* **input pipeline**: batches/s of ``data.pipeline.make_dataset`` (masking and pair building on the
+  embedded corpus) with no model, and its tokens/s over the step's.
+* **PyTorch** (optional extra): Hugging Face ``BertForPreTraining`` internals (SDPA attention; the
+  MLM head applied to the same number of gathered positions) or ``GPT2LMHeadModel``; same shapes,
+  dropout, AdamW and clipping; rounds interleaved with pretrax's so both see the same machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from data import features
+from launch import mesh as mesh_lib
+from launch import train_lib
+from launch.configs import bert as bert_configs
+from launch.configs import gpt as gpt_configs
+from lm import config as lm_config
+from lm import models
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """One benchmark shape. ``predictions`` (P) is BERT's gathered MLM positions a sequence."""
+    arch: str = "bert"
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 4
+    mlp: int = 1024
+    seq: int = 128
+    batch: int = 32
+    vocab: int = 8192
+    predictions: int = 20
+    dropout: float = 0.1
+    dtype: str = "float32"
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.seq
+
+
+# The issue's reference (a plain Flax BERT and HF PyTorch were measured at it before pretrax), and
+# the accelerator shapes whose MFU the README reports.
+SHAPES = {
+    "reference": Shape(),
+    "bert_base_512": Shape(hidden=768, layers=12, heads=12, mlp=3072, seq=512, batch=32,
+                           vocab=30522, predictions=76, dtype="bfloat16"),
+    "gpt2_small": Shape(arch="gpt", hidden=768, layers=12, heads=12, mlp=3072, seq=1024, batch=8,
+                        vocab=50257, predictions=0, dtype="bfloat16"),
+    "gpt_reference": Shape(arch="gpt", predictions=0),
+}
+
+
+def model_flops(shape: Shape, embed_dim: int | None = None) -> float:
+    """Training FLOPs of one step (module docstring): 3 × the forward's matmul FLOPs."""
+    d, f, n, length, v = shape.hidden, shape.mlp, shape.layers, shape.seq, shape.vocab
+    per_token = n * (2 * (4 * d * d + 2 * d * f) + 4 * length * d)
+    if embed_dim and embed_dim != d:
+        per_token += 2 * embed_dim * d
+    forward = shape.tokens * per_token
+    if shape.arch == "gpt":
+        forward += shape.tokens * 2 * d * v
+    else:
+        forward += shape.batch * shape.predictions * (2 * d * d + 2 * d * v)
+        forward += shape.batch * (2 * d * d + 4 * d)
+    return 3.0 * forward
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:
+    """The best FLOP/s of an ``n × n`` jitted matmul on the default device (the CPU "peak")."""
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), dtype)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n ** 3 / best
+
+
+def synthetic_batch(shape: Shape, seed: int = 0) -> dict[str, np.ndarray]:
+    """A full batch in ``data/features.py``'s schema: random ids, no padding."""
+    rng = np.random.default_rng(seed)
+    b, length, v = shape.batch, shape.seq, shape.vocab
+    ids = rng.integers(features.NUM_SPECIAL_IDS, v, size=(b, length), dtype=np.int32)
+    if shape.arch == "gpt":
+        return {"token_ids": ids, "segment_ids": np.ones((b, length), np.int32),
+                "positions": np.broadcast_to(np.arange(length, dtype=np.int32), (b, length)).copy(),
+                "clm_targets": np.roll(ids, -1, axis=1),
+                "clm_weights": np.ones((b, length), np.float32)}
+    p = shape.predictions
+    positions = np.sort(np.stack([rng.choice(np.arange(1, length), p, replace=False)
+                                  for _ in range(b)]), axis=1).astype(np.int32)
+    type_ids = np.zeros((b, length), np.int32)
+    type_ids[:, length // 2:] = 1
+    return {"token_ids": ids, "type_ids": type_ids, "mlm_positions": positions,
+            "mlm_targets": np.take_along_axis(ids, positions, axis=1),
+            "mlm_weights": np.ones((b, p), np.float32),
+            "nsp_labels": rng.integers(0, 2, size=(b,), dtype=np.int32)}
+
+
+def run_config(shape: Shape):
+    """The run config of ``shape``: ``bert.py:tiny`` or ``gpt.py:tiny``, resized, its dropout."""
+    if shape.arch == "gpt":
+        cfg = gpt_configs.get_config("tiny")
+    elif shape.arch == "bert":
+        cfg = bert_configs.get_config("tiny")
+    else:
+        raise ValueError(f"benchmark arch {shape.arch!r}: use bert or gpt")
+    with cfg.unlocked():
+        cfg.model.dropout_rate = shape.dropout
+        cfg.model.attention_dropout_rate = shape.dropout
+        cfg.model.dtype = shape.dtype
+        cfg.model.max_length = shape.seq
+        cfg.data.max_seq_length = shape.seq
+        if shape.arch == "bert":
+            cfg.data.max_predictions_per_seq = shape.predictions
+        cfg.train.batch_size = shape.batch
+    return cfg
+
+
+def model_config(cfg, shape: Shape) -> lm_config.TransformerConfig:
+    return dataclasses.replace(
+        train_lib.model_config(cfg, shape.vocab), hidden_size=shape.hidden,
+        num_layers=shape.layers, num_heads=shape.heads, mlp_dim=shape.mlp)
+
+
+def objective_names(shape: Shape) -> tuple[str, ...]:
+    return ("clm",) if shape.arch == "gpt" else ("bert_pretrain",)
+
+
+class JaxStep:
+    """pretrax's compiled train step at ``shape``, with its state and a batch on the devices."""
+
+    def __init__(self, shape: Shape, seed: int = 0):
+        cfg = run_config(shape)
+        self.model_config = model_config(cfg, shape)
+        model = models.make_model(cfg.model.arch, self.model_config)
+        mesh = mesh_lib.make_mesh(cfg.mesh)
+        rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
+        mesh_lib.check_batch_size(shape.batch, mesh, rules)
+        tx = train_lib.make_optimizer(cfg.train)
+        host = synthetic_batch(shape, seed)
+        self.state, shardings = train_lib.create_train_state(
+            model, tx, train_lib.dummy_batch({k: (v.shape, v.dtype) for k, v in host.items()}),
+            seed, mesh, rules)
+        self.n_params = sum(x.size for x in jax.tree_util.tree_leaves(self.state.params))
+        train_fn, _ = train_lib.compile_steps(cfg, model, tx, shardings, mesh, rules)
+        self.batch = mesh_lib.global_batch(host, mesh_lib.batch_sharding(mesh, rules))
+        self.rng = jax.random.key(seed)
+        jitted = train_fn.__wrapped__  # the jax.jit inside train_lib.in_mesh
+        t0 = time.perf_counter()
+        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+            compiled = jitted.lower(self.state, self.batch, self.rng).compile()
+        self.compile_seconds = time.perf_counter() - t0
+        self.memory = _memory_of(compiled)
+        self._fn = train_fn
+
+    def run(self, steps: int) -> float:
+        """Seconds for ``steps`` updates, waiting for the last one."""
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            self.state, metrics = self._fn(self.state, self.batch, self.rng)
+        jax.block_until_ready((self.state, metrics))
+        return time.perf_counter() - t0
+
+
+def _memory_of(compiled) -> dict[str, float]:
+    try:
+        m = compiled.memory_analysis()
+    except (NotImplementedError, AttributeError):
+        return {}
+    if m is None:
+        return {}
+    mib = 1 << 20
+    return {"arguments_mib": m.argument_size_in_bytes / mib,
+            "outputs_mib": m.output_size_in_bytes / mib,
+            "temporaries_mib": m.temp_size_in_bytes / mib}
+
+
+class TorchStep:
+    """The same model and update in PyTorch with Hugging Face transformers (CPU)."""
+
+    def __init__(self, shape: Shape, seed: int = 0):
+        import torch
+        import transformers
+        torch.manual_seed(seed)
+        self.torch = torch
+        host = synthetic_batch(shape, seed)
+        self.batch = {k: torch.as_tensor(v).long() if v.dtype == np.int32 else torch.as_tensor(v)
+                      for k, v in host.items()}
+        common = dict(vocab_size=shape.vocab, attn_implementation="sdpa")
+        if shape.arch == "gpt":
+            config = transformers.GPT2Config(
+                n_embd=shape.hidden, n_layer=shape.layers, n_head=shape.heads,
+                n_inner=shape.mlp, n_positions=shape.seq, resid_pdrop=shape.dropout,
+                embd_pdrop=shape.dropout, attn_pdrop=shape.dropout, **common)
+            self.model = transformers.GPT2LMHeadModel(config)
+        else:
+            config = transformers.BertConfig(
+                hidden_size=shape.hidden, num_hidden_layers=shape.layers,
+                num_attention_heads=shape.heads, intermediate_size=shape.mlp,
+                max_position_embeddings=shape.seq, hidden_dropout_prob=shape.dropout,
+                attention_probs_dropout_prob=shape.dropout, **common)
+            self.model = transformers.BertForPreTraining(config)
+        self.model.train()
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, eps=1e-6,
+                                           weight_decay=0.01)
+        self.arch = shape.arch
+        self.compile_seconds = 0.0
+        self.memory = {}
+
+    def _loss(self):
+        torch, b = self.torch, self.batch
+        ce = torch.nn.functional.cross_entropy
+        if self.arch == "gpt":
+            logits = self.model(input_ids=b["token_ids"]).logits
+            return ce(logits.flatten(0, 1), b["clm_targets"].flatten())
+        bert, heads = self.model.bert, self.model.cls
+        sequence, pooled = bert(input_ids=b["token_ids"], token_type_ids=b["type_ids"],
+                                attention_mask=torch.ones_like(b["token_ids"]),
+                                return_dict=False)[:2]
+        index = b["mlm_positions"].unsqueeze(-1).expand(-1, -1, sequence.shape[-1])
+        gathered = torch.gather(sequence, 1, index)  # only the masked positions reach the head
+        mlm = heads.predictions(gathered)
+        nsp = heads.seq_relationship(pooled)
+        return ce(mlm.flatten(0, 1), b["mlm_targets"].flatten()) + ce(nsp, b["nsp_labels"])
+
+    def run(self, steps: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self._loss()
+            loss.backward()
+            self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+        float(loss.detach())
+        return time.perf_counter() - t0
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def time_interleaved(runners: dict[str, object], *, steps: int, rounds: int,
+                     warmup: int) -> dict[str, list[float]]:
+    """Seconds per step of each runner, per round; rounds alternate between runners."""
+    for r in runners.values():
+        r.run(warmup)
+    out = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, r in runners.items():
+            out[name].append(r.run(steps) / steps)
+    return out
+
+
+def pipeline_throughput(shape: Shape, batches: int = 30) -> dict[str, float]:
+    """Batches/s of the BERT (MLM + NSP) or GPT (packed CLM) input pipeline on the embedded
+    corpus at ``shape``, after the first batch (which builds the corpus and tokenises it)."""
+    from launch.pretraining_inputs import objective_data
+    cfg = run_config(shape)
+    names = ("clm",) if shape.arch == "gpt" else ("mlm", "nsp")
+    inputs = objective_data(names)
+    stream = inputs.make_dataset(cfg.data, "train", batch_size=shape.batch, seed=0)
+    t0 = time.perf_counter()
+    next(stream)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in itertools.islice(stream, batches):
+        pass
+    seconds = time.perf_counter() - t0
+    return {"first_batch_s": first, "batches_per_s": batches / seconds,
+            "tokens_per_s": batches * shape.tokens / seconds}
+
+
+def summarise(shape: Shape, per_step: list[float], peak: float, runner) -> dict:
+    median = statistics.median(per_step)
+    flops = model_flops(shape)
+    return {"ms_per_step": 1e3 * median, "tokens_per_s": shape.tokens / median,
+            "rounds_ms": [round(1e3 * s, 2) for s in per_step],
+            "params_m": runner.n_params / 1e6, "model_tflops_per_step": flops / 1e12,
+            "model_gflops_per_s": flops / median / 1e9, "mfu": flops / median / peak,
+            "compile_s": runner.compile_seconds, **runner.memory}
+
+
+def benchmark(shape: Shape, *, steps: int = 10, rounds: int = 3, warmup: int = 2,
+              with_torch: bool = True, with_pipeline: bool = True, peak_tflops: float = 0.0,
+              pipeline_batches: int = 30, log: Callable[[str], None] = print) -> dict:
+    """Everything in the module docstring for one shape. Returns a JSON-able dict."""
+    device = jax.devices()[0]
+    if peak_tflops:
+        peak, peak_source = peak_tflops * 1e12, "given (--peak_tflops)"
+    else:
+        log("measuring the matmul peak …")
+        peak = matmul_peak_flops(dtype=jnp.dtype(shape.dtype))
+        peak_source = f"measured: best {shape.dtype} 2048² jitted matmul"
+    log(f"compiling pretrax's {shape.arch} step …")
+    runners = {"pretrax": JaxStep(shape)}
+    if with_torch:
+        if not torch_available():
+            raise ValueError("the PyTorch comparison needs torch and transformers: "
+                             "pip install -e '.[test]' (or pass --notorch)")
+        runners["pytorch"] = TorchStep(shape)
+    log(f"timing {rounds} interleaved rounds of {steps} steps …")
+    times = time_interleaved(runners, steps=steps, rounds=rounds, warmup=warmup)
+    runs = {name: summarise(shape, times[name], peak, r) for name, r in runners.items()}
+    result = {"shape": dataclasses.asdict(shape),
+              "device": f"{device.platform}:{device.device_kind}",
+              "device_count": jax.device_count(), "peak_gflops_per_s": peak / 1e9,
+              "peak_source": peak_source, "runs": runs}
+    if with_torch:
+        result["pretrax_over_pytorch"] = (result["runs"]["pretrax"]["tokens_per_s"] /
+                                          result["runs"]["pytorch"]["tokens_per_s"])
+    if with_pipeline:
+        log("timing the input pipeline …")
+        result["pipeline"] = pipeline_throughput(shape, pipeline_batches)
+        result["pipeline"]["over_step"] = (result["pipeline"]["tokens_per_s"] /
+                                           result["runs"]["pretrax"]["tokens_per_s"])
+    result["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def scaling(base: Shape, *, seqs=(128, 256, 512, 1024), widths=(128, 256, 512),
+            tokens: int = 4096, steps: int = 5, rounds: int = 3, peak: float,
+            log: Callable[[str], None] = print) -> list[dict]:
+    """pretrax's step at several sequence lengths (batch × seq = ``tokens``) and widths (heads
+    of 64, MLP 4 × width, at the base sequence length)."""
+    shapes = [dataclasses.replace(base, seq=s, batch=max(1, tokens // s)) for s in seqs]
+    shapes += [dataclasses.replace(base, hidden=w, heads=max(1, w // 64), mlp=4 * w)
+               for w in widths]
+    rows = []
+    for s in shapes:
+        log(f"scaling: seq {s.seq} batch {s.batch} width {s.hidden} …")
+        runner = JaxStep(s)
+        per_step = time_interleaved({"x": runner}, steps=steps, rounds=rounds, warmup=1)["x"]
+        rows.append({"seq": s.seq, "batch": s.batch, "hidden": s.hidden, "heads": s.heads,
+                     **summarise(s, per_step, peak, runner)})
+    return rows
+
+
+def table(result: dict) -> str:
+    """The printed summary of :func:`benchmark` (and its ``scaling`` rows, if any)."""
+    s = result["shape"]
+    lines = [f"{s['arch']}: D={s['hidden']} N={s['layers']} H={s['heads']} F={s['mlp']} "
+             f"L={s['seq']} B={s['batch']} V={s['vocab']} P={s['predictions']} "
+             f"dropout={s['dropout']} {s['dtype']} on {result['device']} "
+             f"(peak {result['peak_gflops_per_s']:.0f} GFLOP/s, {result['peak_source']})",
+             f"{'':10} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>9} {'MFU':>6} "
+             f"{'compile s':>9} {'params M':>9}"]
+    for name, r in result["runs"].items():
+        lines.append(f"{name:10} {r['ms_per_step']:9.1f} {r['tokens_per_s']:10.0f} "
+                     f"{r['model_gflops_per_s']:9.1f} {r['mfu']:6.1%} {r['compile_s']:9.1f} "
+                     f"{r['params_m']:9.2f}   rounds {r['rounds_ms']}")
+    if "pretrax_over_pytorch" in result:
+        lines.append(f"pretrax / pytorch tokens/s: {result['pretrax_over_pytorch']:.2f}x")
+    mem = result["runs"]["pretrax"]
+    if "temporaries_mib" in mem:
+        lines.append(f"pretrax step memory (XLA): arguments {mem['arguments_mib']:.1f} MiB, "
+                     f"outputs {mem['outputs_mib']:.1f} MiB, temporaries "
+                     f"{mem['temporaries_mib']:.1f} MiB; process peak RSS "
+                     f"{result['max_rss_mib']:.0f} MiB")
+    if "pipeline" in result:
+        p = result["pipeline"]
+        lines.append(f"input pipeline alone: {p['batches_per_s']:.1f} batches/s, "
+                     f"{p['tokens_per_s']:.0f} tokens/s = {p['over_step']:.1f}x the step's "
+                     f"consumption (first batch {p['first_batch_s']:.1f} s)")
+    if result.get("scaling"):
+        lines.append(f"{'seq':>5} {'batch':>5} {'width':>5} {'ms/step':>9} {'tokens/s':>9} "
+                     f"{'MFU':>6}")
+        for r in result["scaling"]:
+            lines.append(f"{r['seq']:5d} {r['batch']:5d} {r['hidden']:5d} {r['ms_per_step']:9.1f} "
+                         f"{r['tokens_per_s']:9.0f} {r['mfu']:6.1%}")
+    return "\n".join(lines)

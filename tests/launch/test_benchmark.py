@@ -1,0 +1,53 @@
+"""launch.benchmarking: the FLOPs formula, and one tiny end-to-end benchmark with PyTorch."""
+
+import dataclasses
+
+import jax
+import pytest
+
+from launch import benchmarking as bm
+
+TINY = dataclasses.replace(bm.SHAPES["reference"], hidden=32, layers=1, heads=2, mlp=64, seq=16,
+                           batch=8, vocab=512, predictions=3)
+
+
+def test_bert_flops_by_hand():
+    s = dataclasses.replace(TINY, layers=2)
+    d, f, length, v = 32, 64, 16, 512
+    per_layer_token = 2 * (3 * d * d + d * d + 2 * d * f) + 2 * 2 * length * d
+    b = 8
+    forward = (b * length * 2 * per_layer_token + b * 3 * (2 * d * d + 2 * d * v)
+               + b * (2 * d * d + 4 * d))
+    assert bm.model_flops(s) == 3 * forward
+
+
+def test_gpt_flops_count_the_lm_head_on_every_token():
+    s = dataclasses.replace(TINY, arch="gpt", predictions=0)
+    body = bm.model_flops(dataclasses.replace(s, vocab=0))
+    assert bm.model_flops(s) - body == 3 * s.tokens * 2 * s.hidden * s.vocab
+
+
+@pytest.mark.parametrize("arch", ["bert", "gpt"])
+def test_synthetic_batches_follow_the_schema(arch):
+    from data import features
+    s = dataclasses.replace(TINY, arch=arch, predictions=3 if arch == "bert" else 0)
+    batch = bm.synthetic_batch(s)
+    want = features.shapes(bm.objective_names(s), B=s.batch, L=s.seq, P=s.predictions)
+    assert {k: (v.shape, str(v.dtype)) for k, v in batch.items()} == want
+
+
+def test_benchmark_end_to_end_with_pytorch():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    result = bm.benchmark(TINY, steps=2, rounds=2, warmup=1, peak_tflops=0.2,
+                          pipeline_batches=4, log=lambda _: None)
+    runs = result["runs"]
+    assert set(runs) == {"pretrax", "pytorch"}
+    # The same model on both sides: equal parameter counts (HF's NSP head and ours included).
+    assert runs["pretrax"]["params_m"] == pytest.approx(runs["pytorch"]["params_m"], rel=1e-3)
+    for r in runs.values():
+        assert r["ms_per_step"] > 0 and len(r["rounds_ms"]) == 2 and 0 < r["mfu"] < 1
+    assert result["pretrax_over_pytorch"] > 0 and result["pipeline"]["batches_per_s"] > 0
+    assert runs["pretrax"]["temporaries_mib"] >= 0
+    assert "pretrax / pytorch" in bm.table(result)
+    assert jax.device_count() >= 1
