@@ -11,8 +11,9 @@
 
 Passages are gathered as BERT's ``create_pretraining_data`` gathers sentence pairs: per document a
 target length (the budget, or with ``short_seq_prob`` a shorter random one), and whole consecutive
-sentences until it is reached. Segments are cut at sentence boundaries, or inside the text when a
-passage has too few sentences. Type ids alternate 0/1 by segment, so a 2-segment instance is laid
+sentences until it is reached. SOP cuts its two segments at a sentence boundary (inside the text
+when a passage has one sentence); order recovery cuts at random token boundaries, as ERNIE 2.0
+splits a paragraph "randomly into 1 to m segments". Type ids alternate 0/1 by segment, so a 2-segment instance is laid
 out exactly like a BERT sentence pair. Pure NumPy; all randomness comes from the ``rng`` argument.
 """
 
@@ -94,19 +95,20 @@ def _passages(doc: list[np.ndarray], max_tokens: int, short_seq_prob: float,
         yield chunk
 
 
-def _cut(passage: list[np.ndarray], k: int, max_tokens: int,
-         rng: np.random.Generator) -> list[np.ndarray] | None:
+def _cut(passage: list[np.ndarray], k: int, max_tokens: int, rng: np.random.Generator, *,
+         at_sentences: bool = True) -> list[np.ndarray] | None:
     """``passage`` cut into ``k`` consecutive non-empty segments of at most ``max_tokens`` in all.
 
-    The text past ``max_tokens`` is dropped first. Cuts fall on random sentence boundaries when
-    there are enough of them, else at random token boundaries. None when too short for k.
+    The text past ``max_tokens`` is dropped first. With ``at_sentences``, cuts fall on random
+    sentence boundaries when there are enough of them, else (and without it) at random token
+    boundaries. None when too short for k.
     """
     tokens = np.concatenate(passage)[:max_tokens]
     if len(tokens) < k:
         return None
     ends = np.cumsum([len(s) for s in passage])[:-1]
     bounds = ends[ends < len(tokens)]
-    if len(bounds) < k - 1:
+    if not at_sentences or len(bounds) < k - 1:
         bounds = np.arange(1, len(tokens))
     cuts = np.sort(rng.choice(bounds, k - 1, replace=False))
     return np.split(tokens, cuts)
@@ -134,7 +136,9 @@ def _order_instances(docs, max_seq_length: int, short_seq_prob: float, min_segme
     for doc in docs:
         for passage in _passages(doc, max_tokens, short_seq_prob, rng):
             k = int(rng.integers(min_segments, max_segments + 1))
-            segments = _cut(passage, k, max_tokens, rng)
+            # ERNIE 2.0 splits the paragraph at random: cuts anywhere, not only between
+            # sentences (whole sentences would leave a small model nothing but discourse to go on).
+            segments = _cut(passage, k, max_tokens, rng, at_sentences=False)
             if segments is None:
                 continue
             perm = rng.permutation(k)

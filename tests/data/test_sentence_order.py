@@ -91,6 +91,31 @@ def test_order_segments_are_the_passage_permuted_by_the_label():
     assert min(seen_k.values()) > 0.28 * len(inst["order_labels"])  # k uniform in 1..3
 
 
+def test_order_cuts_fall_anywhere_sop_cuts_between_sentences():
+    docs = _counting_docs(300, seed=5)
+    sentence_starts = {int(s[0]) for doc in docs for s in doc}
+
+    def cut_starts(inst, label_key):
+        """First tokens of every segment but the passage's first, in original order."""
+        out = []
+        for row, label in zip(inst["token_ids"], inst[label_key], strict=True):
+            shown = _segments(row)
+            perm = (class_to_permutation(int(label)) if label_key == "order_labels"
+                    else ((1, 0) if label else (0, 1)))
+            original = sorted(zip(perm, shown, strict=True), key=lambda p: p[0])
+            out += [int(seg[0]) for _, seg in original[1:]]
+        return out
+
+    order = cut_starts(sentence_order.make_order_instances(
+        docs, np.random.default_rng(0), max_seq_length=40, min_segments=2), "order_labels")
+    inside = np.mean([t not in sentence_starts for t in order])
+    assert inside > 0.5, inside  # random token boundaries: mostly inside sentences
+    sop = cut_starts(sentence_order.make_sop_instances(
+        docs, np.random.default_rng(0), max_seq_length=40), "sop_labels")
+    # SOP: at a sentence start unless the passage had one sentence (or truncation trimmed B).
+    assert np.mean([t in sentence_starts for t in sop]) > 0.6
+
+
 def test_order_labels_are_uniform_within_each_k():
     docs = _counting_docs(2000, seed=3)
     inst = sentence_order.make_order_instances(docs, np.random.default_rng(2), max_seq_length=48,
