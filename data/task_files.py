@@ -276,9 +276,12 @@ def _file_splits(key: tuple[str, ...], stamps: tuple) -> dict[str, list]:
     for record in train:
         bucket = task_sources.split_of(record[0] + "\t" + (record[1] or ""))
         out[bucket if bucket in carved else "train"].append(record)
+    read = {cfg.train_path: train}  # a file given for two splits is read (and reported) once
     for s in ("dev", "test"):
         if given[s]:
-            out[s] = _read_records(given[s], cfg, spec)
+            if given[s] not in read:
+                read[given[s]] = _read_records(given[s], cfg, spec)
+            out[s] = list(read[given[s]])
     return out
 
 

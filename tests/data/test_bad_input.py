@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from data import clm, pipeline, plm, sources, tasks, text_files
+from data import clm, pipeline, plm, sources, task_sources, tasks, text_files, tokenizer
 from data.skipped import Skipped
 from data.tokenizer import Tokenizer
 from tests.data.batch_checks import check_schema, check_sentence_batch
@@ -204,6 +204,18 @@ def test_clm_and_plm_read_dirty_corpora_too(tmp_path, data_config, tok):
                                  max_predictions=P, vocab_size=tok.vocab_size)
 
 
+def test_tokenizer_training_skips_the_same_lines(tmp_path, fixture_corpus, caplog):
+    text = gzip.decompress(open(fixture_corpus, "rb").read())
+    path = tmp_path / "train.txt"
+    path.write_bytes(b"Caf\xe9 noir.\n" + text + b"\n" + b"word " * 20_000 + b"\n")
+    model = tokenizer.train([str(path)], str(tmp_path / "tok"), vocab_size=300)
+    assert Tokenizer.load(model).vocab_size == 300
+    assert _warnings(caplog)[0] == (
+        f"tokenizer training text: 1 line that is not valid UTF-8 was skipped ({path}:1); "
+        "re-encode the files as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`) to "
+        "keep them")
+
+
 # Fine-tuning task files.
 
 def _task(tmp_path, name: str, content: bytes, **overrides):
@@ -252,3 +264,12 @@ def test_task_file_empty_texts_are_skipped_counted_and_located(tmp_path, caplog,
     batch = next(tasks.make_dataset(cfg, "train", tokenizer=tok, max_seq_length=16,
                                     batch_size=4, seed=0))
     check_schema(batch, "classification", B=4, L=16)
+
+
+def test_a_damaged_embedded_task_file_says_so(tmp_path, monkeypatch):
+    path = tmp_path / "topic.tsv.gz"
+    path.write_bytes(gzip.compress(b"noun.act\tan act\nnoun.nope\tsomething\n"))
+    monkeypatch.setattr(task_sources, "embedded_task_file", lambda name: str(path))
+    with pytest.raises(ValueError, match=r"topic\.tsv\.gz, line 2: label 'noun\.nope' is not one "
+                                         r"of .*; the shipped file is damaged: reinstall pretrax"):
+        task_sources._read_classification("topic_wordnet")
