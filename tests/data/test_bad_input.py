@@ -33,9 +33,10 @@ def _corpus(path, docs: list[str], encoding=None) -> str:
 
 
 def _cfg(data_config, corpus: str, **overrides):
-    return data_config(corpus, max_seq_length=L, max_predictions_per_seq=P, sop_swap_prob=0.5,
-                       order_min_segments=1, order_max_segments=3, plm_k=4.0, plm_max_span=3,
-                       perm_size=0, **overrides)
+    fields = dict(max_seq_length=L, max_predictions_per_seq=P, sop_swap_prob=0.5,
+                  order_min_segments=1, order_max_segments=3, plm_k=4.0, plm_max_span=3,
+                  perm_size=0)
+    return data_config(corpus, **{**fields, **overrides})
 
 
 def _batches(cfg, objectives=("mlm", "nsp"), n=2, split="train"):
@@ -150,8 +151,7 @@ def test_documents_too_short_are_skipped_per_task(tmp_path, data_config, tok, ca
                           ("order", f"1 document with fewer than 2 tokens was skipped (order "
                                     f"needs 2 segments) ({path}:11)")):
         caplog.clear()
-        cfg = _cfg(data_config, path)
-        cfg.order_min_segments = 2
+        cfg = _cfg(data_config, path, order_min_segments=2)
         for batch in _batches(cfg, ("mlm", task), n=3):
             check_sentence_batch(batch, ("mlm", task), batch_size=B, max_seq_length=L,
                                  max_predictions=P, vocab_size=tok.vocab_size)
@@ -180,6 +180,24 @@ def test_nothing_left_after_filtering_names_the_corpus_the_rule_and_the_fix(tmp_
             r"that tokenise to nothing were dropped \(.*controls\.txt:1 sentence 1, .*, and 7 "
             r"more\)\); with eval_fraction=0\.1 that leaves fewer than 2 for training")):
         pipeline.load_corpus(data_config(controls))
+
+
+def test_an_eval_split_left_empty_is_an_error_not_a_hang(tmp_path, data_config):
+    docs = [_good_doc(d) for d in range(10)]
+    docs[5] = "The held-out document has one sentence."  # the one eval document (of 10)
+    cfg = _cfg(data_config, _corpus(tmp_path / "c.txt", docs))
+    assert len(_batches(cfg)) == 2  # train is fine
+    with pytest.raises(ValueError, match=r"none of its 1 eval documents is long enough for NSP: .*"
+                                         r"c\.txt:21\)\. Fix: .*; or raise "
+                                         r"--config\.data\.eval_fraction, or pretrain without nsp"):
+        _batches(cfg, split="eval")
+    # Documents that can never give an instance (the filter above keeps them out) stop the
+    # stream with an error instead of looping forever.
+    one_token = [[np.array([100], np.int32)]]
+    with pytest.raises(ValueError, match=r"data shard 0: 100 passes over its 1 documents gave no "
+                                         r"order instance"):
+        next(pipeline._train_epochs(one_token, _cfg(data_config, "x", order_min_segments=2),
+                                    0, 0, B, 0, "order"))
 
 
 def test_clm_and_plm_read_dirty_corpora_too(tmp_path, data_config, tok):
