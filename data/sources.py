@@ -13,6 +13,11 @@ Corpus strings accepted by :func:`read_documents`:
 
 TensorFlow Datasets is imported only for ``tfds:`` corpora, so reading files stays light.
 
+Bad input (``data/text_files.py`` reads one file): a binary, mostly non-UTF-8 or broken gzip file
+is an error naming it; a line that is not UTF-8 is skipped, a line over 65536 characters split into
+sentences, and a file without a sentence skipped unless no file has one. Skips are counted with
+their ``path:line`` in a ``data.skipped.Skipped`` and reported once by whoever owns the read.
+
 Data shards (:func:`read_shard_documents`): shard ``s`` of ``S`` is decided before anything is read,
 so a host of a pod opens only its part of a large corpus: the files ``files[s::S]`` when there are
 at least ``S`` files, the ``s``-th of ``tfds.even_splits("train", n=S)`` for TFDS, and otherwise
@@ -41,6 +46,7 @@ _TFDS_PREFIX = "tfds:"
 _DEFAULT_TFDS_FEATURE = "text"
 EMPTY_FILE = Reason("file without a sentence was skipped", "files without a sentence were skipped",
                     "remove empty files from --config.data.corpus")
+
 
 def embedded_corpus_files() -> list[str]:
     """Paths of the shipped corpus files (``data/corpora/*.txt.gz``), sorted by name.
@@ -77,6 +83,7 @@ def expand_paths(spec: str) -> list[str]:
                              f"{os.getcwd()!r}) or use 'embedded'")
         paths.extend(matches)
     return paths
+
 
 def _no_sentences(paths: list[str], skipped: Skipped) -> str:
     shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")

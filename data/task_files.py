@@ -5,7 +5,9 @@ the columns ``text_column`` (+ ``text_b_column`` for pairs) and ``label_column``
 test file is carved from train: the rows whose text hashes (``task_sources.split_of``) into that
 10% bucket, so the carve is the same on every host and in every run.
 
-Every problem in a file is reported with the file, the line, what is wrong and how to fix it.
+Every problem in a file is reported with the file, the line, what is wrong and how to fix it:
+a label outside the label set or empty, a missing column, text that is not UTF-8, a malformed
+row. A row with an empty text is skipped instead, counted, and reported once with its line.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from data.task_sources import SPLITS, TaskSpec
 
 _FORMATS = ("tsv", "csv", "jsonl")
 _GZIP_MAGIC = b"\x1f\x8b"
-# The config fields a file task reads; they (and the files' timestamps) key the read cache.
 # A row without its text carries nothing to learn from or to score, and one such row (a blank
 # cell in an export) should not cost the run: skipped, counted and reported with its line.
 EMPTY_TEXT = Reason("row with an empty text was skipped", "rows with an empty text were skipped",
                     "fill in the text or remove those rows (in dev/test they are not scored)")
+# The config fields a file task reads; they (and the files' timestamps) key the read cache.
 _FIELDS = ("kind", "labels", "train_path", "dev_path", "test_path", "format", "text_column",
            "text_b_column", "label_column")
 
@@ -96,7 +98,7 @@ def _table_rows(path: str, fmt: str) -> Iterator[tuple[int, dict]]:
             f"{path}, line {_first_bad_line(path)}: not valid UTF-8 ({err.reason}); a task file "
             "is UTF-8 text: re-encode it, e.g. `iconv -f latin1 -t utf-8 in.tsv > out.tsv` (a "
             "spreadsheet: export it as UTF-8 CSV/TSV)") from err
-    except csv.Error as err:  # NUL bytes, an over-long field, a broken quote
+    except csv.Error as err:  # e.g. a field over the csv limit: a quote never closed
         raise ValueError(f"{path}: {err}; is it a {fmt} text file? Check the delimiter and "
                          "quoting, or set --config.task.format") from err
 
