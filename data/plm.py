@@ -210,7 +210,8 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
         chunks = {s: pipeline._train_epochs(corpus.shards[s].train_docs, cfg, seed, s, rows,
                                             start) for s in shards}
     else:
-        eval_rows = pipeline._eval_rows(corpus, cfg, rows, seed, "nsp")
+        eval_rows = pipeline._eval_rows({s: x.eval_docs for s, x in corpus.shards.items()}, cfg,
+                                        rows, seed, "nsp")
         chunks = {s: iter([x]) for s, x in eval_rows.items()}
     tag = _TRAIN if split == "train" else _EVAL
     streams = [_shard_batches(chunks[s], cfg, (tag, int(seed) & _U64, s), rows, is_start_v)

@@ -231,6 +231,22 @@ def sentence_task(objectives: Sequence[str]) -> str:
     return tasks[0] if tasks else "sop"
 
 
+def document_minimum(task: str, cfg) -> tuple[int, int]:
+    """``(sentences, tokens)``: the least a tokenised document needs to give ``task`` instances.
+
+    NSP needs 2 sentences (a document of one sentence could only ever give "random next"
+    instances, which skew the labels); SOP needs 2 tokens (cut into A and B, inside a sentence if
+    need be); order needs ``order_min_segments`` tokens, one per segment.
+    """
+    if task == "nsp":
+        return 2, 2
+    if task == "sop":
+        return 1, 2
+    if task == "order":
+        return 1, max(1, cfg.order_min_segments)
+    raise ValueError(f"unknown sentence task {task!r}; known: {SENTENCE_TASKS}")
+
+
 def make_instances(task: str, docs: list[list[np.ndarray]], cfg,
                    rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Instances of ``task`` (``nsp``, ``sop`` or ``order``) with the data config's options.

@@ -13,6 +13,11 @@ Corpus strings accepted by :func:`read_documents`:
 
 TensorFlow Datasets is imported only for ``tfds:`` corpora, so reading files stays light.
 
+Bad input (``data/text_files.py`` reads one file): a binary, mostly non-UTF-8 or broken gzip file
+is an error naming it; a line that is not UTF-8 is skipped, a line over 65536 characters split into
+sentences, and a file without a sentence skipped unless no file has one. Skips are counted with
+their ``path:line`` in a ``data.skipped.Skipped`` and reported once by whoever owns the read.
+
 Data shards (:func:`read_shard_documents`): shard ``s`` of ``S`` is decided before anything is read,
 so a host of a pod opens only its part of a large corpus: the files ``files[s::S]`` when there are
 at least ``S`` files, the ``s``-th of ``tfds.even_splits("train", n=S)`` for TFDS, and otherwise
@@ -24,21 +29,23 @@ reads.
 from __future__ import annotations
 
 import glob
-import gzip
 import importlib.resources
 import os
-import re
-from collections.abc import Iterator
+
+from data import text_files
+from data.skipped import Reason, Skipped
+from data.text_files import Document
+
+# Reading one file lives in data/text_files.py; these names are also this module's API.
+iter_lines = text_files.iter_lines
+read_text_file = text_files.read_text_file
+split_sentences = text_files.split_sentences
 
 _PACKAGE = __name__.rpartition(".")[0]
-_GZIP_MAGIC = b"\x1f\x8b"
 _TFDS_PREFIX = "tfds:"
 _DEFAULT_TFDS_FEATURE = "text"
-
-# A sentence ends at . ! or ? followed by whitespace and something that can start a sentence.
-# Deliberately simple (no abbreviation list): "Mr. Smith" splits, which costs sentence pairs
-# little.
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'“‘(\[])")
+EMPTY_FILE = Reason("file without a sentence was skipped", "files without a sentence were skipped",
+                    "remove empty files from --config.data.corpus")
 
 
 def embedded_corpus_files() -> list[str]:
@@ -78,66 +85,11 @@ def expand_paths(spec: str) -> list[str]:
     return paths
 
 
-def _open_binary(path: str):
-    """Opens ``path`` for binary reading, through gzip when its first bytes say so."""
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    if magic == _GZIP_MAGIC or path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
-
-
-def iter_lines(path: str) -> Iterator[tuple[int, str]]:
-    """Yields ``(line_number, stripped_text)`` for every line of a plain or gzipped UTF-8 file.
-
-    Raises:
-      ValueError: naming the file and line when a line is not valid UTF-8.
-    """
-    with _open_binary(path) as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise ValueError(
-                    f"{path}, line {number}: not valid UTF-8 ({err.reason} at byte {err.start}); "
-                    "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`") from err
-            yield number, text.strip()
-
-
-def read_text_file(path: str) -> list[list[str]]:
-    """Reads one file of sentences, one per line, with a blank line between documents.
-
-    Returns:
-      Documents, each a non-empty list of sentence strings, in file order.
-
-    Raises:
-      ValueError: when the file holds no sentence, or a line is not valid UTF-8.
-    """
-    documents, current = [], []
-    for _, line in iter_lines(path):
-        if line:
-            current.append(line)
-        elif current:
-            documents.append(current)
-            current = []
-    if current:
-        documents.append(current)
-    if not documents:
-        raise ValueError(f"{path}: no sentences found; a corpus file needs one sentence per line "
-                         "with a blank line between documents")
-    return documents
-
-
-def split_sentences(text: str) -> list[str]:
-    """Splits free text into sentences: first on newlines (paragraphs), then with a regex.
-
-    Returns:
-      Stripped, non-empty sentences in order.
-    """
-    sentences = []
-    for paragraph in text.splitlines():
-        sentences.extend(s.strip() for s in _SENTENCE_BREAK.split(paragraph.strip()))
-    return [s for s in sentences if s]
+def _no_sentences(paths: list[str], skipped: Skipped) -> str:
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    why = f" ({skipped.summary()})" if skipped.count() else ""
+    return (f"no sentences in {shown}{why}; a corpus file holds one sentence per line with a "
+            "blank line between documents: check the files or --config.data.corpus")
 
 
 def _parse_tfds(corpus: str) -> tuple[str, str]:
@@ -175,17 +127,17 @@ def read_tfds_documents(corpus: str, *, tfds_data_dir: str | None = None,
         raise ValueError(f"TFDS dataset {name!r} has no feature {feature!r}; it has "
                          f"{sorted(ds.element_spec)}; use 'tfds:{name}:<feature>'")
     documents = []
-    for text in tfds.as_numpy(ds.map(lambda ex: ex[feature])):
-        sentences = split_sentences(text.decode("utf-8"))
+    for i, text in enumerate(tfds.as_numpy(ds.map(lambda ex: ex[feature]))):
+        sentences = text_files.split_long_line(text.decode("utf-8"))
         if sentences:
-            documents.append(sentences)
+            documents.append(Document(sentences, origin=f"tfds:{name}[{split}]#{i}"))
     if not documents:
         raise ValueError(f"TFDS dataset {name!r} split {split!r} holds no text in {feature!r}")
     return documents
 
 
 def read_documents(corpus: str, *, tfds_data_dir: str | None = None,
-                   split: str = "train") -> list[list[str]]:
+                   split: str = "train", skipped: Skipped | None = None) -> list[Document]:
     """Reads a corpus into documents of sentences.
 
     Args:
@@ -193,24 +145,40 @@ def read_documents(corpus: str, *, tfds_data_dir: str | None = None,
         ``"tfds:NAME[:FEATURE]"`` (see the module docstring).
       tfds_data_dir: where prepared TFDS datasets live; None or "" for TFDS's default.
       split: the TFDS split to read; ignored for files.
+      skipped: counts what was skipped (lines not UTF-8, files without a sentence) or split
+        (over-long lines); None reports them here, once.
 
     Returns:
-      Documents, each a non-empty list of stripped sentence strings, in corpus order
+      Documents, each a non-empty :class:`Document` of stripped sentence strings, in corpus order
       (files in the given order, each glob's matches sorted).
 
     Raises:
-      ValueError: for a glob matching nothing, an empty file, or a line that is not UTF-8.
+      ValueError: for a glob matching nothing, a binary or mostly non-UTF-8 file, or a corpus
+        without a sentence.
       RuntimeError: when a TFDS dataset is not available offline.
     """
     if corpus.startswith(_TFDS_PREFIX):
         return read_tfds_documents(corpus, tfds_data_dir=tfds_data_dir, split=split)
-    return _read_files(corpus_files(corpus))
+    return _read_files(corpus_files(corpus), skipped)
 
 
-def _read_files(paths: list[str]) -> list[list[str]]:
-    documents = []
+def _read_files(paths: list[str], skipped: Skipped | None = None) -> list[Document]:
+    """The documents of ``paths``; a file without a sentence is skipped (and counted) unless no
+    file has one, which is an error naming the files."""
+    own = skipped is None
+    skipped = Skipped() if own else skipped
+    documents, empty = [], []
     for path in paths:
-        documents.extend(read_text_file(path))
+        found = read_text_file(path, skipped)
+        if not found:
+            empty.append(path)
+        documents.extend(found)
+    if not documents:
+        raise ValueError(_no_sentences(paths, skipped))
+    for path in empty:
+        skipped.add(EMPTY_FILE, path)
+    if own:
+        skipped.warn(f"corpus {', '.join(paths[:3])}{' …' if len(paths) > 3 else ''}")
     return documents
 
 
@@ -225,7 +193,8 @@ def shards_share_files(corpus: str, num_shards: int) -> bool:
 
 
 def read_shard_documents(corpus: str, shard: int, num_shards: int, *,
-                         tfds_data_dir: str | None = None) -> list[list[str]]:
+                         tfds_data_dir: str | None = None,
+                         skipped: Skipped | None = None) -> list[Document]:
     """Reads the documents of data shard ``shard`` of ``num_shards``, and as little else as it can.
 
     Membership depends only on the corpus, ``shard`` and ``num_shards`` (never on how many
@@ -236,7 +205,7 @@ def read_shard_documents(corpus: str, shard: int, num_shards: int, *,
       corpus: as for :func:`read_documents`.
       shard: which shard, ``0 <= shard < num_shards``.
       num_shards: ``S``, how many shards the corpus is cut into.
-      tfds_data_dir: as for :func:`read_documents`.
+      tfds_data_dir, skipped: as for :func:`read_documents`.
 
     Returns:
       The shard's documents in corpus order; for ``num_shards == 1`` exactly
@@ -261,8 +230,8 @@ def read_shard_documents(corpus: str, shard: int, num_shards: int, *,
                                ) from err
     paths = corpus_files(corpus)
     if len(paths) >= num_shards:
-        return _read_files(paths[shard::num_shards])
-    return _read_files(paths)[shard::num_shards]
+        return _read_files(paths[shard::num_shards], skipped)
+    return _read_files(paths, skipped)[shard::num_shards]
 
 
 def corpus_files(corpus: str) -> list[str]:

@@ -5,7 +5,9 @@ the columns ``text_column`` (+ ``text_b_column`` for pairs) and ``label_column``
 test file is carved from train: the rows whose text hashes (``task_sources.split_of``) into that
 10% bucket, so the carve is the same on every host and in every run.
 
-Every problem in a file is reported with the file, the line, what is wrong and how to fix it.
+Every problem in a file is reported with the file, the line, what is wrong and how to fix it:
+a label outside the label set or empty, a missing column, text that is not UTF-8, a malformed
+row. A row with an empty text is skipped instead, counted, and reported once with its line.
 """
 
 from __future__ import annotations
@@ -22,10 +24,15 @@ from collections.abc import Iterator
 from absl import logging
 
 from data import task_sources
+from data.skipped import Reason, Skipped
 from data.task_sources import SPLITS, TaskSpec
 
 _FORMATS = ("tsv", "csv", "jsonl")
 _GZIP_MAGIC = b"\x1f\x8b"
+# A row without its text carries nothing to learn from or to score, and one such row (a blank
+# cell in an export) should not cost the run: skipped, counted and reported with its line.
+EMPTY_TEXT = Reason("row with an empty text was skipped", "rows with an empty text were skipped",
+                    "fill in the text or remove those rows (in dev/test they are not scored)")
 # The config fields a file task reads; they (and the files' timestamps) key the read cache.
 _FIELDS = ("kind", "labels", "train_path", "dev_path", "test_path", "format", "text_column",
            "text_b_column", "label_column")
@@ -65,16 +72,49 @@ def file_format(path: str, fmt: str = "") -> str:
     return ext
 
 
-def _open_text(path: str):
+def _open_binary(path: str):
     with open(path, "rb") as f:
         gzipped = f.read(2) == _GZIP_MAGIC
-    raw = gzip.open(path, "rb") if gzipped else open(path, "rb")
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def _open_text(path: str):
     # newline="": the csv module handles line ends itself (quoted fields may span lines).
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    # utf-8-sig: drops the byte-order mark that spreadsheet exports put first.
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", newline="")
 
 
 def _table_rows(path: str, fmt: str) -> Iterator[tuple[int, dict]]:
-    """``(line_number, row)`` for each data row; the header row of TSV/CSV gives the keys."""
+    """``(line_number, row)`` for each data row; the header row of TSV/CSV gives the keys.
+
+    Raises:
+      ValueError: naming the file and line for text that is not UTF-8 (or binary), a malformed
+        row, and every other problem of the file's layout.
+    """
+    try:
+        yield from _layout_rows(path, fmt)
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path}, line {_first_bad_line(path)}: not valid UTF-8 ({err.reason}); a task file "
+            "is UTF-8 text: re-encode it, e.g. `iconv -f latin1 -t utf-8 in.tsv > out.tsv` (a "
+            "spreadsheet: export it as UTF-8 CSV/TSV)") from err
+    except csv.Error as err:  # e.g. a field over the csv limit: a quote never closed
+        raise ValueError(f"{path}: {err}; is it a {fmt} text file? Check the delimiter and "
+                         "quoting, or set --config.task.format") from err
+
+
+def _first_bad_line(path: str) -> int:
+    """The number of the first line of ``path`` that is not valid UTF-8 (0 if none is)."""
+    with _open_binary(path) as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
+
+
+def _layout_rows(path: str, fmt: str) -> Iterator[tuple[int, dict]]:
     if fmt == "tsv":  # No quoting: GLUE-style TSVs hold bare quote characters.
         reader_args = dict(delimiter="\t", quoting=csv.QUOTE_NONE)
     else:
@@ -134,6 +174,9 @@ def _label(raw, spec: TaskSpec, path: str, number: int) -> float:
                              "--config.task.kind=classification)")
         return value
     text = str(raw).strip()
+    if not text:
+        raise ValueError(f"{path}, line {number}: the label is empty; fill it in (one of "
+                         f"{list(spec.label_names)}) or remove the row")
     if text not in spec.label_names:
         raise ValueError(
             f"{path}, line {number}: label {text!r} is not one of the task's labels "
@@ -145,7 +188,7 @@ def _label(raw, spec: TaskSpec, path: str, number: int) -> float:
 def _read_records(path: str, cfg_task, spec: TaskSpec) -> list[tuple[str, str | None, float]]:
     """Validated ``(text_a, text_b, label)`` records of one file; empty texts skipped."""
     fmt = file_format(path, cfg_task.format)
-    records, skipped = [], 0
+    records, skipped = [], Skipped()
     for number, row in _table_rows(path, fmt):
         text_a = str(_column(row, cfg_task.text_column, "text_column", path, number)).strip()
         text_b = None
@@ -154,14 +197,13 @@ def _read_records(path: str, cfg_task, spec: TaskSpec) -> list[tuple[str, str | 
                                  number)).strip()
         raw = _column(row, cfg_task.label_column, "label_column", path, number)
         if not text_a or text_b == "":
-            skipped += 1
+            skipped.add(EMPTY_TEXT, f"line {number}")
             continue
         records.append((text_a, text_b, _label(raw, spec, path, number)))
-    if skipped:
-        logging.warning("%s: skipped %d rows with an empty text", path, skipped)
     if not records:
-        raise ValueError(f"{path}: no usable rows ({skipped} had an empty text); check "
+        raise ValueError(f"{path}: no usable rows ({skipped.summary()}); check "
                          "--config.task.text_column / text_b_column")
+    skipped.warn(path)
     return records
 
 
@@ -169,7 +211,11 @@ def _raw_labels(path: str, fmt: str, label_column: str) -> tuple[str, ...]:
     """Sorted distinct label values of a file (for a classification task without ``labels``)."""
     values = set()
     for number, row in _table_rows(path, file_format(path, fmt)):
-        values.add(str(_column(row, label_column, "label_column", path, number)).strip())
+        value = str(_column(row, label_column, "label_column", path, number)).strip()
+        if not value:
+            raise ValueError(f"{path}, line {number}: the label is empty; fill it in or remove "
+                             "the row (or list the labels with --config.task.labels=a,b,...)")
+        values.add(value)
     return tuple(sorted(values))
 
 
@@ -232,9 +278,12 @@ def _file_splits(key: tuple[str, ...], stamps: tuple) -> dict[str, list]:
     for record in train:
         bucket = task_sources.split_of(record[0] + "\t" + (record[1] or ""))
         out[bucket if bucket in carved else "train"].append(record)
+    read = {cfg.train_path: train}  # a file given for two splits is read (and reported) once
     for s in ("dev", "test"):
         if given[s]:
-            out[s] = _read_records(given[s], cfg, spec)
+            if given[s] not in read:
+                read[given[s]] = _read_records(given[s], cfg, spec)
+            out[s] = list(read[given[s]])
     return out
 
 

@@ -151,6 +151,8 @@ _EMBEDDED_CLASSIFICATION = {
 }
 _QA_FILE = {"qa_disflqa": "qa_disflqa.jsonl.gz"}
 EMBEDDED = tuple(_EMBEDDED_CLASSIFICATION) + tuple(_QA_FILE)
+# The embedded files ship with pretrax and are checked by its tests: a bad row means a damaged copy.
+_DAMAGED = "the shipped file is damaged: reinstall pretrax (or restore data/tasks/ from git)"
 
 
 def embedded_task_file(name: str) -> str:
@@ -172,11 +174,12 @@ def _tsv_rows(path: str, how: _Embedded) -> Iterator[tuple[int, dict[str, str]]]
             fields = line.rstrip("\n").split("\t")
             if number == 1 and how.header:
                 if tuple(fields) != how.columns:
-                    raise ValueError(f"{path}: header {fields} differs from {list(how.columns)}")
+                    raise ValueError(f"{path}: header {fields} differs from "
+                                     f"{list(how.columns)}; {_DAMAGED}")
                 continue
             if len(fields) != len(how.columns):
                 raise ValueError(f"{path}, line {number}: {len(fields)} fields, expected "
-                                 f"{len(how.columns)} ({list(how.columns)})")
+                                 f"{len(how.columns)} ({list(how.columns)}); {_DAMAGED}")
             yield number, dict(zip(how.columns, fields, strict=True))
 
 
@@ -191,7 +194,7 @@ def _read_classification(name: str) -> dict[str, list[tuple[str, str | None, int
             continue
         if raw not in index:  # Also what catches a header line in a header-less file.
             raise ValueError(f"{path}, line {number}: label {raw!r} is not one of "
-                             f"{list(how.raw_labels)}")
+                             f"{list(how.raw_labels)}; {_DAMAGED}")
         text_b = row[how.text_b] if how.text_b else None
         out[split_of(how.group(row))].append((row[how.text_a], text_b, index[raw]))
     return out

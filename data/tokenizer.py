@@ -18,7 +18,9 @@ import os
 import numpy as np
 import sentencepiece as spm
 
-from data import features, sources
+from data import features
+from data.skipped import Skipped
+from data.text_files import MAX_LINE_CHARS, iter_lines, split_long_line
 
 _PACKAGE = __name__.rpartition(".")[0]
 EMBEDDED_MODEL = "corpus_8k.model"
@@ -41,11 +43,14 @@ _FIX = ("train the model with data.tokenizer.train (or `python -m launch.train_t
         "sets pad=0, unk=1, [CLS]=2, [SEP]=3, [MASK]=4, <s>=5, </s>=6")
 
 
-def _sentences(text_files: list[str]):
-    """Non-empty lines of the files, in order (documents' blank lines dropped)."""
+def _sentences(text_files: list[str], skipped: Skipped):
+    """Non-empty lines of the files, in order (documents' blank lines dropped); lines that are
+    not UTF-8 are counted in ``skipped``, and over-long lines split as the corpus reader does."""
     for path in text_files:
-        for _, line in sources.iter_lines(path):
-            if line:
+        for _, line in iter_lines(path, skipped):
+            if len(line) > MAX_LINE_CHARS:
+                yield from split_long_line(line)
+            elif line:
                 yield line
 
 
@@ -67,8 +72,9 @@ def train(text_files: list[str], model_prefix: str, *, vocab_size: int = 8192,
     """
     os.makedirs(os.path.dirname(os.path.abspath(model_prefix)), exist_ok=True)
     spm.set_random_generator_seed(seed)
+    skipped = Skipped()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=_sentences(list(text_files)),
+        sentence_iterator=_sentences(list(text_files), skipped),
         model_prefix=model_prefix,
         vocab_size=vocab_size,
         model_type=model_type,
@@ -82,6 +88,7 @@ def train(text_files: list[str], model_prefix: str, *, vocab_size: int = 8192,
         num_threads=os.cpu_count() or 1,
         minloglevel=2,
     )
+    skipped.warn("tokenizer training text")
     path = model_prefix + ".model"
     Tokenizer.load(path)  # Fails loudly if SentencePiece ever reorders the specials.
     return path

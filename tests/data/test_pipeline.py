@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
+from data import corpus as corpus_lib
 from data import features, pipeline, sources
 from data.tokenizer import Tokenizer
 
@@ -174,10 +175,11 @@ def test_a_shard_opens_and_tokenises_only_its_files(tmp_path, data_config, monke
     paths = _write_files(tmp_path, 3)
     cfg = data_config(f"{tmp_path}/part*.txt", num_shards=2, eval_fraction=0.2)
     opened, tokenised = [], []
-    read, tokenize = sources.read_text_file, pipeline.tokenize_documents
-    monkeypatch.setattr(sources, "read_text_file", lambda p: opened.append(p) or read(p))
-    monkeypatch.setattr(pipeline, "tokenize_documents",
-                        lambda tok, docs: tokenised.extend(docs) or tokenize(tok, docs))
+    read, tokenize = sources.read_text_file, corpus_lib.tokenize_documents
+    monkeypatch.setattr(sources, "read_text_file",
+                        lambda p, *a: opened.append(p) or read(p, *a))
+    monkeypatch.setattr(corpus_lib, "tokenize_documents",
+                        lambda tok, docs, *a: tokenised.extend(docs) or tokenize(tok, docs, *a))
     corpus = pipeline.load_corpus(cfg, process_index=0, process_count=2)
     assert opened == [paths[0], paths[2]]
     assert tokenised == read(paths[0]) + read(paths[2])

@@ -352,7 +352,7 @@ def test_file_empty_texts_skipped_with_one_warning(tmp_path, caplog):
                       [("", "a"), ("fine", "b"), ("  ", "a")])
     cfg = task_config("file", train_path=path, dev_path=path, test_path=path, labels="a,b")
     assert tasks.load_examples(cfg, "train")["text_a"] == ["fine"]
-    assert "skipped 2 rows with an empty text" in caplog.text
+    assert "t.tsv: 2 rows with an empty text were skipped (line 2, line 4); fill in" in caplog.text
     empty = _write_tsv(tmp_path / "e.tsv", ("text", "label"), [("", "a")])
     with pytest.raises(ValueError, match="no usable rows"):
         tasks.load_examples(task_config("file", train_path=empty, labels="a,b"), "train")
