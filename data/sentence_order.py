@@ -13,8 +13,9 @@ Passages are gathered as BERT's ``create_pretraining_data`` gathers sentence pai
 target length (the budget, or with ``short_seq_prob`` a shorter random one), and whole consecutive
 sentences until it is reached. SOP cuts its two segments at a sentence boundary (inside the text
 when a passage has one sentence); order recovery cuts at random token boundaries, as ERNIE 2.0
-splits a paragraph "randomly into 1 to m segments". Type ids alternate 0/1 by segment, so a 2-segment instance is laid
-out exactly like a BERT sentence pair. Pure NumPy; all randomness comes from the ``rng`` argument.
+splits a paragraph "randomly into 1 to m segments". Type ids alternate 0/1 by segment, so a
+2-segment instance is laid out exactly like a BERT sentence pair. Pure NumPy; all randomness comes
+from the ``rng`` argument.
 """
 
 from __future__ import annotations
