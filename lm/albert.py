@@ -75,9 +75,10 @@ class AlbertForPretraining(nn.Module):
     Attributes:
       config: the architecture.
       mlm: whether to build the masked-LM head (needs ``mlm_positions`` in the batch).
-      sentence_heads: ``(name, classes)`` of each classifier on the pooled output: ``("sop", 2)``
-        for sentence-order prediction, ``("order", C)`` for shuffled-segment order recovery,
-        ``("nsp", 2)`` for BERT's next-sentence prediction.
+      sentence_heads: ``(name, classes)`` of each sentence-level classifier: ``("sop", 2)`` for
+        sentence-order prediction and ``("nsp", 2)`` for BERT's next-sentence prediction, on the
+        pooled output; ``("order", C)`` for shuffled-segment order recovery, on the pooled output
+        and each segment's first and last token (``heads.SegmentOrderHead``).
     """
 
     config: TransformerConfig
@@ -106,6 +107,11 @@ class AlbertForPretraining(nn.Module):
         # Always pooled, so the pooler exists for fine-tuning even without a sentence head.
         pooled_BD = encoder.pool(x_BLD)
         for name, classes in self.sentence_heads:
-            outputs[f"{name}_logits"] = heads.SentencePairHead(
-                self.config, classes, name=f"{name}_head")(pooled_BD)
+            if name == "order":
+                outputs["order_logits"] = heads.SegmentOrderHead(
+                    self.config, classes, name="order_head")(x_BLD, pooled_BD,
+                                                             batch["token_ids"])
+            else:
+                outputs[f"{name}_logits"] = heads.SentencePairHead(
+                    self.config, classes, name=f"{name}_head")(pooled_BD)
         return outputs

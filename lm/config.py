@@ -30,6 +30,8 @@ class TransformerConfig:
         ``layers``).
       remat: ``"none"`` or ``"full"``: recompute each layer's activations in the backward pass.
       pad_id: the token id that marks padding (attention never looks at it).
+      sep_id: the token id that ends each segment ([SEP]); the order-recovery head finds the
+        segments by it.
     """
 
     vocab_size: int
@@ -51,6 +53,7 @@ class TransformerConfig:
     scan_layers: bool = False
     remat: str = "none"
     pad_id: int = 0
+    sep_id: int = 3
 
     def __post_init__(self):
         problems = []

@@ -3,6 +3,7 @@ fine-tuning heads (classification / regression, span QA)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -71,6 +72,76 @@ class SentencePairHead(nn.Module):
         """[B, D] → float32 logits [B, C]."""
         logits_BC = layers.dense(self.config, self.num_classes, (axes.EMBED, axes.CLASSES),
                                  name="classifier")(pooled_BD)
+        return logits_BC.astype(jnp.float32)
+
+
+def max_segments(num_classes: int) -> int:
+    """k such that ``num_classes`` = 1! + 2! + … + k! (the order-recovery classes).
+
+    Raises:
+      ValueError: when ``num_classes`` is no such sum.
+    """
+    total, k = 0, 0
+    while total < num_classes:
+        k += 1
+        total += math.factorial(k)
+    if total != num_classes:
+        raise ValueError(f"{num_classes} order classes is not 1! + 2! + … + k! for any k")
+    return k
+
+
+def segment_boundaries(token_ids_BL: jax.Array, sep_id: int, k: int
+                       ) -> tuple[jax.Array, jax.Array]:
+    """Where each of up to ``k`` segments of ``[CLS] s1 [SEP] s2 [SEP] …`` starts and ends.
+
+    Returns:
+      ``(positions_BS, present_BS)``: int [B, 2k], the first token of segments 1..k then their
+      last token; bool [B, 2k], False for segments the row does not have (position 0 there).
+    """
+    sep_BL = token_ids_BL == sep_id
+    count_BL = jnp.cumsum(sep_BL, axis=-1)
+    # Position of the j-th [SEP] (0 when the row has fewer): argmax of a one-hot row.
+    sep_BK = jnp.stack([jnp.argmax(sep_BL & (count_BL == j), axis=-1) for j in range(1, k + 1)],
+                       axis=1)
+    present_BK = sep_BK > 0
+    starts_BK = jnp.concatenate([jnp.ones_like(sep_BK[:, :1]), sep_BK[:, :-1] + 1], axis=1)
+    ends_BK = sep_BK - 1
+    positions_BS = jnp.where(jnp.tile(present_BK, 2),
+                             jnp.concatenate([starts_BK, ends_BK], axis=1), 0)
+    return positions_BS, jnp.tile(present_BK, 2)
+
+
+class SegmentOrderHead(nn.Module):
+    """Shuffled-segment order recovery: scores each permutation from the pooled [CLS] vector and
+    the first and last token states of every shown segment.
+
+    The permutation shows in how the segments begin and end (a passage starts a sentence and ends
+    one; a cut falls mid-sentence), so the head reads those positions directly instead of waiting
+    for [CLS] to learn to gather them: a one-layer MLP per slot (shared), then a linear map of
+    the 1 + 2k slots to the C classes. Absent segments contribute zeros.
+
+    Attributes:
+      config: the architecture (``sep_id`` locates the segments).
+      num_classes: C = 1! + … + k! for the largest k.
+    """
+
+    config: TransformerConfig
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x_BLD: jax.Array, pooled_BD: jax.Array,
+                 token_ids_BL: jax.Array) -> jax.Array:
+        """[B, L, D], [B, D], int [B, L] → float32 logits [B, C]."""
+        cfg = self.config
+        k = max_segments(self.num_classes)
+        positions_BS, present_BS = segment_boundaries(token_ids_BL, cfg.sep_id, k)
+        edges_BSD = gather_positions(x_BLD, positions_BS)
+        edges_BSD = jnp.where(present_BS[..., None], edges_BSD, 0).astype(x_BLD.dtype)
+        slots_BSD = jnp.concatenate([pooled_BD[:, None].astype(x_BLD.dtype), edges_BSD], axis=1)
+        h_BSD = layers.dense(cfg, cfg.hidden_size, (axes.EMBED, axes.MLP), name="slot")(slots_BSD)
+        h_BSD = jnp.tanh(h_BSD)
+        logits_BC = layers.dense(cfg, self.num_classes, (axes.POS, axes.MLP, axes.CLASSES),
+                                 contract=2, name="classifier")(h_BSD)
         return logits_BC.astype(jnp.float32)
 
 

@@ -2,6 +2,7 @@
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -65,7 +66,8 @@ def test_heads_follow_options():
     model = models.make_model("albert", ALBERT, mlm=False, sentence_heads=(("order", 9),))
     listing = _shapes(model)
     assert not any(k.startswith("mlm_head") for k in listing)
-    assert listing["order_head/classifier/kernel"].value.shape == (32, 9)
+    # One slot for [CLS] and two (first and last token) for each of up to 3 segments.
+    assert listing["order_head/classifier/kernel"].value.shape == (7, 32, 9)
     batch = {k: v for k, v in make_batch().items() if not k.startswith("mlm_")}
     params = nn.unbox(model.init(KEYS, batch)["params"])
     out = jit(lambda p, b: model.apply({"params": p}, b))(params, batch)
@@ -109,3 +111,16 @@ def test_finetune_models_have_the_pretraining_encoder(kind):
     # Every encoder parameter of the fine-tuning model is in the pretraining checkpoint (span QA
     # leaves the pooler out, as BERT's does).
     assert want == {k: (pre[k].value.shape, pre[k].names) for k in want}
+
+
+def test_segment_boundaries_find_each_segments_first_and_last_token():
+    from lm import heads
+    cls, sep = 2, 3
+    token_ids = jnp.asarray([[cls, 10, 11, sep, 12, sep, 13, 14, 15, sep, 0],
+                             [cls, 10, sep, 0, 0, 0, 0, 0, 0, 0, 0]])
+    positions, present = heads.segment_boundaries(token_ids, sep, 3)
+    np.testing.assert_array_equal(positions, [[1, 4, 6, 2, 4, 8], [1, 0, 0, 1, 0, 0]])
+    np.testing.assert_array_equal(present, [[1, 1, 1, 1, 1, 1], [1, 0, 0, 1, 0, 0]])
+    assert heads.max_segments(9) == 3 and heads.max_segments(1) == 1
+    with pytest.raises(ValueError, match="not 1! \\+ 2!"):
+        heads.max_segments(5)
