@@ -56,7 +56,7 @@ _UNREADABLE = (ValueError, OSError, KeyError, TypeError)
 def _why(e: BaseException) -> str:
     """The first line of an error, short enough for a one-line message."""
     text = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return f"{type(e).__name__}: {text[:300]}"
+    return f"{type(e).__name__}: {text[:300]}{'…' if len(text) > 300 else ''}"
 
 
 def _agreed(ok: bool) -> bool:
