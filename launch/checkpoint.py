@@ -86,36 +86,44 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state):
         ``abstract_state.params``; names every mismatched parameter with both shapes.
       ValueError: there are checkpoints, but none can be read (nothing is moved then).
     """
-    unreadable, reader = [], None
-    for step in sorted(manager.all_steps(), reverse=True):
-        reader = reader or _reader(manager.directory)  # knows the item types: it reads shapes
-        try:
-            saved = _saved_param_shapes(reader, step)
-        except _UNREADABLE as e:
-            saved = e
-        if _agreed(not isinstance(saved, Exception)):
-            _check_fits(saved, _flat_shapes(abstract_state.params), step, manager.directory,
-                        partial=False)
-            try:
-                restored = _restore_step(manager, step, abstract_state)
-            except _UNREADABLE as e:
-                restored = e
-            if _agreed(not isinstance(restored, Exception)):
-                reader.close()
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
+        return None
+    unreadable, reader = [], _reader(manager.directory)  # knows the item types: reads shapes
+    try:
+        for step in steps:
+            restored = _try_step(reader, manager, step, abstract_state)
+            if not isinstance(restored, str):
                 _move_aside(manager, unreadable, step)
                 return restored
-            saved = restored
-        unreadable.append((step, _why(saved) if isinstance(saved, Exception) else
-                           "unreadable on another process"))
-    if reader:
+            unreadable.append((step, restored))
+    finally:
         reader.close()
-    if unreadable:
-        raise ValueError(
-            f"no checkpoint in {manager.directory} can be read: " + "; ".join(
-                f"step {step}: {why}" for step, why in unreadable) + ". Nothing was moved or "
-            "deleted. Start a new --workdir, or move the checkpoints directory aside to train "
-            "this one from scratch")
-    return None
+    raise ValueError(
+        f"no checkpoint in {manager.directory} can be read: " + "; ".join(
+            f"step {step}: {why}" for step, why in unreadable) + ". Nothing was moved or "
+        "deleted. Start a new --workdir, or move the checkpoints directory aside to train this "
+        "one from scratch")
+
+
+def _try_step(reader, manager: ocp.CheckpointManager, step: int, abstract_state):
+    """(state, data_position, step), or why the step cannot be read (on any process)."""
+    try:
+        saved = _saved_param_shapes(reader, step)
+    except _UNREADABLE as e:
+        saved = e
+    if not _agreed(not isinstance(saved, Exception)):
+        return _why(saved) if isinstance(saved, Exception) else "unreadable on another process"
+    _check_fits(saved, _flat_shapes(abstract_state.params), step, manager.directory,
+                partial=False)
+    try:
+        restored = _restore_step(manager, step, abstract_state)
+    except _UNREADABLE as e:
+        restored = e
+    if not _agreed(not isinstance(restored, Exception)):
+        return (_why(restored) if isinstance(restored, Exception) else
+                "unreadable on another process")
+    return restored
 
 
 def _move_aside(manager: ocp.CheckpointManager, unreadable: list, restored_step: int) -> None:
