@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
+from ml_collections import config_dict, config_flags
 
 
 def define_flags(config_example: str):
@@ -26,6 +28,98 @@ def define_flags(config_example: str):
                          "--coordinator_address).")
     flags.mark_flags_as_required(["config", "workdir"])
     return config, workdir
+
+
+def define_resume_flags():
+    """``--allow_config_change`` (binaries that resume a workdir); returns its holder."""
+    return flags.DEFINE_bool(
+        "allow_config_change", False, "Resume --workdir although this config differs from its "
+        "config.json (the old one is kept as config.previous.json). Without it such a run is "
+        "refused, except for changes that are safe on resume (run length, logging, evaluation "
+        "and checkpoint cadence, device layout; launch/workdir.py:SAFE_ON_RESUME).")
+
+
+def _config_spec(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg in (f"--{name}", f"-{name}") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith((f"--{name}=", f"-{name}=")):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _missing_part(cfg, path: str) -> str | None:
+    """The first prefix of the dotted ``path`` that ``cfg`` lacks, or None when it has it."""
+    node, parts = cfg, path.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(node, config_dict.ConfigDict) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return ".".join(parts[:i + 1])
+    return None
+
+
+def _keys(cfg, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in cfg.items():
+        out += _keys(v, f"{prefix}{k}.") if isinstance(v, config_dict.ConfigDict) else [
+            f"{prefix}{k}"]
+    return out
+
+
+def _hint(missing: str, key: str, keys: list[str], name: str) -> str:
+    """The closest key beside ``missing``, else the keys there are."""
+    parent, _, part = missing.rpartition(".")
+    siblings = sorted({k[len(parent) + 1 if parent else 0:].split(".")[0] for k in keys
+                       if not parent or k.startswith(parent + ".")})
+    if not siblings:
+        return f"{parent} is a single value, not a group of keys"
+    close = difflib.get_close_matches(part, siblings, 1, 0.6)
+    if close:
+        return f"did you mean --{name}.{'.'.join(filter(None, [parent, close[0]]))}" \
+               f"{key[len(missing):]}?"
+    return f"the keys {'under ' + parent if parent else 'it has'} are {', '.join(siblings)}"
+
+
+def unknown_config_key(argv: list[str], name: str = "config",
+                       flag_values: flags.FlagValues = flags.FLAGS) -> str | None:
+    """What is wrong with the first ``--config.KEY=…`` whose KEY the config lacks, with the
+    closest key it has; None when there is none (or the config file cannot be loaded)."""
+    spec = _config_spec(argv, name)
+    if spec is None:
+        return None
+    try:  # the config flag's own parser loads the file (as --config did)
+        cfg = flag_values[name].parser.parse(spec)
+    except Exception:  # noqa: BLE001 - any failure to load is absl's to report, not ours
+        return None
+    keys = _keys(cfg) if isinstance(cfg, config_dict.ConfigDict) else []
+    for arg in argv:
+        match = re.match(rf"^--?(?:no)?{name}\.([^=]+)", arg)
+        missing = match and _missing_part(cfg, match.group(1))
+        if not missing:
+            continue
+        return (f"unknown config key {match.group(1)} in {arg}: {spec} has no {missing}; "
+                f"{_hint(missing, match.group(1), keys, name)}")
+    return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, plus a one-line error for a ``--config.KEY`` the config lacks
+    (ml_collections raises a bare KeyError/AttributeError with a traceback)."""
+    try:
+        return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError, TypeError, IndexError):
+        problem = unknown_config_key(argv)
+        if problem is None:
+            raise
+        sys.exit(f"error: {problem}")
+
+
+def run(main) -> None:
+    """``app.run(main)`` with the flag errors of ``parse_flags``."""
+    app.run(main, flags_parser=parse_flags)
 
 
 def start(argv, *, multiprocess: bool = True) -> None:

@@ -6,8 +6,10 @@ import os
 from collections.abc import Mapping
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from jax.experimental import multihost_utils
 
 
 def make_manager(workdir: str, cfg_train) -> ocp.CheckpointManager:
@@ -41,14 +43,108 @@ def abstract_like(state, shardings):
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state):
-    """(state, data_position, step) of the newest checkpoint, or None when there is none."""
-    step = manager.latest_step()
-    if step is None:
-        return None
+class UnfitCheckpointError(ValueError):
+    """A checkpoint whose parameters do not fit the model it would be restored into."""
+
+
+# What reading a damaged checkpoint raises: TensorStore and Orbax report a truncated or missing
+# array file as a ValueError (or OSError), garbage metadata as a JSON (ValueError), KeyError or
+# TypeError. Never the shapes of a healthy checkpoint: `_check_fits` reads those first.
+_UNREADABLE = (ValueError, OSError, KeyError, TypeError)
+
+
+def _why(e: BaseException) -> str:
+    """The first line of an error, short enough for a one-line message."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return f"{type(e).__name__}: {text[:300]}{'…' if len(text) > 300 else ''}"
+
+
+def _agreed(ok: bool) -> bool:
+    """True when every process has ``ok`` (so all fall back, or none does)."""
+    if jax.process_count() == 1:
+        return ok
+    return bool(np.min(multihost_utils.process_allgather(np.int32(ok))))
+
+
+def _restore_step(manager: ocp.CheckpointManager, step: int, abstract_state):
     restored = manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
     return restored.state, dict(restored.data), step
+
+
+def restore_latest(manager: ocp.CheckpointManager, abstract_state):
+    """(state, data_position, step) of the newest checkpoint that can be read, or None when
+    there is none.
+
+    A checkpoint that cannot be read (a truncated or missing array file, garbage metadata) is
+    skipped for the one before it; once one is restored, the skipped ones are moved to
+    ``checkpoints/corrupt/STEP`` (kept, not deleted, and out of Orbax's way so that step can be
+    saved again), with a warning naming each step and why.
+
+    Raises:
+      UnfitCheckpointError: the newest readable checkpoint's parameters do not fit
+        ``abstract_state.params``; names every mismatched parameter with both shapes.
+      ValueError: there are checkpoints, but none can be read (nothing is moved then).
+    """
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
+        return None
+    unreadable, reader = [], _reader(manager.directory)  # knows the item types: reads shapes
+    try:
+        for step in steps:
+            restored = _try_step(reader, manager, step, abstract_state)
+            if not isinstance(restored, str):
+                _move_aside(manager, unreadable, step)
+                return restored
+            unreadable.append((step, restored))
+    finally:
+        reader.close()
+    raise ValueError(
+        f"no checkpoint in {manager.directory} can be read: " + "; ".join(
+            f"step {step}: {why}" for step, why in unreadable) + ". Nothing was moved or "
+        "deleted. Start a new --workdir, or move the checkpoints directory aside to train this "
+        "one from scratch")
+
+
+def _try_step(reader, manager: ocp.CheckpointManager, step: int, abstract_state):
+    """(state, data_position, step), or why the step cannot be read (on any process)."""
+    try:
+        saved = _saved_param_shapes(reader, step)
+    except _UNREADABLE as e:
+        saved = e
+    if not _agreed(not isinstance(saved, Exception)):
+        return _why(saved) if isinstance(saved, Exception) else "unreadable on another process"
+    _check_fits(saved, _flat_shapes(abstract_state.params), step, manager.directory,
+                partial=False)
+    try:
+        restored = _restore_step(manager, step, abstract_state)
+    except _UNREADABLE as e:
+        restored = e
+    if not _agreed(not isinstance(restored, Exception)):
+        return (_why(restored) if isinstance(restored, Exception) else
+                "unreadable on another process")
+    return restored
+
+
+def _move_aside(manager: ocp.CheckpointManager, unreadable: list, restored_step: int) -> None:
+    """Moves each unreadable step to ``checkpoints/corrupt/STEP`` (``STEP.N`` if taken)."""
+    if not unreadable:
+        return
+    directory = os.fspath(manager.directory)
+    if jax.process_index() == 0:
+        for step, why in unreadable:
+            target = os.path.join(directory, "corrupt", str(step))
+            n = 1
+            while os.path.exists(target):
+                target, n = os.path.join(directory, "corrupt", f"{step}.{n}"), n + 1
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(os.path.join(directory, str(step)), target)
+            logging.warning("the checkpoint at step %d cannot be read (%s); restored step %d "
+                            "instead and moved step %d to %s", step, why, restored_step, step,
+                            target)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("unreadable checkpoints moved aside")
+    manager.reload()
 
 
 def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
@@ -57,6 +153,11 @@ def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
         raise FileNotFoundError(
             f"no checkpoints in {workdir} (looked for {directory}); point init_from at a "
             "pretraining workdir (the --workdir of launch.pretrain)")
+    return _reader(directory)
+
+
+def _reader(directory) -> ocp.CheckpointManager:
+    """A read-only manager that knows the items' types, so it can read their metadata."""
     level = logging.get_verbosity()
     logging.set_verbosity(logging.ERROR)  # Orbax warns that read-only means read-only
     try:
@@ -92,6 +193,24 @@ def _flat_shapes(tree, prefix: str = "") -> dict[str, tuple]:
     return {prefix.rstrip("/"): _shape_of(tree)}
 
 
+def _saved_param_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
+    """``{"group/param": shape}`` of a checkpoint's parameters, from its metadata alone."""
+    return _flat_shapes(dict(manager.item_metadata(step)["state"]["params"]))
+
+
+def _check_fits(saved: dict, wanted: dict, step: int, where, *, partial: bool) -> None:
+    """Raises UnfitCheckpointError naming every parameter whose shape differs (or that only
+    one side has; with ``partial``, the checkpoint may hold more)."""
+    names = sorted(wanted) if partial else sorted(set(wanted) | set(saved))
+    problems = [f"{k}: checkpoint {saved.get(k, 'missing')}, this model "
+                f"{wanted.get(k, 'missing')}" for k in names if saved.get(k) != wanted.get(k)]
+    if problems:
+        raise UnfitCheckpointError(
+            f"the checkpoint at step {step} in {where} does not fit this model; mismatched "
+            f"parameters:\n  " + "\n  ".join(problems[:12]) + (
+                f"\n  … and {len(problems) - 12} more" if len(problems) > 12 else ""))
+
+
 def restore_params_subtree(workdir: str, subtree: str, abstract, step: int = -1):
     """Parameters only: ``params/<subtree>`` (``""`` = all) of a checkpoint, resharded.
 
@@ -113,29 +232,45 @@ def restore_params_subtree(workdir: str, subtree: str, abstract, step: int = -1)
       ValueError: the checkpoint's parameters do not fit ``abstract``; names every mismatch.
     """
     manager = _read_only_manager(workdir)
-    steps = manager.all_steps()
+    try:
+        return _restore_subtree(manager, workdir, subtree, abstract, step)
+    finally:
+        manager.close()
+
+
+def _restore_subtree(manager, workdir: str, subtree: str, abstract, step: int):
+    steps = sorted(manager.all_steps())
     if not steps or (step != -1 and step not in steps):
         raise FileNotFoundError(f"no checkpoint at step {step} in {workdir}; it has steps "
-                                f"{sorted(steps)}")
+                                f"{steps}")
     step = max(steps) if step == -1 else step
-    saved = manager.item_metadata(step)["state"]
-    saved_params = _flat_shapes(dict(saved["params"]))
+    try:
+        saved_params = _saved_param_shapes(manager, step)
+    except _UNREADABLE as e:
+        raise _unreadable_init(workdir, step, steps, e) from e
     prefix = f"{subtree}/" if subtree else ""
     wanted = {f"{prefix}{k}": shape for k, shape in _flat_shapes(abstract).items()}
-    problems = [f"{k}: checkpoint {saved_params[k] if k in saved_params else 'missing'}, "
-                f"this model {shape}" for k, shape in sorted(wanted.items())
-                if saved_params.get(k) != shape]
-    if problems:
-        raise ValueError(
-            f"the checkpoint at step {step} in {workdir} does not fit this model; mismatched "
-            f"parameters:\n  " + "\n  ".join(problems[:12]) + (
-                f"\n  … and {len(problems) - 12} more" if len(problems) > 12 else "") +
-            "\nUse the architecture the checkpoint was pretrained with (its config.json has "
-            "model.* and data.tokenizer), or train from scratch without init_from.")
+    try:
+        _check_fits(saved_params, wanted, step, workdir, partial=True)
+    except UnfitCheckpointError as e:
+        raise UnfitCheckpointError(
+            f"{e}\nUse the architecture the checkpoint was pretrained with (its config.json "
+            "has model.* and data.tokenizer), or train from scratch without init_from.") from None
     item = {"params": {subtree: abstract} if subtree else abstract}
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-        item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
-        partial_restore=True)))
-    manager.close()
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+            partial_restore=True)))
+    except _UNREADABLE as e:
+        raise _unreadable_init(workdir, step, steps, e) from e
     params = restored.state["params"]
     return (params[subtree] if subtree else params), step, saved_params
+
+
+def _unreadable_init(workdir: str, step: int, steps: list[int], e: Exception) -> ValueError:
+    others = [s for s in steps if s != step]
+    return ValueError(
+        f"the checkpoint at step {step} in {workdir} cannot be read ({_why(e)}); it was not "
+        "changed. " + (f"Use another of its steps, e.g. --config.init_step={others[-1]} (it "
+                       f"has {others})" if others else "It has no other step; use another run") +
+        ", or train from scratch without init_from")

@@ -7,8 +7,6 @@ the checkpoint and from scratch (and after task-adaptive pretraining where asked
 WORKDIR/report.md, results.json and plots. Re-running continues an interrupted comparison.
 """
 
-from absl import app
-
 from launch import binary
 
 _CONFIG, _WORKDIR = binary.define_flags("launch/configs/compare.py:quick")
@@ -22,7 +20,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (`pretrax-compare`)."""
-    app.run(main)
+    binary.run(main)
 
 
 if __name__ == "__main__":

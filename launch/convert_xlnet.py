@@ -1,7 +1,7 @@
 """Hugging Face transformers' XLNet weights → pretrax XLNet parameters.
 
 Takes a state dict of ``XLNetLMHeadModel`` (or ``XLNetModel``, keys without the ``transformer.``
-prefix) as PyTorch tensors or NumPy arrays, or reads one from a ``.safetensors`` / ``.bin`` file,
+prefix) as PyTorch tensors or NumPy arrays, or reads one from a ``.safetensors`` file,
 and returns the parameter tree of ``lm.xlnet.XLNetForPretraining``. Example::
 
     config = config_from_hf(hf_model.config.to_dict())
@@ -81,9 +81,16 @@ def params_from_state_dict(state_dict: Mapping, config: TransformerConfig) -> di
 
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
-    """Reads a ``.safetensors`` file (NumPy, no torch needed) or a PyTorch ``.bin``."""
-    if path.endswith(".safetensors"):
-        from safetensors.numpy import load_file
-        return load_file(path)
-    import torch
-    return {k: _np(v) for k, v in torch.load(path, map_location="cpu").items()}
+    """Reads a ``.safetensors`` file (plain arrays: loading it runs no code, needs no torch).
+
+    Raises:
+      ValueError: for any other format, e.g. PyTorch's pickled ``.bin``, which can run code
+        when loaded.
+    """
+    if not path.endswith(".safetensors"):
+        raise ValueError(
+            f"{path}: only .safetensors weights are read (a pickled PyTorch .bin can run code "
+            "when loaded); save the model with transformers' "
+            "save_pretrained(dir, safe_serialization=True) and pass dir/model.safetensors")
+    from safetensors.numpy import load_file
+    return load_file(path)

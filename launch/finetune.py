@@ -4,25 +4,26 @@
       --config.init_from=workdirs/bert_tiny --workdir=workdirs/sentiment_rt
 
 Without --config.init_from the model trains from scratch. Running it again on the same workdir
-resumes. The best dev checkpoint is scored on test; results go to WORKDIR/results.json.
+resumes (a different config is refused unless --allow_config_change). The best dev checkpoint
+is scored on test; results go to WORKDIR/results.json.
 """
-
-from absl import app
 
 from launch import binary
 
 _CONFIG, _WORKDIR = binary.define_flags("launch/configs/finetune.py:sentiment_rt")
+_ALLOW_CONFIG_CHANGE = binary.define_resume_flags()
 
 
 def main(argv):
     binary.start(argv)
     from launch import finetuning
-    binary.explain_errors(finetuning.finetune, _CONFIG.value, _WORKDIR.value)
+    binary.explain_errors(finetuning.finetune, _CONFIG.value, _WORKDIR.value,
+                          allow_config_change=_ALLOW_CONFIG_CHANGE.value)
 
 
 def run():
     """Console-script entry point (`pretrax-finetune`)."""
-    app.run(main)
+    binary.run(main)
 
 
 if __name__ == "__main__":

@@ -172,10 +172,12 @@ def _start(cfg, run: _Setup, workdir: str, changes) -> tuple[int, dict, object]:
     return start_step, progress, manager
 
 
-def finetune(cfg, workdir: str) -> dict:
-    """Fine-tunes per ``cfg`` (see launch/configs/finetune.py); returns and writes results."""
+def finetune(cfg, workdir: str, *, allow_config_change: bool = False) -> dict:
+    """Fine-tunes per ``cfg`` (see launch/configs/finetune.py); returns and writes results.
+
+    A workdir written by another config is refused unless ``allow_config_change``."""
     cfg = finetune_setup.resolve(cfg)
-    changes = workdir_lib.config_changes(workdir, cfg)
+    changes = workdir_lib.check_config(workdir, cfg, allow_change=allow_config_change)
     run = _setup(cfg)
     start_step, progress, manager = _start(cfg, run, workdir, changes)
     train_fn, _ = train_lib.compile_steps(cfg, run.model, run.tx, run.shardings, run.mesh,

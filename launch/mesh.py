@@ -25,11 +25,9 @@ def mesh_shape(cfg_mesh, device_count: int) -> tuple[int, int, int]:
       ValueError: naming the requested shape, the device count and a shape that would fit.
     """
     sizes = [int(cfg_mesh.data), int(cfg_mesh.fsdp), int(cfg_mesh.tensor)]
-    if sizes.count(-1) > 1:
-        named = dict(zip(axes.MESH_AXES, sizes, strict=True))
-        raise ValueError(f"mesh {named}: at most one axis may be -1")
-    if any(s == 0 or s < -1 for s in sizes):
-        raise ValueError(f"mesh sizes must be positive or -1, got {sizes}")
+    if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
+        raise ValueError(_misfit(sizes, device_count, "each size must be positive, or -1 (the "
+                                 "rest of the devices) on at most one axis"))
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
         if device_count % known:
@@ -40,10 +38,12 @@ def mesh_shape(cfg_mesh, device_count: int) -> tuple[int, int, int]:
     return tuple(sizes)
 
 
-def _misfit(sizes, device_count: int) -> str:
+def _misfit(sizes, device_count: int,
+            rule: str = "the product of the sizes (with -1 for the rest) must equal the device "
+                        "count") -> str:
     data, fsdp, tensor = sizes
     return (f"mesh data={data} fsdp={fsdp} tensor={tensor} does not fit {device_count} devices: "
-            f"the product of the sizes (with -1 for the rest) must equal the device count. "
+            f"{rule}. "
             f"For example --config.mesh.data=-1 --config.mesh.fsdp=1 --config.mesh.tensor=1 "
             f"(data={device_count}).")
 

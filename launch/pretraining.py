@@ -97,9 +97,12 @@ def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: i
     return results
 
 
-def train_and_evaluate(cfg, workdir: str) -> dict:
-    """Pretrains per `cfg`, resuming from `workdir`'s latest checkpoint. Returns final results."""
-    changes = workdir_lib.config_changes(workdir, cfg)
+def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) -> dict:
+    """Pretrains per `cfg`, resuming from `workdir`'s latest checkpoint. Returns final results.
+
+    A workdir written by another config is refused (`workdir.check_config`) unless
+    `allow_config_change`."""
+    changes = workdir_lib.check_config(workdir, cfg, allow_change=allow_config_change)
     mesh = mesh_lib.make_mesh(cfg.mesh)
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)

@@ -1,4 +1,5 @@
-"""A run's workdir: its recorded config, and restoring its own latest checkpoint safely."""
+"""A run's workdir: its recorded config (read as data, never run), checked against this run's
+before anything is written, and its latest readable checkpoint restored."""
 
 from __future__ import annotations
 
@@ -9,6 +10,25 @@ import jax
 from absl import logging
 
 from launch import checkpoint
+
+# Keys that may differ from the workdir's config.json when a run resumes: none of them changes
+# the model, the data or the order the data comes in, so the run stays one run.
+SAFE_ON_RESUME = (
+    # How long to train: resuming to train longer is what resuming is for. The learning rate
+    # follows the new length's schedule from the restored step on (the warning says so).
+    "train.steps",
+    # What is logged, evaluated and saved, and how often: reporting only.
+    "train.log_every", "train.eval_every", "train.eval_batches", "train.evals",
+    "train.checkpoint_every", "train.keep_checkpoints",
+    # Where the devices are and how the arrays lie on them: checkpoints restore onto any mesh,
+    # and the math is the same (a job resumed on another slice).
+    "mesh.data", "mesh.fsdp", "mesh.tensor", "logical_axis_rules",
+    # Memory for compute: the same update (remat recomputes activations; microbatches
+    # accumulate the same gradient in pieces).
+    "model.remat", "train.microbatches",
+    # Where the same TFDS data lives on this machine.
+    "data.tfds_data_dir", "task.tfds_data_dir",
+)
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -23,17 +43,26 @@ def read_config(workdir: str) -> dict:
 
     Raises:
       FileNotFoundError: naming the file, when the workdir has none.
+      ValueError: naming the file, when it is not a JSON object.
     """
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: {workdir} is not a pretrax workdir (or its "
                                 "run never started)")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        config = e
+    if not isinstance(config, dict):
+        reason = f"{config}" if isinstance(config, Exception) else "not a JSON object"
+        raise ValueError(f"{path} is not a pretrax config ({reason}); restore it (e.g. from "
+                         f"config.previous.json beside it) or use a new --workdir")
+    return config
 
 
 def config_changes(workdir: str, cfg) -> list[str]:
-    """Keys whose values differ from the config the workdir was last run with."""
+    """``"key: old -> new"`` for every key that differs from the workdir's ``config.json``."""
     if not os.path.exists(os.path.join(workdir, "config.json")):
         return []
     old = _flat(read_config(workdir))
@@ -42,27 +71,76 @@ def config_changes(workdir: str, cfg) -> list[str]:
             if old.get(k) != new.get(k)]
 
 
+def _is_safe(change: str) -> bool:
+    return change.split(": ", 1)[0] in SAFE_ON_RESUME
+
+
+def check_config(workdir: str, cfg, *, allow_change: bool = False) -> list[str]:
+    """The config changes since the workdir's last run; refuses unsafe ones unless allowed.
+
+    Call before anything is written. Changes of ``SAFE_ON_RESUME`` keys are allowed with a
+    warning.
+
+    Returns:
+      Every change (``"key: old -> new"``), for ``write_config`` and ``restore``.
+
+    Raises:
+      ValueError: naming the changed keys and the fixes, when any other key changed and
+        ``allow_change`` is false.
+    """
+    changes = config_changes(workdir, cfg)
+    unsafe = [c for c in changes if not _is_safe(c)]
+    if unsafe and not allow_change:
+        raise ValueError(
+            f"{workdir} was written by another config (changed: {'; '.join(unsafe)}); nothing "
+            f"was written. Rerun with the config in {os.path.join(workdir, 'config.json')}, use "
+            "a new --workdir, or pass --allow_config_change to resume with the new values")
+    if changes and jax.process_index() == 0:
+        schedule = any(c.startswith("train.steps:") for c in changes)
+        logging.warning("resuming %s with config changes%s: %s%s", workdir,
+                        "" if unsafe else " that are safe on resume", "; ".join(changes),
+                        " (the learning rate now follows the schedule of the new train.steps)"
+                        if schedule else "")
+    return changes
+
+
+def _set_aside(path: str) -> None:
+    """Renames ``config.previous.json`` to the first free ``config.previous.N.json``."""
+    if not os.path.exists(path):
+        return
+    n = 1
+    while os.path.exists(path.replace(".json", f".{n}.json")):
+        n += 1
+    os.replace(path, path.replace(".json", f".{n}.json"))
+
+
 def write_config(workdir: str, cfg, changes: list[str]) -> None:
-    """Writes ``config.json`` (process 0); a changed config keeps the old one beside it."""
+    """Writes ``config.json`` (process 0); a changed config keeps the old one beside it as
+    ``config.previous.json`` (and any earlier one as ``config.previous.N.json``)."""
     if jax.process_index() != 0:
         return
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "config.json")
-    if changes:
-        logging.warning("config differs from the one in %s (%s); continuing with the new one, "
-                        "the old one is kept as config.previous.json", path, "; ".join(changes))
-        os.replace(path, os.path.join(workdir, "config.previous.json"))
-    with open(path, "w") as f:
+    if changes and os.path.exists(path):
+        previous = os.path.join(workdir, "config.previous.json")
+        _set_aside(previous)
+        os.replace(path, previous)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write(cfg.to_json_best_effort(indent=2, sort_keys=True))
+    os.replace(path + ".tmp", path)  # never a half-written config.json
 
 
 def restore(manager, state, shardings, workdir: str, changes: list[str]):
-    """The latest checkpoint, or a ValueError that says which config change makes it unfit."""
+    """The latest readable checkpoint (``checkpoint.restore_latest``), or None.
+
+    Raises:
+      ValueError: when the checkpoint does not fit this run's model (naming the parameters and
+        the config changes since it was written), or no checkpoint can be read.
+    """
     try:
         return checkpoint.restore_latest(manager, checkpoint.abstract_like(state, shardings))
-    except (ValueError, KeyError, TypeError) as e:
-        reason = str(e).split(". ")[0]  # Orbax's own advice (its API flags) is not for our users
+    except checkpoint.UnfitCheckpointError as e:
         raise ValueError(
-            f"the checkpoint in {workdir} does not fit this run's model: {reason}.\nConfig changes "
-            f"since it was written: {changes or 'none recorded'}. Resume with the old values, "
-            f"or start a new --workdir. Nothing in {workdir} was changed.") from e
+            f"{e}\nConfig changes since it was written: {'; '.join(changes) or 'none recorded'}. "
+            f"Resume with the old values, or start a new --workdir. Nothing in {workdir} was "
+            "changed.") from e

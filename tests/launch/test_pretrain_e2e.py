@@ -100,8 +100,14 @@ def test_incompatible_checkpoint_is_refused_and_workdir_kept(tmp_path, fixture_c
               for name in ("config.json", "metrics.jsonl", "results.json")}
     wider = make_config(fixture_corpus, 4)
     wider.data.max_seq_length = 32  # the position table no longer matches
-    with pytest.raises(ValueError, match=r"does not fit(.|\n)*data.max_seq_length: 64 -> 32"):
+    with pytest.raises(ValueError, match=r"written by another config \(changed: "
+                                         r"data.max_seq_length: 64 -> 32\)"):
         pretraining.train_and_evaluate(wider, workdir)
+    with pytest.raises(ValueError, match=r"does not fit this model; mismatched parameters:\n  "
+                                         r"encoder/embeddings/position_embed/embedding: "
+                                         r"checkpoint \(64, 128\), this model \(32, 128\)"
+                                         r"(.|\n)*data.max_seq_length: 64 -> 32"):
+        pretraining.train_and_evaluate(wider, workdir, allow_config_change=True)
     after = {name: open(os.path.join(workdir, name)).read() for name in before}
     assert after == before
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2"]
