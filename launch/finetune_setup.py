@@ -14,7 +14,8 @@ from lm import models
 # the values used for a from-scratch run.
 INHERITED = {("model", "arch"): "bert", ("model", "preset"): "tiny",
              ("model", "norm_position"): "post", ("model", "activation"): "gelu",
-             ("model", "max_length"): 0, ("data", "tokenizer"): "embedded"}
+             ("model", "max_length"): 0, ("data", "tokenizer"): "embedded",
+             ("model", "fields"): ""}
 
 
 def pretrained_value(source: dict, group: str, field: str):

@@ -76,9 +76,11 @@ def _theirs(model, family: str, batch) -> dict[str, np.ndarray]:
 def _ours(family: str, config, params, batch) -> dict[str, np.ndarray]:
     if family == "gpt2":
         batch = {"token_ids": np.where(batch["token_ids"] == 0, 5, batch["token_ids"])}
-    out = make_model(interop.FAMILIES[family].ARCH, config).apply({"params": params}, batch)
+    model = make_model(interop.FAMILIES[family].ARCH, config)
+    out = dict(jax.jit(model.apply)({"params": params}, batch))  # one compile, not op by op
     body = BODIES[family](config)
-    out["hidden"] = body.apply({"params": params["encoder"]}, batch, deterministic=True)
+    out["hidden"] = jax.jit(body.apply, static_argnames="deterministic")(
+        {"params": params["encoder"]}, batch, deterministic=True)
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -106,7 +108,7 @@ def test_export_matches_transformers(family):
     batch = _batch(1)
     if family == "gpt2":
         batch["token_ids"] = np.where(batch["token_ids"] == 0, 5, batch["token_ids"])
-    boxed = make_model(module.ARCH, config).init(jax.random.key(3), batch)["params"]
+    boxed = jax.jit(make_model(module.ARCH, config).init)(jax.random.key(3), batch)["params"]
     noise = jax.random.key(4)
     params = jax.tree_util.tree_map(  # off the LayerNorm 1/0 and zero-bias init, as in _jiggle
         lambda x: np.asarray(x) + 0.1 * np.asarray(jax.random.normal(noise, x.shape)),
