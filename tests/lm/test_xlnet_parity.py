@@ -1,7 +1,9 @@
 """Parity with Hugging Face transformers' XLNet (PyTorch, CPU) on a tiny random model.
 
 Both streams, the logits and a second segment with memory, for the same ``perm_mask`` and
-``target_mapping``; tolerance 1e-4.
+``target_mapping``; tolerance 1e-4. Both directions: their weights imported
+(``lm.interop.xlnet.params_from_hf``), and our weights exported (``params_to_hf``) into a fresh
+``XLNetLMHeadModel``.
 """
 
 import numpy as np
@@ -10,10 +12,11 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from launch import convert_xlnet  # noqa: E402
+from lm.interop import xlnet as interop_xlnet  # noqa: E402
 from lm.models import make_model  # noqa: E402
 
 TOL = dict(rtol=1e-4, atol=1e-4)
@@ -73,8 +76,8 @@ def _theirs(model, inputs, mems=None):
 
 @pytest.fixture(scope="module")
 def converted(hf_model):
-    config = convert_xlnet.config_from_hf(hf_model.config.to_dict())
-    params = convert_xlnet.params_from_state_dict(hf_model.state_dict(), config)
+    config = interop_xlnet.config_from_hf(hf_model.config.to_dict())
+    params = interop_xlnet.params_from_hf(hf_model.state_dict(), config)
     return make_model("xlnet", config), params
 
 
@@ -104,13 +107,23 @@ def test_second_segment_with_memory_matches_transformers(hf_model, converted):
     np.testing.assert_allclose(ours_2["plm_logits"], theirs_2.logits.numpy(), **TOL)
 
 
-def test_safetensors_file_converts_like_the_state_dict(hf_model, converted, tmp_path):
-    safetensors_torch = pytest.importorskip("safetensors.torch")
-    path = str(tmp_path / "model.safetensors")
-    state = {k: v.contiguous() for k, v in hf_model.state_dict().items()
-             if k != "lm_loss.weight"}  # tied to the word embedding
-    safetensors_torch.save_file(state, path)
-    model, params = converted
-    from_file = convert_xlnet.params_from_state_dict(convert_xlnet.load_state_dict(path),
-                                                     model.config)
-    jax.tree_util.tree_map(np.testing.assert_array_equal, params, from_file)
+def test_export_matches_transformers(converted):
+    model, _ = converted
+    config = model.config
+    inputs = _inputs(3)
+    boxed = jax.jit(model.init)(jax.random.key(5), _ours(inputs))["params"]
+    params = jax.tree_util.tree_map(  # off the LayerNorm 1/0 and zero-bias init
+        lambda x: np.asarray(x) + 0.1 * np.asarray(jax.random.normal(jax.random.key(6), x.shape)),
+        nn.unbox(boxed))
+    state = {k: torch.from_numpy(v)
+             for k, v in interop_xlnet.params_to_hf(params, config).items()}
+    theirs = transformers.XLNetLMHeadModel(transformers.XLNetConfig(
+        **interop_xlnet.config_to_hf(config))).eval()
+    missing, unexpected = theirs.load_state_dict(state, strict=False)
+    assert (missing, unexpected) == (["lm_loss.weight"], [])
+    theirs.tie_weights()
+    out = _theirs(theirs, inputs)
+    ours = jax.jit(model.apply)({"params": params}, _ours(inputs))
+    np.testing.assert_allclose(ours["content_states"], out.hidden_states[-2].numpy(), **TOL)
+    np.testing.assert_allclose(ours["query_states"], out.hidden_states[-1].numpy(), **TOL)
+    np.testing.assert_allclose(ours["plm_logits"], out.logits.numpy(), **TOL)
