@@ -108,3 +108,45 @@ def test_bad_inputs_are_named_and_nothing_is_overwritten(tmp_path):
         converting.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
     with pytest.raises(ValueError, match=r"model\.safetensors exists; nothing was written"):
         converting.export_hf(str(tmp_path / "wd"), str(tmp_path / "hf"))
+
+
+def _google_name(hf_name: str) -> str:
+    """google-research/bert's variable name of a BertForPreTraining weight (test-side table)."""
+    fixed = {"cls.predictions.bias": "cls/predictions/output_bias",
+             "cls.seq_relationship.weight": "cls/seq_relationship/output_weights",
+             "cls.seq_relationship.bias": "cls/seq_relationship/output_bias"}
+    if hf_name in fixed:
+        return fixed[hf_name]
+    name = hf_name.replace("encoder.layer.", "encoder.layer_").replace(".", "/")
+    if "LayerNorm" in name:
+        return name.replace("/weight", "/gamma").replace("/bias", "/beta")
+    if name.endswith("_embeddings/weight"):
+        return name.removesuffix("/weight")
+    return name.replace("/weight", "/kernel")
+
+
+def test_google_tf_bert_checkpoint_imports_with_parity(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    model = transformers.BertForPreTraining(transformers.BertConfig(
+        **{**hf.SMALL, "hidden_act": "gelu_new"}))  # google-research/bert's gelu is tanh's
+    model = hf._jiggle(model)
+    source = tmp_path / "tf"
+    source.mkdir()
+    (source / "bert_config.json").write_text(json.dumps(
+        {k: v for k, v in model.config.to_dict().items() if k in (
+            *hf.SMALL, "type_vocab_size", "initializer_range")} | {"hidden_act": "gelu"}))
+    with tf.Graph().as_default():
+        for name, value in model.state_dict().items():
+            value = value.numpy()
+            google = _google_name(name)
+            tf.compat.v1.Variable(value.T if google.endswith("/kernel") else value, name=google)
+        tf.compat.v1.Variable(np.zeros((2,), np.float32), name="bert/pooler/dense/bias/adam_m")
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, str(source / "bert_model.ckpt"))
+    converting.import_hf(str(source), str(tmp_path / "wd"))
+    _, config, params, _ = converting.load_workdir(str(tmp_path / "wd"))
+    assert config.activation == "gelu_tanh"
+    batch = hf._batch(4)
+    hf._compare(hf._ours("bert", config, params, batch), hf._theirs(model, "bert", batch))
