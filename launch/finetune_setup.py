@@ -19,10 +19,13 @@ INHERITED = {("model", "arch"): "bert", ("model", "preset"): "tiny",
 
 
 def pretrained_value(source: dict, group: str, field: str):
-    """A field of a pretraining run's config.json; ``max_length`` 0 there means its seq length."""
+    """A field of a pretraining run's config.json; ``max_length`` 0 there means its seq length,
+    no ``fields`` means none (a run trained here rather than converted)."""
     value = source.get(group, {}).get(field)
     if (group, field) == ("model", "max_length") and not value:
         value = source.get("data", {}).get("max_seq_length", 0)
+    if (group, field) == ("model", "fields") and value is None:
+        value = ""  # trained here, not converted (launch.convert): the preset's shapes
     return value
 
 
