@@ -39,7 +39,6 @@ SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "mlp_dim
 # Our architecture → the launch config a converted workdir's run config starts from.
 RUN_CONFIGS = {"bert": ("bert", "base"), "gpt": ("gpt", "small"), "albert": ("albert", "base"),
                "xlnet": ("xlnet", "base")}
-TOKENIZER_FILES = ("spiece.model", "vocab.txt", "vocab.json", "tokenizer.json")
 
 
 def _fix_pickled(path: str, directory: str) -> str:
@@ -122,8 +121,9 @@ def run_config(arch: str, config: TransformerConfig, source: str) -> ml_collecti
     cfg.model.activation = config.activation
     cfg.model.norm_position = config.norm_position
     cfg.data.max_seq_length = config.max_length
-    tokenizers = [f for f in TOKENIZER_FILES if os.path.exists(os.path.join(source, f))]
-    cfg.data.tokenizer = os.path.join(os.path.abspath(source), tokenizers[0]) if tokenizers else ""
+    # Not a SentencePiece model of pretrax's: fine-tuning refuses it rather than mis-tokenise
+    # (data/hf_tokenizers.py encodes it; the input pipeline does not use it yet).
+    cfg.data.tokenizer = f"hf:{os.path.abspath(source)}"
     return cfg
 
 

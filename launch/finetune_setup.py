@@ -45,6 +45,12 @@ def resolve(cfg):
         if cfg[group][field] in ("", 0):
             value = pretrained_value(source, group, field) if source else default
             cfg[group][field] = type(default)(value) if value is not None else default
+    if cfg.data.tokenizer.startswith("hf:"):  # set by launch.convert
+        raise ValueError(
+            f"{cfg.init_from} was converted from the Hugging Face checkpoint "
+            f"{cfg.data.tokenizer[3:]}, whose tokenizer the input pipeline cannot use yet; pass "
+            "--config.data.tokenizer=embedded (or a pretrax SentencePiece .model), knowing that "
+            "the restored token embeddings were trained with other ids")
     if not cfg.model.max_length:
         cfg.model.max_length = cfg.data.max_seq_length
     if cfg.data.max_seq_length > cfg.model.max_length:
