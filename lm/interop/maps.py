@@ -94,14 +94,16 @@ def to_theirs(rules: list[Rule], params: Mapping, config: TransformerConfig
     """Their state dict (contiguous float32 NumPy) from our parameter tree.
 
     Raises:
-      KeyError: naming the first of our parameters that ``params`` lacks.
+      ValueError: naming the first of our parameters that ``params`` lacks (e.g. a head the run
+        did not train, which the transformers class needs).
     """
     out = {}
     for ours, theirs, kind in rules:
         try:
             value = as_float32(_get(params, ours))
         except KeyError:
-            raise KeyError(f"the checkpoint has no parameter {ours}") from None
+            raise ValueError(f"the checkpoint has no parameter {ours}, which {theirs} needs: "
+                             "export a run that trained that head") from None
         out[theirs] = np.ascontiguousarray(KINDS[kind][1](value, config))
     return out
 

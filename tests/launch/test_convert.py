@@ -76,6 +76,27 @@ def test_converted_bert_is_restored_by_finetuning(tmp_path):
     jax.tree_util.tree_map(np.testing.assert_array_equal, encoder, imported["encoder"])
 
 
+def test_pretrax_trained_workdir_exports_to_transformers(tmp_path):
+    """A workdir of launch.pretrain (preset shapes, the embedded tokenizer's vocabulary)."""
+    from data.tokenizer import Tokenizer
+    from launch.configs import bert as bert_configs
+    from lm.models import make_model
+    cfg = bert_configs.get_config("tiny")
+    cfg.data.max_seq_length = 16
+    config = converting.train_lib.model_config(cfg, Tokenizer.load().vocab_size)
+    batch = hf._batch(5)
+    boxed = jax.jit(make_model("bert", config).init)(jax.random.key(7), batch)["params"]
+    params = jax.tree_util.tree_map(
+        lambda x: np.asarray(x) + 0.1 * np.asarray(jax.random.normal(jax.random.key(8), x.shape)),
+        hf.nn.unbox(boxed))
+    converting.write_workdir(str(tmp_path / "wd"), cfg, params)
+    converting.export_hf(str(tmp_path / "wd"), str(tmp_path / "out"))
+    theirs = transformers.BertForPreTraining.from_pretrained(str(tmp_path / "out")).eval()
+    assert theirs.config.hidden_act == "gelu" and theirs.config.max_position_embeddings == 16
+    hf._compare(hf._ours("bert", config, params, batch), hf._theirs(theirs, "bert", batch))
+
+
+
 def test_pickled_weights_are_refused_unread(tmp_path):
     source = tmp_path / "hf"
     source.mkdir()

@@ -132,6 +132,11 @@ def test_missing_weight_is_named():
     del state["bert.pooler.dense.weight"]
     with pytest.raises(ValueError, match=r"lacks 1 weight.*bert\.pooler\.dense\.weight"):
         interop.bert.params_from_hf(state, config)
+    params = interop.bert.params_from_hf(model.state_dict(), config)
+    del params["nsp_head"]
+    with pytest.raises(ValueError, match=r"no parameter nsp_head/classifier/kernel, which "
+                       r"cls\.seq_relationship\.weight needs"):
+        interop.bert.params_to_hf(params, config)
 
 
 def test_unsupported_settings_are_named():
