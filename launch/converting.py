@@ -131,11 +131,12 @@ def write_workdir(workdir: str, cfg, params) -> None:
     """``workdir/config.json`` and an Orbax checkpoint (step 0) holding ``params`` only.
 
     Raises:
-      ValueError: when ``workdir`` already holds a checkpoint (never overwritten).
+      ValueError: when ``workdir`` already holds a run (never overwritten).
     """
-    if checkpoint.latest_step(workdir) is not None:
-        raise ValueError(f"{workdir} already holds a checkpoint; nothing was written. Choose a "
-                         "new --workdir")
+    if checkpoint.latest_step(workdir) is not None or os.path.exists(
+            os.path.join(workdir, "config.json")):
+        raise ValueError(f"{workdir} already holds a run (config.json or a checkpoint); nothing "
+                         "was written. Choose a new --workdir")
     workdir_lib.write_config(workdir, cfg, [])
     manager = ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), "checkpoints"),
@@ -149,10 +150,24 @@ def write_workdir(workdir: str, cfg, params) -> None:
 def import_hf(source: str, workdir: str) -> TransformerConfig:
     """Converts a transformers (or TF BERT) checkpoint directory into a pretrax workdir."""
     family, config, params = read_hf(source)
-    write_workdir(workdir, run_config(family.ARCH, config, source), params)
+    cfg = run_config(family.ARCH, config, source)
+    model = models.make_model(family.ARCH, config, **train_lib.model_options(cfg))
+    try:  # e.g. a vocab_size in config.json that the embedding's rows contradict
+        interop.maps.check_shapes(params, interop.maps.flatten(abstract_params(model)))
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+    write_workdir(workdir, cfg, params)
     print(f"{source} ({family.HF_ARCHITECTURE}) → {workdir}: model.arch={family.ARCH}, "
           f"{sum(x.size for x in jax.tree_util.tree_leaves(params)):,} parameters", flush=True)
     return config
+
+
+def abstract_params(model) -> dict:
+    """A pretraining model's parameter tree as ShapeDtypeStructs (nothing computed)."""
+    batch = {"token_ids": np.ones((1, 8), np.int32), "type_ids": np.zeros((1, 8), np.int32),
+             "mlm_positions": np.zeros((1, 2), np.int32),
+             "plm_target_mapping": np.zeros((1, 2, 8), np.float32)}
+    return jax.eval_shape(lambda: nn.unbox(model.init(jax.random.key(0), batch)["params"]))
 
 
 def load_workdir(workdir: str, step: int = -1):
@@ -165,12 +180,7 @@ def load_workdir(workdir: str, step: int = -1):
         vocab_size = Tokenizer.load(cfg.data.tokenizer).vocab_size
     config = train_lib.model_config(cfg, vocab_size).replace(scan_layers=False, remat="none")
     model = models.make_model(cfg.model.arch, config, **train_lib.model_options(cfg))
-    batch = {"token_ids": np.ones((1, 8), np.int32), "type_ids": np.zeros((1, 8), np.int32),
-             "mlm_positions": np.zeros((1, 2), np.int32),
-             "plm_target_mapping": np.zeros((1, 2, 8), np.float32)}
-    abstract = jax.eval_shape(lambda: nn.unbox(
-        model.init(jax.random.key(0), batch)["params"]))
-    params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract, step)
+    params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract_params(model), step)
     return cfg.model.arch, config, jax.tree_util.tree_map(np.asarray, params), step
 
 

@@ -110,12 +110,13 @@ def to_theirs(rules: list[Rule], params: Mapping, config: TransformerConfig
 
 def check_shapes(params: Mapping, expected: Mapping[str, tuple]) -> None:
     """Raises ValueError naming every parameter whose shape differs from ``expected``
-    (path → shape, e.g. from ``jax.eval_shape`` of the model's init)."""
+    (path → shape or ShapeDtypeStruct, e.g. from ``jax.eval_shape`` of the model's init)."""
     got = {k: tuple(np.shape(v)) for k, v in flatten(params).items()}
-    problems = [f"{k}: converted {got.get(k, 'missing')}, model {tuple(s)}"
-                for k, s in sorted(expected.items()) if got.get(k) != tuple(s)]
+    want = {k: tuple(getattr(s, "shape", s)) for k, s in expected.items()}
+    problems = [f"{k}: converted {got.get(k, 'missing')}, model {s}"
+                for k, s in sorted(want.items()) if got.get(k) != s]
     problems += [f"{k}: converted {got[k]}, not in the model" for k in sorted(set(got) -
-                                                                             set(expected))]
+                                                                             set(want))]
     if problems:
         raise ValueError("converted parameters do not fit the model: " + "; ".join(problems[:8]))
 

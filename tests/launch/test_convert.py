@@ -85,10 +85,7 @@ def test_pretrax_trained_workdir_exports_to_transformers(tmp_path):
     cfg.data.max_seq_length = 16
     config = converting.train_lib.model_config(cfg, Tokenizer.load().vocab_size)
     batch = hf._batch(5)
-    boxed = jax.jit(make_model("bert", config).init)(jax.random.key(7), batch)["params"]
-    params = jax.tree_util.tree_map(
-        lambda x: np.asarray(x) + 0.1 * np.asarray(jax.random.normal(jax.random.key(8), x.shape)),
-        hf.nn.unbox(boxed))
+    params = hf.random_params(make_model("bert", config), batch, seed=7)
     converting.write_workdir(str(tmp_path / "wd"), cfg, params)
     converting.export_hf(str(tmp_path / "wd"), str(tmp_path / "out"))
     theirs = transformers.BertForPreTraining.from_pretrained(str(tmp_path / "out")).eval()
@@ -130,8 +127,16 @@ def test_bad_inputs_are_named_and_nothing_is_overwritten(tmp_path):
 
     _saved("gpt2", tmp_path / "hf")
     converting.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
-    with pytest.raises(ValueError, match=r"already holds a checkpoint; nothing was written"):
+    with pytest.raises(ValueError, match=r"already holds a run \(config\.json or a checkpoint\); "
+                       r"nothing was written"):
         converting.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
+    hf_config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({**hf_config, "vocab_size": 98}))
+    with pytest.raises(ValueError, match=r"converted parameters do not fit the model: "
+                       r"encoder/embeddings/token_embed/embedding: converted \(99, 32\), model "
+                       r"\(98, 32\)"):
+        converting.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd3"))
+    assert not (tmp_path / "wd3").exists()
     with pytest.raises(ValueError, match=r"model\.safetensors exists; nothing was written"):
         converting.export_hf(str(tmp_path / "wd"), str(tmp_path / "hf"))
 

@@ -84,6 +84,16 @@ def _ours(family: str, config, params, batch) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in out.items()}
 
 
+def random_params(model, batch, seed: int) -> dict:
+    """Our parameter tree filled with random values (LayerNorm scales around 1, no zero biases),
+    from the model's shapes alone: nothing is compiled."""
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(lambda: nn.unbox(model.init(jax.random.key(0), batch)["params"]))
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: (path[-1].key == "scale") + 0.1 * rng.standard_normal(
+            x.shape).astype(np.float32), shapes)
+
+
 def _compare(ours: dict, theirs: dict) -> None:
     for name, value in theirs.items():
         np.testing.assert_allclose(ours[name], value, err_msg=name, **TOL)
@@ -108,11 +118,7 @@ def test_export_matches_transformers(family):
     batch = _batch(1)
     if family == "gpt2":
         batch["token_ids"] = np.where(batch["token_ids"] == 0, 5, batch["token_ids"])
-    boxed = jax.jit(make_model(module.ARCH, config).init)(jax.random.key(3), batch)["params"]
-    noise = jax.random.key(4)
-    params = jax.tree_util.tree_map(  # off the LayerNorm 1/0 and zero-bias init, as in _jiggle
-        lambda x: np.asarray(x) + 0.1 * np.asarray(jax.random.normal(noise, x.shape)),
-        nn.unbox(boxed))
+    params = random_params(make_model(module.ARCH, config), batch, seed=3)
     state = {k: torch.from_numpy(v) for k, v in module.params_to_hf(params, config).items()}
     hf_config = transformers.AutoConfig.for_model(**module.config_to_hf(config))
     theirs = transformers.AutoModelForPreTraining.from_config(hf_config).eval()

@@ -12,12 +12,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from lm.interop import xlnet as interop_xlnet  # noqa: E402
 from lm.models import make_model  # noqa: E402
+from tests.lm.test_hf_maps import random_params  # noqa: E402
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 B, L, P, V, PAD = 2, 12, 4, 97, 5
@@ -85,7 +85,7 @@ def test_streams_and_logits_match_transformers(hf_model, converted):
     model, params = converted
     inputs = _inputs(0)
     theirs = _theirs(hf_model, inputs)
-    ours = model.apply({"params": params}, _ours(inputs))
+    ours = jax.jit(model.apply)({"params": params}, _ours(inputs))
     np.testing.assert_allclose(ours["content_states"], theirs.hidden_states[-2].numpy(), **TOL)
     np.testing.assert_allclose(ours["query_states"], theirs.hidden_states[-1].numpy(), **TOL)
     np.testing.assert_allclose(ours["plm_logits"], theirs.logits.numpy(), **TOL)
@@ -98,8 +98,9 @@ def test_second_segment_with_memory_matches_transformers(hf_model, converted):
     first["token_ids"][first["token_ids"] == PAD] = 9
     theirs_1 = _theirs(hf_model, first)
     theirs_2 = _theirs(hf_model, second, mems=theirs_1.mems)
-    ours_1 = model.apply({"params": params}, _ours(first))
-    ours_2 = model.apply({"params": params}, _ours(second), mems=ours_1["new_mems"])
+    apply = jax.jit(model.apply)
+    ours_1 = apply({"params": params}, _ours(first))
+    ours_2 = apply({"params": params}, _ours(second), mems=ours_1["new_mems"])
     for n, mem in enumerate(theirs_1.mems):  # HF keeps [L, B, D] per layer
         np.testing.assert_allclose(ours_1["new_mems"][n], mem.numpy().transpose(1, 0, 2), **TOL)
     np.testing.assert_allclose(ours_2["content_states"], theirs_2.hidden_states[-2].numpy(),
@@ -111,10 +112,7 @@ def test_export_matches_transformers(converted):
     model, _ = converted
     config = model.config
     inputs = _inputs(3)
-    boxed = jax.jit(model.init)(jax.random.key(5), _ours(inputs))["params"]
-    params = jax.tree_util.tree_map(  # off the LayerNorm 1/0 and zero-bias init
-        lambda x: np.asarray(x) + 0.1 * np.asarray(jax.random.normal(jax.random.key(6), x.shape)),
-        nn.unbox(boxed))
+    params = random_params(model, _ours(inputs), seed=5)
     state = {k: torch.from_numpy(v)
              for k, v in interop_xlnet.params_to_hf(params, config).items()}
     theirs = transformers.XLNetLMHeadModel(transformers.XLNetConfig(
