@@ -56,7 +56,9 @@ def read_json(path: str) -> dict:
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: --from_hf needs a directory saved by "
-                                "transformers' save_pretrained (config.json + model.safetensors)")
+                                "transformers' save_pretrained (config.json + model.safetensors) "
+                                "or Google's TF BERT release (bert_config.json + "
+                                "bert_model.ckpt.*)")
     with open(path) as f:
         try:
             return json.load(f)
