@@ -4,9 +4,9 @@
 ``save_pretrained`` writes them; sharded ``model.safetensors.index.json`` too) or Google's original
 TF BERT checkpoint (``bert_config.json`` + ``bert_model.ckpt.*``) and writes ``OUT/config.json`` (a
 pretrax run config whose ``model.fields`` pins the exact shapes) and an Orbax checkpoint at step 0
-that ``launch.finetune --config.init_from=OUT`` and ``launch.pretrain --config.init_from=OUT``
-restore. ``export_hf(OUT, DIR)`` writes a pretrax workdir's checkpoint back as ``config.json`` +
-``model.safetensors`` for ``transformers.AutoModelForPreTraining.from_pretrained(DIR)``.
+whose encoder ``launch.finetune --config.init_from=OUT`` restores (fine-tuning inherits
+``model.fields``). ``export_hf(OUT, DIR)`` writes a pretrax workdir's checkpoint back as
+``config.json`` + ``model.safetensors`` for ``AutoModelForPreTraining.from_pretrained(DIR)``.
 
 Only safetensors (and TF checkpoints, which hold plain tensors) are read: pickled PyTorch files can
 run code when loaded, so they are refused with the command that converts them. The name and shape
