@@ -48,9 +48,10 @@ def resolve(cfg):
     if cfg.data.tokenizer.startswith("hf:"):  # set by launch.convert
         raise ValueError(
             f"{cfg.init_from} was converted from the Hugging Face checkpoint "
-            f"{cfg.data.tokenizer[3:]}, whose tokenizer the input pipeline cannot use yet; pass "
-            "--config.data.tokenizer=embedded (or a pretrax SentencePiece .model), knowing that "
-            "the restored token embeddings were trained with other ids")
+            f"{cfg.data.tokenizer[3:]}, whose tokenizer the input pipeline cannot use yet (its "
+            "special ids are pretrax's; data/hf_tokenizers.py is not wired in). An explicit "
+            "--config.data.tokenizer skips this check, but the restored token embeddings expect "
+            "the checkpoint's own ids")
     if not cfg.model.max_length:
         cfg.model.max_length = cfg.data.max_seq_length
     if cfg.data.max_seq_length > cfg.model.max_length:

@@ -59,8 +59,7 @@ def test_converted_bert_is_restored_by_finetuning(tmp_path):
     cfg.init_from = str(tmp_path / "wd")
     cfg.data.max_seq_length = 16
     with pytest.raises(ValueError, match=r"was converted from the Hugging Face checkpoint .*hf, "
-                       r"whose tokenizer the input pipeline cannot use yet; pass "
-                       r"--config.data.tokenizer=embedded"):
+                       r"whose tokenizer the input pipeline cannot use yet"):
         finetune_setup.resolve(cfg)
     cfg.data.tokenizer = "embedded"
     cfg = finetune_setup.resolve(cfg)
