@@ -180,10 +180,23 @@ def load_workdir(workdir: str, step: int = -1):
     else:
         from data.tokenizer import Tokenizer
         vocab_size = Tokenizer.load(cfg.data.tokenizer).vocab_size
-    config = train_lib.model_config(cfg, vocab_size).replace(scan_layers=False, remat="none")
+    config = train_lib.model_config(cfg, vocab_size)
     model = models.make_model(cfg.model.arch, config, **train_lib.model_options(cfg))
     params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract_params(model), step)
-    return cfg.model.arch, config, jax.tree_util.tree_map(np.asarray, params), step
+    params = unstack_layers(jax.tree_util.tree_map(np.asarray, params), config.num_layers)
+    return cfg.model.arch, config.replace(scan_layers=False, remat="none"), params, step
+
+
+def unstack_layers(params: dict, num_layers: int) -> dict:
+    """A ``scan_layers`` run's ``encoder/layers`` (stacked on a leading N axis) as
+    ``encoder/layers_0 … layers_{N-1}``, the tree of the unscanned model; others unchanged."""
+    encoder = dict(params.get("encoder", {}))
+    if "layers" not in encoder:
+        return params
+    stacked = encoder.pop("layers")
+    for n in range(num_layers):
+        encoder[f"layers_{n}"] = jax.tree_util.tree_map(lambda x, n=n: x[n], stacked)
+    return {**params, "encoder": encoder}
 
 
 def export_hf(workdir: str, target: str, step: int = -1) -> str:

@@ -75,16 +75,20 @@ def test_converted_bert_is_restored_by_finetuning(tmp_path):
     jax.tree_util.tree_map(np.testing.assert_array_equal, encoder, imported["encoder"])
 
 
-def test_pretrax_trained_workdir_exports_to_transformers(tmp_path):
-    """A workdir of launch.pretrain (preset shapes, the embedded tokenizer's vocabulary)."""
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_pretrax_trained_workdir_exports_to_transformers(tmp_path, scan_layers):
+    """A workdir of launch.pretrain (preset shapes, the embedded tokenizer's vocabulary), its
+    layers stacked when it ran with ``scan_layers``."""
     from data.tokenizer import Tokenizer
     from launch.configs import bert as bert_configs
     from lm.models import make_model
     cfg = bert_configs.get_config("tiny")
     cfg.data.max_seq_length = 16
+    cfg.model.scan_layers = scan_layers
     config = converting.train_lib.model_config(cfg, Tokenizer.load().vocab_size)
     batch = hf._batch(5)
     params = hf.random_params(make_model("bert", config), batch, seed=7)
+    assert ("layers" in params["encoder"]) == scan_layers
     converting.write_workdir(str(tmp_path / "wd"), cfg, params)
     converting.export_hf(str(tmp_path / "wd"), str(tmp_path / "out"))
     theirs = transformers.BertForPreTraining.from_pretrained(str(tmp_path / "out")).eval()
