@@ -32,6 +32,7 @@ setup(
         "ml_collections>=0.1.1",
         "numpy>=1.26",
         "matplotlib>=3.8",  # the comparison report's plots (written as PNG, no display needed)
+        "safetensors>=0.4,<1",  # launch.convert: Hugging Face weights without pickle
     ],
     extras_require={
         # torch + transformers: the XLNet parity test (a CPU wheel; pinned so no CUDA build).
@@ -49,6 +50,7 @@ setup(
             "pretrax-train-tokenizer=launch.train_tokenizer:run",
             "pretrax-generate=launch.generate:run",
             "pretrax-benchmark=launch.benchmark:run",
+            "pretrax-convert=launch.convert:run",
         ],
     },
 )

@@ -14,14 +14,18 @@ from lm import models
 # the values used for a from-scratch run.
 INHERITED = {("model", "arch"): "bert", ("model", "preset"): "tiny",
              ("model", "norm_position"): "post", ("model", "activation"): "gelu",
-             ("model", "max_length"): 0, ("data", "tokenizer"): "embedded"}
+             ("model", "max_length"): 0, ("data", "tokenizer"): "embedded",
+             ("model", "fields"): ""}
 
 
 def pretrained_value(source: dict, group: str, field: str):
-    """A field of a pretraining run's config.json; ``max_length`` 0 there means its seq length."""
+    """A field of a pretraining run's config.json; ``max_length`` 0 there means its seq length,
+    no ``fields`` means none (a run trained here rather than converted)."""
     value = source.get(group, {}).get(field)
     if (group, field) == ("model", "max_length") and not value:
         value = source.get("data", {}).get("max_seq_length", 0)
+    if (group, field) == ("model", "fields") and value is None:
+        value = ""  # trained here, not converted (launch.convert): the preset's shapes
     return value
 
 
@@ -41,6 +45,13 @@ def resolve(cfg):
         if cfg[group][field] in ("", 0):
             value = pretrained_value(source, group, field) if source else default
             cfg[group][field] = type(default)(value) if value is not None else default
+    if cfg.data.tokenizer.startswith("hf:"):  # set by launch.convert
+        raise ValueError(
+            f"{cfg.init_from} was converted from the Hugging Face checkpoint "
+            f"{cfg.data.tokenizer[3:]}, whose tokenizer the input pipeline cannot use yet (its "
+            "special ids are pretrax's; data/hf_tokenizers.py is not wired in). An explicit "
+            "--config.data.tokenizer skips this check, but the restored token embeddings expect "
+            "the checkpoint's own ids")
     if not cfg.model.max_length:
         cfg.model.max_length = cfg.data.max_seq_length
     if cfg.data.max_seq_length > cfg.model.max_length:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -30,11 +31,13 @@ class TrainState:
 def model_config(cfg, vocab_size: int) -> lm_config.TransformerConfig:
     """The one place where the run config becomes an architecture config."""
     m = cfg.model
-    return lm_config.preset(
-        m.preset, vocab_size=vocab_size, max_length=m.max_length or cfg.data.max_seq_length,
-        dropout_rate=m.dropout_rate, attention_dropout_rate=m.attention_dropout_rate,
-        norm_position=m.norm_position, activation=m.activation, dtype=m.dtype,
-        scan_layers=m.scan_layers, remat=m.remat)
+    # ``model.fields``: a converted checkpoint's exact shapes (JSON, see launch/converting.py).
+    fields = json.loads(m.get("fields") or "{}")
+    return lm_config.preset(m.preset, **{
+        "vocab_size": vocab_size, "max_length": m.max_length or cfg.data.max_seq_length,
+        "dropout_rate": m.dropout_rate, "attention_dropout_rate": m.attention_dropout_rate,
+        "norm_position": m.norm_position, "activation": m.activation, "dtype": m.dtype,
+        "scan_layers": m.scan_layers, "remat": m.remat, **fields})
 
 
 def objective_weights(cfg) -> dict[str, float]:

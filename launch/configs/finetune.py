@@ -68,6 +68,7 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.model.norm_position = ""
     c.model.activation = ""
     c.model.max_length = 0  # position-table rows; 0 = the pretraining run's (else max_seq_length)
+    c.model.fields = ""  # "" = the pretraining run's (a converted checkpoint's exact shapes, JSON)
     c.model.dropout_rate = 0.1
     c.model.attention_dropout_rate = 0.1
     c.model.dtype = "float32"

@@ -1,7 +1,9 @@
 """Parity with Hugging Face transformers' XLNet (PyTorch, CPU) on a tiny random model.
 
 Both streams, the logits and a second segment with memory, for the same ``perm_mask`` and
-``target_mapping``; tolerance 1e-4.
+``target_mapping``; tolerance 1e-4. Both directions: their weights imported
+(``lm.interop.xlnet.params_from_hf``), and our weights exported (``params_to_hf``) into a fresh
+``XLNetLMHeadModel``.
 """
 
 import numpy as np
@@ -13,8 +15,9 @@ transformers = pytest.importorskip("transformers")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from launch import convert_xlnet  # noqa: E402
+from lm.interop import xlnet as interop_xlnet  # noqa: E402
 from lm.models import make_model  # noqa: E402
+from tests.lm.test_hf_maps import random_params  # noqa: E402
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 B, L, P, V, PAD = 2, 12, 4, 97, 5
@@ -73,8 +76,8 @@ def _theirs(model, inputs, mems=None):
 
 @pytest.fixture(scope="module")
 def converted(hf_model):
-    config = convert_xlnet.config_from_hf(hf_model.config.to_dict())
-    params = convert_xlnet.params_from_state_dict(hf_model.state_dict(), config)
+    config = interop_xlnet.config_from_hf(hf_model.config.to_dict())
+    params = interop_xlnet.params_from_hf(hf_model.state_dict(), config)
     return make_model("xlnet", config), params
 
 
@@ -82,7 +85,7 @@ def test_streams_and_logits_match_transformers(hf_model, converted):
     model, params = converted
     inputs = _inputs(0)
     theirs = _theirs(hf_model, inputs)
-    ours = model.apply({"params": params}, _ours(inputs))
+    ours = jax.jit(model.apply)({"params": params}, _ours(inputs))
     np.testing.assert_allclose(ours["content_states"], theirs.hidden_states[-2].numpy(), **TOL)
     np.testing.assert_allclose(ours["query_states"], theirs.hidden_states[-1].numpy(), **TOL)
     np.testing.assert_allclose(ours["plm_logits"], theirs.logits.numpy(), **TOL)
@@ -95,8 +98,9 @@ def test_second_segment_with_memory_matches_transformers(hf_model, converted):
     first["token_ids"][first["token_ids"] == PAD] = 9
     theirs_1 = _theirs(hf_model, first)
     theirs_2 = _theirs(hf_model, second, mems=theirs_1.mems)
-    ours_1 = model.apply({"params": params}, _ours(first))
-    ours_2 = model.apply({"params": params}, _ours(second), mems=ours_1["new_mems"])
+    apply = jax.jit(model.apply)
+    ours_1 = apply({"params": params}, _ours(first))
+    ours_2 = apply({"params": params}, _ours(second), mems=ours_1["new_mems"])
     for n, mem in enumerate(theirs_1.mems):  # HF keeps [L, B, D] per layer
         np.testing.assert_allclose(ours_1["new_mems"][n], mem.numpy().transpose(1, 0, 2), **TOL)
     np.testing.assert_allclose(ours_2["content_states"], theirs_2.hidden_states[-2].numpy(),
@@ -104,13 +108,20 @@ def test_second_segment_with_memory_matches_transformers(hf_model, converted):
     np.testing.assert_allclose(ours_2["plm_logits"], theirs_2.logits.numpy(), **TOL)
 
 
-def test_safetensors_file_converts_like_the_state_dict(hf_model, converted, tmp_path):
-    safetensors_torch = pytest.importorskip("safetensors.torch")
-    path = str(tmp_path / "model.safetensors")
-    state = {k: v.contiguous() for k, v in hf_model.state_dict().items()
-             if k != "lm_loss.weight"}  # tied to the word embedding
-    safetensors_torch.save_file(state, path)
-    model, params = converted
-    from_file = convert_xlnet.params_from_state_dict(convert_xlnet.load_state_dict(path),
-                                                     model.config)
-    jax.tree_util.tree_map(np.testing.assert_array_equal, params, from_file)
+def test_export_matches_transformers(converted):
+    model, _ = converted
+    config = model.config
+    inputs = _inputs(3)
+    params = random_params(model, _ours(inputs), seed=5)
+    state = {k: torch.from_numpy(v)
+             for k, v in interop_xlnet.params_to_hf(params, config).items()}
+    theirs = transformers.XLNetLMHeadModel(transformers.XLNetConfig(
+        **interop_xlnet.config_to_hf(config))).eval()
+    missing, unexpected = theirs.load_state_dict(state, strict=False)
+    assert (missing, unexpected) == (["lm_loss.weight"], [])
+    theirs.tie_weights()
+    out = _theirs(theirs, inputs)
+    ours = jax.jit(model.apply)({"params": params}, _ours(inputs))
+    np.testing.assert_allclose(ours["content_states"], out.hidden_states[-2].numpy(), **TOL)
+    np.testing.assert_allclose(ours["query_states"], out.hidden_states[-1].numpy(), **TOL)
+    np.testing.assert_allclose(ours["plm_logits"], out.logits.numpy(), **TOL)

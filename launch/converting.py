@@ -1,0 +1,222 @@
+"""Hugging Face checkpoints in and out: files on one side, a pretrax workdir on the other.
+
+``import_hf(DIR, OUT)`` reads ``DIR/config.json`` + ``DIR/model.safetensors`` (as transformers'
+``save_pretrained`` writes them; sharded ``model.safetensors.index.json`` too) or Google's original
+TF BERT checkpoint (``bert_config.json`` + ``bert_model.ckpt.*``) and writes ``OUT/config.json`` (a
+pretrax run config whose ``model.fields`` pins the exact shapes) and an Orbax checkpoint at step 0
+whose encoder ``launch.finetune --config.init_from=OUT`` restores (fine-tuning inherits
+``model.fields``). ``export_hf(OUT, DIR)`` writes a pretrax workdir's checkpoint back as
+``config.json`` + ``model.safetensors`` for ``AutoModelForPreTraining.from_pretrained(DIR)``.
+
+Only safetensors (and TF checkpoints, which hold plain tensors) are read: pickled PyTorch files can
+run code when loaded, so they are refused with the command that converts them. The name and shape
+maps are ``lm.interop``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from launch import checkpoint, train_lib
+from launch import workdir as workdir_lib
+from lm import interop, models
+from lm.config import TransformerConfig
+
+WEIGHTS, INDEX = "model.safetensors", "model.safetensors.index.json"
+TF_CONFIG, TF_CHECKPOINT = "bert_config.json", "bert_model.ckpt"
+PICKLED = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+# TransformerConfig fields a run config cannot express through a preset; ``model.fields``.
+SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "mlp_dim", "max_length",
+                "type_vocab_size", "head_dim", "embed_dim", "layer_norm_eps", "initializer_range",
+                "pad_id")
+# Our architecture → the launch config a converted workdir's run config starts from.
+RUN_CONFIGS = {"bert": ("bert", "base"), "gpt": ("gpt", "small"), "albert": ("albert", "base"),
+               "xlnet": ("xlnet", "base")}
+
+
+def _fix_pickled(path: str, directory: str) -> str:
+    return (f"{path} is a pickled PyTorch file; pretrax reads only safetensors (unpickling can run "
+            "arbitrary code). Convert it once where you trust it: python -c \"from transformers "
+            f"import AutoModelForPreTraining as M; M.from_pretrained('{directory}')"
+            f".save_pretrained('{directory}', safe_serialization=True)\"")
+
+
+def read_json(path: str) -> dict:
+    """A JSON file as a dict.
+
+    Raises:
+      FileNotFoundError / ValueError: naming the file.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: --from_hf needs a directory saved by "
+                                "transformers' save_pretrained (config.json + model.safetensors) "
+                                "or Google's TF BERT release (bert_config.json + "
+                                "bert_model.ckpt.*)")
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
+
+
+def read_safetensors(directory: str) -> dict[str, np.ndarray]:
+    """The state dict of ``directory`` (one ``model.safetensors``, or the shards of its index).
+
+    Raises:
+      ValueError: when only pickled weights are there (with the command that converts them).
+      FileNotFoundError: when there are no weights at all.
+    """
+    from safetensors.numpy import load_file
+    if os.path.exists(os.path.join(directory, WEIGHTS)):
+        return load_file(os.path.join(directory, WEIGHTS))
+    if os.path.exists(os.path.join(directory, INDEX)):
+        shards = sorted(set(read_json(os.path.join(directory, INDEX))["weight_map"].values()))
+        return {k: v for s in shards for k, v in load_file(os.path.join(directory, s)).items()}
+    pickled = sorted(f for f in os.listdir(directory) if f.endswith(PICKLED))
+    if pickled:
+        raise ValueError(_fix_pickled(os.path.join(directory, pickled[0]), directory))
+    raise FileNotFoundError(f"no {WEIGHTS} in {directory}: save the model with transformers' "
+                            "save_pretrained(DIR, safe_serialization=True)")
+
+
+def read_hf(directory: str):
+    """``(family module, TransformerConfig, params)`` of a transformers or TF BERT directory.
+
+    Raises:
+      FileNotFoundError, ValueError: naming the file and what to do.
+    """
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"--from_hf={directory} is not a directory")
+    if os.path.exists(os.path.join(directory, f"{TF_CHECKPOINT}.index")):
+        from launch import tf_bert
+        return tf_bert.read(directory)
+    hf = read_json(os.path.join(directory, "config.json"))
+    family = interop.family_for_hf(hf, os.path.join(directory, "config.json"))
+    config = family.config_from_hf(hf)
+    state = read_safetensors(directory)
+    try:
+        params = family.params_from_hf(state, config)
+    except ValueError as e:
+        raise ValueError(f"{os.path.join(directory, WEIGHTS)}: {e}") from None
+    return family, config, params
+
+
+def run_config(arch: str, config: TransformerConfig, source: str) -> ml_collections.ConfigDict:
+    """The pretrax run config of a converted checkpoint: the family's launch config (BERT-base size)
+    with ``model.fields`` pinning every shape, the source's dropout, activation and norm."""
+    import importlib
+    module, variant = RUN_CONFIGS[arch]
+    cfg = importlib.import_module(f"launch.configs.{module}").get_config(variant)
+    with cfg.unlocked():
+        cfg.model.fields = json.dumps({f: getattr(config, f) for f in SHAPE_FIELDS})
+        cfg.converted_from = os.path.abspath(source)
+    cfg.model.max_length = config.max_length
+    cfg.model.dropout_rate = config.dropout_rate
+    cfg.model.attention_dropout_rate = config.attention_dropout_rate
+    cfg.model.activation = config.activation
+    cfg.model.norm_position = config.norm_position
+    cfg.data.max_seq_length = config.max_length
+    # Not a SentencePiece model of pretrax's: fine-tuning refuses it rather than mis-tokenise
+    # (data/hf_tokenizers.py encodes it; the input pipeline does not use it yet).
+    cfg.data.tokenizer = f"hf:{os.path.abspath(source)}"
+    return cfg
+
+
+def write_workdir(workdir: str, cfg, params) -> None:
+    """``workdir/config.json`` and an Orbax checkpoint (step 0) holding ``params`` only.
+
+    Raises:
+      ValueError: when ``workdir`` already holds a run (never overwritten).
+    """
+    if checkpoint.latest_step(workdir) is not None or os.path.exists(
+            os.path.join(workdir, "config.json")):
+        raise ValueError(f"{workdir} already holds a run (config.json or a checkpoint); nothing "
+                         "was written. Choose a new --workdir")
+    workdir_lib.write_config(workdir, cfg, [])
+    manager = ocp.CheckpointManager(
+        os.path.join(os.path.abspath(workdir), "checkpoints"),
+        options=ocp.CheckpointManagerOptions(create=True), item_names=("state", "data"))
+    manager.save(0, args=ocp.args.Composite(
+        state=ocp.args.StandardSave({"params": params}), data=ocp.args.JsonSave({})))
+    manager.wait_until_finished()
+    manager.close()
+
+
+def import_hf(source: str, workdir: str) -> TransformerConfig:
+    """Converts a transformers (or TF BERT) checkpoint directory into a pretrax workdir."""
+    family, config, params = read_hf(source)
+    cfg = run_config(family.ARCH, config, source)
+    model = models.make_model(family.ARCH, config, **train_lib.model_options(cfg))
+    try:  # e.g. a vocab_size in config.json that the embedding's rows contradict
+        interop.maps.check_shapes(params, interop.maps.flatten(abstract_params(model)))
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+    write_workdir(workdir, cfg, params)
+    print(f"{source} ({family.HF_ARCHITECTURE}) → {workdir}: model.arch={family.ARCH}, "
+          f"{sum(x.size for x in jax.tree_util.tree_leaves(params)):,} parameters", flush=True)
+    return config
+
+
+def abstract_params(model) -> dict:
+    """A pretraining model's parameter tree as ShapeDtypeStructs (nothing computed)."""
+    batch = {"token_ids": np.ones((1, 8), np.int32), "type_ids": np.zeros((1, 8), np.int32),
+             "mlm_positions": np.zeros((1, 2), np.int32),
+             "plm_target_mapping": np.zeros((1, 2, 8), np.float32)}
+    return jax.eval_shape(lambda: nn.unbox(model.init(jax.random.key(0), batch)["params"]))
+
+
+def load_workdir(workdir: str, step: int = -1):
+    """``(arch, TransformerConfig, params, step)`` of a pretrax workdir's checkpoint."""
+    cfg = ml_collections.ConfigDict(workdir_lib.read_config(workdir))
+    if cfg.model.get("fields"):
+        vocab_size = json.loads(cfg.model.fields)["vocab_size"]
+    else:
+        from data.tokenizer import Tokenizer
+        vocab_size = Tokenizer.load(cfg.data.tokenizer).vocab_size
+    config = train_lib.model_config(cfg, vocab_size)
+    model = models.make_model(cfg.model.arch, config, **train_lib.model_options(cfg))
+    params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract_params(model), step)
+    params = unstack_layers(jax.tree_util.tree_map(np.asarray, params), config.num_layers)
+    return cfg.model.arch, config.replace(scan_layers=False, remat="none"), params, step
+
+
+def unstack_layers(params: dict, num_layers: int) -> dict:
+    """A ``scan_layers`` run's ``encoder/layers`` (stacked on a leading N axis) as
+    ``encoder/layers_0 … layers_{N-1}``, the tree of the unscanned model; others unchanged."""
+    encoder = dict(params.get("encoder", {}))
+    if "layers" not in encoder:
+        return params
+    stacked = encoder.pop("layers")
+    for n in range(num_layers):
+        encoder[f"layers_{n}"] = jax.tree_util.tree_map(lambda x, n=n: x[n], stacked)
+    return {**params, "encoder": encoder}
+
+
+def export_hf(workdir: str, target: str, step: int = -1) -> str:
+    """Writes ``target/config.json`` + ``target/model.safetensors`` from a workdir's checkpoint.
+
+    Raises:
+      ValueError: when ``target`` already holds a ``model.safetensors`` (never overwritten), or
+        the architecture has no transformers counterpart.
+    """
+    from safetensors.numpy import save_file
+    if os.path.exists(os.path.join(target, WEIGHTS)):
+        raise ValueError(f"{os.path.join(target, WEIGHTS)} exists; nothing was written. Choose a "
+                         "new --to_hf directory")
+    arch, config, params, step = load_workdir(workdir, step)
+    family = interop.family_for_arch(arch)
+    state = family.params_to_hf(params, config)
+    os.makedirs(target, exist_ok=True)
+    with open(os.path.join(target, "config.json"), "w") as f:
+        json.dump(family.config_to_hf(config), f, indent=2, sort_keys=True)
+    save_file(state, os.path.join(target, WEIGHTS), metadata={"format": "pt"})
+    print(f"{workdir} (step {step}) → {target}: {family.HF_ARCHITECTURE}, {len(state)} tensors",
+          flush=True)
+    return target

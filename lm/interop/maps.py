@@ -1,0 +1,147 @@
+"""The shared machinery of the Hugging Face maps: reshapes between PyTorch and pretrax layouts, and
+one table of ``(our path, their name, kind)`` rules per family that drives both directions.
+
+Pure NumPy: no torch, no file I/O. Our paths are ``/``-joined parameter-tree keys
+(``encoder/layers_0/attention/query/kernel``); their names are state-dict keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from lm.config import TransformerConfig
+
+Rule = tuple[str, str, str]  # (our path, their state-dict name, kind of reshape)
+Reshape = Callable[[np.ndarray, TransformerConfig], np.ndarray]
+
+
+def _heads(c: TransformerConfig) -> tuple[int, int]:
+    return c.num_heads, c.kv_dim
+
+
+# kind → (theirs → ours, ours → theirs). torch.nn.Linear stores [out, in]; our kernels are
+# [in, out] with attention split into (H, K); GPT-2's Conv1D already stores [in, out].
+KINDS: dict[str, tuple[Reshape, Reshape]] = {
+    "same": (lambda x, c: x, lambda x, c: x),
+    "linear": (lambda x, c: x.T, lambda x, c: x.T),
+    "linear_in_heads": (lambda x, c: x.T.reshape(x.shape[1], *_heads(c)),
+                        lambda x, c: x.reshape(x.shape[0], -1).T),
+    "linear_out_heads": (lambda x, c: x.T.reshape(*_heads(c), x.shape[0]),
+                         lambda x, c: x.reshape(-1, x.shape[-1]).T),
+    "conv_in_heads": (lambda x, c: x.reshape(x.shape[0], *_heads(c)),
+                      lambda x, c: x.reshape(x.shape[0], -1)),
+    "conv_out_heads": (lambda x, c: x.reshape(*_heads(c), x.shape[-1]),
+                       lambda x, c: x.reshape(-1, x.shape[-1])),
+    "bias_heads": (lambda x, c: x.reshape(_heads(c)), lambda x, c: x.reshape(-1)),
+    "heads_last": (lambda x, c: x.transpose(1, 2, 0), lambda x, c: x.transpose(2, 0, 1)),
+    "flat": (lambda x, c: x.reshape(-1), lambda x, c: x.reshape(1, 1, -1)),
+}
+
+
+def as_float32(x) -> np.ndarray:
+    """A float32 NumPy copy of an array or of a torch tensor (no torch import needed)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().float().numpy()
+    return np.asarray(x, np.float32)
+
+
+def _set(tree: dict, path: str, value) -> None:
+    *parents, leaf = path.split("/")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+    tree[leaf] = value
+
+
+def _get(tree: Mapping, path: str):
+    for key in path.split("/"):
+        tree = tree[key]
+    return tree
+
+
+def flatten(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
+    """``{"a/b/c": leaf}`` of a nested parameter tree."""
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def to_ours(rules: list[Rule], state_dict: Mapping, config: TransformerConfig,
+            source: str = "the state dict") -> dict:
+    """Our parameter tree (float32 NumPy) from their state dict.
+
+    Raises:
+      ValueError: naming every weight the rules need that ``state_dict`` lacks.
+    """
+    missing = sorted(theirs for _, theirs, _ in rules if theirs not in state_dict)
+    if missing:
+        raise ValueError(f"{source} lacks {len(missing)} weight(s) this config needs: "
+                         f"{', '.join(missing[:8])}{' …' if len(missing) > 8 else ''}; is its "
+                         "config.json the one it was saved with?")
+    params: dict = {}
+    for ours, theirs, kind in rules:
+        _set(params, ours, KINDS[kind][0](as_float32(state_dict[theirs]), config))
+    return params
+
+
+def to_theirs(rules: list[Rule], params: Mapping, config: TransformerConfig
+              ) -> dict[str, np.ndarray]:
+    """Their state dict (contiguous float32 NumPy) from our parameter tree.
+
+    Raises:
+      ValueError: naming the first of our parameters that ``params`` lacks (e.g. a head the run
+        did not train, which the transformers class needs).
+    """
+    out = {}
+    for ours, theirs, kind in rules:
+        try:
+            value = as_float32(_get(params, ours))
+        except KeyError:
+            raise ValueError(f"the checkpoint has no parameter {ours}, which {theirs} needs: "
+                             "export a run that trained that head") from None
+        out[theirs] = np.ascontiguousarray(KINDS[kind][1](value, config))
+    return out
+
+
+def check_shapes(params: Mapping, expected: Mapping[str, tuple]) -> None:
+    """Raises ValueError naming every parameter whose shape differs from ``expected``
+    (path → shape or ShapeDtypeStruct, e.g. from ``jax.eval_shape`` of the model's init)."""
+    got = {k: tuple(np.shape(v)) for k, v in flatten(params).items()}
+    want = {k: tuple(getattr(s, "shape", s)) for k, s in expected.items()}
+    problems = [f"{k}: converted {got.get(k, 'missing')}, model {s}"
+                for k, s in sorted(want.items()) if got.get(k) != s]
+    problems += [f"{k}: converted {got[k]}, not in the model" for k in sorted(set(got) -
+                                                                             set(want))]
+    if problems:
+        raise ValueError("converted parameters do not fit the model: " + "; ".join(problems[:8]))
+
+
+def activation_from_hf(name: str, key: str) -> str:
+    """Our activation for a transformers activation name (``hidden_act`` etc.).
+
+    Raises:
+      ValueError: for one our layers do not implement.
+    """
+    known = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+             "gelu_fast": "gelu_tanh", "relu": "relu"}
+    if name not in known:
+        raise ValueError(f"config.json: {key}={name!r} is not supported; pretrax implements "
+                         f"{sorted(known)}")
+    return known[name]
+
+
+ACTIVATION_TO_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
+
+
+def require(hf: Mapping, expected: Mapping[str, object], family: str) -> None:
+    """Raises ValueError naming each setting of ``hf`` that differs from what our model computes."""
+    bad = {k: hf[k] for k, v in expected.items() if k in hf and hf[k] != v}
+    if bad:
+        raise ValueError(f"config.json: {family} settings pretrax does not implement: "
+                         + ", ".join(f"{k}={v!r} (supported: {expected[k]!r})"
+                                     for k, v in bad.items()))
