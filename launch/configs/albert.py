@@ -14,25 +14,18 @@ at most one sentence task (nsp, sop or order: each builds its own instances) plu
 mlm. Each objective logs `{name}_loss` and `{name}_accuracy` (and `eval/…`); `loss` is
 Σ weight · loss.
 
-Measured (2026-11-29) on the 2-core machine without an accelerator while another long job held
-most of both cores, so every time here is inflated several-fold (~0.12 steps/s, ~250 tokens/s,
-against ~11k tokens/s for BERT's tiny on an idle machine); the full 1,200-step runs did not fit
-the time available. Both were run with `--config.train.steps=600 --config.train.batch_size=32
---config.train.eval_every=600 --config.train.checkpoint_every=300` and stopped early:
+Measured (2026-11-29) on the 2-core machine without an accelerator, shared with other jobs (load
+average 7-13, so times are inflated ~4x; about 0.2-0.4 steps/s against ~1.8 on an idle machine):
 
-* `tiny` (MLM + SOP), stopped at step 150 (36 min wall): train mlm_loss 8.51 / 6.92 / 6.68 and
-  sop_accuracy 0.512 / 0.478 / 0.516 at steps 50 / 100 / 150: SOP still at chance.
-* `tiny_order` (MLM + order), stopped at step 300 (56 min wall), then evaluated from its
-  checkpoint (`--config.train.steps=300 --config.train.eval_batches=30`, 960 held-out instances):
-  eval MLM loss 6.766 (unigram baseline 6.703), order accuracy 0.486: k=1 1.000, k=2 0.451,
-  k=3 0.000. That is above 1/9 but below chance within k (1/2, 1/6) and below the 0.556 of a
-  model that only counts the segments: order recovery above chance is NOT shown yet. The order
-  loss trains unsteadily at this learning rate (grad norm 15-26, SOP's ~1); try a lower one.
-* Order alone at a lower learning rate (`tiny_order --config.objectives.mlm=0
-  --config.data.max_seq_length=32 --config.train.steps=250 --config.train.batch_size=32
-  --config.train.learning_rate=5e-4 --config.train.warmup_steps=50 --config.train.eval_batches=20`,
-  22 min): eval order accuracy 0.561 on 640 held-out instances (k=1 1.000, k=2 0.476,
-  k=3 0.155): it has learned to count the segments (0.556), not yet their order.
+* `tiny_order` (MLM + order recovery), the command above: held-out evaluation at step 300 (of
+  1,200): order accuracy 0.849, by segment count k=1 1.000, k=2 0.954, k=3 0.588, against chance
+  1/k! = 1, 0.5, 0.167; order loss 0.353 (uniform over each k's classes: 0.828); MLM loss 6.703
+  (unigram baseline 6.715). Before the segment-edge head (``heads.SegmentOrderHead``), a
+  [CLS]-only head stayed exactly at chance: order alone, 600 steps of 32 × 32 tokens, eval k=2
+  0.517, k=3 0.147. The edge head on that same run: eval k=2 0.928, k=3 0.513 at step 400.
+* `tiny` (MLM + SOP), `--config.train.steps=300 --config.train.eval_every=150` (23.2 min wall):
+  eval MLM loss 6.556 against the unigram baseline 6.695, MLM accuracy 0.073; SOP accuracy 0.522
+  (chance 0.5): SOP reads only [CLS], which has not learned to compare segments by step 300.
 
 Variants: `tiny` / `tiny_order` (E=64, D=128, one layer shared N=4 times, H=2, F=512, 64-token
 instances, 1,200 steps of 64), `base` (ALBERT-base: E=128, D=768, N=12, H=12, F=3072, 512 tokens;
