@@ -44,8 +44,11 @@ def tasks_per_node(job: Job) -> int:
     return job.gpus_per_node if job.process_per == "gpu" else 1
 
 
-def script(job: Job, argv: list[str], *, chdir: str, python: str = "python3") -> str:
-    """The sbatch script: resources, then ``srun`` of the training command in ``chdir``.
+def script(job: Job, argv: list[str], *, python: str = "python3") -> str:
+    """The sbatch script: resources, then ``srun`` of the training command.
+
+    Slurm runs it in the directory ``sbatch`` was called from: the pretrax checkout, where the
+    command's relative paths (``--config=launch/configs/…``) resolve.
 
     The workdir may be any path the nodes share (Slurm clusters have a shared disk) or gs://.
 
@@ -55,14 +58,15 @@ def script(job: Job, argv: list[str], *, chdir: str, python: str = "python3") ->
     tasks = tasks_per_node(job)
     directives = [f"--job-name={job.name}", f"--nodes={job.nodes}",
                   f"--ntasks-per-node={tasks}", f"--gpus-per-node={job.gpus_per_node}",
-                  f"--time={job.time}", f"--output={job.output}", f"--chdir={chdir}"]
+                  f"--time={job.time}", f"--output={job.output}"]
     directives += [f"--partition={job.partition}"] * bool(job.partition)
     directives += [f"--account={job.account}"] * bool(job.account)
     train = command.python_command(python, command.parse(argv))
     lines = ["#!/bin/bash", *(f"#SBATCH {d}" for d in directives), "",
+             "# sbatch this from the pretrax checkout (the job runs where it was submitted).",
              "# One process per task; JAX finds the coordinator and its rank from SLURM_* "
              "variables.",
-             "# Re-submitting this script resumes from the workdir's latest checkpoint.",
+             "# Submitting it again resumes from the workdir's latest checkpoint.",
              "set -euo pipefail",
              *_one_process_per_node(job),
              f"srun --kill-on-bad-exit=1 {train}", ""]

@@ -37,7 +37,7 @@ def plan(target: str, argv: list[str], f) -> tuple[list[str], dict[str, str]]:
         job = slurm.Job(name=f.name or "pretrax", nodes=f.nodes, gpus_per_node=f.gpus_per_node,
                         process_per=f.process_per, time=f.time, partition=f.partition,
                         account=f.account)
-        text = slurm.script(job, argv, chdir=os.getcwd(), python=f.python)
+        text = slurm.script(job, argv, python=f.python)
         path = os.path.join(f.out_dir, f"{job.name}.sbatch")
         return [slurm.sbatch_command(path)], {path: text}
     raise ValueError(f"--target={target!r}: use one of {', '.join(TARGETS)}")

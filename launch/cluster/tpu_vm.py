@@ -59,7 +59,7 @@ def create_command(s: Slice) -> str:
 
 def ssh_command(s: Slice, remote: str) -> str:
     """``remote`` (one shell line) on every worker of the slice."""
-    return shlex.join([*_gcloud("ssh", s), "--worker=all", f"--command={remote}"])
+    return f"{shlex.join([*_gcloud('ssh', s), '--worker=all'])} --command={shlex.quote(remote)}"
 
 
 def commands(s: Slice, source: command.Source, argv: list[str], *, create: bool,
