@@ -16,7 +16,8 @@ import shlex
 
 from launch.cluster import command
 
-COORDINATOR_PORT = 1234
+COORDINATOR_PORT = 1234  # jax.distributed's coordinator on pod 0 (GPU)
+TPU_PORT = 8471  # the TPU runtime's port between hosts, as GKE's TPU examples open it
 _NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 
 
@@ -150,7 +151,7 @@ spec:
               image: {_q(image)}
               command: ["bash", "-c", {_q(script)}]
               ports:
-              - containerPort: {COORDINATOR_PORT}{_env(name, hosts)}
+              - containerPort: {TPU_PORT if hosts.is_tpu else COORDINATOR_PORT}{_env(name, hosts)}
               resources:
                 limits:
                   {limit}

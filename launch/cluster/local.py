@@ -7,6 +7,7 @@ failing process stops the others.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
 import signal
@@ -54,6 +55,15 @@ def dry_run(argv: list[str], num_processes: int, devices: int, port: int) -> str
     return "\n".join([f"{env} {shlex.join(c)} &" for c in cmds] + ["wait"])
 
 
+def _die_with_parent() -> None:
+    """In each child (Linux): SIGKILL when launch.submit dies, even by SIGKILL, so no process
+    of a killed submission keeps training (and writing the workdir) on its own."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: Ctrl-C and SIGTERM still stop the children (see run)
+
+
 def _relay(proc: subprocess.Popen, prefix: str, out) -> None:
     for line in proc.stdout:
         out.write(f"{prefix}{line}")
@@ -81,8 +91,12 @@ def run(argv: list[str], num_processes: int, devices: int, port: int = 0, *, out
     out = out or sys.stdout
     cmds = process_commands(command.parse(argv), num_processes, port or free_port())
     env = {**os.environ, **process_env(devices), "PYTHONUNBUFFERED": "1"}
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (e.g. a scheduler's) ends this process through the `finally` below.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     procs = [subprocess.Popen(c, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, bufsize=1) for c in cmds]
+                              stderr=subprocess.STDOUT, text=True, bufsize=1,
+                              preexec_fn=_die_with_parent) for c in cmds]
     relays = [threading.Thread(target=_relay, args=(p, f"[{i}] ", out), daemon=True)
               for i, p in enumerate(procs)]
     for t in relays:

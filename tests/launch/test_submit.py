@@ -6,6 +6,7 @@ import io
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -23,11 +24,11 @@ TRAIN_LINE = shlex.join(["python3", "-m", *TRAIN])
 REPO_FLAG = "--repo=https://example.com/pretrax.git"
 
 
-def submit(*flags, train=TRAIN, cwd=REPO):
+def submit(*flags, train=TRAIN, cwd=REPO, timeout=120):
     """(exit status, stdout, stderr) of ``python -m launch.submit FLAGS -- TRAIN``."""
     env = {**os.environ, "PYTHONPATH": REPO}
     p = subprocess.run([sys.executable, "-m", "launch.submit", *flags, "--", *train], cwd=cwd,
-                       env=env, capture_output=True, text=True, timeout=120)
+                       env=env, capture_output=True, text=True, timeout=timeout)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -273,6 +274,40 @@ def test_a_failing_process_fails_the_submission_and_stops_the_others(tmp_path):
                          "stopped; its output is above, prefixed with [1]\n")
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_no_process_outlives_a_killed_submission(tmp_path, sig):
+    (tmp_path / "worker.py").write_text(
+        "import os, sys, time\n"
+        "open(f'pid{os.getpid()}', 'w').close()\n"
+        "time.sleep(120)\n")
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}"}
+    p = subprocess.Popen([sys.executable, "-m", "launch.submit", "--target=local", "--",
+                          "worker", "--workdir=w"], cwd=tmp_path, env=env)
+    deadline = time.time() + 60
+    while len(list(tmp_path.glob("pid*"))) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    pids = [int(f.name[3:]) for f in tmp_path.glob("pid*")]
+    assert len(pids) == 2
+    p.send_signal(sig)
+    assert p.wait(timeout=30) == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
+    deadline = time.time() + 30
+    while any(_alive(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # a zombie has ended; its parent has not waited
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_local_two_processes_complete_then_resume_with_a_profile(tmp_path, fixture_corpus):
     """The same submission twice: a 3-step pretraining, then a resume that has nothing left."""
     from tests.launch.test_pretrain_e2e import tiny_overrides  # imports JAX: only here
@@ -282,14 +317,14 @@ def test_local_two_processes_complete_then_resume_with_a_profile(tmp_path, fixtu
     train = ["launch.pretrain", "--config=launch/configs/bert.py:tiny", f"--workdir={workdir}",
              *[f"--config.{k}={v}" for k, v in overrides.items()]]
     code, out, err = submit("--target=local", "--num_processes=2", "--devices_per_process=2",
-                            train=train)
+                            train=train, timeout=600)
     assert code == 0, (out + err)[-4000:]
     assert "[0] Done: 3 steps (0 restored)" in out
     assert "[0] profile of steps 2-3:" in out
     assert not re.search(r"^\[1\] step=", out, re.M)  # process 1 prints no progress
     assert glob.glob(os.path.join(workdir, "profile", "plugins", "profile", "*", "*.xplane.pb"))
     code, out, err = submit("--target=local", "--num_processes=2", "--devices_per_process=2",
-                            train=train)
+                            train=train, timeout=600)
     assert code == 0, (out + err)[-4000:]
     assert "[0] resumed from the checkpoint at step 3" in out
     assert "[0] Done: 3 steps (3 restored)" in out
