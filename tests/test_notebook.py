@@ -32,7 +32,7 @@ def test_the_quickstart_notebook_executes(tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                    for o in c.outputs)
     assert "pretrained vs scratch" in text and "sentiment_rt" in text
-    assert "[step 6, greedy] The sea was →" in text  # the GPT's checkpoint continued a prompt
+    assert "[step 6, sample] The sea was →" in text  # the GPT's checkpoint continued a prompt
     images = [o for c in nb.cells for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) == 1  # the curves
