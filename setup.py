@@ -37,8 +37,11 @@ setup(
     extras_require={
         # torch + transformers: the XLNet parity test (a CPU wheel; pinned so no CUDA build).
         # hypothesis: the property-based fuzz of the input pipeline.
+        # nbclient + nbformat + ipykernel: executing notebooks/quickstart.ipynb; pyyaml: reading
+        # the generated GKE manifests back.
         "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100",
-                 "torch==2.13.0", "transformers>=4.40,<6"],
+                 "torch==2.13.0", "transformers>=4.40,<6", "nbclient>=0.10", "nbformat>=5.9",
+                 "ipykernel>=6.29", "pyyaml>=6.0"],
     },
     entry_points={
         "console_scripts": [
@@ -51,6 +54,7 @@ setup(
             "pretrax-generate=launch.generate:run",
             "pretrax-benchmark=launch.benchmark:run",
             "pretrax-convert=launch.convert:run",
+            "pretrax-submit=launch.submit:run",
         ],
     },
 )

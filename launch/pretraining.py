@@ -151,11 +151,14 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
     meter = reporting.Throughput(start_step, cfg.train.steps,
                                  cfg.train.batch_size * cfg.data.max_seq_length)
     lr_at = train_lib.learning_rate_schedule(cfg.train)
+    profiler = reporting.Profiler(workdir, cfg.train.get("profile_steps", ""),
+                                  first_step=start_step + 1, last_step=cfg.train.steps)
     t0, window, step = time.perf_counter(), [], start_step
     final = {}
     for step in range(start_step + 1, cfg.train.steps + 1):
         batch = mesh_lib.global_batch(next(train_iter), batch_sh)
         state, metrics = train_fn(state, batch, rng)
+        profiler.step(step, state)
         window.append(metrics)
         if step == start_step + 1:
             jax.block_until_ready(state.step)

@@ -93,3 +93,56 @@ class Throughput:
         return {"tokens_per_s": self.tokens_per_step / per_step,
                 "steps_per_s": 1.0 / per_step,
                 "eta_min": math.ceil(per_step * (self.total - step) / 6) / 10}
+
+
+def parse_profile_steps(spec: str) -> tuple[int, int] | None:
+    """``"START:STOP"`` → (START, STOP): trace steps START..STOP-1, like a Python slice.
+
+    Raises:
+      ValueError: anything but "" or two integers 1 <= START < STOP.
+    """
+    if not spec:
+        return None
+    start, sep, stop = spec.partition(":")
+    try:
+        first, end = int(start), int(stop)
+    except ValueError:
+        first = end = 0
+    if not sep or not 1 <= first < end:
+        raise ValueError(f"train.profile_steps={spec!r}: write START:STOP to trace steps START "
+                         "to STOP-1 (e.g. --config.train.profile_steps=10:13; steps count from "
+                         "1), or leave it empty for no trace")
+    return first, end
+
+
+class Profiler:
+    """A ``jax.profiler`` trace of the steps ``profile_steps`` names, in ``WORKDIR/profile``.
+
+    Open it with TensorBoard's profile plugin or Perfetto. Only process 0 traces. Call
+    ``step(step, state)`` right after each step is dispatched; the trace starts before the first
+    traced step runs and ends once the last traced step (or the run's last step) has finished.
+    """
+
+    def __init__(self, workdir: str, profile_steps: str, *, first_step: int, last_step: int):
+        window = parse_profile_steps(profile_steps)
+        self.dir = os.path.join(workdir, "profile")
+        self.first, self.end = window or (0, 0)
+        self.last_step = last_step
+        self.active, self.started_at = False, 0
+        if window and jax.process_index() == 0 and self.first <= first_step < self.end:
+            self._start(first_step)
+
+    def _start(self, step: int) -> None:
+        jax.profiler.start_trace(self.dir)
+        self.active, self.started_at = True, step
+
+    def step(self, step: int, state) -> None:
+        """After step ``step`` was dispatched (``state``: its output, to wait for)."""
+        if self.active and (step >= self.end - 1 or step >= self.last_step):
+            jax.block_until_ready(state)
+            jax.profiler.stop_trace()
+            self.active = False
+            say(f"profile of steps {self.started_at}-{step}: {self.dir}")
+        elif (not self.active and jax.process_index() == 0 and step + 1 == self.first
+              and step < self.last_step):
+            self._start(step + 1)

@@ -66,6 +66,7 @@ def _base_config() -> ml_collections.ConfigDict:
     c.train.learning_rate = 1e-4
     c.train.warmup_steps = 10_000
     optimizer_mesh.add_optimizer(c.train)
+    optimizer_mesh.add_profiling(c.train)
     c.train.log_every = 100
     c.train.eval_every = 10_000
     c.train.eval_batches = 50

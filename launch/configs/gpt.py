@@ -59,6 +59,7 @@ def _base_config() -> ml_collections.ConfigDict:
     c.train.learning_rate = 6e-4
     c.train.warmup_steps = 2000
     optimizer_mesh.add_optimizer(c.train)
+    optimizer_mesh.add_profiling(c.train)
     c.train.weight_decay = 0.1
     c.train.adam_b2 = 0.95
     c.train.adam_eps = 1e-8

@@ -1,4 +1,4 @@
-"""Config pieces every recipe shares: the AdamW settings and the device mesh."""
+"""Config pieces recipes share: the AdamW settings, the device mesh, pretraining's profiling."""
 
 import ml_collections
 
@@ -24,3 +24,9 @@ def add_mesh(c: ml_collections.ConfigDict) -> None:
     c.mesh.fsdp = 1
     c.mesh.tensor = 1
     c.logical_axis_rules = [list(r) for r in axes.DEFAULT_RULES]
+
+
+def add_profiling(train: ml_collections.ConfigDict) -> None:
+    """``train.profile_steps``: "START:STOP" writes a jax.profiler trace of steps START..STOP-1
+    to WORKDIR/profile (TensorBoard's profile tab); "" traces nothing."""
+    train.profile_steps = ""

@@ -1,0 +1,5 @@
+"""Running one training command on many hosts: local processes, TPU VM slices, GKE, Slurm.
+
+Each target module builds, as pure functions, what a user would paste or apply (commands,
+scripts, manifests); ``launch/submit.py`` prints them (``--dry_run``) or runs them.
+"""
