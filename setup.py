@@ -35,13 +35,15 @@ setup(
         "safetensors>=0.4,<1",  # launch.convert: Hugging Face weights without pickle
     ],
     extras_require={
-        # torch + transformers: the XLNet parity test (a CPU wheel; pinned so no CUDA build).
+        # torch + transformers: the Hugging Face parity tests and launch.benchmark's PyTorch side
+        # (a CPU wheel here; pinned so pip does not pull a several-GB CUDA build).
         # hypothesis: the property-based fuzz of the input pipeline.
         # nbclient + nbformat + ipykernel: executing notebooks/quickstart.ipynb; pyyaml: reading
         # the generated GKE manifests back.
         "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100",
                  "torch==2.13.0", "transformers>=4.40,<6", "nbclient>=0.10", "nbformat>=5.9",
                  "ipykernel>=6.29", "pyyaml>=6.0"],
+        "torch": ["torch==2.13.0", "transformers>=4.40,<6"],  # launch.benchmark, launch.convert
     },
     entry_points={
         "console_scripts": [
