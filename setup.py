@@ -43,7 +43,7 @@ setup(
         "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "hypothesis>=6.100",
                  "torch==2.13.0", "transformers>=4.40,<6", "nbclient>=0.10", "nbformat>=5.9",
                  "ipykernel>=6.29", "pyyaml>=6.0"],
-        "torch": ["torch==2.13.0", "transformers>=4.40,<6"],  # launch.benchmark, launch.convert
+        "torch": ["torch==2.13.0", "transformers>=4.40,<6"],  # launch.benchmark --torch
     },
     entry_points={
         "console_scripts": [
