@@ -78,12 +78,14 @@ def complete_steps(directory) -> list[int]:
 
 
 def _reason(error: BaseException) -> str:
-    """The OS's words for the first OSError in ``error``'s chain (e.g. "[Errno 28] No space left
-    on device"), else the error's first line."""
+    """The OS's words for the error behind ``error`` (e.g. "[Errno 28] No space left on device"):
+    the first OSError in its chain, or the errno TensorStore quotes; else its first line."""
     seen = error
     while seen is not None:
         if isinstance(seen, OSError) and seen.errno:
             return f"[Errno {seen.errno}] {os.strerror(seen.errno)}"
+        if code := re.search(r"os_error_code='?(\d+)", str(seen)):
+            return f"[Errno {code.group(1)}] {os.strerror(int(code.group(1)))}"
         seen = seen.__cause__ or seen.__context__
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__

@@ -186,11 +186,13 @@ def train_and_evaluate(cfg, workdir: str) -> dict:
     start_step = 0
     if restored is not None:
         state, _, start_step = restored
-        reporting.say(f"resumed from the checkpoint at step {start_step}")
     # Every stream is a pure function of (seed, shard, instance index): after `start_step` steps
     # of `per_process` rows this process resumes at exactly the next one (whatever the process
     # count, with a fixed data.num_shards), and the dropout keys fold in the restored step.
     position = start_step * per_process
+    if restored is not None:
+        reporting.say(f"resumed from the checkpoint at step {start_step} "
+                      f"(input position {position})")
 
     data_kw = dict(batch_size=per_process, seed=cfg.seed, process_index=jax.process_index(),
                    process_count=jax.process_count())

@@ -105,7 +105,8 @@ class Preemption:
 
     def __exit__(self, *exc) -> None:
         for s, handler in self._previous.items():
-            signal.signal(s, handler)
+            # None: the old handler was set outside Python and cannot be put back.
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
         self._previous = {}
 
     def _handle(self, signum: int, frame) -> None:

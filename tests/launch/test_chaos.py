@@ -15,8 +15,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from launch import checkpoint, pretraining, stopping
-from launch.configs import bert
+from launch import checkpoint, stopping
 from tests.launch.test_pretrain_e2e import REPO, tiny_overrides
 
 STEPS = 40
@@ -27,14 +26,6 @@ def _overrides(corpus: str) -> dict:
     # kept, so Orbax deletes old steps while runs are being killed.
     return {**tiny_overrides(corpus), "train.steps": STEPS, "train.checkpoint_every": 3,
             "train.keep_checkpoints": 2, "model.dropout_rate": 0.1}
-
-
-def _config(corpus: str):
-    cfg = bert.get_config("tiny")
-    for key, value in _overrides(corpus).items():
-        section, name = key.split(".")
-        cfg[section][name] = value
-    return cfg
 
 
 def _command(workdir: str, corpus: str) -> list[str]:
@@ -65,47 +56,70 @@ def _final_state(workdir: str):
     return jax.device_get(ocp.PyTreeCheckpointer().restore(path))
 
 
-def _run_until(workdir: str, corpus: str, env: dict, target: int, kind: int):
-    """Starts the binary, sends ``kind`` once it has logged step ``target``; returns the
-    process after it ended and its stderr."""
-    proc = subprocess.Popen(_command(workdir, corpus), cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while proc.poll() is None and time.time() < deadline:
-        logged = _logged(workdir)
-        if logged and logged[-1]["step"] >= target:
-            proc.send_signal(kind)
-            break
-        time.sleep(0.01)
-    _, err = proc.communicate(timeout=240)
-    return proc, err
+def _start(workdir: str, corpus: str, env: dict, log):
+    return subprocess.Popen(_command(workdir, corpus), cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=log)
+
+
+def _run_until(workdir: str, corpus: str, env: dict, target: int, kind: int, log_path: str):
+    """Runs the binary and sends it ``kind`` once it has logged step ``target``; returns its
+    exit status and its stderr."""
+    with open(log_path, "w") as log:
+        proc = _start(workdir, corpus, env, log)
+        deadline = time.time() + 600
+        while proc.poll() is None:
+            logged = _logged(workdir)
+            if logged and logged[-1]["step"] >= target:
+                proc.send_signal(kind)
+                break
+            if time.time() > deadline:
+                proc.kill()
+                raise AssertionError(f"step {target} not logged within 600 s")
+            time.sleep(0.01)
+        returncode = proc.wait(timeout=600)
+    with open(log_path) as f:
+        return returncode, f.read()
+
+
+def _kill_and_resume(workdir: str, corpus: str, env: dict, log_path: str) -> list[tuple]:
+    """Runs the binary again and again, killing it at random steps (3 SIGKILL, 2 SIGTERM in a
+    seeded random order); returns (signal, last step logged, latest checkpoint) per kill."""
+    rng = random.Random(20261129)
+    kinds = [signal.SIGKILL] * 3 + [signal.SIGTERM] * 2
+    rng.shuffle(kinds)
+    ckpt_dir, reached, kills = os.path.join(workdir, "checkpoints"), 0, []
+    for kind in kinds:
+        # Past every step already logged, so the stale lines of a killed run never count.
+        target = reached + rng.randint(1, 4)
+        returncode, err = _run_until(workdir, corpus, env, target, kind, log_path)
+        assert returncode in (-signal.SIGKILL, stopping.EXIT_PREEMPTED), err[-3000:]
+        reached = max(r["step"] for r in _logged(workdir))
+        saved = checkpoint.complete_steps(ckpt_dir)
+        if kind == signal.SIGTERM:
+            assert returncode == stopping.EXIT_PREEMPTED, err[-3000:]
+            step = int(re.search(r"preempted at step (\d+): checkpoint saved", err).group(1))
+            assert saved[-1] == step == reached
+        kills.append((signal.Signals(kind).name, reached, saved[-1] if saved else 0))
+    assert reached < STEPS, kills
+    return kills
 
 
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, fixture_corpus):
     straight, chaos = str(tmp_path / "straight"), str(tmp_path / "chaos")
-    pretraining.train_and_evaluate(_config(fixture_corpus), straight)
-    env = dict(os.environ)  # the same 8 host devices as this process: the same XLA programs
-    rng = random.Random(20261129)
-    kinds = [signal.SIGKILL, signal.SIGTERM] * 3
-    rng.shuffle(kinds)
-    ckpt_dir, reached, kills = os.path.join(chaos, "checkpoints"), 0, []
-    for kind in kinds:
-        # Past every step already logged, so the stale lines of a killed run never count.
-        target = reached + rng.randint(1, 3)
-        proc, err = _run_until(chaos, fixture_corpus, env, target, kind)
-        assert proc.returncode in (-signal.SIGKILL, stopping.EXIT_PREEMPTED), err[-3000:]
-        reached = max(r["step"] for r in _logged(chaos))
-        saved = checkpoint.complete_steps(ckpt_dir)
-        if kind == signal.SIGTERM:
-            assert proc.returncode == stopping.EXIT_PREEMPTED, err[-3000:]
-            step = int(re.search(r"preempted at step (\d+): checkpoint saved", err).group(1))
-            assert saved[-1] == step == reached
-        kills.append((signal.Signals(kind).name, reached, saved[-1] if saved else 0))
-    assert len(kills) >= 5 and reached < STEPS, kills
-    last = subprocess.run(_command(chaos, fixture_corpus), cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=240)
-    assert last.returncode == 0, last.stderr[-3000:]
-
+    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}  # one device, like a user
+    # The uninterrupted run, beside the first chaotic one (its own process: the same XLA
+    # programs as theirs, so equal means bit-identical).
+    reference_log = open(tmp_path / "straight.log", "w")  # noqa: SIM115 (closed below)
+    reference = _start(straight, fixture_corpus, env, reference_log)
+    try:
+        kills = _kill_and_resume(chaos, fixture_corpus, env, str(tmp_path / "chaos.log"))
+        last = subprocess.run(_command(chaos, fixture_corpus), cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert last.returncode == 0, last.stderr[-3000:]
+        assert reference.wait(timeout=600) == 0, (tmp_path / "straight.log").read_text()[-3000:]
+    finally:
+        reference.kill()
+        reference_log.close()
     a, b = _losses(straight), _losses(chaos)
     assert sorted(b) == list(range(1, STEPS + 1)), kills
     for step in range(1, STEPS + 1):
@@ -115,4 +129,5 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, fixture_co
     assert eval_b == eval_a
     jax.tree_util.tree_map(np.testing.assert_array_equal, _final_state(chaos),
                            _final_state(straight))
-    assert sorted(os.listdir(ckpt_dir)) == [str(STEPS - 1), str(STEPS)]  # nothing half-written
+    # Nothing half-written is left, and only the newest two steps are kept.
+    assert sorted(os.listdir(os.path.join(chaos, "checkpoints"))) == [str(STEPS - 1), str(STEPS)]

@@ -1,19 +1,19 @@
 """Preemption: SIGTERM/SIGINT finish the step, save it, and stop with exit status 75; the run
 resumes exactly. On several processes all save the step JAX's preemption service agreed on."""
 
-import dataclasses
 import os
 import re
 import signal
 import subprocess
 import time
 
-import numpy as np
+import jax.numpy as jnp
 import pytest
 
-from launch import checkpoint, pretraining, stopping
+from launch import checkpoint, pretraining, reporting, stopping, train_lib
+from launch.configs import bert
 from tests.launch.test_multiprocess import _command, _env, _free_port
-from tests.launch.test_pretrain_e2e import REPO, make_config, read_metrics
+from tests.launch.test_pretrain_e2e import REPO
 
 
 def test_signals_set_a_flag_and_the_old_handlers_come_back():
@@ -38,57 +38,51 @@ def test_signals_set_a_flag_and_the_old_handlers_come_back():
             signal.signal(s, handler)
 
 
-def _signal_at(monkeypatch, step: int, signum: int):
-    """Sends ``signum`` to this process while the loop fetches step ``step``'s batch."""
-    real = pretraining.objective_data
+def _loop(tmp_path, signal_at: int, steps: int = 10, checkpoint_every: int = 4):
+    """pretraining's loop around a stand-in step (``w += 1``) that receives SIGTERM while it
+    runs step ``signal_at``; returns the saved steps and what stopped the loop."""
+    cfg = bert.get_config("tiny")
+    cfg.train.update(steps=steps, checkpoint_every=checkpoint_every, log_every=1, eval_every=100)
+    zero = jnp.zeros((), jnp.int32)
+    state = train_lib.TrainState(step=zero, params={"w": jnp.zeros(2)}, opt_state=(),
+                                 skipped_steps=zero, nonfinite_run=zero)
 
-    def objective_data(objectives):
-        inputs = real(objectives)
+    def train(s):
+        if int(s.step) + 1 == signal_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return (s.replace(step=s.step + 1, params={"w": s.params["w"] + 1}),
+                {"loss": (jnp.float32(1.0), jnp.float32(1.0))})
+    manager = checkpoint.make_manager(str(tmp_path), cfg.train)
+    saves = []
 
-        def make_dataset(cfg, split, *, start_position=0, **kw):
-            stream = inputs.make_dataset(cfg, split, start_position=start_position, **kw)
-            if split != "train":
-                return stream
-            return _signalling(stream, start_position // kw["batch_size"] + 1, step, signum)
-        return dataclasses.replace(inputs, make_dataset=make_dataset)
-    monkeypatch.setattr(pretraining, "objective_data", objective_data)
-
-
-def _signalling(stream, first: int, step: int, signum: int):
-    for s, batch in enumerate(stream, start=first):
-        if s == step:
-            os.kill(os.getpid(), signum)
-        yield batch
-
-
-def _config(corpus, steps):
-    cfg = make_config(corpus, steps)
-    cfg.train.checkpoint_every = 4
-    cfg.model.dropout_rate = 0.1  # the resumed run must draw the same dropout masks
-    return cfg
+    def save(step, s):
+        saves.append(step)
+        checkpoint.save(manager, step, s, {"steps": step})
+    logger = reporting.MetricLogger(str(tmp_path))
+    with pytest.raises(stopping.Preempted) as stop:
+        pretraining._train_loop(cfg, state, 0, train, lambda p: {}, save, manager, logger,
+                                reporting.Throughput(0, steps, 1))
+    logger.close()
+    restored, position, step = checkpoint.restore_latest(manager, state)
+    assert step == stop.value.step and position == {"steps": step}
+    assert float(restored.params["w"][0]) == step  # the state after that step, not before
+    return saves, stop.value
 
 
-def test_sigterm_saves_that_step_and_resume_is_exact(tmp_path, fixture_corpus, monkeypatch):
-    straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
-    pretraining.train_and_evaluate(_config(fixture_corpus, 6), straight)
+def test_sigterm_finishes_the_step_saves_it_and_stops(tmp_path):
     handler = signal.getsignal(signal.SIGTERM)
-    with monkeypatch.context() as m:
-        _signal_at(m, 3, signal.SIGTERM)
-        with pytest.raises(stopping.Preempted) as stop:
-            pretraining.train_and_evaluate(_config(fixture_corpus, 6), split)
+    saves, stop = _loop(tmp_path, signal_at=6)
+    assert saves == [4, 6] and stop.step == 6
+    assert stop.exit_status == stopping.EXIT_PREEMPTED == 75
+    assert str(stop) == (f"preempted at step 6: checkpoint saved in {tmp_path}/checkpoints; "
+                         "run the same command again to resume")
+    assert checkpoint.complete_steps(tmp_path / "checkpoints") == [4, 6]
     assert signal.getsignal(signal.SIGTERM) is handler
-    assert stop.value.step == 3 and stop.value.exit_status == stopping.EXIT_PREEMPTED == 75
-    assert str(stop.value) == (f"preempted at step 3: checkpoint saved in {split}/checkpoints; "
-                               "run the same command again to resume")
-    assert checkpoint.complete_steps(os.path.join(split, "checkpoints")) == [3]
-    results = pretraining.train_and_evaluate(_config(fixture_corpus, 6), split)
-    assert results["resumed_from"] == 3
-    a, b = read_metrics(straight), read_metrics(split)
-    assert sorted(b) == list(range(1, 7))
-    for step in range(1, 7):  # bit-identical: same batches, same dropout keys, same updates
-        assert b[step]["loss"] == a[step]["loss"], step
-    assert b[6]["eval/mlm_loss"] == a[6]["eval/mlm_loss"]
-    assert np.isfinite(b[6]["loss"])
+
+
+def test_sigterm_at_a_checkpoint_step_saves_it_once(tmp_path):
+    saves, stop = _loop(tmp_path, signal_at=8)
+    assert saves == [4, 8] and stop.step == 8
 
 
 def _last_logged_step(workdir) -> int:

@@ -6,6 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
 from launch import checkpoint, pretraining, stopping
 from tests.launch.test_pretrain_e2e import REPO, make_config, read_metrics, tiny_overrides
 
@@ -63,25 +67,25 @@ def _entries(workdir: str) -> list[str]:
 
 def test_sigkill_mid_save_keeps_the_previous_checkpoint(tmp_path, fixture_corpus):
     workdir = str(tmp_path / "run")
-    out = _run_with_fault(_KILL_BEFORE_COMMIT, workdir, fixture_corpus, 6)
+    out = _run_with_fault(_KILL_BEFORE_COMMIT, workdir, fixture_corpus, 4)
     assert out.returncode == -9, out.stderr[-3000:]
     # keep_checkpoints=1, yet step 2 survives: old steps go only after a new one is complete.
     left = _entries(workdir)
     assert left[0] == "2" and len(left) == 2 and left[1].startswith("4.orbax-checkpoint-tmp"), left
     assert checkpoint.complete_steps(os.path.join(workdir, "checkpoints")) == [2]
 
-    cfg = make_config(fixture_corpus, 6)
+    cfg = make_config(fixture_corpus, 4)
     cfg.train.keep_checkpoints = 1
     results = pretraining.train_and_evaluate(cfg, workdir)
-    assert results["resumed_from"] == 2 and results["step"] == 6
-    assert _entries(workdir) == ["6"]  # the half-written step 4 was removed, not restored
-    assert sorted(read_metrics(workdir)) == list(range(1, 7))
+    assert results["resumed_from"] == 2 and results["step"] == 4
+    assert _entries(workdir) == ["4"]  # the half-written step 4 was removed, then saved anew
+    assert sorted(read_metrics(workdir)) == list(range(1, 5))
 
 
 def test_disk_full_during_a_save_says_so_and_keeps_the_previous_checkpoint(tmp_path,
                                                                            fixture_corpus):
     workdir = str(tmp_path / "run")
-    out = _run_with_fault(_FILL_DISK_AT_4, workdir, fixture_corpus, 6)
+    out = _run_with_fault(_FILL_DISK_AT_4, workdir, fixture_corpus, 4)
     assert out.returncode == stopping.EXIT_SAVE_FAILED == 74, out.stderr[-3000:]
     directory = os.path.join(workdir, "checkpoints")
     message = out.stderr.strip().splitlines()[-1]
@@ -90,9 +94,10 @@ def test_disk_full_during_a_save_says_so_and_keeps_the_previous_checkpoint(tmp_p
         "large; the checkpoint at step 2 is intact. Free disk space (or fix the directory's "
         "permissions), then run the same command again to resume from step 2"), message
     assert checkpoint.complete_steps(directory) == [2]
-
-    cfg = make_config(fixture_corpus, 6)
-    cfg.train.keep_checkpoints = 1
-    results = pretraining.train_and_evaluate(cfg, workdir)
-    assert results["resumed_from"] == 2 and results["step"] == 6
-    assert _entries(workdir) == ["6"]
+    state = ocp.PyTreeCheckpointer().restore(os.path.join(directory, "2", "state"))
+    assert int(state["step"]) == 2
+    assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(state["params"]))
+    # The next run's manager sweeps away the failed save's leftovers before anything else.
+    manager = checkpoint.make_manager(workdir, make_config(fixture_corpus, 4).train)
+    manager.close()
+    assert _entries(workdir) == ["2"]
