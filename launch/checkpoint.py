@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Mapping
 
 import jax
@@ -20,18 +21,34 @@ def make_manager(workdir: str, cfg_train) -> ocp.CheckpointManager:
     """A manager over `workdir/checkpoints`: async saves, keep the newest N.
 
     When to save is decided by `is_due` (Orbax's own policy would also save the first step).
-    A save cut short (the process killed mid-write) leaves a ``<step>.orbax-checkpoint-tmp-*``
-    directory that no restore reads; creating the manager removes such leftovers. Old steps
-    are deleted only after a new one is complete, so a crash never costs an earlier checkpoint.
+    A save cut short (the process killed mid-write, a full disk) leaves a
+    ``<step>.orbax-checkpoint-tmp*`` directory that no restore reads; it is removed here, before
+    anything else happens. Old steps are deleted only after a new one is complete, so a crash
+    never costs an earlier checkpoint.
     """
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    _remove_unfinished(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=cfg_train.keep_checkpoints,
         enable_async_checkpointing=True,
         create=True,
-        cleanup_tmp_directories=True,
     )
-    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                                 options=options, item_names=("state", "data"))
+    return ocp.CheckpointManager(directory, options=options, item_names=("state", "data"))
+
+
+def _remove_unfinished(directory: str) -> None:
+    """Deletes the directories of saves that never completed (process 0; before any save).
+
+    Orbax's own ``cleanup_tmp_directories`` does this in a background thread that only a later
+    save waits for, so a run that stops before saving would leave them behind.
+    """
+    if jax.process_index() != 0 or not os.path.isdir(directory):
+        return
+    for name in sorted(os.listdir(directory)):
+        if _UNFINISHED.match(name):
+            logging.warning("removing %s: a checkpoint save that never completed",
+                            os.path.join(directory, name))
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
 def is_due(step: int, cfg_train) -> bool:

@@ -14,6 +14,7 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from launch import checkpoint, stopping
 from tests.launch.test_pretrain_e2e import REPO, tiny_overrides
@@ -104,6 +105,7 @@ def _kill_and_resume(workdir: str, corpus: str, env: dict, log_path: str) -> lis
     return kills
 
 
+@pytest.mark.filterwarnings("ignore:Sharding info not provided")  # read on the host
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, fixture_corpus):
     straight, chaos = str(tmp_path / "straight"), str(tmp_path / "chaos")
     env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}  # one device, like a user

@@ -9,6 +9,7 @@ import textwrap
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from launch import checkpoint, pretraining, stopping
 from tests.launch.test_pretrain_e2e import REPO, make_config, read_metrics, tiny_overrides
@@ -82,6 +83,7 @@ def test_sigkill_mid_save_keeps_the_previous_checkpoint(tmp_path, fixture_corpus
     assert sorted(read_metrics(workdir)) == list(range(1, 5))
 
 
+@pytest.mark.filterwarnings("ignore:Sharding info not provided")  # read on the host
 def test_disk_full_during_a_save_says_so_and_keeps_the_previous_checkpoint(tmp_path,
                                                                            fixture_corpus):
     workdir = str(tmp_path / "run")
