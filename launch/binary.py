@@ -142,9 +142,15 @@ def start(argv, *, multiprocess: bool = True) -> None:
 
 def explain_errors(fn, *args, **kwargs):
     """Runs ``fn``; a ValueError or FileNotFoundError (bad input, a config or checkpoint that does
-    not fit) ends the program with its message alone and exit status 1, not a traceback."""
+    not fit) ends the program with its message alone and exit status 1, not a traceback; a run
+    that stopped early (``launch.stopping``: preempted, diverged, a failed save) with its own."""
+    from launch import stopping
     try:
         return fn(*args, **kwargs)
+    except stopping.Stopped as e:
+        prefix = "" if isinstance(e, stopping.Preempted) else "error: "
+        print(f"{prefix}{e}", file=sys.stderr, flush=True)
+        sys.exit(e.exit_status)
     except (ValueError, FileNotFoundError) as e:
         if flags.FLAGS["verbosity"].value >= logging.DEBUG:
             raise  # --verbosity=1 (or more) keeps the traceback for debugging

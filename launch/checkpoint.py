@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from collections.abc import Mapping
 
 import jax
@@ -11,19 +13,44 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
+from launch import stopping
+
+# Orbax writes a step into ``<step>.orbax-checkpoint-tmp-<time>`` and renames it when complete.
+_UNFINISHED = re.compile(r"^(\d+)\.orbax-checkpoint-tmp")
+
 
 def make_manager(workdir: str, cfg_train) -> ocp.CheckpointManager:
     """A manager over `workdir/checkpoints`: async saves, keep the newest N.
 
     When to save is decided by `is_due` (Orbax's own policy would also save the first step).
+    A save cut short (the process killed mid-write, a full disk) leaves a
+    ``<step>.orbax-checkpoint-tmp*`` directory that no restore reads; it is removed here, before
+    anything else happens. Old steps are deleted only after a new one is complete, so a crash
+    never costs an earlier checkpoint.
     """
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    _remove_unfinished(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=cfg_train.keep_checkpoints,
         enable_async_checkpointing=True,
         create=True,
     )
-    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                                 options=options, item_names=("state", "data"))
+    return ocp.CheckpointManager(directory, options=options, item_names=("state", "data"))
+
+
+def _remove_unfinished(directory: str) -> None:
+    """Deletes the directories of saves that never completed (process 0; before any save).
+
+    Orbax's own ``cleanup_tmp_directories`` does this in a background thread that only a later
+    save waits for, so a run that stops before saving would leave them behind.
+    """
+    if jax.process_index() != 0 or not os.path.isdir(directory):
+        return
+    for name in sorted(os.listdir(directory)):
+        if _UNFINISHED.match(name):
+            logging.warning("removing %s: a checkpoint save that never completed",
+                            os.path.join(directory, name))
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
 def is_due(step: int, cfg_train) -> bool:
@@ -32,9 +59,65 @@ def is_due(step: int, cfg_train) -> bool:
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_position: dict) -> None:
-    """Starts an async save: returns once the arrays are copied off the devices."""
-    manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_position)), force=True)
+    """Starts an async save: returns once the arrays are copied off the devices.
+
+    Raises:
+      stopping.SaveFailed: this save, or the previous one still being written, failed (e.g. the
+        disk is full); names the step, the reason and the newest complete checkpoint.
+    """
+    finish(manager)  # a failure of the previous save is reported as that step's
+    try:
+        manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_position)),
+            force=True)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise _save_failed(manager, step, e) from e
+
+
+def finish(manager: ocp.CheckpointManager) -> None:
+    """Waits for the save in flight to be complete on disk.
+
+    Raises:
+      stopping.SaveFailed: it failed; names its step, the reason and the newest complete one.
+    """
+    try:
+        manager.wait_until_finished()
+    except (OSError, ValueError, RuntimeError) as e:
+        raise _save_failed(manager, None, e) from e
+
+
+def complete_steps(directory) -> list[int]:
+    """Steps with a complete checkpoint in ``directory`` (a workdir's ``checkpoints``), sorted;
+    a save that was cut short does not count. Reads the directory, not a manager's memory."""
+    directory = str(directory)
+    if not os.path.isdir(directory):
+        return []
+    return sorted(int(d) for d in os.listdir(directory)
+                  if d.isdigit() and os.path.isdir(os.path.join(directory, d)))
+
+
+def _reason(error: BaseException) -> str:
+    """The OS's words for the error behind ``error`` (e.g. "[Errno 28] No space left on device"):
+    the first OSError in its chain, or the errno TensorStore quotes; else its first line."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return f"[Errno {seen.errno}] {os.strerror(seen.errno)}"
+        if code := re.search(r"os_error_code='?(\d+)", str(seen)):
+            return f"[Errno {code.group(1)}] {os.strerror(int(code.group(1)))}"
+        seen = seen.__cause__ or seen.__context__
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _save_failed(manager, step: int | None, error: BaseException) -> stopping.SaveFailed:
+    directory = str(manager.directory)
+    if step is None:  # the failed save's own directory, left unfinished, names its step
+        unfinished = [int(m.group(1)) for d in os.listdir(directory)
+                      if (m := _UNFINISHED.match(d))] if os.path.isdir(directory) else []
+        step = max(unfinished) if unfinished else None
+    good = [s for s in complete_steps(directory) if s != step]
+    return stopping.SaveFailed(step, _reason(error), good[-1] if good else None, directory)
 
 
 def abstract_like(state, shardings):

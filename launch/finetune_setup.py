@@ -108,7 +108,7 @@ def load_pretrained(cfg, state, shardings):
 def best_manager(run_dir: str) -> ocp.CheckpointManager:
     """Keeps the parameters of the best dev evaluation (``best/``), one step's worth."""
     options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=True,
-                                           create=True)
+                                           create=True, cleanup_tmp_directories=True)
     return ocp.CheckpointManager(os.path.join(os.path.abspath(run_dir), "best"),
                                  options=options, item_names=("params",))
 

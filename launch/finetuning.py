@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 
 from data import features, qa, tasks
 from data.tokenizer import Tokenizer
-from launch import checkpoint, finetune_setup, reporting, task_eval, train_lib
+from launch import checkpoint, finetune_setup, reporting, stopping, task_eval, train_lib
 from launch import mesh as mesh_lib
 from launch import workdir as workdir_lib
 
@@ -203,33 +203,56 @@ def _loop(cfg, spec, workdir, steps, start_step, state, train_iter, train_fn, pr
     logger = reporting.MetricLogger(workdir, resume_step=start_step)
     meter = reporting.Throughput(start_step, steps,
                                  cfg.train.batch_size * cfg.data.max_seq_length)
-    window, t0 = [], time.perf_counter()
-    for step in range(start_step + 1, steps + 1):
-        batch = mesh_lib.global_batch(next(train_iter), batch_sh)
-        state, metrics = train_fn(state, batch, rng)
-        window.append(metrics)
-        if step % cfg.train.log_every == 0 or step == steps:
-            scalars = train_lib.reduce_metrics(window)
-            scalars.update(meter.update(step))
-            logger.write(step, scalars, echo=False)
-            window = []
-        if step % eval_every == 0 or step == steps:
-            dev_metrics = _evaluate(predict_fn, state.params, dev, spec)
-            value = _main_metric(dev_metrics, spec)
-            progress["curve"].append({"step": step, **dev_metrics})
-            logger.write(step, {f"dev/{k}": v for k, v in dev_metrics.items()}, echo=False)
-            reporting.say(f"step {step}/{steps}: dev {spec.main_metric} {value:.4f} "
-                          f"({time.perf_counter() - t0:.0f} s)")
-            if value > progress["best"]:
-                progress.update(best=value, best_step=step)
-                finetune_setup.save_best(best_manager, step, state.params)
-            checkpoint.save(manager, step, state, progress)
-            meter.restart(step)
-    manager.wait_until_finished()
-    best_manager.wait_until_finished()
-    logger.close()
+    window, t0, saved = [], time.perf_counter(), start_step
+    try:
+        with stopping.Preemption() as preemption:
+            for step in range(start_step + 1, steps + 1):
+                batch = mesh_lib.global_batch(next(train_iter), batch_sh)
+                state, metrics = train_fn(state, batch, rng)
+                window.append(metrics)
+                log = step % cfg.train.log_every == 0 or step == steps
+                run_eval = step % eval_every == 0 or step == steps
+                preempted = preemption.reached(step) and step != steps
+                if log:
+                    scalars = train_lib.reduce_metrics(window)
+                    scalars.update(skipped_steps=int(state.skipped_steps), **meter.update(step))
+                    logger.write(step, scalars, echo=False)
+                    window = []
+                if log or run_eval or preempted:
+                    train_lib.halt_if_diverged(state, step, cfg.train.max_nonfinite_steps,
+                                               manager)
+                if run_eval:
+                    _dev_eval(predict_fn, state, dev, spec, step, steps, progress, logger,
+                              best_manager, t0)
+                    checkpoint.save(manager, step, state, progress)
+                    saved = step
+                    meter.restart(step)
+                if preempted:
+                    if saved != step:
+                        checkpoint.save(manager, step, state, progress)
+                    best_manager.wait_until_finished()
+                    checkpoint.finish(manager)
+                    raise stopping.Preempted(step, str(manager.directory))
+        checkpoint.finish(manager)
+        best_manager.wait_until_finished()
+    finally:
+        logger.close()
     progress["train_seconds"] = round(time.perf_counter() - t0, 1)
     return progress
+
+
+def _dev_eval(predict_fn, state, dev, spec, step: int, steps: int, progress: dict, logger,
+              best_manager, t0: float) -> None:
+    """Scores dev, logs it, adds it to ``progress`` and saves the parameters if best so far."""
+    dev_metrics = _evaluate(predict_fn, state.params, dev, spec)
+    value = _main_metric(dev_metrics, spec)
+    progress["curve"].append({"step": step, **dev_metrics})
+    logger.write(step, {f"dev/{k}": v for k, v in dev_metrics.items()}, echo=False)
+    reporting.say(f"step {step}/{steps}: dev {spec.main_metric} {value:.4f} "
+                  f"({time.perf_counter() - t0:.0f} s)")
+    if value > progress["best"]:
+        progress.update(best=value, best_step=step)
+        finetune_setup.save_best(best_manager, step, state.params)
 
 
 def _finish(cfg, spec, workdir, progress, best_manager, abstract, predict_fn, evals,

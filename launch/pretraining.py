@@ -13,7 +13,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from data import features, pipeline
-from launch import checkpoint, reporting, train_lib
+from launch import checkpoint, reporting, stopping, train_lib
 from launch import mesh as mesh_lib
 from launch import workdir as workdir_lib
 from launch.pretraining_inputs import objective_data, sentence_summary
@@ -97,6 +97,66 @@ def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: i
     return results
 
 
+def _data_position(cfg, step: int) -> dict:
+    """The input position saved with a checkpoint: what the streams consumed so far."""
+    return {"instances": step * cfg.train.batch_size // jax.process_count(), "steps": step,
+            "batch_size": cfg.train.batch_size, "seed": cfg.seed}
+
+
+def _train_loop(cfg, state, start_step: int, train: Callable, evaluate: Callable,
+                save: Callable, manager, logger, meter, profiler):
+    """Steps ``start_step + 1 … train.steps``, logging, evaluating and saving on schedule.
+
+    ``train(state) -> (state, metrics)`` runs one step on the next batch; ``evaluate(params)``
+    gives eval metrics; ``save(step, state)`` starts a checkpoint; ``profiler`` traces the steps
+    of ``train.profile_steps``.
+
+    Returns:
+      (state, last step, the last eval metrics or {}).
+
+    Raises:
+      stopping.Preempted: after SIGTERM/SIGINT, once the state at that step is saved.
+      stopping.Diverged: the state is halted (``train.max_nonfinite_steps`` NaN/Inf steps in a
+        row); found at the next log, eval or checkpoint boundary, and never saved.
+      stopping.SaveFailed: a checkpoint could not be written.
+    """
+    lr_at = train_lib.learning_rate_schedule(cfg.train)
+    window, final, step, saved = [], {}, start_step, start_step
+    with stopping.Preemption() as preemption:
+        for step in range(start_step + 1, cfg.train.steps + 1):
+            state, metrics = train(state)
+            profiler.step(step, state)
+            window.append(metrics)
+            if step == start_step + 1:
+                jax.block_until_ready(state.step)
+                meter.restart(step)  # the first step compiles; keep it out of tokens/s
+            last = step == cfg.train.steps
+            log = step % cfg.train.log_every == 0 or last
+            run_eval = step % cfg.train.eval_every == 0 or last
+            due, preempted = checkpoint.is_due(step, cfg.train), preemption.reached(step)
+            if log:
+                scalars = train_lib.reduce_metrics(window)
+                scalars.update(learning_rate=float(lr_at(step - 1)),
+                               skipped_steps=int(state.skipped_steps), **meter.update(step))
+                logger.write(step, scalars)
+                window = []
+            if log or run_eval or due or preempted:
+                train_lib.halt_if_diverged(state, step, cfg.train.max_nonfinite_steps, manager)
+            if run_eval:
+                final = evaluate(state.params)
+                logger.write(step, final)
+                meter.restart(step)
+            if due:
+                save(step, state)
+                saved = step
+            if preempted and not last:  # at the last step the run is done: finish it
+                if saved != step:
+                    save(step, state)
+                checkpoint.finish(manager)
+                raise stopping.Preempted(step, str(manager.directory))
+    return state, step, final
+
+
 def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) -> dict:
     """Pretrains per `cfg`, resuming from `workdir`'s latest checkpoint. Returns final results.
 
@@ -128,10 +188,14 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
     if restored is None and cfg.init_from:
         state = _continue_from(cfg, state, shardings)
     workdir_lib.write_config(workdir, cfg, changes)
-    start_step, position = 0, 0
+    start_step = 0
     if restored is not None:
-        state, data_position, start_step = restored
-        position = int(data_position["instances"])
+        state, _, start_step = restored
+    # Every stream is a pure function of (seed, shard, instance index): after `start_step` steps
+    # of `per_process` rows this process resumes at exactly the next one (whatever the process
+    # count, with a fixed data.num_shards), and the dropout keys fold in the restored step.
+    position = start_step * per_process
+    if restored is not None:
         reporting.say(f"resumed from the checkpoint at step {start_step} "
                       f"(input position {position})")
 
@@ -150,32 +214,19 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
     logger = reporting.MetricLogger(workdir, resume_step=start_step)
     meter = reporting.Throughput(start_step, cfg.train.steps,
                                  cfg.train.batch_size * cfg.data.max_seq_length)
-    lr_at = train_lib.learning_rate_schedule(cfg.train)
     profiler = reporting.Profiler(workdir, cfg.train.get("profile_steps", ""),
                                   first_step=start_step + 1, last_step=cfg.train.steps)
-    t0, window, step = time.perf_counter(), [], start_step
-    final = {}
-    for step in range(start_step + 1, cfg.train.steps + 1):
-        batch = mesh_lib.global_batch(next(train_iter), batch_sh)
-        state, metrics = train_fn(state, batch, rng)
-        profiler.step(step, state)
-        window.append(metrics)
-        if step == start_step + 1:
-            jax.block_until_ready(state.step)
-            meter.restart(step)  # the first step compiles; keep it out of tokens/s
-        if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-            scalars = train_lib.reduce_metrics(window) if window else {}
-            scalars.update(learning_rate=float(lr_at(step - 1)), **meter.update(step))
-            logger.write(step, scalars)
-            window = []
-        if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
+    t0 = time.perf_counter()
+    try:
+        state, step, final = _train_loop(
+            cfg, state, start_step,
+            lambda s: train_fn(s, mesh_lib.global_batch(next(train_iter), batch_sh), rng),
+            lambda p: _evaluate(eval_fn, p, eval_batches, baseline, inputs.eval_extras),
+            lambda step, s: checkpoint.save(manager, step, s, _data_position(cfg, step)),
+            manager, logger, meter, profiler)
+        if not final:
             final = _evaluate(eval_fn, state.params, eval_batches, baseline, inputs.eval_extras)
-            logger.write(step, final)
-            meter.restart(step)
-        if checkpoint.is_due(step, cfg.train):
-            checkpoint.save(manager, step, state, {"instances": step * per_process})
-    if not final:
-        final = _evaluate(eval_fn, state.params, eval_batches, baseline, inputs.eval_extras)
-    manager.wait_until_finished()
-    logger.close()
+        checkpoint.finish(manager)
+    finally:
+        logger.close()
     return _summary(workdir, step, final, time.perf_counter() - t0, start_step, inputs.summary)

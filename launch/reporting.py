@@ -22,6 +22,15 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _step_of(line: str) -> float:
+    """A metrics.jsonl line's step; inf (dropped on resume) for a blank or torn line, which a
+    write cut short by a crash or a full disk can leave at the end."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
 class MetricLogger:
     """Appends one JSON object per logged step to `metrics.jsonl`; mirrors to TensorBoard.
 
@@ -44,7 +53,7 @@ class MetricLogger:
         if not os.path.exists(self.path):
             return
         with open(self.path) as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+            kept = [line for line in f if _step_of(line) <= step]
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.writelines(kept)

@@ -15,6 +15,7 @@ import numpy as np
 import optax
 
 from data import sentence_order
+from launch import checkpoint, stopping
 from launch import mesh as mesh_lib
 from lm import config as lm_config
 from objectives import COMBINATIONS, OBJECTIVES, total_loss, weighted
@@ -22,10 +23,18 @@ from objectives import COMBINATIONS, OBJECTIVES, total_loss, weighted
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything that changes during training, as one pytree (saved whole by Orbax)."""
+    """Everything that changes during training, as one pytree (saved whole by Orbax).
+
+    ``skipped_steps`` counts the updates skipped because the loss or gradient norm was NaN/Inf;
+    ``nonfinite_run`` the steps since the current run of such steps began (0 after a good step).
+    Once it reaches ``train.max_nonfinite_steps`` the state is halted: it keeps counting but never
+    updates again (see ``train_step``), and the loop stops without saving it.
+    """
     step: jax.Array
     params: Any
     opt_state: Any
+    skipped_steps: jax.Array
+    nonfinite_run: jax.Array
 
 
 def model_config(cfg, vocab_size: int) -> lm_config.TransformerConfig:
@@ -113,7 +122,9 @@ def create_train_state(model: nn.Module, tx, batch: dict, seed: int, mesh, rules
         variables = model.init({"params": params_key, "dropout": dropout_key}, batch,
                                deterministic=True)
         params = variables["params"]
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+        zero = jnp.zeros((), jnp.int32)
+        return TrainState(step=zero, params=params, opt_state=tx.init(params),
+                          skipped_steps=zero, nonfinite_run=zero)
 
     key = jax.random.key(seed)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
@@ -187,18 +198,36 @@ def grads_and_metrics(params, batch: dict, rng: jax.Array, *, model, objective, 
 
 
 def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model, tx, objective,
-               objective_kw, microbatches: int = 1) -> tuple[TrainState, dict]:
-    """One optimizer update. Returns the new state and this step's metric (sum, weight) pairs."""
+               objective_kw, microbatches: int = 1,
+               max_nonfinite_steps: int = 1) -> tuple[TrainState, dict]:
+    """One optimizer update. Returns the new state and this step's metric (sum, weight) pairs.
+
+    A step whose loss or gradient norm is NaN/Inf changes neither the parameters nor the
+    optimizer state: it is counted in ``skipped_steps`` and its metrics get weight 0. After
+    ``max_nonfinite_steps`` such steps in a row the state is halted (``nonfinite_run`` ≥ it) and
+    no later step updates it. All on device: the host looks at the counters only when it logs,
+    evaluates or saves (``halt_if_diverged``). The dropout key is ``rng`` folded with the step,
+    so a resumed run draws the same masks as one that never stopped.
+    """
     step_rng = jax.random.fold_in(rng, state.step)
     loss, grads, metrics = grads_and_metrics(
         state.params, batch, step_rng, model=model, objective=objective,
         objective_kw=objective_kw, microbatches=microbatches)
+    grad_norm = optax.tree.norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    apply = finite & (state.nonfinite_run < max_nonfinite_steps)
+    keep = functools.partial(jax.tree_util.tree_map, lambda new, old: jnp.where(apply, new, old))
     metrics = dict(metrics)
     metrics["loss"] = (loss, jnp.ones((), jnp.float32))
-    metrics["grad_norm"] = (optax.tree.norm(grads), jnp.ones((), jnp.float32))
-    new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+    metrics["grad_norm"] = (grad_norm, jnp.ones((), jnp.float32))
+    metrics = jax.tree_util.tree_map(lambda x: jnp.where(apply, x, jnp.zeros_like(x)), metrics)
+    new_state = TrainState(
+        step=state.step + 1, params=keep(params, state.params),
+        opt_state=keep(opt_state, state.opt_state),
+        skipped_steps=state.skipped_steps + (~apply).astype(jnp.int32),
+        nonfinite_run=jnp.where(apply, 0, state.nonfinite_run + 1).astype(jnp.int32))
     return new_state, metrics
 
 
@@ -216,12 +245,16 @@ def compile_steps(cfg, model, tx, state_shardings, mesh, rules, *,
     ``objective`` names an entry of ``OBJECTIVES`` (default: the run's, ``run_objective``).
     """
     objective = OBJECTIVES[objective] if objective else run_objective(cfg)
+    if cfg.train.max_nonfinite_steps < 1:
+        raise ValueError(f"train.max_nonfinite_steps={cfg.train.max_nonfinite_steps}: use 1 or "
+                         "more (the NaN/Inf steps in a row after which training stops)")
     kw = dict(label_smoothing=cfg.train.label_smoothing, z_loss=cfg.train.z_loss)
     batch_sh = mesh_lib.batch_sharding(mesh, rules)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     train = jax.jit(
         functools.partial(train_step, model=model, tx=tx, objective=objective, objective_kw=kw,
-                          microbatches=cfg.train.microbatches),
+                          microbatches=cfg.train.microbatches,
+                          max_nonfinite_steps=cfg.train.max_nonfinite_steps),
         in_shardings=(state_shardings, batch_sh, replicated),
         out_shardings=(state_shardings, replicated), donate_argnums=(0,))
     evaluate = jax.jit(
@@ -250,3 +283,20 @@ def reduce_metrics(per_step: list[dict]) -> dict[str, float]:
         weight = sum(float(m[name][1]) for m in host)
         out[name] = total / weight if weight else float("nan")
     return out
+
+
+def halt_if_diverged(state: TrainState, step: int, limit: int, manager) -> None:
+    """At a log, eval or checkpoint boundary: stops a halted run (``train_step``) before it
+    evaluates or saves anything, once the saves already started are complete.
+
+    Raises:
+      stopping.Diverged: naming the step, the first NaN/Inf step and the last good checkpoint.
+    """
+    run = int(jax.device_get(state.nonfinite_run))  # the only host sync, at a boundary
+    if run < limit:
+        return
+    checkpoint.finish(manager)
+    steps = checkpoint.complete_steps(manager.directory)
+    raise stopping.Diverged(step, step - run + 1, limit, steps[-1] if steps else None,
+                            str(manager.directory))
+

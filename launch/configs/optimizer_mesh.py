@@ -1,4 +1,5 @@
-"""Config pieces recipes share: the AdamW settings, the device mesh, pretraining's profiling."""
+"""Config pieces recipes share: AdamW (with the NaN guard), the device mesh, pretraining's
+profiling."""
 
 import ml_collections
 
@@ -15,6 +16,9 @@ def add_optimizer(train: ml_collections.ConfigDict) -> None:
     train.grad_clip_norm = 1.0
     train.label_smoothing = 0.0
     train.z_loss = 0.0
+    # A step whose loss or gradient norm is NaN/Inf is skipped (counted as `skipped_steps`);
+    # this many in a row stop the run (exit status 65) with the last good checkpoint intact.
+    train.max_nonfinite_steps = 20
 
 
 def add_mesh(c: ml_collections.ConfigDict) -> None:
