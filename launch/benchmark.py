@@ -28,6 +28,8 @@ _STEPS = flags.DEFINE_integer("steps", 10, "Steps per timed round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds (the median is reported).")
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "The accelerator's peak TFLOP/s for MFU; 0 = "
                            "measure a large matmul (CPU).")
+_RNG_IMPLS = flags.DEFINE_list("rng_impls", [], "Also time pretrax with these PRNGs for dropout "
+                                "(e.g. rbg,unsafe_rbg), interleaved with the default threefry.")
 _JSON = flags.DEFINE_string("json", "benchmark.json", "Where to write the figures ('' = not).")
 
 
@@ -43,7 +45,7 @@ def main(argv):
         k: casts[types[k]](f.value) for k, f in _OVERRIDES.items() if f.value is not None})
     result = binary.explain_errors(
         bm.benchmark, shape, steps=_STEPS.value, rounds=_ROUNDS.value, with_torch=_TORCH.value,
-        with_pipeline=_PIPELINE.value, peak_tflops=_PEAK.value)
+        with_pipeline=_PIPELINE.value, peak_tflops=_PEAK.value, rng_impls=tuple(_RNG_IMPLS.value))
     if _SCALING.value:
         result["scaling"] = bm.scaling(shape, peak=result["peak_gflops_per_s"] * 1e9)
     print(bm.table(result))

@@ -160,7 +160,7 @@ def objective_names(shape: Shape) -> tuple[str, ...]:
 class JaxStep:
     """pretrax's compiled train step at ``shape``, with its state and a batch on the devices."""
 
-    def __init__(self, shape: Shape, seed: int = 0):
+    def __init__(self, shape: Shape, seed: int = 0, rng_impl: str = "threefry2x32"):
         cfg = run_config(shape)
         self.model_config = model_config(cfg, shape)
         model = models.make_model(cfg.model.arch, self.model_config)
@@ -175,7 +175,7 @@ class JaxStep:
         self.n_params = sum(x.size for x in jax.tree_util.tree_leaves(self.state.params))
         train_fn, _ = train_lib.compile_steps(cfg, model, tx, shardings, mesh, rules)
         self.batch = mesh_lib.global_batch(host, mesh_lib.batch_sharding(mesh, rules))
-        self.rng = jax.random.key(seed)
+        self.rng = jax.random.key(seed, impl=rng_impl)  # the dropout key's PRNG
         jitted = train_fn.__wrapped__  # the jax.jit inside train_lib.in_mesh
         t0 = time.perf_counter()
         with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
@@ -319,7 +319,8 @@ def summarise(shape: Shape, per_step: list[float], peak: float, runner) -> dict:
 
 def benchmark(shape: Shape, *, steps: int = 10, rounds: int = 3, warmup: int = 2,
               with_torch: bool = True, with_pipeline: bool = True, peak_tflops: float = 0.0,
-              pipeline_batches: int = 30, log: Callable[[str], None] = print) -> dict:
+              pipeline_batches: int = 30, rng_impls: tuple[str, ...] = (),
+              log: Callable[[str], None] = print) -> dict:
     """Everything in the module docstring for one shape. Returns a JSON-able dict."""
     device = jax.devices()[0]
     if peak_tflops:
@@ -330,6 +331,8 @@ def benchmark(shape: Shape, *, steps: int = 10, rounds: int = 3, warmup: int = 2
         peak_source = f"measured: best {shape.dtype} 2048² jitted matmul"
     log(f"compiling pretrax's {shape.arch} step …")
     runners = {"pretrax": JaxStep(shape)}
+    for impl in rng_impls:  # the same step with another PRNG for dropout (e.g. rbg)
+        runners[f"pretrax[{impl}]"] = JaxStep(shape, rng_impl=impl)
     if with_torch:
         if not torch_available():
             raise ValueError("the PyTorch comparison needs torch and transformers: "
@@ -379,10 +382,10 @@ def table(result: dict) -> str:
              f"L={s['seq']} B={s['batch']} V={s['vocab']} P={s['predictions']} "
              f"dropout={s['dropout']} {s['dtype']} on {result['device']} "
              f"(peak {result['peak_gflops_per_s']:.0f} GFLOP/s, {result['peak_source']})",
-             f"{'':10} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>9} {'MFU':>6} "
+             f"{'':18} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>9} {'MFU':>6} "
              f"{'compile s':>9} {'params M':>9}"]
     for name, r in result["runs"].items():
-        lines.append(f"{name:10} {r['ms_per_step']:9.1f} {r['tokens_per_s']:10.0f} "
+        lines.append(f"{name:18} {r['ms_per_step']:9.1f} {r['tokens_per_s']:10.0f} "
                      f"{r['model_gflops_per_s']:9.1f} {r['mfu']:6.1%} {r['compile_s']:9.1f} "
                      f"{r['params_m']:9.2f}   rounds {r['rounds_ms']}")
     if "pretrax_over_pytorch" in result:
