@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Mapping
 
 import jax
@@ -13,7 +12,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from launch import stopping
+from launch import stopping, storage
 
 # Orbax writes a step into ``<step>.orbax-checkpoint-tmp-<time>`` and renames it when complete.
 _UNFINISHED = re.compile(r"^(\d+)\.orbax-checkpoint-tmp")
@@ -28,7 +27,7 @@ def make_manager(workdir: str, cfg_train) -> ocp.CheckpointManager:
     anything else happens. Old steps are deleted only after a new one is complete, so a crash
     never costs an earlier checkpoint.
     """
-    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    directory = os.path.join(storage.absolute(workdir), "checkpoints")
     _remove_unfinished(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=cfg_train.keep_checkpoints,
@@ -44,13 +43,13 @@ def _remove_unfinished(directory: str) -> None:
     Orbax's own ``cleanup_tmp_directories`` does this in a background thread that only a later
     save waits for, so a run that stops before saving would leave them behind.
     """
-    if jax.process_index() != 0 or not os.path.isdir(directory):
+    if jax.process_index() != 0 or not storage.isdir(directory):
         return
-    for name in sorted(os.listdir(directory)):
+    for name in sorted(storage.listdir(directory)):
         if _UNFINISHED.match(name):
             logging.warning("removing %s: a checkpoint save that never completed",
                             os.path.join(directory, name))
-            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+            storage.rmtree(os.path.join(directory, name))
 
 
 def is_due(step: int, cfg_train) -> bool:
@@ -90,10 +89,10 @@ def complete_steps(directory) -> list[int]:
     """Steps with a complete checkpoint in ``directory`` (a workdir's ``checkpoints``), sorted;
     a save that was cut short does not count. Reads the directory, not a manager's memory."""
     directory = str(directory)
-    if not os.path.isdir(directory):
+    if not storage.isdir(directory):
         return []
-    return sorted(int(d) for d in os.listdir(directory)
-                  if d.isdigit() and os.path.isdir(os.path.join(directory, d)))
+    return sorted(int(d) for d in storage.listdir(directory)
+                  if d.isdigit() and storage.isdir(os.path.join(directory, d)))
 
 
 def _reason(error: BaseException) -> str:
@@ -113,8 +112,8 @@ def _reason(error: BaseException) -> str:
 def _save_failed(manager, step: int | None, error: BaseException) -> stopping.SaveFailed:
     directory = str(manager.directory)
     if step is None:  # the failed save's own directory, left unfinished, names its step
-        unfinished = [int(m.group(1)) for d in os.listdir(directory)
-                      if (m := _UNFINISHED.match(d))] if os.path.isdir(directory) else []
+        unfinished = [int(m.group(1)) for d in storage.listdir(directory)
+                      if (m := _UNFINISHED.match(d))] if storage.isdir(directory) else []
         step = max(unfinished) if unfinished else None
     good = [s for s in complete_steps(directory) if s != step]
     return stopping.SaveFailed(step, _reason(error), good[-1] if good else None, directory)
@@ -218,10 +217,10 @@ def _move_aside(manager: ocp.CheckpointManager, unreadable: list, restored_step:
         for step, why in unreadable:
             target = os.path.join(directory, "corrupt", str(step))
             n = 1
-            while os.path.exists(target):
+            while storage.exists(target):
                 target, n = os.path.join(directory, "corrupt", f"{step}.{n}"), n + 1
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(os.path.join(directory, str(step)), target)
+            storage.makedirs(os.path.dirname(target))
+            storage.replace(os.path.join(directory, str(step)), target)
             logging.warning("the checkpoint at step %d cannot be read (%s); restored step %d "
                             "instead and moved step %d to %s", step, why, restored_step, step,
                             target)
@@ -231,8 +230,8 @@ def _move_aside(manager: ocp.CheckpointManager, unreadable: list, restored_step:
 
 
 def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
-    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-    if not os.path.isdir(directory):
+    directory = os.path.join(storage.absolute(workdir), "checkpoints")
+    if not storage.isdir(directory):
         raise FileNotFoundError(
             f"no checkpoints in {workdir} (looked for {directory}); point init_from at a "
             "pretraining workdir (the --workdir of launch.pretrain)")
@@ -255,7 +254,7 @@ def _reader(directory) -> ocp.CheckpointManager:
 def latest_step(workdir: str) -> int | None:
     """The newest complete checkpoint step in ``workdir``, or None (no directory, or only
     unfinished saves)."""
-    if not os.path.isdir(os.path.join(os.path.abspath(workdir), "checkpoints")):
+    if not storage.isdir(os.path.join(storage.absolute(workdir), "checkpoints")):
         return None
     manager = _read_only_manager(workdir)
     step = manager.latest_step()

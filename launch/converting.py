@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from launch import checkpoint, train_lib
+from launch import checkpoint, storage, train_lib
 from launch import workdir as workdir_lib
 from lm import interop, models
 from lm.config import TransformerConfig
@@ -141,7 +141,7 @@ def write_workdir(workdir: str, cfg, params) -> None:
                          "was written. Choose a new --workdir")
     workdir_lib.write_config(workdir, cfg, [])
     manager = ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), "checkpoints"),
+        os.path.join(storage.absolute(workdir), "checkpoints"),
         options=ocp.CheckpointManagerOptions(create=True), item_names=("state", "data"))
     manager.save(0, args=ocp.args.Composite(
         state=ocp.args.StandardSave({"params": params}), data=ocp.args.JsonSave({})))

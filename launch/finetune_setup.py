@@ -7,7 +7,7 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
-from launch import checkpoint, reporting, train_lib, workdir
+from launch import checkpoint, reporting, storage, train_lib, workdir
 from lm import models
 
 # Fields a fine-tuning config may leave empty ("" / 0) to take the pretraining run's value, and
@@ -109,7 +109,7 @@ def best_manager(run_dir: str) -> ocp.CheckpointManager:
     """Keeps the parameters of the best dev evaluation (``best/``), one step's worth."""
     options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=True,
                                            create=True, cleanup_tmp_directories=True)
-    return ocp.CheckpointManager(os.path.join(os.path.abspath(run_dir), "best"),
+    return ocp.CheckpointManager(os.path.join(storage.absolute(run_dir), "best"),
                                  options=options, item_names=("params",))
 
 

@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 
 from data import features, qa, tasks
 from data.tokenizer import Tokenizer
-from launch import checkpoint, finetune_setup, reporting, stopping, task_eval, train_lib
+from launch import checkpoint, finetune_setup, reporting, stopping, storage, task_eval, train_lib
 from launch import mesh as mesh_lib
 from launch import workdir as workdir_lib
 
@@ -268,7 +268,7 @@ def _finish(cfg, spec, workdir, progress, best_manager, abstract, predict_fn, ev
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("finetune results")
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "results.json"), "w") as f:
+        with storage.open_file(os.path.join(workdir, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
         reporting.say(f"Done: {spec.name} best dev {spec.main_metric} "
                       f"{dev_metrics[spec.main_metric]:.4f} at step {progress['best_step']}, "

@@ -13,7 +13,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from data import features, pipeline
-from launch import checkpoint, reporting, stopping, train_lib
+from launch import checkpoint, reporting, stopping, storage, train_lib
 from launch import mesh as mesh_lib
 from launch import workdir as workdir_lib
 from launch.pretraining_inputs import objective_data, sentence_summary
@@ -90,7 +90,7 @@ def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: i
     results = {"step": step, "train_seconds": round(seconds, 1), "resumed_from": start_step,
                **final}
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "results.json"), "w") as f:
+        with storage.open_file(os.path.join(workdir, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
         print(f"\nDone: {step} steps ({start_step} restored) in {seconds / 60:.1f} min. "
               f"{figures(final)}. Results: {os.path.join(workdir, 'results.json')}", flush=True)

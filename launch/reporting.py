@@ -9,6 +9,8 @@ import time
 
 import jax
 
+from launch import storage
+
 
 def say(message: str) -> None:
     """A line for the person watching (process 0 only)."""
@@ -43,28 +45,36 @@ class MetricLogger:
         self._tb = None
         if not self.active:
             return
-        os.makedirs(workdir, exist_ok=True)
-        self._truncate_after(resume_step)
+        storage.makedirs(workdir)
+        self._lines = self._truncate_after(resume_step)
         import tensorflow as tf  # only the writer; binaries hide accelerators from TF first
         self._summary = tf.summary
         self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
-    def _truncate_after(self, step: int) -> None:
-        if not os.path.exists(self.path):
-            return
-        with open(self.path) as f:
-            kept = [line for line in f if _step_of(line) <= step]
+    def _truncate_after(self, step: int) -> list[str]:
+        """Drops the lines past ``step``; returns the lines kept."""
+        if not storage.exists(self.path):
+            return []
+        with storage.open_file(self.path) as f:
+            kept = [line for line in f.read().splitlines(keepends=True) if _step_of(line) <= step]
         tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(kept)
-        os.replace(tmp, self.path)
+        with storage.open_file(tmp, "w") as f:
+            f.write("".join(kept))
+        storage.replace(tmp, self.path)
+        return kept
 
     def write(self, step: int, scalars: dict, *, echo: bool = True) -> None:
         if not self.active:
             return
         record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        line = json.dumps(record) + "\n"
+        if storage.is_remote(self.path):  # a bucket object cannot be appended to: rewrite it
+            self._lines.append(line)
+            with storage.open_file(self.path, "w") as f:
+                f.write("".join(self._lines))
+        else:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line)
         with self._tb.as_default(step=int(step)):
             for k, v in scalars.items():
                 self._summary.scalar(k, float(v))

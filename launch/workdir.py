@@ -9,7 +9,7 @@ import os
 import jax
 from absl import logging
 
-from launch import checkpoint
+from launch import checkpoint, storage
 
 # Keys that may differ from the workdir's config.json when a run resumes: none of them changes
 # the model, the data or the order the data comes in, so the run stays one run.
@@ -46,11 +46,11 @@ def read_config(workdir: str) -> dict:
       ValueError: naming the file, when it is not a JSON object.
     """
     path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    if not storage.exists(path):
         raise FileNotFoundError(f"{path} not found: {workdir} is not a pretrax workdir (or its "
                                 "run never started)")
     try:
-        with open(path, encoding="utf-8") as f:
+        with storage.open_file(path) as f:
             config = json.load(f)
     except (ValueError, UnicodeDecodeError) as e:
         config = e
@@ -63,7 +63,7 @@ def read_config(workdir: str) -> dict:
 
 def config_changes(workdir: str, cfg) -> list[str]:
     """``"key: old -> new"`` for every key that differs from the workdir's ``config.json``."""
-    if not os.path.exists(os.path.join(workdir, "config.json")):
+    if not storage.exists(os.path.join(workdir, "config.json")):
         return []
     old = _flat(read_config(workdir))
     new = _flat(json.loads(cfg.to_json_best_effort()))
@@ -106,12 +106,12 @@ def check_config(workdir: str, cfg, *, allow_change: bool = False) -> list[str]:
 
 def _set_aside(path: str) -> None:
     """Renames ``config.previous.json`` to the first free ``config.previous.N.json``."""
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return
     n = 1
-    while os.path.exists(path.replace(".json", f".{n}.json")):
+    while storage.exists(path.replace(".json", f".{n}.json")):
         n += 1
-    os.replace(path, path.replace(".json", f".{n}.json"))
+    storage.replace(path, path.replace(".json", f".{n}.json"))
 
 
 def write_config(workdir: str, cfg, changes: list[str]) -> None:
@@ -119,15 +119,15 @@ def write_config(workdir: str, cfg, changes: list[str]) -> None:
     ``config.previous.json`` (and any earlier one as ``config.previous.N.json``)."""
     if jax.process_index() != 0:
         return
-    os.makedirs(workdir, exist_ok=True)
+    storage.makedirs(workdir)
     path = os.path.join(workdir, "config.json")
-    if changes and os.path.exists(path):
+    if changes and storage.exists(path):
         previous = os.path.join(workdir, "config.previous.json")
         _set_aside(previous)
-        os.replace(path, previous)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        storage.replace(path, previous)
+    with storage.open_file(path + ".tmp", "w") as f:
         f.write(cfg.to_json_best_effort(indent=2, sort_keys=True))
-    os.replace(path + ".tmp", path)  # never a half-written config.json
+    storage.replace(path + ".tmp", path)  # never a half-written config.json (on a disk)
 
 
 def restore(manager, state, shardings, workdir: str, changes: list[str]):
