@@ -21,8 +21,9 @@ TX = optax.adam(1e-3)
 def _state(width: int = 3, scale: float = 1.0):
     params = {"encoder": {"dense": {"kernel": jnp.full((4, width), scale),
                                     "bias": jnp.zeros((width,))}}}
-    return train_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                                opt_state=TX.init(params))
+    zero = jnp.zeros((), jnp.int32)
+    return train_lib.TrainState(step=zero, params=params, opt_state=TX.init(params),
+                                skipped_steps=zero, nonfinite_run=zero)
 
 
 def _abstract(state):
