@@ -17,8 +17,9 @@ What is measured, for one architecture (``bert``: MLM + NSP; ``gpt``: causal LM)
   temporaries) and the process's peak resident set.
 * **input pipeline**: batches/s of ``data.pipeline.make_dataset`` (masking and pair building on the
   embedded corpus) with no model, and its tokens/s over the step's.
-* **PyTorch** (optional extra; ``launch/torch_reference.py``): Hugging Face ``BertForPreTraining`` internals (SDPA attention; the
-  MLM head applied to the same number of gathered positions) or ``GPT2LMHeadModel``; same shapes,
+* **PyTorch** (the ``torch`` extra; ``launch/torch_reference.py``): Hugging Face
+  ``BertForPreTraining`` internals (SDPA attention; the MLM head applied to the same number of
+  gathered positions) or ``GPT2LMHeadModel``; same shapes,
   dropout, AdamW and clipping; rounds interleaved with pretrax's so both see the same machine.
 """
 
