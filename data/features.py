@@ -7,10 +7,12 @@ sequence.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
-# Special token ids, defined once for the whole stack. The shipped SentencePiece model is trained
-# so that these ids hold (data/tokenizer.py checks it on load).
+# The special ids of pretrax's own SentencePiece models (the shipped one and those
+# data/tokenizer.py trains; it checks them on load). Other tokenizers (data/hf_tokenizers.py) have
+# their own: code that builds or reads token ids takes them from ``tokenizer.special_ids``.
 PAD_ID = 0
 UNK_ID = 1
 CLS_ID = 2
@@ -19,6 +21,29 @@ MASK_ID = 4
 BOS_ID = 5
 EOS_ID = 6
 NUM_SPECIAL_IDS = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecialIds:
+    """A tokenizer's special token ids; None where it has no such token (GPT-2 has no [CLS]).
+
+    ``pad`` is the id that padding uses; it is never attended to or scored.
+    """
+    pad: int | None
+    unk: int | None
+    cls: int | None
+    sep: int | None
+    mask: int | None
+    bos: int | None
+    eos: int | None
+
+    def all(self) -> tuple[int, ...]:
+        """The distinct ids that are set, sorted."""
+        return tuple(sorted({i for i in dataclasses.astuple(self) if i is not None}))
+
+
+EMBEDDED_SPECIAL_IDS = SpecialIds(pad=PAD_ID, unk=UNK_ID, cls=CLS_ID, sep=SEP_ID, mask=MASK_ID,
+                                  bos=BOS_ID, eos=EOS_ID)
 
 # objective → key → (dims, dtype)
 FEATURES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {

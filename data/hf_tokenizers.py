@@ -6,8 +6,19 @@
 * ``SentencePieceHf`` — ALBERT's / XLNet's ``spiece.model`` with transformers' preprocessing.
 
 ``load(directory)`` picks the one whose files are there. ``encode(text)`` returns the ids that the
-transformers tokenizer returns with its default ``add_special_tokens=True``. Plain Python (and
-SentencePiece); nothing here imports Flax or reads the network.
+transformers tokenizer returns with its default ``add_special_tokens=True``; ``ids(text)`` the same
+without special tokens; ``special_ids`` the tokenizer's own ``data.features.SpecialIds`` (BERT's
+[PAD]=0 … from vocab.txt; GPT-2 has only ``<|endoftext|>``, which is its bos, eos and padding).
+``HfTokenizer`` (``data.tokenizer.load("hf:DIR")``) puts one of them behind the interface the input
+pipeline uses for pretrax's SentencePiece models (batch ``encode`` without specials, ``vocab_size``,
+``special_ids``, ``decode``).
+
+Why not tensorflow-text's WordPiece (as the issue first proposed): tensorflow-text pins the full
+``tensorflow`` package, which conflicts with the ``tensorflow-cpu`` that pretrax installs; these
+pure-Python tokenizers reproduce transformers' ids (tests/data/test_hf_tokenizers.py) without it.
+The pipeline tokenises each text once, before tf.data, so they cost nothing per step.
+
+Plain Python (and SentencePiece); nothing here imports Flax or reads the network.
 """
 
 from __future__ import annotations
@@ -16,8 +27,11 @@ import json
 import os
 import unicodedata
 
+import numpy as np
 import regex
 import sentencepiece as spm
+
+from data.features import SpecialIds
 
 
 def _tokenizer_config(directory: str) -> dict:
@@ -26,6 +40,13 @@ def _tokenizer_config(directory: str) -> dict:
         return {}
     with open(path) as f:
         return json.load(f)
+
+
+def _token(cfg: dict, name: str, default: str) -> str:
+    """``tokenizer_config.json``'s ``{name}_token`` (a string, or an AddedToken dict), else
+    ``default``."""
+    value = cfg.get(f"{name}_token", default)
+    return value.get("content", default) if isinstance(value, dict) else (value or default)
 
 
 def _is_punctuation(ch: str) -> bool:
@@ -44,14 +65,32 @@ def _is_cjk(cp: int) -> bool:
 class WordPiece:
     """BERT's tokenizer from ``vocab.txt``: ``[CLS] … [SEP]`` ids, as ``BertTokenizer``."""
 
-    def __init__(self, vocab: dict[str, int], lower_case: bool = True, max_chars: int = 100):
+    def __init__(self, vocab: dict[str, int], lower_case: bool = True, max_chars: int = 100,
+                 tokens: dict[str, str] | None = None):
         self.vocab, self.lower_case, self.max_chars = vocab, lower_case, max_chars
+        self.tokens = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]",
+                       "mask": "[MASK]", **(tokens or {})}
+        self.pieces = {i: p for p, i in vocab.items()}
 
     @classmethod
     def from_dir(cls, directory: str) -> WordPiece:
         with open(os.path.join(directory, "vocab.txt"), encoding="utf-8") as f:
             vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
-        return cls(vocab, _tokenizer_config(directory).get("do_lower_case", True))
+        cfg = _tokenizer_config(directory)
+        tokens = {n: _token(cfg, n, d) for n, d in (("pad", "[PAD]"), ("unk", "[UNK]"),
+                                                    ("cls", "[CLS]"), ("sep", "[SEP]"),
+                                                    ("mask", "[MASK]"))}
+        return cls(vocab, cfg.get("do_lower_case", True), tokens=tokens)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def special_ids(self) -> SpecialIds:
+        """[PAD], [UNK], [CLS], [SEP], [MASK] (None when vocab.txt lacks one); no bos/eos."""
+        ids = {n: self.vocab.get(t) for n, t in self.tokens.items()}
+        return SpecialIds(bos=None, eos=None, **ids)
 
     def _words(self, text: str) -> list[str]:
         chars = []
@@ -79,7 +118,7 @@ class WordPiece:
 
     def _pieces(self, word: str) -> list[str]:
         if len(word) > self.max_chars:
-            return ["[UNK]"]
+            return [self.tokens["unk"]]
         pieces, start = [], 0
         while start < len(word):
             end = len(word)
@@ -89,14 +128,22 @@ class WordPiece:
                     break
                 end -= 1
             if end == start:
-                return ["[UNK]"]
+                return [self.tokens["unk"]]
             pieces.append(piece)
             start = end
         return pieces
 
+    def ids(self, text: str) -> list[int]:
+        """The ids of ``text``, without [CLS]/[SEP]."""
+        return [self.vocab[p] for w in self._words(text) for p in self._pieces(w)]
+
     def encode(self, text: str) -> list[int]:
-        pieces = [p for w in self._words(text) for p in self._pieces(w)]
-        return [self.vocab[p] for p in ("[CLS]", *pieces, "[SEP]")]
+        return [self.vocab[self.tokens["cls"]], *self.ids(text), self.vocab[self.tokens["sep"]]]
+
+    def decode(self, ids: list[int]) -> str:
+        """Pieces joined by spaces, ``##`` continuations glued on (BertTokenizer's decode, without
+        its clean-up of spaces before punctuation)."""
+        return " ".join(self.pieces[int(i)] for i in ids).replace(" ##", "")
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -119,10 +166,13 @@ class ByteLevelBpe:
     PATTERN = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+"""
                             r"""|\s+(?!\S)|\s+""")
 
-    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]]):
-        self.vocab = vocab
+    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]],
+                 eos_token: str = "<|endoftext|>"):
+        self.vocab, self.eos_token = vocab, eos_token
         self.ranks = {pair: i for i, pair in enumerate(merges)}
         self.byte_chars = _bytes_to_unicode()
+        self.char_bytes = {c: b for b, c in self.byte_chars.items()}
+        self.pieces = {i: p for p, i in vocab.items()}
 
     @classmethod
     def from_dir(cls, directory: str) -> ByteLevelBpe:
@@ -131,7 +181,19 @@ class ByteLevelBpe:
         with open(os.path.join(directory, "merges.txt"), encoding="utf-8") as f:
             merges = [tuple(line.split()) for line in f
                       if line.strip() and not line.startswith("#version")]
-        return cls(vocab, merges)
+        cfg = _tokenizer_config(directory)
+        return cls(vocab, merges, _token(cfg, "eos", "<|endoftext|>"))
+
+    @property
+    def vocab_size(self) -> int:
+        return max(self.vocab.values()) + 1
+
+    @property
+    def special_ids(self) -> SpecialIds:
+        """GPT-2 has one special token, ``<|endoftext|>``: bos, eos and padding (padding is
+        masked by position, never attended to or scored); no [CLS], [SEP], [MASK] or unk."""
+        eos = self.vocab.get(self.eos_token)
+        return SpecialIds(pad=eos, unk=None, cls=None, sep=None, mask=None, bos=eos, eos=eos)
 
     def _bpe(self, word: str) -> list[str]:
         parts = list(word)
@@ -153,12 +215,26 @@ class ByteLevelBpe:
             parts = merged
         return parts
 
-    def encode(self, text: str) -> list[int]:
+    def ids(self, text: str) -> list[int]:
         ids = []
         for token in self.PATTERN.findall(text):
             chars = "".join(self.byte_chars[b] for b in token.encode("utf-8"))
             ids += [self.vocab[p] for p in self._bpe(chars)]
         return ids
+
+    def encode(self, text: str) -> list[int]:
+        return self.ids(text)  # GPT2Tokenizer adds no special tokens
+
+    def decode(self, ids: list[int]) -> str:
+        """GPT2Tokenizer's decode: pieces → bytes → UTF-8 (invalid bytes become U+FFFD)."""
+        chars = "".join(self.pieces[int(i)] for i in ids)
+        return bytes(self.char_bytes[c] for c in chars).decode("utf-8", errors="replace")
+
+
+ALBERT_TOKENS = {"pad": "<pad>", "unk": "<unk>", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]",
+                 "bos": "[CLS]", "eos": "[SEP]"}
+XLNET_TOKENS = {"pad": "<pad>", "unk": "<unk>", "cls": "<cls>", "sep": "<sep>", "mask": "<mask>",
+                "bos": "<s>", "eos": "</s>"}
 
 
 class SentencePieceHf:
@@ -166,25 +242,50 @@ class SentencePieceHf:
     (ALBERT) or ``… <sep> <cls>`` (XLNet)."""
 
     def __init__(self, model_file: str, lower_case: bool = True, keep_accents: bool = False,
-                 xlnet: bool = False):
+                 xlnet: bool = False, tokens: dict[str, str] | None = None):
         self.sp = spm.SentencePieceProcessor(model_file=model_file)
         self.lower_case, self.keep_accents, self.xlnet = lower_case, keep_accents, xlnet
+        self.tokens = dict(XLNET_TOKENS if xlnet else ALBERT_TOKENS, **(tokens or {}))
 
     @classmethod
     def from_dir(cls, directory: str) -> SentencePieceHf:
         cfg = _tokenizer_config(directory)
         xlnet = "XLNet" in cfg.get("tokenizer_class", "")
+        defaults = XLNET_TOKENS if xlnet else ALBERT_TOKENS
         return cls(os.path.join(directory, "spiece.model"), cfg.get("do_lower_case", not xlnet),
-                   cfg.get("keep_accents", False), xlnet)
+                   cfg.get("keep_accents", False), xlnet,
+                   tokens={n: _token(cfg, n, d) for n, d in defaults.items()})
 
-    def encode(self, text: str) -> list[int]:
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def _id(self, piece: str) -> int | None:
+        i = self.sp.piece_to_id(piece)
+        return i if self.sp.id_to_piece(i) == piece else None
+
+    @property
+    def special_ids(self) -> SpecialIds:
+        """ALBERT's [CLS] [SEP] [MASK] <pad> <unk> (bos = [CLS], eos = [SEP], as
+        AlbertTokenizer); XLNet's <cls> <sep> <mask> <pad> <unk> <s> </s>. None when the model
+        lacks the piece."""
+        return SpecialIds(**{n: self._id(t) for n, t in self.tokens.items()})
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.decode([int(i) for i in ids])
+
+    def ids(self, text: str) -> list[int]:
+        """The ids of ``text``, without special tokens."""
         text = " ".join(text.strip().split()).replace("``", '"').replace("''", '"')
         if not self.keep_accents:
             text = "".join(c for c in unicodedata.normalize("NFKD", text)
                            if not unicodedata.combining(c))
         if self.lower_case:
             text = text.lower()
-        ids = [self.sp.piece_to_id(p) for p in self.sp.encode(text, out_type=str)]
+        return [self.sp.piece_to_id(p) for p in self.sp.encode(text, out_type=str)]
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.ids(text)
         if self.xlnet:
             return ids + [self.sp.piece_to_id("<sep>"), self.sp.piece_to_id("<cls>")]
         return [self.sp.piece_to_id("[CLS]"), *ids, self.sp.piece_to_id("[SEP]")]
@@ -202,3 +303,49 @@ def load(directory: str):
             return cls.from_dir(directory)
     raise FileNotFoundError(f"no vocab.txt, vocab.json + merges.txt or spiece.model in "
                             f"{directory}: save the tokenizer with save_pretrained(DIR) too")
+
+
+class HfTokenizer:
+    """A Hugging Face checkpoint's tokenizer behind the interface of ``data.tokenizer.Tokenizer``
+    that the input pipeline, the tasks and generation use.
+
+    Attributes:
+      hf: the ``WordPiece``, ``ByteLevelBpe`` or ``SentencePieceHf`` underneath.
+      name: ``hf:<directory>``.
+      family: ``"bert"``, ``"gpt2"``, ``"albert"`` or ``"xlnet"`` (by the tokenizer's files).
+    """
+
+    def __init__(self, hf, name: str):
+        self.hf, self.name = hf, name
+        if isinstance(hf, WordPiece):
+            self.family = "bert"
+        elif isinstance(hf, ByteLevelBpe):
+            self.family = "gpt2"
+        else:
+            self.family = "xlnet" if hf.xlnet else "albert"
+
+    @classmethod
+    def load(cls, directory: str) -> HfTokenizer:
+        """Raises FileNotFoundError naming the files looked for."""
+        return cls(load(directory), f"hf:{directory}")
+
+    @property
+    def vocab_size(self) -> int:
+        """``V``: one past the largest id the tokenizer produces."""
+        return self.hf.vocab_size
+
+    @property
+    def special_ids(self) -> SpecialIds:
+        return self.hf.special_ids
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """One list of ids per text, without special tokens."""
+        return [self.hf.ids(t) for t in texts]
+
+    def decode(self, ids):
+        """Ids → text: a list of ids gives a string, a list of lists a list of strings."""
+        if isinstance(ids, np.ndarray):
+            ids = ids.tolist()
+        if ids and isinstance(ids[0], list):
+            return [self.hf.decode(x) for x in ids]
+        return self.hf.decode(ids)

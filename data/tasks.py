@@ -98,29 +98,35 @@ def encode(tokenizer, examples: dict, max_seq_length: int) -> dict[str, np.ndarr
     """Tokenises examples into ``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]`` rows.
 
     Args:
-      tokenizer: a ``data.tokenizer.Tokenizer``.
+      tokenizer: a ``data.tokenizer.Tokenizer`` or ``data.hf_tokenizers.HfTokenizer``; its
+        ``special_ids`` give [CLS], [SEP] and the padding id.
       examples: ``{"text_a", "text_b" (or None), "labels"}`` as from :func:`load_examples`.
       max_seq_length: ``L``; longer rows are truncated longest-first (the count is logged).
 
     Returns:
-      ``token_ids`` and ``type_ids`` int32 [N, L] (pad 0; type 1 marks ``b`` and its [SEP]) and
-      ``labels`` [N] as given.
+      ``token_ids`` and ``type_ids`` int32 [N, L] (padded with the pad id; type 1 marks ``b`` and
+      its [SEP]) and ``labels`` [N] as given.
+
+    Raises:
+      ValueError: when ``max_seq_length`` leaves no room, or the tokenizer has no [CLS], [SEP]
+        or padding token (GPT-2's).
     """
+    special = sentence_specials(tokenizer)
     pair = examples.get("text_b") is not None
     budget = max_seq_length - (3 if pair else 2)
     if budget < (2 if pair else 1):
         raise ValueError(f"max_seq_length={max_seq_length} leaves no room for text")
     ids_a = tokenizer.encode(examples["text_a"])
     ids_b = tokenizer.encode(examples["text_b"]) if pair else [[]] * len(ids_a)
-    token_ids = np.zeros((len(ids_a), max_seq_length), np.int32)
+    token_ids = np.full((len(ids_a), max_seq_length), special.pad, np.int32)
     type_ids = np.zeros_like(token_ids)
     truncated = 0
     for i, (a, b) in enumerate(zip(ids_a, ids_b, strict=True)):
         len_a, len_b = truncated_lengths(len(a), len(b), budget)
         truncated += (len_a, len_b) != (len(a), len(b))
-        row = [features.CLS_ID, *a[:len_a], features.SEP_ID]
+        row = [special.cls, *a[:len_a], special.sep]
         if pair:
-            row += [*b[:len_b], features.SEP_ID]
+            row += [*b[:len_b], special.sep]
             type_ids[i, len_a + 2:len(row)] = 1
         token_ids[i, :len(row)] = row
     if truncated:
@@ -128,6 +134,22 @@ def encode(tokenizer, examples: dict, max_seq_length: int) -> dict[str, np.ndarr
                      max_seq_length)
     return {"token_ids": token_ids, "type_ids": type_ids,
             "labels": np.asarray(examples["labels"])}
+
+
+def sentence_specials(tokenizer) -> features.SpecialIds:
+    """The tokenizer's special ids, checked to have what ``[CLS] a [SEP] b [SEP]`` rows need.
+
+    Raises:
+      ValueError: naming the tokenizer and the tokens it lacks.
+    """
+    special = tokenizer.special_ids
+    missing = [n for n in ("cls", "sep", "pad") if getattr(special, n) is None]
+    if missing:
+        raise ValueError(
+            f"the tokenizer {tokenizer.name} has no {', '.join(missing)} token, which the "
+            "fine-tuning rows [CLS] a [SEP] b [SEP] need (GPT-2's byte-level BPE has none); "
+            "fine-tune a model whose tokenizer has them (BERT, ALBERT, or a pretrax run)")
+    return special
 
 
 def budget_indices(num: int, max_examples: int, seed: int) -> np.ndarray:
@@ -138,14 +160,15 @@ def budget_indices(num: int, max_examples: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(num)[:max_examples])
 
 
-def _take(arrays: dict[str, np.ndarray], rows: np.ndarray, kind: str) -> dict[str, np.ndarray]:
+def _take(arrays: dict[str, np.ndarray], rows: np.ndarray, kind: str,
+          special: features.SpecialIds) -> dict[str, np.ndarray]:
     """Rows of the encoded arrays (indices >= N become padding rows of weight 0)."""
     n = len(arrays["labels"])
     real = rows < n
     safe = np.where(real, rows, 0)
     batch = {k: v[safe] for k, v in arrays.items()}
-    batch["token_ids"][~real] = 0
-    batch["token_ids"][~real, :2] = (features.CLS_ID, features.SEP_ID)  # Never an empty row.
+    batch["token_ids"][~real] = special.pad
+    batch["token_ids"][~real, :2] = (special.cls, special.sep)  # Never an empty row.
     batch["type_ids"][~real] = 0
     batch["labels"][~real] = 0
     batch["labels"] = batch["labels"].astype(features.FEATURES[kind]["labels"][1])
@@ -153,7 +176,7 @@ def _take(arrays: dict[str, np.ndarray], rows: np.ndarray, kind: str) -> dict[st
     return batch
 
 
-def _train_batches(arrays, kind: str, *, batch_size: int, seed: int, process_index: int,
+def _train_batches(arrays, kind: str, special, *, batch_size: int, seed: int, process_index: int,
                    process_count: int) -> Iterator[dict[str, np.ndarray]]:
     n = len(arrays["labels"])
     global_size = batch_size * process_count
@@ -163,17 +186,17 @@ def _train_batches(arrays, kind: str, *, batch_size: int, seed: int, process_ind
         while len(pending) < global_size:  # Epoch ends carry over: nothing is dropped.
             pending = np.concatenate([pending, np.random.default_rng((seed, epoch)).permutation(n)])
             epoch += 1
-        yield _take(arrays, pending[start:start + batch_size], kind)
+        yield _take(arrays, pending[start:start + batch_size], kind, special)
         pending = pending[global_size:]
 
 
-def _eval_batches(arrays, kind: str, *, batch_size: int, process_index: int,
+def _eval_batches(arrays, kind: str, special, *, batch_size: int, process_index: int,
                   process_count: int) -> Iterator[dict[str, np.ndarray]]:
     n = len(arrays["labels"])
     global_size = batch_size * process_count
     for step in range(math.ceil(n / global_size)):
         start = step * global_size + process_index * batch_size
-        yield _take(arrays, np.arange(start, start + batch_size), kind)
+        yield _take(arrays, np.arange(start, start + batch_size), kind, special)
 
 
 def make_dataset(cfg_task, split: str, *, tokenizer, max_seq_length: int, batch_size: int,
@@ -184,7 +207,7 @@ def make_dataset(cfg_task, split: str, *, tokenizer, max_seq_length: int, batch_
     Args:
       cfg_task: the task config (see the module docstring).
       split: ``"train"`` (endless, reshuffled each epoch) or ``"dev"``/``"test"`` (one pass).
-      tokenizer: a ``data.tokenizer.Tokenizer``.
+      tokenizer: a ``data.tokenizer.Tokenizer`` or ``data.hf_tokenizers.HfTokenizer``.
       max_seq_length: ``L``.
       batch_size: ``B``, rows per process; the global batch is ``process_count * B``.
       seed: picks the epoch permutations and the label-budget subset.
@@ -217,6 +240,7 @@ def make_dataset(cfg_task, split: str, *, tokenizer, max_seq_length: int, batch_
     arrays = encode(tokenizer, examples, max_seq_length)
     shard = dict(batch_size=batch_size, process_index=process_index,
                  process_count=process_count)
+    special = tokenizer.special_ids
     if split == "train":
-        return _train_batches(arrays, spec.kind, seed=seed, **shard)
-    return _eval_batches(arrays, spec.kind, **shard)
+        return _train_batches(arrays, spec.kind, special, seed=seed, **shard)
+    return _eval_batches(arrays, spec.kind, special, **shard)

@@ -8,6 +8,10 @@ Example::
 
   tok = Tokenizer.load()                    # the shipped 8k unigram model
   ids = tok.encode(["Call me Ishmael."])    # [[...]]
+
+``load(name)`` also accepts ``hf:DIR``, the tokenizer of a Hugging Face checkpoint (what
+``launch.convert`` writes into ``data.tokenizer``), as a ``data.hf_tokenizers.HfTokenizer`` with
+the same interface and its own ``special_ids``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ SPECIAL_PIECES = {
     features.BOS_ID: "<s>",
     features.EOS_ID: "</s>",
 }
+HF_PREFIX = "hf:"
 _FIX = ("train the model with data.tokenizer.train (or `python -m launch.train_tokenizer`), which "
         "sets pad=0, unk=1, [CLS]=2, [SEP]=3, [MASK]=4, <s>=5, </s>=6")
 
@@ -129,6 +134,12 @@ class Tokenizer:
           ValueError: if the model's special ids differ from ``data.features``.
           OSError: if the file cannot be read.
         """
+        if path and path.startswith(HF_PREFIX):
+            raise ValueError(
+                f"data.tokenizer={path} is a Hugging Face tokenizer (set by launch.convert): "
+                "launch.finetune and launch.generate use it, but pretraining needs one of "
+                "pretrax's SentencePiece models; use --config.data.tokenizer=embedded or a "
+                ".model file from launch.train_tokenizer")
         if path in (None, "", "embedded"):
             folder = importlib.resources.files(_PACKAGE).joinpath("tokenizers")
             resource = folder.joinpath(EMBEDDED_MODEL)
@@ -142,6 +153,11 @@ class Tokenizer:
     def vocab_size(self) -> int:
         """Number of pieces ``V``; ids are in ``[0, V)``."""
         return self.sp.get_piece_size()
+
+    @property
+    def special_ids(self) -> features.SpecialIds:
+        """Always ``features.EMBEDDED_SPECIAL_IDS`` (checked on load)."""
+        return features.EMBEDDED_SPECIAL_IDS
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         """Encodes a batch of strings (multi-threaded inside SentencePiece).
@@ -172,3 +188,17 @@ class Tokenizer:
                            for i in range(self.vocab_size)], dtype=bool)
         starts[:features.NUM_SPECIAL_IDS] = False
         return starts
+
+
+def load(name: str | None = None):
+    """The tokenizer a config's ``data.tokenizer`` names: ``hf:DIR`` (a Hugging Face checkpoint's,
+    ``data.hf_tokenizers.HfTokenizer``), else ``Tokenizer.load(name)``.
+
+    Raises:
+      FileNotFoundError: ``DIR`` holds no tokenizer files, or the ``.model`` file is missing.
+      ValueError: a SentencePiece model whose special ids differ from ``data.features``.
+    """
+    if name and name.startswith(HF_PREFIX):
+        from data import hf_tokenizers
+        return hf_tokenizers.HfTokenizer.load(name[len(HF_PREFIX):])
+    return Tokenizer.load(name)

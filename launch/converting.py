@@ -123,8 +123,8 @@ def run_config(arch: str, config: TransformerConfig, source: str) -> ml_collecti
     cfg.model.activation = config.activation
     cfg.model.norm_position = config.norm_position
     cfg.data.max_seq_length = config.max_length
-    # Not a SentencePiece model of pretrax's: fine-tuning refuses it rather than mis-tokenise
-    # (data/hf_tokenizers.py encodes it; the input pipeline does not use it yet).
+    # The checkpoint's own tokenizer files (data.tokenizer.load → data/hf_tokenizers.py), with
+    # its own special ids, for launch.finetune and launch.generate.
     cfg.data.tokenizer = f"hf:{os.path.abspath(source)}"
     return cfg
 

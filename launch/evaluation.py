@@ -9,7 +9,7 @@ import jax
 import ml_collections
 
 from data import features, qa, tasks
-from data.tokenizer import Tokenizer
+from data import tokenizer as tokenizer_lib
 from launch import finetune_setup, reporting, task_eval
 from launch import mesh as mesh_lib
 from launch import workdir as workdir_lib
@@ -69,8 +69,8 @@ def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data:
     elif task:
         cfg.task.name = task
     name = os.path.basename(data) if data else cfg.task.name.replace("/", "_")
-    tokenizer = Tokenizer.load(cfg.data.tokenizer)
-    model, _ = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size)
+    tokenizer = tokenizer_lib.load(cfg.data.tokenizer)
+    model, _ = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size, tokenizer.special_ids)
     mesh = mesh_lib.make_mesh(cfg.mesh)
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     dummy = {k: v[:1] for k, v in _dummy(spec, cfg).items()}

@@ -45,13 +45,7 @@ def resolve(cfg):
         if cfg[group][field] in ("", 0):
             value = pretrained_value(source, group, field) if source else default
             cfg[group][field] = type(default)(value) if value is not None else default
-    if cfg.data.tokenizer.startswith("hf:"):  # set by launch.convert
-        raise ValueError(
-            f"{cfg.init_from} was converted from the Hugging Face checkpoint "
-            f"{cfg.data.tokenizer[3:]}, whose tokenizer the input pipeline cannot use yet (its "
-            "special ids are pretrax's; data/hf_tokenizers.py is not wired in). An explicit "
-            "--config.data.tokenizer skips this check, but the restored token embeddings expect "
-            "the checkpoint's own ids")
+    check_hf_tokenizer(cfg)
     if not cfg.model.max_length:
         cfg.model.max_length = cfg.data.max_seq_length
     if cfg.data.max_seq_length > cfg.model.max_length:
@@ -63,9 +57,43 @@ def resolve(cfg):
     return cfg
 
 
-def make_model(cfg, spec, vocab_size: int):
-    """(fine-tuning model, its TransformerConfig) for the task ``spec``."""
-    model_cfg = train_lib.model_config(cfg, vocab_size)
+# Architectures whose fine-tuning rows a converted (``hf:``) tokenizer cannot give, and why.
+HF_UNSUPPORTED = {
+    "xlnet": "XLNet's tokenizer puts <sep> <cls> at the end of each row and pads on the left, "
+             "while pretrax's XLNet fine-tuning reads [CLS] a [SEP] b [SEP] rows padded on the "
+             "right",
+    "gpt": "GPT-2's byte-level BPE has no [CLS], [SEP] or padding token for the fine-tuning "
+           "rows [CLS] a [SEP] b [SEP] (a converted GPT-2 works with launch.generate)",
+}
+
+
+def check_hf_tokenizer(cfg) -> None:
+    """Refuses a Hugging Face tokenizer (``data.tokenizer=hf:DIR``, set by launch.convert) for an
+    architecture whose fine-tuning rows it cannot build.
+
+    Raises:
+      ValueError: naming the architecture, the reason and what works instead.
+    """
+    if cfg.data.tokenizer.startswith("hf:") and cfg.model.arch in HF_UNSUPPORTED:
+        raise ValueError(
+            f"data.tokenizer={cfg.data.tokenizer}: fine-tuning a converted "
+            f"model.arch={cfg.model.arch} is not supported: {HF_UNSUPPORTED[cfg.model.arch]}. "
+            "Fine-tune a converted BERT or ALBERT, or a model pretrained with pretrax")
+
+
+def make_model(cfg, spec, vocab_size: int, special_ids=None):
+    """(fine-tuning model, its TransformerConfig) for the task ``spec``; ``special_ids`` (the
+    tokenizer's) set the padding and [SEP] ids the model masks and reads.
+
+    Raises:
+      ValueError: when the tokenizer has more ids than the model's embedding has rows.
+    """
+    model_cfg = train_lib.model_config(cfg, vocab_size, special_ids)
+    if model_cfg.vocab_size < vocab_size:
+        raise ValueError(
+            f"the tokenizer {cfg.data.tokenizer} has {vocab_size} ids but the model's embedding "
+            f"has {model_cfg.vocab_size} rows (model.fields of {cfg.init_from or 'the config'}); "
+            "use the tokenizer saved with the checkpoint")
     model = models.make_finetune_model(cfg.model.arch, model_cfg, spec.kind,
                                        num_classes=len(spec.label_names),
                                        pooling=cfg.model.pooling)

@@ -19,7 +19,7 @@ import optax
 from jax.experimental import multihost_utils
 
 from data import features, qa, tasks
-from data.tokenizer import Tokenizer
+from data import tokenizer as tokenizer_lib
 from launch import checkpoint, finetune_setup, reporting, stopping, storage, task_eval, train_lib
 from launch import mesh as mesh_lib
 from launch import workdir as workdir_lib
@@ -133,10 +133,11 @@ def _setup(cfg) -> _Setup:
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)
     per_process = cfg.train.batch_size // jax.process_count()
-    tokenizer = Tokenizer.load(cfg.data.tokenizer)
+    tokenizer = tokenizer_lib.load(cfg.data.tokenizer)
     train_iter, n_train, evals = _task_streams(cfg, spec, tokenizer, per_process)
     steps = total_steps(cfg, n_train)
-    model, model_cfg = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size)
+    model, model_cfg = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size,
+                                                 tokenizer.special_ids)
     shapes = features.shapes(spec.kind, B=cfg.train.batch_size, L=cfg.data.max_seq_length)
     dummy = train_lib.dummy_batch(shapes)
     abstract_params = finetune_setup.abstract_params(model, dummy)

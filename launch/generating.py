@@ -1,4 +1,5 @@
-"""Text generation from a GPT pretraining workdir: restore its parameters, decode prompts."""
+"""Text generation from a GPT workdir (pretrained here, or a GPT-2 converted by launch.convert):
+restore its parameters, decode prompts with the workdir's tokenizer and its special ids."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from data import features
-from data.tokenizer import Tokenizer
+from data import tokenizer as tokenizer_lib
 from launch import checkpoint, finetune_setup, train_lib
 from launch import mesh as mesh_lib
 from launch import workdir as workdir_lib
@@ -28,8 +28,17 @@ def load_model(workdir: str, step: int = -1):
         raise ValueError(f"{workdir} was trained with objective={cfg.get('objective')!r}; "
                          "generation needs a causal-LM (GPT) pretraining workdir, e.g. one of "
                          "launch/configs/gpt.py")
-    tokenizer = Tokenizer.load(cfg.data.tokenizer)
-    model = models.make_model(cfg.model.arch, train_lib.model_config(cfg, tokenizer.vocab_size))
+    tokenizer = tokenizer_lib.load(cfg.data.tokenizer)
+    special = tokenizer.special_ids
+    if special.eos is None or special.pad is None:
+        raise ValueError(f"the tokenizer {tokenizer.name} has no end-of-text or padding token; "
+                         "generation needs both (to stop, and to left-pad a batch of prompts)")
+    model_cfg = train_lib.model_config(cfg, tokenizer.vocab_size, special)
+    if model_cfg.vocab_size < tokenizer.vocab_size:
+        raise ValueError(f"the tokenizer {tokenizer.name} has {tokenizer.vocab_size} ids but the "
+                         f"model of {workdir} has {model_cfg.vocab_size}; data.tokenizer in its "
+                         "config.json must name the tokenizer saved with the checkpoint")
+    model = models.make_model(cfg.model.arch, model_cfg)
     mesh = mesh_lib.make_mesh(cfg.mesh)
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     dummy = {"token_ids": np.zeros((1, 8), np.int32)}
@@ -38,16 +47,21 @@ def load_model(workdir: str, step: int = -1):
     return model, params, tokenizer, step
 
 
-def _until_eos(ids: np.ndarray) -> list[int]:
+def _until_eos(ids: np.ndarray, eos_id: int) -> list[int]:
     ids = ids.tolist()
-    return ids[:ids.index(features.EOS_ID)] if features.EOS_ID in ids else ids
+    return ids[:ids.index(eos_id)] if eos_id in ids else ids
 
 
-def continue_prompts(model, params, tokenizer: Tokenizer, prompts: list[str], *,
+def continue_prompts(model, params, tokenizer, prompts: list[str], *,
                      method: str = "greedy", max_new_tokens: int = 40, temperature: float = 1.0,
                      top_k: int = 0, top_p: float = 1.0, beam_width: int = 4,
                      length_penalty: float = 0.6, seed: int = 0) -> list[str]:
-    """The continuation of every prompt (one batch, left-padded), up to </s>.
+    """The continuation of every prompt (one batch, left-padded), up to the tokenizer's eos
+    (</s>; GPT-2's <|endoftext|>).
+
+    ``tokenizer`` is a ``data.tokenizer.Tokenizer`` or ``data.hf_tokenizers.HfTokenizer``; its
+    ``special_ids`` give the padding and end ids. Padding is never attended to, so a pad id that
+    is also GPT-2's eos is fine.
 
     Raises:
       ValueError: an unknown method, an empty prompt, or prompt + new tokens longer than the
@@ -61,8 +75,9 @@ def continue_prompts(model, params, tokenizer: Tokenizer, prompts: list[str], *,
         raise ValueError(f"the longest prompt has {longest} tokens; with max_new_tokens="
                          f"{max_new_tokens} that exceeds the model's {limit} positions. Use "
                          f"--max_new_tokens={max(1, limit - longest)} or a shorter prompt")
-    prompt_BP = generation.left_pad(ids, features.PAD_ID)
-    kw = dict(max_new_tokens=max_new_tokens, eos_id=features.EOS_ID, pad_id=features.PAD_ID)
+    special = tokenizer.special_ids
+    prompt_BP = generation.left_pad(ids, special.pad)
+    kw = dict(max_new_tokens=max_new_tokens, eos_id=special.eos, pad_id=special.pad)
     if method == "beam":
         beams, _ = generation.beam_search(model, params, prompt_BP, length_penalty,
                                           beam_width=beam_width, **kw)
@@ -71,7 +86,7 @@ def continue_prompts(model, params, tokenizer: Tokenizer, prompts: list[str], *,
         out = np.asarray(generation.generate(
             model, params, prompt_BP, jax.random.key(seed), temperature,
             greedy=method == "greedy", top_k=top_k, top_p=top_p, **kw))
-    return [tokenizer.decode(_until_eos(row)) for row in out]
+    return [tokenizer.decode(_until_eos(row, special.eos)) for row in out]
 
 
 def generate_from_workdir(workdir: str, prompts: list[str], *, step: int = -1, **kw) -> list[str]:

@@ -171,8 +171,8 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
     inputs = objective_data(objectives)
     corpus = pipeline.load_corpus(cfg.data, process_index=jax.process_index(),
                                   process_count=jax.process_count())
-    model = models.make_model(cfg.model.arch, train_lib.model_config(cfg, corpus.vocab_size),
-                              **train_lib.model_options(cfg))
+    model_cfg = train_lib.model_config(cfg, corpus.vocab_size, corpus.tokenizer.special_ids)
+    model = models.make_model(cfg.model.arch, model_cfg, **train_lib.model_options(cfg))
     shapes = features.shapes(objectives, B=cfg.train.batch_size, L=cfg.data.max_seq_length,
                              P=cfg.data.get("max_predictions_per_seq", 0))
     tx = train_lib.make_optimizer(cfg.train)

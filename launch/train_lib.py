@@ -37,11 +37,20 @@ class TrainState:
     nonfinite_run: jax.Array
 
 
-def model_config(cfg, vocab_size: int) -> lm_config.TransformerConfig:
-    """The one place where the run config becomes an architecture config."""
+def model_config(cfg, vocab_size: int, special_ids=None) -> lm_config.TransformerConfig:
+    """The one place where the run config becomes an architecture config.
+
+    ``special_ids`` (the tokenizer's ``data.features.SpecialIds``) set ``pad_id`` and ``sep_id``
+    where the tokenizer has them, over a converted checkpoint's ``model.fields``: the model must
+    mask exactly the id the input pipeline pads with (GPT-2's ``<|endoftext|>``, whose config
+    has no padding id).
+    """
     m = cfg.model
     # ``model.fields``: a converted checkpoint's exact shapes (JSON, see launch/converting.py).
     fields = json.loads(m.get("fields") or "{}")
+    if special_ids is not None:
+        fields.update({f"{name}_id": getattr(special_ids, name) for name in ("pad", "sep")
+                       if getattr(special_ids, name) is not None})
     return lm_config.preset(m.preset, **{
         "vocab_size": vocab_size, "max_length": m.max_length or cfg.data.max_seq_length,
         "dropout_rate": m.dropout_rate, "attention_dropout_rate": m.attention_dropout_rate,

@@ -1,6 +1,7 @@
 """data.hf_tokenizers reproduces transformers' token ids on sample text, for a WordPiece vocab.txt
 (BERT), a byte-level BPE vocab.json + merges.txt (GPT-2) and a spiece.model (ALBERT, XLNet), each
-built here from the fixture corpus."""
+built here from the fixture corpus; their special ids are transformers' too, and
+``data.tokenizer.load("hf:DIR")`` serves them to the pipeline."""
 
 import collections
 import gzip
@@ -11,9 +12,12 @@ import pytest
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+import numpy as np  # noqa: E402
 import sentencepiece as spm  # noqa: E402
 
 from data import hf_tokenizers  # noqa: E402
+from data import tokenizer as tokenizer_lib  # noqa: E402
+from data.features import SpecialIds  # noqa: E402
 from tests.conftest import FIXTURES  # noqa: E402
 
 SAMPLES = ["Call me Ishmael. Some years ago—never mind how long precisely—having little money,",
@@ -27,10 +31,16 @@ def lines() -> list[str]:
         return [line.strip() for line in f if line.strip()][:3000]
 
 
-def _compare(ours, directory) -> None:
+def _compare(ours, directory):
+    """Ids with and without special tokens equal transformers'; returns their tokenizer."""
     theirs = transformers.AutoTokenizer.from_pretrained(str(directory))
     for text in SAMPLES:
         assert ours.encode(text) == theirs(text)["input_ids"], text
+        assert ours.ids(text) == theirs(text, add_special_tokens=False)["input_ids"], text
+    loaded = tokenizer_lib.load(f"hf:{directory}")  # the pipeline's interface: a batch, no specials
+    assert loaded.encode(SAMPLES) == [ours.ids(t) for t in SAMPLES]
+    assert (loaded.special_ids, loaded.vocab_size) == (ours.special_ids, ours.vocab_size)
+    return theirs
 
 
 def test_wordpiece_matches_bert_tokenizer(lines, tmp_path):
@@ -45,7 +55,11 @@ def test_wordpiece_matches_bert_tokenizer(lines, tmp_path):
     ours = hf_tokenizers.load(str(tmp_path))
     assert isinstance(ours, hf_tokenizers.WordPiece)
     assert ours.vocab["[UNK]"] in ours.encode(SAMPLES[2])  # 你 is not in the vocab
-    _compare(ours, tmp_path)
+    theirs = _compare(ours, tmp_path)
+    assert ours.special_ids == SpecialIds(
+        pad=theirs.pad_token_id, unk=theirs.unk_token_id, cls=theirs.cls_token_id,
+        sep=theirs.sep_token_id, mask=theirs.mask_token_id, bos=None, eos=None)
+    assert ours.special_ids.all() == (0, 1, 2, 3, 4)
 
 
 def test_byte_level_bpe_matches_gpt2_tokenizer(lines, tmp_path):
@@ -57,7 +71,16 @@ def test_byte_level_bpe_matches_gpt2_tokenizer(lines, tmp_path):
         {"tokenizer_class": "GPT2Tokenizer"}))
     ours = hf_tokenizers.load(str(tmp_path))
     assert isinstance(ours, hf_tokenizers.ByteLevelBpe)
-    _compare(ours, tmp_path)
+    theirs = _compare(ours, tmp_path)
+    eos = theirs.eos_token_id
+    assert eos == ours.vocab["<|endoftext|>"]
+    # GPT-2's one special token is its bos, eos and padding; it has no [CLS], [SEP] or [MASK].
+    assert ours.special_ids == SpecialIds(pad=eos, unk=None, cls=None, sep=None, mask=None,
+                                          bos=eos, eos=eos)
+    rng = np.random.default_rng(0)
+    for ids in [theirs(t)["input_ids"] + [eos] for t in SAMPLES] + [
+            rng.integers(0, ours.vocab_size, 40).tolist() for _ in range(5)]:  # broken UTF-8 too
+        assert ours.decode(ids) == theirs.decode(ids), ids
 
 
 @pytest.mark.parametrize("tokenizer_class", ["AlbertTokenizer", "XLNetTokenizer"])
@@ -70,10 +93,29 @@ def test_sentencepiece_matches_albert_and_xlnet_tokenizers(lines, tmp_path, toke
         {"tokenizer_class": tokenizer_class}))
     ours = hf_tokenizers.load(str(tmp_path))
     assert isinstance(ours, hf_tokenizers.SentencePieceHf)
-    _compare(ours, tmp_path)
+    theirs = _compare(ours, tmp_path)
+    special = ours.special_ids
+    for name in ("pad", "unk", "cls", "sep"):
+        assert getattr(special, name) == getattr(theirs, f"{name}_token_id"), name
+    if tokenizer_class == "AlbertTokenizer":
+        assert special.mask == theirs.mask_token_id == ours.sp.piece_to_id("[MASK]")
+    else:  # this spiece.model has no <mask>: None, never a wrong id
+        assert special.mask is None and (special.cls, special.sep) == (
+            ours.sp.piece_to_id("<cls>"), ours.sp.piece_to_id("<sep>"))
 
 
 def test_directory_without_tokenizer_files_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no vocab\.txt, vocab\.json \+ merges\.txt or "
                        r"spiece\.model in"):
         hf_tokenizers.load(str(tmp_path))
+
+
+def test_pretraining_refuses_a_hugging_face_tokenizer(tmp_path):
+    """The pretraining pipelines build their rows from pretrax's own special ids."""
+    with pytest.raises(ValueError, match=r"data\.tokenizer=hf:.* is a Hugging Face tokenizer "
+                       r"\(set by launch\.convert\): launch\.finetune and launch\.generate use "
+                       r"it, but pretraining needs one of pretrax's SentencePiece models; use "
+                       r"--config\.data\.tokenizer=embedded"):
+        tokenizer_lib.Tokenizer.load(f"hf:{tmp_path}")
+    with pytest.raises(FileNotFoundError, match=r"no vocab\.txt"):
+        tokenizer_lib.load(f"hf:{tmp_path}")
