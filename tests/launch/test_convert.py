@@ -58,14 +58,16 @@ def test_converted_bert_is_restored_by_finetuning(tmp_path):
     cfg = finetune_configs.get_config("paraphrase_bible")
     cfg.init_from = str(tmp_path / "wd")
     cfg.data.max_seq_length = 16
-    with pytest.raises(ValueError, match=r"was converted from the Hugging Face checkpoint .*hf, "
-                       r"whose tokenizer the input pipeline cannot use yet"):
-        finetune_setup.resolve(cfg)
-    cfg.data.tokenizer = "embedded"
     cfg = finetune_setup.resolve(cfg)
-    assert json.loads(cfg.model.fields)["hidden_size"] == 32
+    assert cfg.data.tokenizer == f"hf:{tmp_path / 'hf'}"  # its own (tests/launch/test_convert_
+    assert json.loads(cfg.model.fields)["hidden_size"] == 32  # tokenizers.py fine-tunes with it)
     spec = type("Spec", (), {"kind": "classification", "label_names": ("a", "b")})
-    model, model_cfg = finetune_setup.make_model(cfg, spec, vocab_size=8000)
+    with pytest.raises(ValueError, match=r"the tokenizer embedded has 8000 ids but the model's "
+                       r"embedding has 99 rows \(model\.fields of .*wd\); use the tokenizer "
+                       r"saved with the checkpoint"):
+        cfg.data.tokenizer = "embedded"  # a vocabulary larger than the converted embedding
+        finetune_setup.make_model(cfg, spec, vocab_size=8000)
+    model, model_cfg = finetune_setup.make_model(cfg, spec, vocab_size=hf.V)
     assert (model_cfg.vocab_size, model_cfg.max_length) == (hf.V, 16)
     batch = {k: v for k, v in hf._batch().items() if k != "mlm_positions"}
     abstract = finetune_setup.abstract_params(model, batch)["encoder"]

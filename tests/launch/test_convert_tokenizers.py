@@ -1,0 +1,204 @@
+"""Converted workdirs with their own tokenizers: launch.convert → launch.finetune on a tiny BERT
+(vocab.txt, BERT's special ids) and → launch.generate on a tiny GPT-2 (byte-level BPE, whose
+<|endoftext|> is bos, eos and padding), against transformers on the same tiny random models."""
+
+import collections
+import gzip
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+tokenizers = pytest.importorskip("tokenizers")
+
+import jax  # noqa: E402
+
+from data import tasks  # noqa: E402
+from data import tokenizer as tokenizer_lib  # noqa: E402
+from launch import converting, finetune_setup, finetuning, generating, train_lib  # noqa: E402
+from launch import mesh as mesh_lib  # noqa: E402
+from launch.configs import finetune as finetune_configs  # noqa: E402
+from lm import generation  # noqa: E402
+from tests.conftest import FIXTURES  # noqa: E402
+from tests.lm.test_hf_maps import _jiggle  # noqa: E402
+
+PAIRS = [("And God said, Let there be light: and there was light.",
+          "It is a truth universally acknowledged, that a single man in possession of a good "
+          "fortune, must be in want of a wife."),
+         ("Call me Ishmael.", "THE Café's naïve résumé!")]
+PROMPTS = ["And God said", "The whale, the sea and the ship were"]
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[str]:
+    with gzip.open(FIXTURES / "corpus_slice.txt.gz", "rt", encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()][:3000]
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory, lines):
+    """(hf dir, converted workdir) of a tiny random BERT with a vocab.txt of the fixture text."""
+    source, out = tmp_path_factory.mktemp("bert_hf"), tmp_path_factory.mktemp("bert_wd")
+    words = collections.Counter(w.lower() for line in lines for w in line.split() if w.isalpha())
+    chars = sorted({c for line in lines for c in line.lower() if not c.isspace()})
+    vocab = dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars,
+                           *(f"##{c}" for c in chars),
+                           *(w for w, _ in words.most_common(300) if len(w) > 1)])
+    (source / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (source / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "BertTokenizer", "do_lower_case": True}))
+    model = _jiggle(transformers.BertForPreTraining(transformers.BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64)))
+    model.save_pretrained(str(source), safe_serialization=True)
+    converting.import_hf(str(source), str(out / "wd"))
+    return source, str(out / "wd")
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory, lines):
+    """(hf dir, converted workdir, transformers model) of a tiny random GPT-2 whose byte-level
+    BPE is trained on the fixture text."""
+    source, out = tmp_path_factory.mktemp("gpt2_hf"), tmp_path_factory.mktemp("gpt2_wd")
+    bpe = tokenizers.ByteLevelBPETokenizer()
+    bpe.train_from_iterator(lines, vocab_size=400, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    bpe.save_model(str(source))
+    (source / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "GPT2Tokenizer"}))
+    eos = bpe.token_to_id("<|endoftext|>")
+    model = _jiggle(transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=bpe.get_vocab_size(), n_embd=32, n_layer=2, n_head=4, n_inner=64,
+        n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=eos,
+        eos_token_id=eos)))
+    model.save_pretrained(str(source), safe_serialization=True)
+    converting.import_hf(str(source), str(out / "wd"))
+    return source, str(out / "wd"), model
+
+
+def _finetune_config(init_from: str, pairs_file: str = ""):
+    """A few steps on ``pairs_file`` (train = dev = test), else on the embedded sentiment_rt."""
+    cfg = finetune_configs.get_config("file" if pairs_file else "sentiment_rt")
+    if pairs_file:
+        cfg.task.train_path = cfg.task.dev_path = cfg.task.test_path = pairs_file
+        cfg.task.text_column, cfg.task.text_b_column = "a", "b"
+        cfg.task.labels = "no,yes"
+    cfg.init_from = init_from
+    cfg.data.max_seq_length = 32
+    cfg.train.batch_size = 8
+    cfg.train.steps = 4
+    cfg.train.evals = 1
+    cfg.train.log_every = 2
+    return cfg
+
+
+def _params_only(params) -> train_lib.TrainState:
+    return train_lib.TrainState(step=None, params=params, opt_state=None, skipped_steps=None,
+                                nonfinite_run=None)
+
+
+def test_pair_ids_are_bert_tokenizers(bert):
+    source, workdir = bert
+    cfg = finetune_setup.resolve(_finetune_config(workdir))
+    assert cfg.data.tokenizer == f"hf:{os.path.abspath(source)}"
+    ours = tokenizer_lib.load(cfg.data.tokenizer)
+    theirs = transformers.BertTokenizer.from_pretrained(str(source))
+    # 64 and 40 cut the first pair's longer text (longest-first). Where a cut ends on a tie with
+    # an odd budget, transformers 5 (Rust tokenizers) keeps the extra token in b, BERT's own
+    # truncate_seq_pair (and data.tasks) in a; lengths here avoid that tie.
+    for length in (64, 40):
+        rows = tasks.encode(ours, {"text_a": [a for a, _ in PAIRS],
+                                   "text_b": [b for _, b in PAIRS], "labels": [0, 1]}, length)
+        for i, (a, b) in enumerate(PAIRS):
+            want = theirs(a, b, truncation="longest_first", max_length=length)
+            n = len(want["input_ids"])
+            assert rows["token_ids"][i, :n].tolist() == want["input_ids"]
+            assert rows["type_ids"][i, :n].tolist() == want["token_type_ids"]
+            assert (rows["token_ids"][i, n:] == theirs.pad_token_id).all()
+
+
+def test_converted_bert_finetunes_from_its_weights(bert, lines, tmp_path, capsys):
+    _, workdir = bert
+    pairs_file = tmp_path / "pairs.tsv"
+    pairs_file.write_text("a\tb\tlabel\n" + "".join(
+        f"{lines[2 * i]}\t{lines[2 * i + 1 + i % 2]}\t{('no', 'yes')[i % 2]}\n"
+        for i in range(16)))
+    cfg = finetune_setup.resolve(_finetune_config(workdir, str(pairs_file)))
+    tokenizer = tokenizer_lib.load(cfg.data.tokenizer)
+    spec = tasks.task_spec(cfg.task)
+    model, model_cfg = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size,
+                                                 tokenizer.special_ids)
+    assert (model_cfg.pad_id, model_cfg.sep_id) == (0, 3)  # vocab.txt's [PAD] and [SEP]
+    mesh = mesh_lib.make_mesh(cfg.mesh)
+    batch = next(tasks.make_dataset(cfg.task, "train", tokenizer=tokenizer, max_seq_length=32,
+                                    batch_size=8, seed=0))
+    abstract, shardings = finetune_setup.params_shardings(
+        model, batch, mesh, mesh_lib.rules_from_config(cfg.logical_axis_rules))
+    # What fine-tuning's step 0 starts from (finetuning._start), without compiling an init.
+    state = finetune_setup.load_pretrained(cfg, _params_only(abstract), _params_only(shardings))
+    _, _, imported, _ = converting.load_workdir(workdir)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, state.params["encoder"],
+                           imported["encoder"])
+
+    results = finetuning.finetune(_finetune_config(workdir, str(pairs_file)),
+                                  str(tmp_path / "ft"))
+    assert f"loaded from {workdir} (step 0)" in capsys.readouterr().out
+    with open(tmp_path / "ft" / "metrics.jsonl") as f:
+        losses = [r["loss"] for r in map(json.loads, f) if "loss" in r]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert results["steps"] == 4 and results["test"]["examples"] == 16
+
+
+def test_converted_gpt2_greedy_decoding_is_transformers(gpt2):
+    source, workdir, theirs_model = gpt2
+    model, params, tokenizer, step = generating.load_model(workdir)
+    assert step == 0 and tokenizer.name == f"hf:{os.path.abspath(source)}"
+    theirs_tok = transformers.GPT2Tokenizer.from_pretrained(str(source))
+    eos = theirs_tok.eos_token_id
+    prompts = tokenizer.encode(PROMPTS)
+    assert prompts == [theirs_tok(p)["input_ids"] for p in PROMPTS]
+    new = 12
+    # Both prompts in one batch, the shorter left-padded with <|endoftext|> (never attended).
+    ours = np.asarray(generation.generate(
+        model, params, generation.left_pad(prompts, eos), jax.random.key(0), greedy=True,
+        max_new_tokens=new, eos_id=eos, pad_id=eos))
+    texts = generating.continue_prompts(model, params, tokenizer, PROMPTS, max_new_tokens=new)
+    for row, prompt, text in zip(ours, prompts, texts, strict=True):
+        with torch.no_grad():
+            out = theirs_model.generate(torch.tensor([prompt]), max_new_tokens=new,
+                                        do_sample=False, attention_mask=torch.ones(1, len(prompt),
+                                                                                   dtype=int),
+                                        pad_token_id=eos)
+        want = out[0, len(prompt):].tolist()
+        assert row[:len(want)].tolist() == want and (row[len(want):] == eos).all()
+        assert tokenizer.decode(row) == theirs_tok.decode(row.tolist())
+        assert text == theirs_tok.decode(want[:want.index(eos)] if eos in want else want)
+
+
+def test_generate_binary_on_converted_gpt2(gpt2):
+    source, workdir, _ = gpt2
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-m", "launch.generate", f"--workdir={workdir}",
+                           f"--prompt={PROMPTS[0]}", "--max_new_tokens=5"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"[step 0, greedy] {PROMPTS[0]} → " in done.stdout
+
+
+def test_unsupported_converted_finetuning_is_refused_by_name(gpt2, tmp_path):
+    _, workdir, _ = gpt2
+    with pytest.raises(ValueError, match=r"data\.tokenizer=hf:.*gpt2_hf.*: fine-tuning a converted "
+                       r"model\.arch=gpt is not supported: GPT-2's byte-level BPE has no \[CLS\], "
+                       r"\[SEP\] or padding token"):
+        finetune_setup.resolve(_finetune_config(workdir))
+    cfg = _finetune_config("")
+    cfg.model.arch, cfg.data.tokenizer = "xlnet", f"hf:{tmp_path}"
+    with pytest.raises(ValueError, match=r"model\.arch=xlnet is not supported: XLNet's tokenizer "
+                       r"puts <sep> <cls> at the end of each row"):
+        finetune_setup.resolve(cfg)
