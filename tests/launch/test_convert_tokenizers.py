@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+import sentencepiece as spm
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -21,7 +22,7 @@ import jax  # noqa: E402
 
 from data import tasks  # noqa: E402
 from data import tokenizer as tokenizer_lib  # noqa: E402
-from launch import converting, finetune_setup, finetuning, generating, train_lib  # noqa: E402
+from launch import checkpoint, converting, finetune_setup, finetuning, generating, train_lib  # noqa: E402
 from launch import mesh as mesh_lib  # noqa: E402
 from launch.configs import finetune as finetune_configs  # noqa: E402
 from lm import generation  # noqa: E402
@@ -202,3 +203,44 @@ def test_unsupported_converted_finetuning_is_refused_by_name(gpt2, tmp_path):
     with pytest.raises(ValueError, match=r"model\.arch=xlnet is not supported: XLNet's tokenizer "
                        r"puts <sep> <cls> at the end of each row"):
         finetune_setup.resolve(cfg)
+
+
+def test_converted_albert_takes_its_spiece_model(lines, tmp_path):
+    """ALBERT's spiece.model in the pipeline: pair ids are AlbertTokenizer's, and the fine-tuning
+    model (padding and [SEP] ids from it) restores the converted encoder."""
+    source = tmp_path / "hf"
+    source.mkdir()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_prefix=str(source / "spiece"), vocab_size=300,
+        pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, num_threads=1, minloglevel=2,
+        user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"])
+    (source / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "AlbertTokenizer"}))
+    _jiggle(transformers.AlbertForPreTraining(transformers.AlbertConfig(
+        vocab_size=300, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+        pad_token_id=0))).save_pretrained(str(source), safe_serialization=True)
+    converting.import_hf(str(source), str(tmp_path / "wd"))
+    cfg = finetune_setup.resolve(_finetune_config(str(tmp_path / "wd")))
+    assert cfg.model.arch == "albert"
+    tokenizer = tokenizer_lib.load(cfg.data.tokenizer)
+    theirs = transformers.AlbertTokenizer.from_pretrained(str(source))
+    rows = tasks.encode(tokenizer, {"text_a": [a for a, _ in PAIRS],
+                                    "text_b": [b for _, b in PAIRS], "labels": [0, 1]}, 64)
+    for i, (a, b) in enumerate(PAIRS):
+        want = theirs(a, b, truncation="longest_first", max_length=64,
+                      return_token_type_ids=True)
+        n = len(want["input_ids"])
+        assert rows["token_ids"][i, :n].tolist() == want["input_ids"]
+        assert rows["type_ids"][i, :n].tolist() == want["token_type_ids"]
+        assert (rows["token_ids"][i, n:] == theirs.pad_token_id).all()
+    spec = type("Spec", (), {"kind": "classification", "label_names": ("a", "b")})
+    model, model_cfg = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size,
+                                                 tokenizer.special_ids)
+    assert (model_cfg.pad_id, model_cfg.sep_id) == (0, theirs.sep_token_id)
+    batch = {"token_ids": rows["token_ids"][:, :32], "type_ids": rows["type_ids"][:, :32]}
+    abstract = finetune_setup.abstract_params(model, batch)["encoder"]
+    encoder, step, _ = checkpoint.restore_params_subtree(str(tmp_path / "wd"), "encoder", abstract)
+    _, _, imported, _ = converting.load_workdir(str(tmp_path / "wd"))
+    assert step == 0
+    jax.tree_util.tree_map(np.testing.assert_array_equal, encoder, imported["encoder"])
