@@ -291,18 +291,51 @@ class SentencePieceHf:
         return [self.sp.piece_to_id("[CLS]"), *ids, self.sp.piece_to_id("[SEP]")]
 
 
+def from_tokenizer_json(directory: str):
+    """A ``WordPiece`` or ``ByteLevelBpe`` from ``tokenizer.json`` alone (transformers 5's
+    ``save_pretrained`` writes no vocab.txt / vocab.json).
+
+    Raises:
+      ValueError: for a tokenizer.json whose model is neither (e.g. a Unigram, which needs the
+        spiece.model).
+    """
+    path = os.path.join(directory, "tokenizer.json")
+    with open(path, encoding="utf-8") as f:
+        spec = json.load(f)
+    model, cfg = spec.get("model", {}), _tokenizer_config(directory)
+    pre = (spec.get("pre_tokenizer") or {}).get("type")
+    if model.get("type") == "WordPiece":
+        lower = (spec.get("normalizer") or {}).get("lowercase", cfg.get("do_lower_case", True))
+        tokens = {n: _token(cfg, n, d) for n, d in (("pad", "[PAD]"), ("unk", "[UNK]"),
+                                                    ("cls", "[CLS]"), ("sep", "[SEP]"),
+                                                    ("mask", "[MASK]"))}
+        return WordPiece(model["vocab"], lower, model.get("max_input_chars_per_word", 100),
+                         tokens=tokens)
+    if model.get("type") == "BPE" and pre == "ByteLevel":
+        merges = [tuple(m.split()) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+        return ByteLevelBpe(model["vocab"], merges, _token(cfg, "eos", "<|endoftext|>"))
+    raise ValueError(f"{path}: a {model.get('type')} model (pre-tokenizer {pre}) is not one "
+                     "pretrax reads; keep the checkpoint's vocab.txt, vocab.json + merges.txt or "
+                     "spiece.model next to it")
+
+
 def load(directory: str):
-    """The tokenizer of a Hugging Face checkpoint directory, by the files it holds.
+    """The tokenizer of a Hugging Face checkpoint directory, by the files it holds
+    (``tokenizer.json`` when it is the only one, for WordPiece and byte-level BPE).
 
     Raises:
       FileNotFoundError: naming the files looked for.
+      ValueError: for a tokenizer.json of another kind.
     """
     for name, cls in (("vocab.txt", WordPiece), ("vocab.json", ByteLevelBpe),
                       ("spiece.model", SentencePieceHf)):
         if os.path.exists(os.path.join(directory, name)):
             return cls.from_dir(directory)
-    raise FileNotFoundError(f"no vocab.txt, vocab.json + merges.txt or spiece.model in "
-                            f"{directory}: save the tokenizer with save_pretrained(DIR) too")
+    if os.path.exists(os.path.join(directory, "tokenizer.json")):
+        return from_tokenizer_json(directory)
+    raise FileNotFoundError(f"no vocab.txt, vocab.json + merges.txt, spiece.model or "
+                            f"tokenizer.json in {directory}: save the tokenizer there with "
+                            "save_pretrained(DIR) too")
 
 
 class HfTokenizer:

@@ -32,8 +32,23 @@ def lines() -> list[str]:
 
 
 def _compare(ours, directory):
-    """Ids with and without special tokens equal transformers'; returns their tokenizer."""
+    """Ids with and without special tokens equal transformers'; returns their tokenizer. For
+    WordPiece and BPE also from the tokenizer.json alone that transformers 5 saves."""
     theirs = transformers.AutoTokenizer.from_pretrained(str(directory))
+    if not isinstance(ours, hf_tokenizers.SentencePieceHf):
+        theirs.save_pretrained(str(directory / "saved"))
+        assert not (directory / "saved" / "vocab.txt").exists()
+        assert not (directory / "saved" / "vocab.json").exists()
+        again = hf_tokenizers.load(str(directory / "saved"))
+        assert type(again) is type(ours) and again.special_ids == ours.special_ids
+        assert [again.encode(t) for t in SAMPLES] == [ours.encode(t) for t in SAMPLES]
+    else:  # a Unigram tokenizer.json cannot be read without the spiece.model: said so
+        theirs.save_pretrained(str(directory / "saved"))
+        if not (directory / "saved" / "spiece.model").exists():
+            with pytest.raises(ValueError, match=r"tokenizer\.json: a Unigram model \(pre-"
+                               r"tokenizer .*\) is not one pretrax reads; keep the checkpoint's "
+                               r"vocab\.txt, vocab\.json \+ merges\.txt or spiece\.model"):
+                hf_tokenizers.load(str(directory / "saved"))
     for text in SAMPLES:
         assert ours.encode(text) == theirs(text)["input_ids"], text
         assert ours.ids(text) == theirs(text, add_special_tokens=False)["input_ids"], text
@@ -105,8 +120,9 @@ def test_sentencepiece_matches_albert_and_xlnet_tokenizers(lines, tmp_path, toke
 
 
 def test_directory_without_tokenizer_files_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no vocab\.txt, vocab\.json \+ merges\.txt or "
-                       r"spiece\.model in"):
+    with pytest.raises(FileNotFoundError, match=r"no vocab\.txt, vocab\.json \+ merges\.txt, "
+                       r"spiece\.model or tokenizer\.json in .*: save the tokenizer there with "
+                       r"save_pretrained\(DIR\) too"):
         hf_tokenizers.load(str(tmp_path))
 
 
