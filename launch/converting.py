@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from data import hf_tokenizers
 from launch import checkpoint, storage, train_lib
 from launch import workdir as workdir_lib
 from lm import interop, models
@@ -161,6 +162,11 @@ def import_hf(source: str, workdir: str) -> TransformerConfig:
     write_workdir(workdir, cfg, params)
     print(f"{source} ({family.HF_ARCHITECTURE}) → {workdir}: model.arch={family.ARCH}, "
           f"{sum(x.size for x in jax.tree_util.tree_leaves(params)):,} parameters", flush=True)
+    try:  # launch.finetune and launch.generate will tokenise with it (data.tokenizer = hf:DIR)
+        hf_tokenizers.load(source)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"note: launch.finetune and launch.generate on {workdir} need its tokenizer: {e}",
+              flush=True)
     return config
 
 

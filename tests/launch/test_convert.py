@@ -52,9 +52,12 @@ def test_import_then_export_round_trips_through_files(family, tmp_path):
         np.testing.assert_array_equal(ours[name].numpy(), value.numpy(), err_msg=name)
 
 
-def test_converted_bert_is_restored_by_finetuning(tmp_path):
+def test_converted_bert_is_restored_by_finetuning(tmp_path, capsys):
     _saved("bert", tmp_path / "hf")
     converting.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
+    assert (f"note: launch.finetune and launch.generate on {tmp_path / 'wd'} need its tokenizer: "
+            f"no vocab.txt, vocab.json + merges.txt, spiece.model or tokenizer.json in "
+            f"{tmp_path / 'hf'}") in capsys.readouterr().out  # only the model was saved here
     cfg = finetune_configs.get_config("paraphrase_bible")
     cfg.init_from = str(tmp_path / "wd")
     cfg.data.max_seq_length = 16
