@@ -189,8 +189,8 @@ def encode(tokenizer, examples: list[dict], *, max_seq_length: int, doc_stride: 
     if tokenizer.special_ids != feature_schema.EMBEDDED_SPECIAL_IDS or not hasattr(tokenizer, "sp"):
         raise ValueError(
             f"span QA needs one of pretrax's SentencePiece tokenizers (for its character "
-            f"offsets and special ids), not {tokenizer.name}; fine-tune a converted model on a "
-            "classification or regression task, or use --config.data.tokenizer=embedded")
+            f"offsets and special ids), not {tokenizer.name}; fine-tune the converted model on a "
+            "classification or regression task instead")
     questions = tokenizer.encode([ex["question"] for ex in examples])
     questions = [q[:max_query_length] for q in questions]
     if max_seq_length - (longest := max(map(len, questions), default=0)) - 3 < 1:

@@ -32,7 +32,8 @@ def load_model(workdir: str, step: int = -1):
     special = tokenizer.special_ids
     if special.eos is None or special.pad is None:
         raise ValueError(f"the tokenizer {tokenizer.name} has no end-of-text or padding token; "
-                         "generation needs both (to stop, and to left-pad a batch of prompts)")
+                         "generation needs both (to stop, and to left-pad a batch of prompts): "
+                         "use a GPT workdir whose tokenizer has one (GPT-2's <|endoftext|>)")
     model_cfg = train_lib.model_config(cfg, tokenizer.vocab_size, special)
     if model_cfg.vocab_size < tokenizer.vocab_size:
         raise ValueError(f"the tokenizer {tokenizer.name} has {tokenizer.vocab_size} ids but the "

@@ -20,7 +20,7 @@ tokenizers = pytest.importorskip("tokenizers")
 
 import jax  # noqa: E402
 
-from data import tasks  # noqa: E402
+from data import qa, tasks  # noqa: E402
 from data import tokenizer as tokenizer_lib  # noqa: E402
 from launch import checkpoint, converting, finetune_setup, finetuning, generating, train_lib  # noqa: E402
 from launch import mesh as mesh_lib  # noqa: E402
@@ -122,6 +122,10 @@ def test_pair_ids_are_bert_tokenizers(bert):
             assert rows["token_ids"][i, :n].tolist() == want["input_ids"]
             assert rows["type_ids"][i, :n].tolist() == want["token_type_ids"]
             assert (rows["token_ids"][i, n:] == theirs.pad_token_id).all()
+    with pytest.raises(ValueError, match=r"span QA needs one of pretrax's SentencePiece "
+                       r"tokenizers \(for its character offsets and special ids\), not hf:.*; "
+                       r"fine-tune the converted model on a classification or regression task"):
+        qa.encode(ours, [], max_seq_length=32, is_training=True)
 
 
 def test_converted_bert_finetunes_from_its_weights(bert, lines, tmp_path, capsys):
@@ -193,7 +197,11 @@ def test_generate_binary_on_converted_gpt2(gpt2):
 
 
 def test_unsupported_converted_finetuning_is_refused_by_name(gpt2, tmp_path):
-    _, workdir, _ = gpt2
+    source, workdir, _ = gpt2
+    with pytest.raises(ValueError, match=r"the tokenizer hf:.*gpt2_hf.* has no cls, sep "
+                       r"token, which the fine-tuning rows \[CLS\] a \[SEP\] b \[SEP\] need"):
+        tasks.encode(tokenizer_lib.load(f"hf:{source}"),
+                     {"text_a": ["a"], "text_b": None, "labels": [0]}, 16)
     with pytest.raises(ValueError, match=r"data\.tokenizer=hf:.*gpt2_hf.*: fine-tuning a converted "
                        r"model\.arch=gpt is not supported: GPT-2's byte-level BPE has no \[CLS\], "
                        r"\[SEP\] or padding token"):
