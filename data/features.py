@@ -40,10 +40,6 @@ class SpecialIds:
     bos: int | None
     eos: int | None
 
-    def all(self) -> tuple[int, ...]:
-        """The distinct ids that are set, sorted."""
-        return tuple(sorted({i for i in dataclasses.astuple(self) if i is not None}))
-
 
 EMBEDDED_SPECIAL_IDS = SpecialIds(pad=PAD_ID, unk=UNK_ID, cls=CLS_ID, sep=SEP_ID, mask=MASK_ID,
                                   bos=BOS_ID, eos=EOS_ID)

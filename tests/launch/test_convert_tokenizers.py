@@ -48,7 +48,10 @@ def bert(tmp_path_factory, lines):
     source, out = tmp_path_factory.mktemp("bert_hf"), tmp_path_factory.mktemp("bert_wd")
     words = collections.Counter(w.lower() for line in lines for w in line.split() if w.isalpha())
     chars = sorted({c for line in lines for c in line.lower() if not c.isspace()})
-    vocab = dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars,
+    # As in Google's vocabularies, [UNK] [CLS] [SEP] [MASK] after [unused] rows: ids 6-9, none
+    # of them pretrax's own (1-4), so a constant in place of the tokenizer's id fails here.
+    vocab = dict.fromkeys(["[PAD]", *(f"[unused{i}]" for i in range(5)), "[UNK]", "[CLS]",
+                           "[SEP]", "[MASK]", *chars,
                            *(f"##{c}" for c in chars),
                            *(w for w, _ in words.most_common(300) if len(w) > 1)])
     (source / "vocab.txt").write_text("\n".join(vocab) + "\n")
@@ -68,14 +71,15 @@ def gpt2(tmp_path_factory, lines):
     BPE is trained on the fixture text."""
     source, out = tmp_path_factory.mktemp("gpt2_hf"), tmp_path_factory.mktemp("gpt2_wd")
     bpe = tokenizers.ByteLevelBPETokenizer()
-    bpe.train_from_iterator(lines, vocab_size=400, special_tokens=["<|endoftext|>"],
-                            show_progress=False)
+    bpe.train_from_iterator(lines, vocab_size=400, show_progress=False)
     bpe.save_model(str(source))
+    vocab = json.loads((source / "vocab.json").read_text())
+    eos = len(vocab)  # the last id, as GPT-2's 50256
+    (source / "vocab.json").write_text(json.dumps({**vocab, "<|endoftext|>": eos}))
     (source / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "GPT2Tokenizer"}))
-    eos = bpe.token_to_id("<|endoftext|>")
     model = _jiggle(transformers.GPT2LMHeadModel(transformers.GPT2Config(
-        vocab_size=bpe.get_vocab_size(), n_embd=32, n_layer=2, n_head=4, n_inner=64,
+        vocab_size=eos + 1, n_embd=32, n_layer=2, n_head=4, n_inner=64,
         n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=eos,
         eos_token_id=eos)))
     model.save_pretrained(str(source), safe_serialization=True)
@@ -139,7 +143,7 @@ def test_converted_bert_finetunes_from_its_weights(bert, lines, tmp_path, capsys
     spec = tasks.task_spec(cfg.task)
     model, model_cfg = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size,
                                                  tokenizer.special_ids)
-    assert (model_cfg.pad_id, model_cfg.sep_id) == (0, 3)  # vocab.txt's [PAD] and [SEP]
+    assert (model_cfg.pad_id, model_cfg.sep_id) == (0, 8)  # vocab.txt's [PAD] and [SEP]
     mesh = mesh_lib.make_mesh(cfg.mesh)
     batch = next(tasks.make_dataset(cfg.task, "train", tokenizer=tokenizer, max_seq_length=32,
                                     batch_size=8, seed=0))
@@ -166,6 +170,7 @@ def test_converted_gpt2_greedy_decoding_is_transformers(gpt2):
     assert step == 0 and tokenizer.name == f"hf:{os.path.abspath(source)}"
     theirs_tok = transformers.GPT2Tokenizer.from_pretrained(str(source))
     eos = theirs_tok.eos_token_id
+    assert eos == tokenizer.special_ids.eos == tokenizer.special_ids.pad == tokenizer.vocab_size - 1
     prompts = tokenizer.encode(PROMPTS)
     assert prompts == [theirs_tok(p)["input_ids"] for p in PROMPTS]
     new = 12
@@ -221,7 +226,7 @@ def test_converted_albert_takes_its_spiece_model(lines, tmp_path):
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines), model_prefix=str(source / "spiece"), vocab_size=300,
         pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, num_threads=1, minloglevel=2,
-        user_defined_symbols=["[CLS]", "[SEP]", "[MASK]"])
+        user_defined_symbols=["<x>", "<y>", "[CLS]", "[SEP]", "[MASK]"])  # 4, 5, 6: not 2, 3, 4
     (source / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "AlbertTokenizer"}))
     _jiggle(transformers.AlbertForPreTraining(transformers.AlbertConfig(
@@ -245,7 +250,7 @@ def test_converted_albert_takes_its_spiece_model(lines, tmp_path):
     spec = type("Spec", (), {"kind": "classification", "label_names": ("a", "b")})
     model, model_cfg = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size,
                                                  tokenizer.special_ids)
-    assert (model_cfg.pad_id, model_cfg.sep_id) == (0, theirs.sep_token_id)
+    assert (model_cfg.pad_id, model_cfg.sep_id) == (0, theirs.sep_token_id) == (0, 5)
     batch = {"token_ids": rows["token_ids"][:, :32], "type_ids": rows["type_ids"][:, :32]}
     abstract = finetune_setup.abstract_params(model, batch)["encoder"]
     encoder, step, _ = checkpoint.restore_params_subtree(str(tmp_path / "wd"), "encoder", abstract)
