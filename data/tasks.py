@@ -143,10 +143,10 @@ def sentence_specials(tokenizer) -> features.SpecialIds:
       ValueError: naming the tokenizer and the tokens it lacks.
     """
     special = tokenizer.special_ids
-    missing = [n for n in ("cls", "sep", "pad") if getattr(special, n) is None]
+    missing = [f"[{n.upper()}]" for n in ("cls", "sep", "pad") if getattr(special, n) is None]
     if missing:
         raise ValueError(
-            f"the tokenizer {tokenizer.name} has no {', '.join(missing)} token, which the "
+            f"the tokenizer {tokenizer.name} has no {' or '.join(missing)} token, which the "
             "fine-tuning rows [CLS] a [SEP] b [SEP] need (GPT-2's byte-level BPE has none); "
             "fine-tune a model whose tokenizer has them (BERT, ALBERT, or a pretrax run)")
     return special

@@ -203,8 +203,9 @@ def test_generate_binary_on_converted_gpt2(gpt2):
 
 def test_unsupported_converted_finetuning_is_refused_by_name(gpt2, tmp_path):
     source, workdir, _ = gpt2
-    with pytest.raises(ValueError, match=r"the tokenizer hf:.*gpt2_hf.* has no cls, sep "
-                       r"token, which the fine-tuning rows \[CLS\] a \[SEP\] b \[SEP\] need"):
+    with pytest.raises(ValueError, match=r"the tokenizer hf:.*gpt2_hf.* has no \[CLS\] or "
+                       r"\[SEP\] token, which the fine-tuning rows \[CLS\] a \[SEP\] b "
+                       r"\[SEP\] need"):
         tasks.encode(tokenizer_lib.load(f"hf:{source}"),
                      {"text_a": ["a"], "text_b": None, "labels": [0]}, 16)
     with pytest.raises(ValueError, match=r"data\.tokenizer=hf:.*gpt2_hf.*: fine-tuning a converted "
