@@ -58,8 +58,7 @@ def _class_offsets(num_classes: int) -> list[int]:
     return ends if ends[-1] == num_classes else []
 
 
-def segment_count_classes(token_ids_BL: jax.Array, num_classes: int,
-                          sep_id: int = features.SEP_ID) -> jax.Array:
+def segment_count_classes(token_ids_BL: jax.Array, num_classes: int) -> jax.Array:
     """bool [B, C]: the order classes possible for each instance, those of its own segment count k
     (one [SEP] ends each segment, so k is in the input for the model to see too).
 
@@ -71,14 +70,14 @@ def segment_count_classes(token_ids_BL: jax.Array, num_classes: int,
     if not ends:
         raise ValueError(f"{num_classes} order classes is not 1! + 2! + … + k! for any k")
     starts = [0] + ends[:-1]
-    k_B = jnp.clip(jnp.sum(token_ids_BL == sep_id, axis=-1), 1, len(ends))
+    k_B = jnp.clip(jnp.sum(token_ids_BL == features.SEP_ID, axis=-1), 1, len(ends))
     c_C = jnp.arange(num_classes)
     lo_B, hi_B = jnp.asarray(starts)[k_B - 1], jnp.asarray(ends)[k_B - 1]
     return (c_C >= lo_B[:, None]) & (c_C < hi_B[:, None])
 
 
 def order(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], *,
-          label_smoothing: float = 0.0, z_loss: float = 0.0, sep_id: int = features.SEP_ID
+          label_smoothing: float = 0.0, z_loss: float = 0.0
           ) -> tuple[dict[str, losses.Pair], dict[str, losses.Pair]]:
     """Order recovery: ``order_logits`` [B, C] against ``order_labels`` [B], the class of the
     permutation applied to the segments (``data.sentence_order.permutation_to_class``), among
@@ -89,7 +88,7 @@ def order(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], *,
       the instances of k segments (chance: 1/k!).
     """
     logits_BC, labels_B = outputs["order_logits"], batch["order_labels"]
-    valid_BC = segment_count_classes(batch["token_ids"], logits_BC.shape[-1], sep_id)
+    valid_BC = segment_count_classes(batch["token_ids"], logits_BC.shape[-1])
     terms, metrics = losses.classification(
         "order", logits_BC, labels_B, jnp.ones(labels_B.shape, jnp.float32),
         label_smoothing=label_smoothing, z_loss=z_loss, valid=valid_BC)
