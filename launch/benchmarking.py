@@ -5,12 +5,13 @@ What is measured, for one architecture (``bert``: MLM + NSP; ``gpt``: causal LM)
 * **step time**: the jitted, sharded pretraining step of ``launch.train_lib`` (the one
   ``launch.pretrain`` runs), on a synthetic batch already on the devices; after warm-up, rounds of
   ``steps`` updates timed with ``block_until_ready``; the median round gives ms/step and tokens/s.
-* **model FLOPs per step** (:func:`model_flops`): matmuls only, 3 × the forward (backward = 2 ×
-  forward). Per token and layer the forward costs ``2·(4·D² + 2·D·F)`` (QKV, output, MLP) plus
-  ``4·L·D`` for the attention scores and the weighted sum (all L keys, causal or not, as PaLM
-  counts them); embeddings are gathers (0), ALBERT's E→D projection ``2·E·D``. BERT's MLM head
-  counts only its gathered positions (``2·D² + 2·D·V`` each), NSP ``2·D² + 4·D`` a sequence; GPT's
-  LM head ``2·D·V`` every token. This is "6·N per token + the attention terms".
+* **model FLOPs per step** (``launch/flops.py:model_flops``, which the train loop's ``mfu``
+  shares): matmuls only, 3 × the forward (backward = 2 × forward). Per token and layer the
+  forward costs ``2·(4·D² + 2·D·F)`` (QKV, output, MLP) plus ``4·L·D`` for the attention scores
+  and the weighted sum (all L keys, causal or not, as PaLM counts them); embeddings are gathers
+  (0), ALBERT's E→D projection ``2·E·D``. BERT's MLM head counts only its gathered positions
+  (``2·D² + 2·D·V`` each), NSP ``2·D² + 4·D`` a sequence; GPT's LM head ``2·D·V`` every token.
+  This is "6·N per token + the attention terms".
 * **MFU**: FLOPs per second over a peak. On an accelerator the peak is given (``peak_tflops``); on
   CPU it is measured in the same run: the best of a large jitted float32 matmul.
 * **compile time**, and **memory**: XLA's own accounting of the compiled step (arguments, outputs,
@@ -43,29 +44,9 @@ from launch import mesh as mesh_lib
 from launch import train_lib
 from launch.configs import bert as bert_configs
 from launch.configs import gpt as gpt_configs
+from launch.flops import Shape, model_flops
 from lm import config as lm_config
 from lm import models
-
-
-@dataclasses.dataclass(frozen=True)
-class Shape:
-    """One benchmark shape. ``predictions`` (P) is BERT's gathered MLM positions a sequence."""
-    arch: str = "bert"
-    hidden: int = 256
-    layers: int = 4
-    heads: int = 4
-    mlp: int = 1024
-    seq: int = 128
-    batch: int = 32
-    vocab: int = 8192
-    predictions: int = 20
-    dropout: float = 0.1
-    dtype: str = "float32"
-
-    @property
-    def tokens(self) -> int:
-        return self.batch * self.seq
-
 
 # The issue's reference (a plain Flax BERT and HF PyTorch were measured at it before pretrax), and
 # the accelerator shapes whose MFU the README reports.
@@ -77,21 +58,6 @@ SHAPES = {
                         vocab=50257, predictions=0, dtype="bfloat16"),
     "gpt_reference": Shape(arch="gpt", predictions=0),
 }
-
-
-def model_flops(shape: Shape, embed_dim: int | None = None) -> float:
-    """Training FLOPs of one step (module docstring): 3 × the forward's matmul FLOPs."""
-    d, f, n, length, v = shape.hidden, shape.mlp, shape.layers, shape.seq, shape.vocab
-    per_token = n * (2 * (4 * d * d + 2 * d * f) + 4 * length * d)
-    if embed_dim and embed_dim != d:
-        per_token += 2 * embed_dim * d
-    forward = shape.tokens * per_token
-    if shape.arch == "gpt":
-        forward += shape.tokens * 2 * d * v
-    else:
-        forward += shape.batch * shape.predictions * (2 * d * d + 2 * d * v)
-        forward += shape.batch * (2 * d * d + 4 * d)
-    return 3.0 * forward
 
 
 def matmul_peak_flops(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:

@@ -13,7 +13,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from data import features, pipeline
-from launch import checkpoint, reporting, stopping, storage, train_lib
+from launch import checkpoint, flops, reporting, stopping, storage, train_lib
 from launch import mesh as mesh_lib
 from launch import workdir as workdir_lib
 from launch.pretraining_inputs import objective_data, sentence_summary
@@ -166,6 +166,8 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
     mesh = mesh_lib.make_mesh(cfg.mesh)
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)
+    peak = flops.peak_flops_per_device(cfg.train.get("peak_flops_per_device", 0.0),
+                                       jax.devices()[0].device_kind)
     per_process = cfg.train.batch_size // jax.process_count()
     objectives = tuple(train_lib.objective_weights(cfg))
     inputs = objective_data(objectives)
@@ -179,6 +181,7 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
     state, shardings = train_lib.create_train_state(
         model, tx, train_lib.dummy_batch(shapes), cfg.seed, mesh, rules)
     n_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
+    utilisation = flops.utilisation_terms(cfg, model_cfg, objectives, peak)
     reporting.say(f"{cfg.model.arch}: {n_params / 1e6:.2f}M parameters, mesh {dict(mesh.shape)}, "
                   f"{len(corpus.train_docs)} train / {len(corpus.eval_docs)} eval documents "
                   "in this process's data shards")
@@ -213,7 +216,7 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
     rng = jax.random.fold_in(jax.random.key(cfg.seed), 1)
     logger = reporting.MetricLogger(workdir, resume_step=start_step)
     meter = reporting.Throughput(start_step, cfg.train.steps,
-                                 cfg.train.batch_size * cfg.data.max_seq_length)
+                                 cfg.train.batch_size * cfg.data.max_seq_length, **utilisation)
     profiler = reporting.Profiler(workdir, cfg.train.get("profile_steps", ""),
                                   first_step=start_step + 1, last_step=cfg.train.steps)
     t0 = time.perf_counter()

@@ -88,11 +88,18 @@ class MetricLogger:
 
 
 class Throughput:
-    """Tokens/s and ETA over the last logging window (the first window excludes compilation)."""
+    """Tokens/s, ETA and, when both are known, MFU over the last logging window (the first
+    window excludes compilation).
 
-    def __init__(self, start_step: int, total_steps: int, tokens_per_step: int):
+    MFU (model FLOPs utilisation) = ``flops_per_step`` (``launch.flops.model_flops``) / the step
+    time / ``peak_flops`` (the peak FLOP/s of all devices together).
+    """
+
+    def __init__(self, start_step: int, total_steps: int, tokens_per_step: int, *,
+                 flops_per_step: float = 0.0, peak_flops: float = 0.0):
         self.total = total_steps
         self.tokens_per_step = tokens_per_step
+        self.flops_per_step, self.peak_flops = flops_per_step, peak_flops
         self._mark(start_step)
 
     def _mark(self, step: int) -> None:
@@ -109,9 +116,12 @@ class Throughput:
         if steps <= 0 or elapsed <= 0:
             return {}
         per_step = elapsed / steps
-        return {"tokens_per_s": self.tokens_per_step / per_step,
-                "steps_per_s": 1.0 / per_step,
-                "eta_min": math.ceil(per_step * (self.total - step) / 6) / 10}
+        out = {"tokens_per_s": self.tokens_per_step / per_step,
+               "steps_per_s": 1.0 / per_step,
+               "eta_min": math.ceil(per_step * (self.total - step) / 6) / 10}
+        if self.flops_per_step > 0 and self.peak_flops > 0:
+            out["mfu"] = self.flops_per_step / per_step / self.peak_flops
+        return out
 
 
 def parse_profile_steps(spec: str) -> tuple[int, int] | None:

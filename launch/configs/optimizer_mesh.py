@@ -1,5 +1,5 @@
 """Config pieces recipes share: AdamW (with the NaN guard), the device mesh, pretraining's
-profiling."""
+profiling and MFU."""
 
 import ml_collections
 
@@ -32,5 +32,11 @@ def add_mesh(c: ml_collections.ConfigDict) -> None:
 
 def add_profiling(train: ml_collections.ConfigDict) -> None:
     """``train.profile_steps``: "START:STOP" writes a jax.profiler trace of steps START..STOP-1
-    to WORKDIR/profile (TensorBoard's profile tab); "" traces nothing."""
+    to WORKDIR/profile (TensorBoard's profile tab); "" traces nothing.
+
+    ``train.peak_flops_per_device``: one device's peak FLOP/s, for the ``mfu`` scalar (model
+    FLOPs / step time / (peak × devices)); 0 looks it up by the device kind
+    (``launch/flops.py:PEAK_FLOPS``: published bf16 dense peaks of TPU v4, v5e, v5p, v6e, NVIDIA
+    A100, H100, H200). Unknown (a CPU): no ``mfu``."""
     train.profile_steps = ""
+    train.peak_flops_per_device = 0.0

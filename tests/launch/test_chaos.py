@@ -1,5 +1,6 @@
 """Chaos: a tiny pretraining run killed at random steps (SIGKILL and SIGTERM) and resumed each
-time ends with the per-step losses and the final state of a run that never stopped, bit for bit.
+time ends with the per-step losses, the evaluation, the results and the final state of a run that
+never stopped, bit for bit; metrics.jsonl continues without gaps or repeats.
 """
 
 import json
@@ -50,6 +51,11 @@ def _losses(workdir: str) -> dict[int, float]:
     steps = [r["step"] for r in records]
     assert steps == sorted(set(steps)), f"steps logged twice or out of order: {steps}"
     return {r["step"]: r["loss"] for r in records}
+
+
+def _results(workdir: str) -> dict:
+    with open(os.path.join(workdir, "results.json")) as f:
+        return json.load(f)
 
 
 def _final_state(workdir: str):
@@ -129,6 +135,13 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, fixture_co
     eval_a = [r for r in _logged(straight) if "eval/mlm_loss" in r]
     eval_b = [r for r in _logged(chaos) if "eval/mlm_loss" in r]
     assert eval_b == eval_a
+    # The last run resumed from the newest checkpoint the kills left, and says so.
+    results_a, results_b = _results(straight), _results(chaos)
+    assert results_a["resumed_from"] == 0 and results_a["step"] == STEPS
+    assert "eval/mlm_loss" in results_a
+    assert results_b["resumed_from"] == kills[-1][2] > 0 and results_b["step"] == STEPS, kills
+    assert {k: v for k, v in results_b.items() if k.startswith("eval/")} == {
+        k: v for k, v in results_a.items() if k.startswith("eval/")}
     jax.tree_util.tree_map(np.testing.assert_array_equal, _final_state(chaos),
                            _final_state(straight))
     # Nothing half-written is left, and only the newest two steps are kept.

@@ -1,13 +1,21 @@
-"""Two local processes × 4 fake devices, joined by jax.distributed, train like one process × 8."""
+"""Two local processes × 4 fake devices, joined by jax.distributed and started by
+``launch.submit --target=local``, train like one process × 8, write a profile, and the same
+submission again resumes."""
 
+import glob
 import os
+import re
 import socket
-import subprocess
 import sys
 
 import pytest
 
-from tests.launch.test_pretrain_e2e import REPO, read_metrics, tiny_overrides
+from launch import pretraining
+from tests.launch.test_mfu import check_mfu_logged
+from tests.launch.test_pretrain_e2e import make_config, read_metrics, tiny_overrides
+from tests.launch.test_submit import submit
+
+_OVERRIDES = {"train.steps": 3, "train.checkpoint_every": 3, "data.num_shards": 2}
 
 
 def _free_port() -> int:
@@ -17,8 +25,7 @@ def _free_port() -> int:
 
 
 def _command(workdir, corpus, *extra):
-    overrides = {**tiny_overrides(corpus), "train.steps": 3, "train.checkpoint_every": 3,
-                 "data.num_shards": 2}
+    overrides = {**tiny_overrides(corpus), **_OVERRIDES}
     return [sys.executable, "-m", "launch.pretrain", "--config=launch/configs/bert.py:tiny",
             f"--workdir={workdir}", *[f"--config.{k}={v}" for k, v in overrides.items()], *extra]
 
@@ -28,20 +35,29 @@ def _env(devices: int) -> dict:
             "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
 
 
-def test_two_processes_log_the_losses_of_one(tmp_path, fixture_corpus):
+def test_two_processes_log_the_losses_of_one_then_resume_with_a_profile(tmp_path, fixture_corpus,
+                                                                        capsys):
     multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
-    address = f"127.0.0.1:{_free_port()}"
-    procs = [subprocess.Popen(
-        _command(multi, fixture_corpus, f"--coordinator_address={address}", "--num_processes=2",
-                 f"--process_id={i}"), cwd=REPO, env=_env(4), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    outputs = [p.communicate(timeout=420)[0] for p in procs]
-    for p, out in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, out[-4000:]
-    one = subprocess.run(_command(single, fixture_corpus), cwd=REPO, env=_env(8),
-                         capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr[-4000:]
+    train = _command(multi, fixture_corpus, "--config.train.profile_steps=2:4")[2:]
+    code, out, err = submit("--target=local", "--num_processes=2", "--devices_per_process=4",
+                            train=train, timeout=600)
+    assert code == 0, (out + err)[-4000:]
+    assert "[0] Done: 3 steps (0 restored)" in out
+    assert "[0] profile of steps 2-3:" in out
+    assert not re.search(r"^\[1\] step=", out, re.M), "only process 0 prints progress"
+    assert glob.glob(os.path.join(multi, "profile", "plugins", "profile", "*", "*.xplane.pb"))
 
+    # One process with 8 devices (this one's, see conftest.py), the same config; a peak given
+    # (no math changes), so it also logs MFU.
+    cfg = make_config(fixture_corpus, 3)
+    for key, value in _OVERRIDES.items():
+        section, name = key.split(".")
+        cfg[section][name] = value
+    cfg.train.peak_flops_per_device = 1e9
+    capsys.readouterr()
+    pretraining.train_and_evaluate(cfg, single)
+    check_mfu_logged(single, cfg, capsys.readouterr().out)
+    assert not any("mfu" in r for r in read_metrics(multi).values())  # no peak, on a CPU
     a, b = read_metrics(multi), read_metrics(single)
     assert sorted(a) == sorted(b) == [1, 2, 3]
     for step in (1, 2, 3):
@@ -49,5 +65,10 @@ def test_two_processes_log_the_losses_of_one(tmp_path, fixture_corpus):
     assert a[3]["eval/mlm_loss"] == pytest.approx(b[3]["eval/mlm_loss"], rel=1e-5)
     # Each process counts only its own shard's tokens; the baseline sums the counts.
     assert a[3]["eval/unigram_entropy"] == pytest.approx(b[3]["eval/unigram_entropy"], rel=1e-6)
-    assert "step=3" not in outputs[1], "only process 0 prints progress"
-    assert os.path.isdir(os.path.join(multi, "checkpoints", "3"))
+
+    # The same submission again: it resumes at the last step and has nothing left to train.
+    code, out, err = submit("--target=local", "--num_processes=2", "--devices_per_process=4",
+                            train=train, timeout=600)
+    assert code == 0, (out + err)[-4000:]
+    assert "[0] resumed from the checkpoint at step 3" in out
+    assert "[0] Done: 3 steps (3 restored)" in out

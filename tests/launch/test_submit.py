@@ -1,7 +1,7 @@
-"""launch.submit: what each target would run (checked as text, YAML and bash), and a real local
-two-process pretraining that completes, resumes and writes a profile."""
+"""launch.submit: what each target would run (checked as text, YAML and bash), and how the local
+target stops its processes. Its real two-process pretraining, which completes, resumes and writes
+a profile, is in test_multiprocess.py."""
 
-import glob
 import io
 import os
 import re
@@ -306,25 +306,3 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
-def test_local_two_processes_complete_then_resume_with_a_profile(tmp_path, fixture_corpus):
-    """The same submission twice: a 3-step pretraining, then a resume that has nothing left."""
-    from tests.launch.test_pretrain_e2e import tiny_overrides  # imports JAX: only here
-    workdir = str(tmp_path / "run")
-    overrides = {**tiny_overrides(fixture_corpus), "train.steps": 3, "train.checkpoint_every": 3,
-                 "data.num_shards": 2, "train.profile_steps": "2:4"}
-    train = ["launch.pretrain", "--config=launch/configs/bert.py:tiny", f"--workdir={workdir}",
-             *[f"--config.{k}={v}" for k, v in overrides.items()]]
-    code, out, err = submit("--target=local", "--num_processes=2", "--devices_per_process=2",
-                            train=train, timeout=600)
-    assert code == 0, (out + err)[-4000:]
-    assert "[0] Done: 3 steps (0 restored)" in out
-    assert "[0] profile of steps 2-3:" in out
-    assert not re.search(r"^\[1\] step=", out, re.M)  # process 1 prints no progress
-    assert glob.glob(os.path.join(workdir, "profile", "plugins", "profile", "*", "*.xplane.pb"))
-    code, out, err = submit("--target=local", "--num_processes=2", "--devices_per_process=2",
-                            train=train, timeout=600)
-    assert code == 0, (out + err)[-4000:]
-    assert "[0] resumed from the checkpoint at step 3" in out
-    assert "[0] Done: 3 steps (3 restored)" in out
