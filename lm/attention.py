@@ -70,8 +70,7 @@ def dot_product_attention(q_BLHK: jax.Array, k_BMHK: jax.Array, v_BMHK: jax.Arra
         scores_BHLM = scores_BHLM + bias_BHLM.astype(jnp.float32)
     probs_BHLM = jax.nn.softmax(scores_BHLM, axis=-1)
     if dropout_rng is not None and dropout_rate > 0.0:
-        keep_BHLM = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, probs_BHLM.shape)
-        probs_BHLM = jnp.where(keep_BHLM, probs_BHLM / (1.0 - dropout_rate), 0.0)
+        probs_BHLM = layers.dropout(probs_BHLM, dropout_rate, dropout_rng)
     return jnp.einsum("BHLM,BMHK->BLHK", probs_BHLM.astype(v_BMHK.dtype), v_BMHK)
 
 

@@ -109,7 +109,7 @@ class DecoderBlock(nn.Module):
           ``(x_BLD, kv)``: the carry and this layer's updated cache (None without one).
         """
         cfg = self.config
-        drop = nn.Dropout(cfg.dropout_rate)
+        drop = layers.Dropout(cfg.dropout_rate)
         x_BLD = nn.with_logical_constraint(x_BLD, _ACT_BLD)
         h_BLD = layers.layer_norm(cfg, name="attention_norm")(x_BLD)
         h_BLD, kv = CausalSelfAttention(cfg, name="attention")(
@@ -148,7 +148,7 @@ class GptEmbeddings(nn.Module):
                                         (axes.VOCAB, axes.EMBED), cfg)
         self.position_embed = layers.Embed(cfg.max_length, cfg.hidden_size,
                                            (axes.POS, axes.EMBED), cfg)
-        self.embed_dropout = nn.Dropout(cfg.dropout_rate)
+        self.embed_dropout = layers.Dropout(cfg.dropout_rate)
 
     def __call__(self, token_ids_BL: jax.Array, positions_BL: jax.Array, *,
                  deterministic: bool) -> jax.Array:

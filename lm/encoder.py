@@ -41,7 +41,7 @@ class TransformerBlock(nn.Module):
         """
         cfg = self.config
         pre = cfg.norm_position == "pre"
-        drop = nn.Dropout(cfg.dropout_rate)
+        drop = layers.Dropout(cfg.dropout_rate)
         attn_norm = layers.layer_norm(cfg, name="attention_norm")
         mlp_norm = layers.layer_norm(cfg, name="mlp_norm")
         x_BLD = nn.with_logical_constraint(x_BLD, _ACT_BLD)

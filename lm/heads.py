@@ -157,7 +157,7 @@ class ClassifierHead(nn.Module):
     @nn.compact
     def __call__(self, pooled_BD: jax.Array, *, deterministic: bool) -> jax.Array:
         """[B, D] → float32 [B, C]."""
-        x_BD = nn.Dropout(self.config.dropout_rate)(pooled_BD, deterministic=deterministic)
+        x_BD = layers.Dropout(self.config.dropout_rate)(pooled_BD, deterministic=deterministic)
         logits_BC = layers.dense(self.config, self.num_outputs, (axes.EMBED, axes.CLASSES),
                                  name="classifier")(x_BD)
         return logits_BC.astype(jnp.float32)

@@ -94,8 +94,8 @@ class RelativeAttention(nn.Module):
             "segment_embed", layers.kernel_init(cfg, (axes.TYPES, axes.HEADS, axes.KV)),
             (2, *shape[1:]), layers.PARAM_DTYPE)
         self.norm = layers.layer_norm(cfg)
-        self.dropout = nn.Dropout(cfg.dropout_rate)
-        self.attention_dropout = nn.Dropout(cfg.attention_dropout_rate)
+        self.dropout = layers.Dropout(cfg.dropout_rate)
+        self.attention_dropout = layers.Dropout(cfg.attention_dropout_rate)
 
     def _project(self, x_BLD: jax.Array, kernel: jax.Array) -> jax.Array:
         dtype = layers.compute_dtype(self.config)

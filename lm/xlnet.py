@@ -40,7 +40,7 @@ class XLNetLayer(nn.Module):
         self.attention = rel.RelativeAttention(cfg)
         self.mlp = layers.Mlp(cfg)
         self.mlp_norm = layers.layer_norm(cfg)
-        self.dropout = nn.Dropout(cfg.dropout_rate)
+        self.dropout = layers.Dropout(cfg.dropout_rate)
 
     def _feed_forward(self, x, deterministic: bool):
         y = self.dropout(self.mlp(x), deterministic=deterministic)
@@ -106,7 +106,7 @@ class XLNetEncoder(nn.Module):
         self.mask_emb = self.param("mask_emb", layers.kernel_init(cfg, (axes.EMBED,)),
                                    (cfg.hidden_size,), layers.PARAM_DTYPE)
         self.layers = [layer_class(cfg)(cfg) for _ in range(cfg.num_layers)]
-        self.dropout = nn.Dropout(cfg.dropout_rate)
+        self.dropout = layers.Dropout(cfg.dropout_rate)
 
     def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool,
                  mems: jax.Array | None = None) -> dict[str, jax.Array]:
