@@ -149,7 +149,10 @@ def explain_errors(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except stopping.Stopped as e:
         prefix = "" if isinstance(e, stopping.Preempted) else "error: "
-        print(f"{prefix}{e}", file=sys.stderr, flush=True)
+        # One write with its newline: print() writes the text and the newline separately, and
+        # a background thread (Orbax's, after a failed save) could land between them.
+        sys.stderr.write(f"{prefix}{e}\n")
+        sys.stderr.flush()
         sys.exit(e.exit_status)
     except (ValueError, FileNotFoundError) as e:
         if flags.FLAGS["verbosity"].value >= logging.DEBUG:
