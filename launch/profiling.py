@@ -6,7 +6,8 @@ the HLO instruction it executes (``compiled_text``: ``compiled.as_text()``):
 
 * **part** from the op's ``op_name`` metadata (the Flax module path and the JAX primitive):
   feed-forward, attention, layer norm, dropout (its random bits and masks), embeddings, output
-  heads + loss, optimizer update; ``backward`` when it comes from the transpose (VJP) of the forward.
+  heads + loss, optimizer update; ``backward`` when it comes from the transpose (VJP) of the
+  forward.
 * **kind**: ``matmul`` (a dot, alone or fused), ``layout copy`` (copies and transposes XLA adds to
   feed a dot its preferred layout) or ``elementwise`` (all other fusions: activations, norms,
   softmax, dropout masks, reductions, the optimizer).
