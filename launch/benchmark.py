@@ -3,6 +3,7 @@
   python -m launch.benchmark                                  # the reference BERT shape, on CPU
   python -m launch.benchmark --shape=gpt_reference
   python -m launch.benchmark --scaling --notorch              # + seq 128→1024 and widths
+  python -m launch.benchmark --profile --notorch              # + where the step's time goes
   python -m launch.benchmark --shape=bert_base_512 --notorch --peak_tflops=989   # H100 bf16
   python -m launch.benchmark --hidden=512 --layers=8 --seq=256    # any shape by flags
 
@@ -30,6 +31,8 @@ _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "The accelerator's peak TFLOP/s f
                            "measure a large matmul (CPU).")
 _RNG_IMPLS = flags.DEFINE_list("rng_impls", [], "Also time pretrax with these PRNGs for dropout "
                                 "(e.g. rbg,unsafe_rbg), interleaved with the default threefry.")
+_PROFILE = flags.DEFINE_bool("profile", False, "Also trace pretrax's step and print where its time "
+                             "goes, by model part and kind of operation (launch/profiling.py).")
 _JSON = flags.DEFINE_string("json", "benchmark.json", "Where to write the figures ('' = not).")
 
 
@@ -45,10 +48,14 @@ def main(argv):
         k: casts[types[k]](f.value) for k, f in _OVERRIDES.items() if f.value is not None})
     result = binary.explain_errors(
         bm.benchmark, shape, steps=_STEPS.value, rounds=_ROUNDS.value, with_torch=_TORCH.value,
-        with_pipeline=_PIPELINE.value, peak_tflops=_PEAK.value, rng_impls=tuple(_RNG_IMPLS.value))
+        with_pipeline=_PIPELINE.value, peak_tflops=_PEAK.value, rng_impls=tuple(_RNG_IMPLS.value),
+        profile_steps=3 if _PROFILE.value else 0)
     if _SCALING.value:
         result["scaling"] = bm.scaling(shape, peak=result["peak_gflops_per_s"] * 1e9)
     print(bm.table(result))
+    if _PROFILE.value:
+        from launch import profiling
+        print(profiling.table(result["profile"]))
     if _JSON.value:
         with open(_JSON.value, "w") as f:
             json.dump(result, f, indent=2)

@@ -149,7 +149,21 @@ class JaxStep:
             compiled = jitted.lower(self.state, self.batch, self.rng).compile()
         self.compile_seconds = time.perf_counter() - t0
         self.memory = _memory_of(compiled)
+        self._compiled = compiled
         self._fn = train_fn
+
+    def profile(self, steps: int = 3) -> dict:
+        """``launch.profiling.breakdown`` of ``steps`` updates."""
+        from launch import profiling
+
+        def args():
+            return self.state, self.batch, self.rng
+
+        def step(state, batch, rng):
+            self.state, metrics = self._fn(state, batch, rng)
+            return self.state, metrics
+
+        return profiling.breakdown(step, args, self._compiled.as_text(), steps)
 
     def run(self, steps: int) -> float:
         """Seconds for ``steps`` updates, waiting for the last one."""
@@ -217,7 +231,7 @@ def summarise(shape: Shape, per_step: list[float], peak: float, runner) -> dict:
 def benchmark(shape: Shape, *, steps: int = 10, rounds: int = 3, warmup: int = 2,
               with_torch: bool = True, with_pipeline: bool = True, peak_tflops: float = 0.0,
               pipeline_batches: int = 30, rng_impls: tuple[str, ...] = (),
-              log: Callable[[str], None] = print) -> dict:
+              profile_steps: int = 0, log: Callable[[str], None] = print) -> dict:
     """Everything in the module docstring for one shape. Returns a JSON-able dict."""
     device = jax.devices()[0]
     if peak_tflops:
@@ -246,6 +260,9 @@ def benchmark(shape: Shape, *, steps: int = 10, rounds: int = 3, warmup: int = 2
     if with_torch:
         result["pretrax_over_pytorch"] = (result["runs"]["pretrax"]["tokens_per_s"] /
                                           result["runs"]["pytorch"]["tokens_per_s"])
+    if profile_steps:
+        log(f"profiling {profile_steps} steps …")
+        result["profile"] = runners["pretrax"].profile(profile_steps)
     if with_pipeline:
         log("timing the input pipeline …")
         result["pipeline"] = pipeline_throughput(shape, pipeline_batches)

@@ -6,6 +6,7 @@ import jax
 import pytest
 
 from launch import benchmarking as bm
+from launch import profiling
 
 TINY = dataclasses.replace(bm.SHAPES["reference"], hidden=32, layers=1, heads=2, mlp=64, seq=16,
                            batch=8, vocab=512, predictions=3)
@@ -51,3 +52,33 @@ def test_benchmark_end_to_end_with_pytorch():
     assert runs["pretrax"]["temporaries_mib"] >= 0
     assert "pretrax / pytorch" in bm.table(result)
     assert jax.device_count() >= 1
+
+
+def test_profile_breaks_the_step_down_by_part_and_kind():
+    """A tiny step's trace (no PyTorch needed): every XLA operation lands in a row, the matmuls of
+    the feed-forward block, forward and backward, among them."""
+    result = bm.benchmark(TINY, steps=1, rounds=1, warmup=1, peak_tflops=0.2, with_torch=False,
+                          with_pipeline=False, profile_steps=2, log=lambda _: None)
+    prof = result["profile"]
+    rows = {(r["part"], r["kind"]): r for r in prof["rows"]}
+    assert sum(r["share"] for r in prof["rows"]) == pytest.approx(1.0)
+    assert prof["total_ms_per_step"] > 0
+    for part in ("feed-forward", "feed-forward (backward)", "attention", "heads + loss"):
+        assert (part, "matmul") in rows, sorted(rows)
+    assert ("optimizer update", "elementwise") in rows
+    assert ("dropout", "elementwise") in rows
+    assert "where the step's time goes" in profiling.table(prof)
+
+
+def test_classify_by_op_name_and_opcode():
+    jvp = "jit(train_step)/jvp(BertForPretraining)/encoder/layers_0/"
+    bwd = "jit(train_step)/transpose(jvp(BertForPretraining))/encoder/layers_0/"
+    assert profiling.classify(jvp + "mlp/wi/dot_general", "dot", "") == ("feed-forward", "matmul")
+    assert profiling.classify(bwd + "mlp/add_any", "copy", "") == (
+        "feed-forward (backward)", "layout copy")
+    assert profiling.classify(jvp + "attention/jit(_bernoulli)/add", "fusion", "x = add(a, b)"
+                              ) == ("dropout", "elementwise")
+    assert profiling.classify(jvp + "attention/BLHK,BMHK->BHLM/x", "fusion",
+                              "  d = f32[2] dot(a, b)") == ("attention", "matmul")
+    assert profiling.classify("jit(train_step)/adam/mul", "fusion", "") == (
+        "optimizer update", "elementwise")
