@@ -2,7 +2,7 @@
 
 ``encode`` makes windows ``[CLS] question [SEP] context-window [SEP]`` (BERT's ``run_squad``
 scheme, written afresh); ``make_dataset`` batches them in the ``span_qa`` schema;
-``postprocess`` turns start/end logits into answer text; ``squad_v2_scores`` is the metric.
+``postprocess`` turns start/end logits into answer text; ``data/squad_metrics.py`` scores it.
 
 Offsets: the context is split into words on whitespace, each tokenised on its own (no token
 straddles two words), and SentencePiece's piece offsets give each token the characters
@@ -18,7 +18,6 @@ import collections
 import dataclasses
 import itertools
 import re
-import string
 from collections.abc import Iterator
 
 import numpy as np
@@ -26,8 +25,6 @@ import numpy as np
 from data import features as feature_schema
 
 _WORD = re.compile(r"\S+")  # \S in Unicode mode: the same words as str.split()
-_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCTUATION = frozenset(string.punctuation)
 
 
 @dataclasses.dataclass
@@ -348,58 +345,4 @@ def postprocess(start_logits, end_logits, features: QaFeatures, examples: list[d
         char_start, char_end = features.token_char_start[best, s[best]], features.token_char_end[
             best, e[best]]
         out[ex["id"]] = ex["context"][char_start:char_end]
-    return out
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD normalisation: lower case, no punctuation, no articles a/an/the, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def _f1(prediction: str, gold: str) -> float:
-    pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    if not pred_tokens or not gold_tokens:
-        return float(pred_tokens == gold_tokens)  # no-answer is right only against no-answer
-    common = sum((collections.Counter(pred_tokens) & collections.Counter(gold_tokens)).values())
-    if not common:
-        return 0.0
-    precision, recall = common / len(pred_tokens), common / len(gold_tokens)
-    return 2 * precision * recall / (precision + recall)
-
-
-def squad_v2_scores(predictions: dict, examples: list[dict]) -> dict[str, float]:
-    """The official SQuAD 2.0 exact match and F1 (percent), overall and by answerability.
-
-    As the official script: an example is answerable if it has gold answers (and here is not
-    marked ``is_impossible``); its golds are the texts that normalise to something non-empty, or
-    "" if none does. An unanswerable example's only gold is "". Scores are maxima over golds.
-
-    Returns:
-      ``exact, f1, total, HasAns_exact, HasAns_f1, HasAns_total, NoAns_exact, NoAns_f1,
-      NoAns_total``, scores in percent; a group with no examples has only its ``*_total``.
-
-    Raises:
-      KeyError: if an example has no prediction (skipping it would inflate the score).
-    """
-    missing = [ex["id"] for ex in examples if ex["id"] not in predictions]
-    if missing:
-        raise KeyError(f"{len(missing)} examples have no prediction, e.g. {missing[:3]}")
-    groups = {"HasAns": ([], []), "NoAns": ([], [])}
-    for ex in examples:
-        has_answer = bool(ex["answers"]) and not ex["is_impossible"]
-        golds = [a["text"] for a in ex["answers"] if normalize_answer(a["text"])]
-        golds = golds if has_answer and golds else [""]
-        pred = predictions[ex["id"]]
-        exact, f1 = groups["HasAns" if has_answer else "NoAns"]
-        exact.append(max(float(normalize_answer(pred) == normalize_answer(g)) for g in golds))
-        f1.append(max(_f1(pred, g) for g in golds))
-    groups["all"] = tuple(h + n for h, n in zip(groups["HasAns"], groups["NoAns"], strict=True))
-    out = {}
-    for name, (exact, f1) in groups.items():
-        prefix = "" if name == "all" else name + "_"
-        out[prefix + "total"] = float(len(exact))
-        if exact:  # as the official script: an empty group has no scores, not a 0
-            out[prefix + "exact"] = 100.0 * float(np.mean(exact))
-            out[prefix + "f1"] = 100.0 * float(np.mean(f1))
     return out

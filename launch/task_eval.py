@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from data import qa, tasks
+from data import qa, squad_metrics, tasks
 from launch import mesh as mesh_lib
 from launch import train_lib
 from objectives import task_metrics
@@ -86,7 +86,7 @@ def score(predict_fn, params, split: EvalSplit, spec: tasks.TaskSpec) -> dict[st
     if spec.kind == "span_qa":
         predictions = qa.postprocess(outputs["start_logits"], outputs["end_logits"],
                                      split.qa_features, split.qa_examples)
-        return qa.squad_v2_scores(predictions, split.qa_examples)
+        return squad_metrics.squad_v2_scores(predictions, split.qa_examples)
     logits = outputs["logits"]
     predictions = logits[:, 0] if spec.kind == "regression" else np.argmax(logits, axis=-1)
     out = task_metrics.compute(spec.metrics, predictions, batch["labels"],

@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from data import features, qa
+from data import features, qa, squad_metrics
 from data.tokenizer import Tokenizer
 
 # The copy shipped with the package, else the shared dataset folder it came from.
@@ -63,16 +63,17 @@ def test_gold_spans_reproduce_answers_on_disflqa(tokenizer, disflqa):
         words = ex["context"].split()
         first, last = feats.token_to_word[row, s], feats.token_to_word[row, e]
         assert first >= 0 and last >= first
-        via_words = qa.normalize_answer(" ".join(words[first:last + 1]))
-        assert qa.normalize_answer(answer) in via_words
+        via_words = squad_metrics.normalize_answer(" ".join(words[first:last + 1]))
+        assert squad_metrics.normalize_answer(answer) in via_words
         # Character route: exact text, and the span is tight (dropping an end token loses it).
         chars = feats.token_char_start[row], feats.token_char_end[row]
         assert answer in ex["context"][chars[0][s]:chars[1][e]]
         assert answer not in ex["context"][chars[0][s + 1]:chars[1][e]]
         assert answer not in ex["context"][chars[0][s]:chars[1][e - 1]]
         assert feats.arrays["type_ids"][row, s] == 1
-    exact = [qa.normalize_answer(disflqa[feats.example_index[r]]["answers"][0]["text"]) ==
-             qa.normalize_answer(" ".join(disflqa[feats.example_index[r]]["context"].split()[
+    norm = squad_metrics.normalize_answer
+    exact = [norm(disflqa[feats.example_index[r]]["answers"][0]["text"]) ==
+             norm(" ".join(disflqa[feats.example_index[r]]["context"].split()[
                  feats.token_to_word[r, s]:feats.token_to_word[r, e] + 1]))
              for r, s, e in zip(rows, starts, ends, strict=True)]
     assert np.mean(exact) > 0.97  # the rest start or end mid-word in the data
@@ -173,7 +174,7 @@ def test_postprocess_recovers_gold_text_and_no_answer(tokenizer, disflqa):
             assert preds[ex["id"]] == ""
         else:
             assert ex["answers"][0]["text"] in preds[ex["id"]]
-    scores = qa.squad_v2_scores(preds, examples)
+    scores = squad_metrics.squad_v2_scores(preds, examples)
     assert scores["exact"] > 95 and scores["NoAns_exact"] == 100.0
     # All mass on [CLS]: no answer anywhere; a large threshold flips it to the best span.
     cls = np.zeros_like(start)
@@ -216,9 +217,9 @@ def test_postprocess_starts_only_where_the_token_has_max_context(tokenizer):
 
 
 def test_normalize_answer():
-    assert qa.normalize_answer("The  Cat's, a hat!") == "cats hat"
-    assert qa.normalize_answer("Anaconda and THEME") == "anaconda and theme"
-    assert qa.normalize_answer(" an ") == ""
+    assert squad_metrics.normalize_answer("The  Cat's, a hat!") == "cats hat"
+    assert squad_metrics.normalize_answer("Anaconda and THEME") == "anaconda and theme"
+    assert squad_metrics.normalize_answer(" an ") == ""
 
 
 def test_squad_v2_scores_by_hand():
@@ -231,16 +232,16 @@ def test_squad_v2_scores_by_hand():
         {"id": "5", "is_impossible": False, "answers": [{"text": "a cat"}]},
     ]
     preds = {"1": "eiffel tower!", "2": "in Paris", "3": "", "4": "something", "5": ""}
-    scores = qa.squad_v2_scores(preds, examples)
+    scores = squad_metrics.squad_v2_scores(preds, examples)
     # F1: 1, 0.5 (1 common token of 2 and 2), 1, 0, 0.
     assert scores == pytest.approx({
         "exact": 40.0, "f1": 50.0, "total": 5.0,
         "HasAns_exact": 100 / 3, "HasAns_f1": 50.0, "HasAns_total": 3.0,
         "NoAns_exact": 50.0, "NoAns_f1": 50.0, "NoAns_total": 2.0})
-    only_answerable = qa.squad_v2_scores(preds, examples[:2])
+    only_answerable = squad_metrics.squad_v2_scores(preds, examples[:2])
     assert only_answerable["NoAns_total"] == 0 and "NoAns_f1" not in only_answerable
     with pytest.raises(KeyError, match="no prediction"):
-        qa.squad_v2_scores({"1": ""}, examples)
+        squad_metrics.squad_v2_scores({"1": ""}, examples)
 
 
 @pytest.fixture(scope="module")
