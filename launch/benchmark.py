@@ -33,12 +33,12 @@ _RNG_IMPLS = flags.DEFINE_list("rng_impls", [], "Also time pretrax with these PR
                                 "(e.g. rbg,unsafe_rbg), interleaved with the default threefry.")
 _PROFILE = flags.DEFINE_bool("profile", False, "Also trace pretrax's step and print where its time "
                              "goes, by model part and kind of operation (launch/profiling.py).")
+_CPU_DEVICES = binary.define_cpu_devices_flag(-1)
 _JSON = flags.DEFINE_string("json", "benchmark.json", "Where to write the figures ('' = not).")
 
 
 def main(argv):
-    binary.start(argv, multiprocess=False)
-    from launch import benchmarking as bm
+    from launch import benchmarking as bm  # imports JAX without starting its backends
     if _SHAPE.value not in bm.SHAPES:
         raise app.UsageError(f"--shape={_SHAPE.value}: known shapes {sorted(bm.SHAPES)}")
     base = bm.SHAPES[_SHAPE.value]
@@ -46,6 +46,9 @@ def main(argv):
     casts = {"int": int, "float": float, "str": str}
     shape = dataclasses.replace(base, **{
         k: casts[types[k]](f.value) for k, f in _OVERRIDES.items() if f.value is not None})
+    if _CPU_DEVICES.value == -1:  # one per core, as many as divide the batch
+        flags.FLAGS.cpu_devices = bm.cpu_devices_for(shape.batch, binary.cpu_cores())
+    binary.start(argv, multiprocess=False)
     result = binary.explain_errors(
         bm.benchmark, shape, steps=_STEPS.value, rounds=_ROUNDS.value, with_torch=_TORCH.value,
         with_pipeline=_PIPELINE.value, peak_tflops=_PEAK.value, rng_impls=tuple(_RNG_IMPLS.value),

@@ -60,6 +60,12 @@ SHAPES = {
 }
 
 
+def cpu_devices_for(batch: int, cores: int) -> int:
+    """How many CPU devices the benchmark splits the host into: one per core, at most as many as
+    divide the batch (data parallelism over cores, ``--cpu_devices``)."""
+    return max(d for d in range(1, max(1, cores) + 1) if batch % d == 0)
+
+
 def matmul_peak_flops(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:
     """The best FLOP/s of an ``n × n`` jitted matmul on the default device (the CPU "peak")."""
     a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), dtype)
@@ -295,7 +301,8 @@ def table(result: dict) -> str:
     s = result["shape"]
     lines = [f"{s['arch']}: D={s['hidden']} N={s['layers']} H={s['heads']} F={s['mlp']} "
              f"L={s['seq']} B={s['batch']} V={s['vocab']} P={s['predictions']} "
-             f"dropout={s['dropout']} {s['dtype']} on {result['device']} "
+             f"dropout={s['dropout']} {s['dtype']} on {result['device_count']} x "
+             f"{result['device']} "
              f"(peak {result['peak_gflops_per_s']:.0f} GFLOP/s, {result['peak_source']})",
              f"{'':18} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>9} {'MFU':>6} "
              f"{'compile s':>9} {'params M':>9}"]

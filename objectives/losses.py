@@ -20,6 +20,41 @@ def _xlogx(x: float) -> float:
     return x * math.log(x) if x > 0 else 0.0
 
 
+@jax.custom_vjp
+def log_z_and_true_logit(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(logsumexp(logits), logits[target])`` over the last axis, with a fused gradient.
+
+    The cross-entropy ``log_z - true`` differentiated by JAX materialises the gradient of the
+    target gather as a scattered [..., V] array, and the softmax's as another pass; here the
+    gradient is ``g_z · softmax + g_true · one_hot`` in one pass over the logits (an MLM head's
+    [P, V] is the largest array of a BERT step after the embeddings).
+
+    Args:
+      logits: float32 [..., V].
+      targets: int32 [...].
+    """
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    true = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return log_z, true
+
+
+def _log_z_and_true_logit_fwd(logits, targets):
+    log_z, true = log_z_and_true_logit(logits, targets)
+    return (log_z, true), (logits, targets, log_z)
+
+
+def _log_z_and_true_logit_bwd(residuals, cotangents):
+    logits, targets, log_z = residuals
+    g_z, g_true = cotangents
+    hit = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1) == targets[..., None]
+    d_logits = (g_z[..., None] * jnp.exp(logits - log_z[..., None]) +
+                jnp.where(hit, g_true[..., None], 0.0))
+    return d_logits, None
+
+
+log_z_and_true_logit.defvjp(_log_z_and_true_logit_fwd, _log_z_and_true_logit_bwd)
+
+
 def weighted_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array, *,
                            label_smoothing: float = 0.0, z_loss: float = 0.0,
                            valid: jax.Array | None = None
@@ -53,15 +88,12 @@ def weighted_cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.A
     low = label_smoothing / (vocab - 1) if vocab > 1 else 0.0
     min_entropy = -(_xlogx(confidence) + (vocab - 1) * _xlogx(low))
 
-    log_z = jax.nn.logsumexp(logits, axis=-1)
-    log_probs = logits - log_z[..., None]
-    true_log_prob = jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32),
-                                        axis=-1)[..., 0]
+    log_z, true_logit = log_z_and_true_logit(logits, targets.astype(jnp.int32))
     # Written without a one-hot [..., V] target: soft = low everywhere + (confidence - low) on the
     # true class.
-    loss = -(confidence - low) * true_log_prob - min_entropy
-    if low:
-        loss = loss - low * jnp.sum(log_probs, axis=-1)
+    loss = -(confidence - low) * (true_logit - log_z) - min_entropy
+    if low:  # Σ_v log p_v = Σ_v logits_v - V · log Z
+        loss = loss - low * (jnp.sum(logits, axis=-1) - vocab * log_z)
     z_term = z_loss * jnp.square(log_z)
     return (jnp.sum((loss + z_term) * weights), jnp.sum(z_term * weights), jnp.sum(weights))
 

@@ -166,3 +166,29 @@ def test_a_workdir_config_is_read_as_data_never_run(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model": {"arch": code}}))
     assert workdir_lib.read_config(str(tmp_path)) == {"model": {"arch": code}}
     assert victim.read_text() == "still here"
+
+
+def test_cpu_devices_splits_the_host_and_a_bad_count_is_named(tmp_path):
+    """``--cpu_devices=3`` makes three CPU devices (the batch of 8 then does not divide over
+    them, which the error names before anything is written); a negative count is a usage error."""
+    workdir = tmp_path / "run"
+    base = [sys.executable, "-m", "launch.pretrain", "--config=launch/configs/bert.py:tiny",
+            f"--workdir={workdir}", "--config.train.batch_size=8"]
+    out = subprocess.run(base + ["--cpu_devices=3"], cwd=REPO, env=ENV, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1].startswith(
+        "error: global batch 8 does not divide by the data-parallel size 3 (mesh {'data': 3, ")
+    out = subprocess.run(base + ["--cpu_devices=-2"], cwd=REPO, env=ENV, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 1
+    assert "--cpu_devices=-2: give a device count, 0 (JAX's default) or -1 (one per core)" in (
+        out.stderr)
+    assert not workdir.exists()
+
+
+def test_cpu_devices_after_jax_started_is_refused():
+    import jax
+    jax.devices()  # the backends are up (the suite's 8 forced devices)
+    with pytest.raises(ValueError, match="JAX's backends already started"):
+        binary.set_cpu_devices(jax.device_count() + 1)

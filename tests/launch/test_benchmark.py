@@ -82,3 +82,8 @@ def test_classify_by_op_name_and_opcode():
                               "  d = f32[2] dot(a, b)") == ("attention", "matmul")
     assert profiling.classify("jit(train_step)/adam/mul", "fusion", "") == (
         "optimizer update", "elementwise")
+
+
+def test_cpu_devices_one_per_core_as_many_as_divide_the_batch():
+    assert [bm.cpu_devices_for(b, c) for b, c in [(32, 2), (32, 3), (30, 4), (7, 2), (8, 0)]] == [
+        2, 2, 3, 1, 1]

@@ -66,7 +66,15 @@ def test_activation_lookup():
     x = jnp.linspace(-3, 3, 7)
     np.testing.assert_allclose(layers.activation("relu")(x), np.maximum(x, 0))
     exact, tanh = layers.activation("gelu")(x), layers.activation("gelu_tanh")(x)
-    np.testing.assert_allclose(exact, jax.nn.gelu(x, approximate=False), rtol=1e-6)
+    # erf's form (PyTorch's) against JAX's erfc one, value and slope: for x < -4, where GELU is
+    # below 3e-5, 1 + erf cancels to an absolute error under 1e-6.
+    wide = jnp.linspace(-12, 12, 4001)
+    np.testing.assert_allclose(layers.gelu(wide), jax.nn.gelu(wide, approximate=False),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(exact, jax.nn.gelu(x, approximate=False), rtol=1e-5, atol=1e-6)
+    erfc_slope = jax.vmap(jax.grad(lambda t: jax.nn.gelu(t, approximate=False)))(wide)
+    np.testing.assert_allclose(jax.vmap(jax.grad(layers.gelu))(wide), erfc_slope, rtol=1e-5,
+                               atol=1e-6)
     assert not np.allclose(exact, tanh, rtol=0, atol=1e-6)
     with pytest.raises(KeyError, match="known"):
         layers.activation("swish")
