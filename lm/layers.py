@@ -70,15 +70,19 @@ def embed_axis(config: TransformerConfig) -> str:
 
 
 class Dense(nn.Module):
-    """``y = x · kernel + bias``, contracting the trailing ``contract`` dims of ``x``.
+    """``y = x · kernelᵀ + bias``, contracting the trailing ``contract`` dims of ``x``.
 
-    Unlike ``nn.DenseGeneral`` the kernel is created at its true shape (e.g. [D, H, K]), so its
-    logical names stay valid when the initialiser runs under a mesh.
+    The kernel is stored ``[*features, *inputs]`` (e.g. [H, K, D] for a query projection, [F, D]
+    for an MLP's first layer), outputs first like ``torch.nn.Linear``'s [out, in]: XLA's CPU dots
+    then take the weight gradient ``dyᵀ · x`` in the layout it is kept in, with no transposed
+    copy (an MLP's forward + backward measured 15% faster than with [in, out] kernels). Unlike
+    ``nn.DenseGeneral`` the kernel is created at its true shape, so its logical names stay valid
+    when the initialiser runs under a mesh.
 
     Attributes:
       features: output feature shape, e.g. ``(D,)`` or ``(H, K)``.
-      kernel_axes: logical names of the kernel: contracted input dims, then output dims; the bias
-        takes the output dims' names.
+      kernel_axes: logical names of the contracted input dims, then of the output dims (the
+        kernel stores them outputs first); the bias takes the output dims' names.
       config: supplies the initialiser range and compute dtype.
       contract: how many trailing dims of ``x`` to contract.
     """
@@ -92,12 +96,14 @@ class Dense(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """[..., *in] → [..., *features] in the compute dtype."""
         dtype = compute_dtype(self.config)
-        in_shape = x.shape[x.ndim - self.contract:]
-        kernel = self.param("kernel", kernel_init(self.config, self.kernel_axes),
-                            (*in_shape, *self.features), PARAM_DTYPE)
-        bias = self.param("bias", zeros_init(self.kernel_axes[self.contract:]), self.features,
-                          PARAM_DTYPE)
-        y = jnp.tensordot(x.astype(dtype), kernel.astype(dtype), axes=self.contract)
+        c, n_out = self.contract, len(self.features)
+        in_shape = x.shape[x.ndim - c:]
+        names = (*self.kernel_axes[c:], *self.kernel_axes[:c])
+        kernel = self.param("kernel", kernel_init(self.config, names),
+                            (*self.features, *in_shape), PARAM_DTYPE)
+        bias = self.param("bias", zeros_init(self.kernel_axes[c:]), self.features, PARAM_DTYPE)
+        y = jnp.tensordot(x.astype(dtype), kernel.astype(dtype),
+                          axes=(tuple(range(x.ndim - c, x.ndim)), tuple(range(n_out, n_out + c))))
         return y + bias.astype(dtype)
 
 

@@ -78,8 +78,8 @@ def rules(c: TransformerConfig) -> list[Rule]:
                          "conv_in_heads", "bias_heads")
         out += dense(f"{ours}/attention/out", f"{theirs}.attn.c_proj", "conv_out_heads")
         out += norm(f"{ours}/mlp_norm", f"{theirs}.ln_2")
-        out += dense(f"{ours}/mlp/wi", f"{theirs}.mlp.c_fc", "same")
-        out += dense(f"{ours}/mlp/wo", f"{theirs}.mlp.c_proj", "same")
+        out += dense(f"{ours}/mlp/wi", f"{theirs}.mlp.c_fc", "conv")
+        out += dense(f"{ours}/mlp/wo", f"{theirs}.mlp.c_proj", "conv")
     return out
 
 

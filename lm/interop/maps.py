@@ -21,19 +21,20 @@ def _heads(c: TransformerConfig) -> tuple[int, int]:
     return c.num_heads, c.kv_dim
 
 
-# kind → (theirs → ours, ours → theirs). torch.nn.Linear stores [out, in]; our kernels are
-# [in, out] with attention split into (H, K); GPT-2's Conv1D already stores [in, out].
+# kind → (theirs → ours, ours → theirs). torch.nn.Linear stores [out, in], as our kernels do
+# (attention's split into (H, K): query [H, K, D], out [D, H, K]); GPT-2's Conv1D stores [in, out].
 KINDS: dict[str, tuple[Reshape, Reshape]] = {
     "same": (lambda x, c: x, lambda x, c: x),
-    "linear": (lambda x, c: x.T, lambda x, c: x.T),
-    "linear_in_heads": (lambda x, c: x.T.reshape(x.shape[1], *_heads(c)),
-                        lambda x, c: x.reshape(x.shape[0], -1).T),
-    "linear_out_heads": (lambda x, c: x.T.reshape(*_heads(c), x.shape[0]),
-                         lambda x, c: x.reshape(-1, x.shape[-1]).T),
-    "conv_in_heads": (lambda x, c: x.reshape(x.shape[0], *_heads(c)),
-                      lambda x, c: x.reshape(x.shape[0], -1)),
-    "conv_out_heads": (lambda x, c: x.reshape(*_heads(c), x.shape[-1]),
-                       lambda x, c: x.reshape(-1, x.shape[-1])),
+    "linear": (lambda x, c: x, lambda x, c: x),
+    "linear_in_heads": (lambda x, c: x.reshape(*_heads(c), x.shape[1]),
+                        lambda x, c: x.reshape(-1, x.shape[-1])),
+    "linear_out_heads": (lambda x, c: x.reshape(x.shape[0], *_heads(c)),
+                         lambda x, c: x.reshape(x.shape[0], -1)),
+    "conv": (lambda x, c: x.T, lambda x, c: x.T),
+    "conv_in_heads": (lambda x, c: x.T.reshape(*_heads(c), x.shape[0]),
+                      lambda x, c: x.reshape(-1, x.shape[-1]).T),
+    "conv_out_heads": (lambda x, c: x.T.reshape(x.shape[1], *_heads(c)),
+                       lambda x, c: x.reshape(x.shape[0], -1).T),
     "bias_heads": (lambda x, c: x.reshape(_heads(c)), lambda x, c: x.reshape(-1)),
     "heads_last": (lambda x, c: x.transpose(1, 2, 0), lambda x, c: x.transpose(2, 0, 1)),
     "flat": (lambda x, c: x.reshape(-1), lambda x, c: x.reshape(1, 1, -1)),

@@ -50,11 +50,11 @@ def test_factorised_embedding_and_tied_head_live_on_factor_axis():
         "encoder/embeddings/token_embed/embedding": ((97, 16), ("vocab", "factor")),
         "encoder/embeddings/position_embed/embedding": ((32, 16), ("pos", "factor")),
         "encoder/embeddings/embed_norm/scale": ((16,), ("factor",)),
-        "encoder/embeddings/embed_project/kernel": ((16, 32), ("factor", "embed")),
-        "mlm_head/transform/kernel": ((32, 16), ("embed", "factor")),
+        "encoder/embeddings/embed_project/kernel": ((32, 16), ("embed", "factor")),
+        "mlm_head/transform/kernel": ((16, 32), ("factor", "embed")),
         "mlm_head/bias": ((97,), ("vocab",)),
-        "sop_head/classifier/kernel": ((32, 2), ("embed", "classes")),
-        "encoder/pooler/kernel": ((32, 32), ("embed", "mlp")),
+        "sop_head/classifier/kernel": ((2, 32), ("classes", "embed")),
+        "encoder/pooler/kernel": ((32, 32), ("mlp", "embed")),
     }
     assert {k: (listing[k].value.shape, listing[k].names) for k in want} == want
     # The only vocabulary-sized parameters are the V×E table and the output bias: no V×D matrix.
@@ -67,7 +67,7 @@ def test_heads_follow_options():
     listing = _shapes(model)
     assert not any(k.startswith("mlm_head") for k in listing)
     # One slot for [CLS] and two (first and last token) for each of up to 3 segments.
-    assert listing["order_head/classifier/kernel"].value.shape == (7, 32, 9)
+    assert listing["order_head/classifier/kernel"].value.shape == (9, 7, 32)
     batch = {k: v for k, v in make_batch().items() if not k.startswith("mlm_")}
     params = nn.unbox(model.init(KEYS, batch)["params"])
     out = jit(lambda p, b: model.apply({"params": p}, b))(params, batch)

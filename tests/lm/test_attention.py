@@ -52,13 +52,13 @@ def test_self_attention_matches_numpy_reference():
 
     p = jax.tree.map(np.asarray, params)
     xn = np.asarray(x, np.float64)
-    q, k, v = (np.einsum("bld,dhk->blhk", xn, p[n]["kernel"]) + p[n]["bias"]
+    q, k, v = (np.einsum("bld,hkd->blhk", xn, p[n]["kernel"]) + p[n]["bias"]
                for n in ("query", "key", "value"))
     scores = np.einsum("blhk,bmhk->bhlm", q, k) / np.sqrt(cfg.kv_dim) + np.asarray(bias)
     probs = np.exp(scores - scores.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     ctx = np.einsum("bhlm,bmhk->blhk", probs, v)
-    want = np.einsum("blhk,hkd->bld", ctx, p["out"]["kernel"]) + p["out"]["bias"]
+    want = np.einsum("blhk,dhk->bld", ctx, p["out"]["kernel"]) + p["out"]["bias"]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 

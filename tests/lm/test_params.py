@@ -11,21 +11,22 @@ from lm.models import ARCHITECTURES, make_model
 from tests.lm.conftest import TINY, init_params, make_batch
 
 # path → (shape, logical axes) of BERT with V=97, D=32, N=2, H=4 (K=8), F=64, max_length=32.
+# Kernels are [out, in] (lm/layers.py:Dense).
 _LAYER = {
     "attention/key/bias": ((4, 8), ("heads", "kv")),
-    "attention/key/kernel": ((32, 4, 8), ("embed", "heads", "kv")),
+    "attention/key/kernel": ((4, 8, 32), ("heads", "kv", "embed")),
     "attention/out/bias": ((32,), ("embed",)),
-    "attention/out/kernel": ((4, 8, 32), ("heads", "kv", "embed")),
+    "attention/out/kernel": ((32, 4, 8), ("embed", "heads", "kv")),
     "attention/query/bias": ((4, 8), ("heads", "kv")),
-    "attention/query/kernel": ((32, 4, 8), ("embed", "heads", "kv")),
+    "attention/query/kernel": ((4, 8, 32), ("heads", "kv", "embed")),
     "attention/value/bias": ((4, 8), ("heads", "kv")),
-    "attention/value/kernel": ((32, 4, 8), ("embed", "heads", "kv")),
+    "attention/value/kernel": ((4, 8, 32), ("heads", "kv", "embed")),
     "attention_norm/bias": ((32,), ("embed",)),
     "attention_norm/scale": ((32,), ("embed",)),
     "mlp/wi/bias": ((64,), ("mlp",)),
-    "mlp/wi/kernel": ((32, 64), ("embed", "mlp")),
+    "mlp/wi/kernel": ((64, 32), ("mlp", "embed")),
     "mlp/wo/bias": ((32,), ("embed",)),
-    "mlp/wo/kernel": ((64, 32), ("mlp", "embed")),
+    "mlp/wo/kernel": ((32, 64), ("embed", "mlp")),
     "mlp_norm/bias": ((32,), ("embed",)),
     "mlp_norm/scale": ((32,), ("embed",)),
 }
@@ -38,14 +39,14 @@ TINY_BERT_PARAMS = {
     **{f"encoder/layers_0/{k}": v for k, v in _LAYER.items()},
     **{f"encoder/layers_1/{k}": v for k, v in _LAYER.items()},
     "encoder/pooler/bias": ((32,), ("mlp",)),
-    "encoder/pooler/kernel": ((32, 32), ("embed", "mlp")),
+    "encoder/pooler/kernel": ((32, 32), ("mlp", "embed")),
     "mlm_head/bias": ((97,), ("vocab",)),
     "mlm_head/transform/bias": ((32,), ("factor",)),
-    "mlm_head/transform/kernel": ((32, 32), ("embed", "factor")),
+    "mlm_head/transform/kernel": ((32, 32), ("factor", "embed")),
     "mlm_head/transform_norm/bias": ((32,), ("factor",)),
     "mlm_head/transform_norm/scale": ((32,), ("factor",)),
     "nsp_head/classifier/bias": ((2,), ("classes",)),
-    "nsp_head/classifier/kernel": ((32, 2), ("embed", "classes")),
+    "nsp_head/classifier/kernel": ((2, 32), ("classes", "embed")),
 }
 
 
@@ -96,7 +97,7 @@ def test_every_param_is_named_with_known_axes(arch, changes):
 def test_factorised_embedding_projects_e_to_d():
     listing = _listing(TINY.replace(embed_dim=16))
     proj = listing["encoder/embeddings/embed_project/kernel"]
-    assert (proj.value.shape, proj.names) == ((16, 32), ("factor", "embed"))
+    assert (proj.value.shape, proj.names) == ((32, 16), ("embed", "factor"))
     tok = listing["encoder/embeddings/token_embed/embedding"]
     assert (tok.value.shape, tok.names) == ((97, 16), ("vocab", "factor"))
 
