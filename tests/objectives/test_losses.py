@@ -164,13 +164,16 @@ def test_fused_cross_entropy_gradient_equals_autodiff_of_the_plain_loss(label_sm
     def plain(x):
         return _plain_cross_entropy(x, targets, weights, label_smoothing, z_loss)
 
-    np.testing.assert_allclose(fused(logits), plain(logits), rtol=1e-5)
-    np.testing.assert_allclose(jax.grad(fused)(logits), jax.grad(plain)(logits), rtol=1e-4,
-                               atol=1e-6)
-    # Under jit and vmap too (the train step jits it; per-example losses vmap it).
-    np.testing.assert_allclose(jax.jit(jax.grad(fused))(logits), jax.grad(plain)(logits),
-                               rtol=1e-4, atol=1e-6)
-    per_row = jax.vmap(jax.grad(lambda x, t: losses.log_z_and_true_logit(x, t)[0].sum()
-                                - losses.log_z_and_true_logit(x, t)[1].sum()))(logits, targets)
-    np.testing.assert_allclose(per_row, jax.nn.softmax(logits) - jax.nn.one_hot(targets, 11),
-                               rtol=1e-4, atol=1e-6)
+    def row_gradients(x):  # d(log Z - true logit) per row, through vmap
+        def one(row, target):
+            log_z, true = losses.log_z_and_true_logit(row, target)
+            return jnp.sum(log_z - true)
+        return jax.vmap(jax.grad(one))(x.reshape(-1, 11), targets.reshape(-1))
+
+    # One compiled program for all of it (the train step jits the loss; eager is slow).
+    got = jax.jit(lambda x: (fused(x), plain(x), jax.grad(fused)(x), jax.grad(plain)(x),
+                             row_gradients(x)))(logits)
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-5)
+    np.testing.assert_allclose(got[2], got[3], rtol=1e-4, atol=1e-6)
+    want_rows = jax.nn.softmax(logits) - jax.nn.one_hot(targets, 11)
+    np.testing.assert_allclose(got[4], want_rows.reshape(-1, 11), rtol=1e-4, atol=1e-6)
