@@ -18,6 +18,7 @@ from lm.config import TransformerConfig
 
 PARAM_DTYPE = jnp.float32
 
+
 def gelu(x: jax.Array) -> jax.Array:
     """The exact GELU, ``x · Φ(x) = x · (1 + erf(x / √2)) / 2``, written with erf as BERT and
     PyTorch write it. ``nn.gelu(approximate=False)`` computes the same through erfc, whose XLA
