@@ -29,8 +29,6 @@ _STEPS = flags.DEFINE_integer("steps", 10, "Steps per timed round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds (the median is reported).")
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "The accelerator's peak TFLOP/s for MFU; 0 = "
                            "measure a large matmul (CPU).")
-_RNG_IMPLS = flags.DEFINE_list("rng_impls", [], "Also time pretrax with these PRNGs for dropout "
-                                "(e.g. rbg,unsafe_rbg), interleaved with the default threefry.")
 _PROFILE = flags.DEFINE_bool("profile", False, "Also trace pretrax's step and print where its time "
                              "goes, by model part and kind of operation (launch/profiling.py).")
 _CPU_DEVICES = binary.define_cpu_devices_flag(-1)
@@ -51,7 +49,7 @@ def main(argv):
     binary.start(argv, multiprocess=False)
     result = binary.explain_errors(
         bm.benchmark, shape, steps=_STEPS.value, rounds=_ROUNDS.value, with_torch=_TORCH.value,
-        with_pipeline=_PIPELINE.value, peak_tflops=_PEAK.value, rng_impls=tuple(_RNG_IMPLS.value),
+        with_pipeline=_PIPELINE.value, peak_tflops=_PEAK.value,
         profile_steps=3 if _PROFILE.value else 0)
     if _SCALING.value:
         result["scaling"] = bm.scaling(shape, peak=result["peak_gflops_per_s"] * 1e9)

@@ -133,7 +133,7 @@ def objective_names(shape: Shape) -> tuple[str, ...]:
 class JaxStep:
     """pretrax's compiled train step at ``shape``, with its state and a batch on the devices."""
 
-    def __init__(self, shape: Shape, seed: int = 0, rng_impl: str = "threefry2x32"):
+    def __init__(self, shape: Shape, seed: int = 0):
         cfg = run_config(shape)
         self.model_config = model_config(cfg, shape)
         model = models.make_model(cfg.model.arch, self.model_config)
@@ -148,7 +148,7 @@ class JaxStep:
         self.n_params = sum(x.size for x in jax.tree_util.tree_leaves(self.state.params))
         train_fn, _ = train_lib.compile_steps(cfg, model, tx, shardings, mesh, rules)
         self.batch = mesh_lib.global_batch(host, mesh_lib.batch_sharding(mesh, rules))
-        self.rng = jax.random.key(seed, impl=rng_impl)  # the dropout key's PRNG
+        self.rng = jax.random.key(seed)  # the dropout key
         jitted = train_fn.__wrapped__  # the jax.jit inside train_lib.in_mesh
         t0 = time.perf_counter()
         with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
@@ -236,8 +236,8 @@ def summarise(shape: Shape, per_step: list[float], peak: float, runner) -> dict:
 
 def benchmark(shape: Shape, *, steps: int = 10, rounds: int = 3, warmup: int = 2,
               with_torch: bool = True, with_pipeline: bool = True, peak_tflops: float = 0.0,
-              pipeline_batches: int = 30, rng_impls: tuple[str, ...] = (),
-              profile_steps: int = 0, log: Callable[[str], None] = print) -> dict:
+              pipeline_batches: int = 30, profile_steps: int = 0,
+              log: Callable[[str], None] = print) -> dict:
     """Everything in the module docstring for one shape. Returns a JSON-able dict."""
     device = jax.devices()[0]
     if peak_tflops:
@@ -248,8 +248,6 @@ def benchmark(shape: Shape, *, steps: int = 10, rounds: int = 3, warmup: int = 2
         peak_source = f"measured: best {shape.dtype} 2048² jitted matmul"
     log(f"compiling pretrax's {shape.arch} step …")
     runners = {"pretrax": JaxStep(shape)}
-    for impl in rng_impls:  # the same step with another PRNG for dropout (e.g. rbg)
-        runners[f"pretrax[{impl}]"] = JaxStep(shape, rng_impl=impl)
     if with_torch:
         from launch.torch_reference import TorchStep, torch_available
         if not torch_available():
