@@ -1,7 +1,7 @@
 """The official SQuAD 2.0 metric: exact match and F1 over normalised answers, by answerability.
 
 Written afresh from the metric's definition (the official ``evaluate-v2.0.py``); plain Python,
-used by ``launch/task_eval.py`` on the text ``data.qa.postprocess`` extracts.
+used by ``launch/evaluation/scoring.py`` on the text ``data.qa.postprocess`` extracts.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Three kinds of source share one example format (see ``data/tasks.py``):
 * the embedded suite shipped in ``data/tasks/`` (no internet): read straight from the gzipped files
   by :func:`embedded_splits`, which is also what the TFDS builders of ``data/task_builders.py``
   call, so both give the same examples in the same order;
-* TFDS datasets (GLUE, SQuAD 2.0, or the embedded builders) via :func:`tfds_examples`;
+* TFDS datasets (GLUE, SQuAD 2.0, or the embedded builders) via ``data.task_tfds``;
 * the user's own files (``data/task_files.py``).
 
 None of the embedded files has an official split. :func:`split_of` puts each *group* (a sentence,
@@ -280,59 +280,3 @@ def tfds_text_features(name: str) -> tuple[str, ...] | None:
 def tfds_split(name: str, split: str) -> str:
     """The TFDS split string that holds our ``split`` of task ``name``."""
     return _TFDS[name][1][split] if name in _TFDS else _EMBEDDED_TFDS[split]
-
-
-def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _qa_example(ex: dict) -> dict:
-    """A TFDS SQuAD-like example (numpy) → the span-QA dict; answers zipped text/start."""
-    answers = ex["answers"]
-    # Not strict: TFDS's mock data draws the two lists' lengths independently.
-    pairs = zip(answers["text"], answers["answer_start"], strict=False)
-    answers = [{"text": _text(t), "answer_start": int(s)} for t, s in pairs]
-    impossible = ex["is_impossible"] if "is_impossible" in ex else not answers
-    return {"id": _text(ex["id"]), "question": _text(ex["question"]),
-            "context": _text(ex["context"]), "answers": answers,
-            "is_impossible": bool(impossible)}
-
-
-def _load_tfds(name: str, split: str, data_dir: str):
-    """``(numpy iterable, info)`` of one TFDS split, with an offline-friendly error."""
-    import tensorflow_datasets as tfds  # Heavy; only TFDS tasks pay for it.
-
-    if name in EMBEDDED:
-        from data import task_builders  # noqa: F401  Registers the embedded builders.
-    try:
-        ds, info = tfds.load(name, split=tfds_split(name, split), data_dir=data_dir or None,
-                             shuffle_files=False, with_info=True)
-    except Exception as err:  # TFDS raises many types; all mean "not available here".
-        raise RuntimeError(
-            f"TFDS dataset {name!r} (split {tfds_split(name, split)!r}) could not be loaded from "
-            f"data_dir {data_dir or 'TFDS default'!r}. Offline, prepare it on a machine with "
-            f"internet (`tfds build {name}`), copy the data_dir over and pass "
-            f"--config.task.tfds_data_dir=<that directory>. TFDS said: {err}") from err
-    return tfds.as_numpy(ds), info
-
-
-def tfds_examples(name: str, split: str, data_dir: str = ""):
-    """One split of a TFDS-backed task in the format of ``data.tasks.load_examples``.
-
-    Raises:
-      RuntimeError: when the dataset is neither prepared under ``data_dir`` nor downloadable.
-      ValueError: when the builder's label names differ from ``TASKS[name].label_names``.
-    """
-    spec = TASKS[name]
-    rows, info = _load_tfds(name, split, data_dir)
-    if spec.kind == "span_qa":
-        return [_qa_example(ex) for ex in rows]
-    if spec.kind == "classification":
-        names = tuple(info.features["label"].names)
-        if names != spec.label_names:
-            raise ValueError(f"TFDS {name!r} has labels {list(names)} but pretrax expects "
-                             f"{list(spec.label_names)} (class indices would shift)")
-    features = tfds_text_features(name)
-    records = [(_text(ex[features[0]]), _text(ex[features[1]]) if spec.pair else None,
-                ex["label"]) for ex in rows]
-    return records_to_examples(records, spec.kind, spec.pair)

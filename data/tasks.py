@@ -30,7 +30,7 @@ from collections.abc import Iterator
 import numpy as np
 from absl import logging
 
-from data import features, task_files, task_sources
+from data import features, task_files, task_sources, task_tfds
 from data.task_sources import SPLITS, TASKS, TaskSpec
 
 __all__ = ["TASKS", "TaskSpec", "encode", "load_examples", "make_dataset", "num_examples",
@@ -70,7 +70,7 @@ def load_examples(cfg_task, split: str):
         return task_files.file_examples(cfg_task, split)
     if spec.name in task_sources.EMBEDDED:
         return task_sources.embedded_examples(spec.name, split)
-    return task_sources.tfds_examples(spec.name, split, cfg_task.tfds_data_dir)
+    return task_tfds.tfds_examples(spec.name, split, cfg_task.tfds_data_dir)
 
 
 def num_examples(cfg_task, split: str) -> int:

@@ -7,7 +7,7 @@
   python -m launch.benchmark --shape=bert_base_512 --notorch --peak_tflops=989   # H100 bf16
   python -m launch.benchmark --hidden=512 --layers=8 --seq=256    # any shape by flags
 
-Prints a table and writes every figure as JSON (--json). Library: launch/benchmarking.py, whose
+Prints a table and writes every figure as JSON (--json). Library: launch/benchmarking/run.py, whose
 docstring defines each figure (FLOPs formula, MFU peak, memory).
 """
 
@@ -18,7 +18,8 @@ from absl import app, flags
 
 from launch import binary
 
-_SHAPE = flags.DEFINE_string("shape", "reference", "A named shape of launch.benchmarking.SHAPES.")
+_SHAPE = flags.DEFINE_string("shape", "reference", "A named shape of "
+                             "launch.benchmarking.run.SHAPES.")
 _OVERRIDES = {name: flags.DEFINE_string(name, None, f"Override the shape's {name}.")
               for name in ("arch", "hidden", "layers", "heads", "mlp", "seq", "batch", "vocab",
                            "predictions", "dropout", "dtype")}
@@ -30,16 +31,18 @@ _ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds (the median is reporte
 _PEAK = flags.DEFINE_float("peak_tflops", 0.0, "The accelerator's peak TFLOP/s for MFU; 0 = "
                            "measure a large matmul (CPU).")
 _PROFILE = flags.DEFINE_bool("profile", False, "Also trace pretrax's step and print where its time "
-                             "goes, by model part and kind of operation (launch/profiling.py).")
+                             "goes, by model part and kind of operation "
+                             "(launch/train/profiling.py).")
 _CPU_DEVICES = binary.define_cpu_devices_flag(-1)
 _JSON = flags.DEFINE_string("json", "benchmark.json", "Where to write the figures ('' = not).")
 
 
 def main(argv):
-    from launch import benchmarking as bm  # imports JAX without starting its backends
-    if _SHAPE.value not in bm.SHAPES:
-        raise app.UsageError(f"--shape={_SHAPE.value}: known shapes {sorted(bm.SHAPES)}")
-    base = bm.SHAPES[_SHAPE.value]
+    from launch.benchmarking import run as bm  # imports JAX without starting its backends
+    from launch.benchmarking import shapes
+    if _SHAPE.value not in shapes.SHAPES:
+        raise app.UsageError(f"--shape={_SHAPE.value}: known shapes {sorted(shapes.SHAPES)}")
+    base = shapes.SHAPES[_SHAPE.value]
     types = {f.name: f.type for f in dataclasses.fields(base)}
     casts = {"int": int, "float": float, "str": str}
     shape = dataclasses.replace(base, **{
@@ -55,7 +58,7 @@ def main(argv):
         result["scaling"] = bm.scaling(shape, peak=result["peak_gflops_per_s"] * 1e9)
     print(bm.table(result))
     if _PROFILE.value:
-        from launch import profiling
+        from launch.train import profiling
         print(profiling.table(result["profile"]))
     if _JSON.value:
         with open(_JSON.value, "w") as f:

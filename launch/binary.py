@@ -79,7 +79,7 @@ def define_resume_flags():
         "allow_config_change", False, "Resume --workdir although this config differs from its "
         "config.json (the old one is kept as config.previous.json). Without it such a run is "
         "refused, except for changes that are safe on resume (run length, logging, evaluation "
-        "and checkpoint cadence, device layout; launch/workdir.py:SAFE_ON_RESUME).")
+        "and checkpoint cadence, device layout; launch/train/workdir.py:SAFE_ON_RESUME).")
 
 
 def _config_spec(argv: list[str], name: str) -> str | None:
@@ -183,7 +183,7 @@ def start(argv, *, multiprocess: bool = True) -> None:
             raise app.UsageError(str(e)) from e
     if not multiprocess:
         return
-    from launch import distributed
+    from launch.train import distributed
     f = flags.FLAGS
     distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
 
@@ -191,8 +191,9 @@ def start(argv, *, multiprocess: bool = True) -> None:
 def explain_errors(fn, *args, **kwargs):
     """Runs ``fn``; a ValueError or FileNotFoundError (bad input, a config or checkpoint that does
     not fit) ends the program with its message alone and exit status 1, not a traceback; a run
-    that stopped early (``launch.stopping``: preempted, diverged, a failed save) with its own."""
-    from launch import stopping
+    that stopped early (``launch.train.stopping``: preempted, diverged, a failed save) with its
+    own."""
+    from launch.train import stopping
     try:
         return fn(*args, **kwargs)
     except stopping.Stopped as e:

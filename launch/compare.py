@@ -14,7 +14,7 @@ _CONFIG, _WORKDIR = binary.define_flags("launch/configs/compare.py:quick")
 
 def main(argv):
     binary.start(argv)
-    from launch import comparison
+    from launch.comparison import run as comparison
     binary.explain_errors(comparison.compare, _CONFIG.value, _WORKDIR.value)
 
 

@@ -28,11 +28,11 @@ def main(argv):
     binary.start(argv, multiprocess=False)
     if (_FROM_HF.value is None) == (_TO_HF.value is None):
         raise app.UsageError("give exactly one of --from_hf=DIR (import) or --to_hf=DIR (export)")
-    from launch import converting
+    from launch.conversion import huggingface
     if _FROM_HF.value is not None:
-        binary.explain_errors(converting.import_hf, _FROM_HF.value, _WORKDIR.value)
+        binary.explain_errors(huggingface.import_hf, _FROM_HF.value, _WORKDIR.value)
     else:
-        binary.explain_errors(converting.export_hf, _WORKDIR.value, _TO_HF.value,
+        binary.explain_errors(huggingface.export_hf, _WORKDIR.value, _TO_HF.value,
                               step=_STEP.value)
 
 

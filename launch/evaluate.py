@@ -34,13 +34,13 @@ flags.mark_flags_as_required(["workdir"])
 
 def main(argv):
     binary.start(argv, multiprocess=False)
-    from launch import clm_eval, evaluation
-    if clm_eval.is_clm_workdir(_WORKDIR.value):
-        binary.explain_errors(clm_eval.evaluate_clm_workdir, _WORKDIR.value,
+    from launch.evaluation import finetuned, perplexity
+    if perplexity.is_clm_workdir(_WORKDIR.value):
+        binary.explain_errors(perplexity.evaluate_clm_workdir, _WORKDIR.value,
                               text=_TEXT_FILE.value, output=_OUTPUT.value)
         return
     binary.explain_errors(
-        evaluation.evaluate_workdir, _WORKDIR.value, task=_TASK.value, split=_SPLIT.value,
+        finetuned.evaluate_workdir, _WORKDIR.value, task=_TASK.value, split=_SPLIT.value,
         data=_DATA.value, text_column=_TEXT.value, text_b_column=_TEXT_B.value,
         label_column=_LABEL.value, fmt=_FORMAT.value, output=_OUTPUT.value)
 

@@ -16,7 +16,7 @@ _ALLOW_CONFIG_CHANGE = binary.define_resume_flags()
 
 def main(argv):
     binary.start(argv)
-    from launch import finetuning
+    from launch.finetuning import run as finetuning
     binary.explain_errors(finetuning.finetune, _CONFIG.value, _WORKDIR.value,
                           allow_config_change=_ALLOW_CONFIG_CHANGE.value)
 

@@ -30,7 +30,7 @@ flags.mark_flags_as_required(["workdir", "prompt"])
 
 def main(argv):
     binary.start(argv, multiprocess=False)
-    from launch import generating
+    from launch.generation import run as generating
     binary.explain_errors(
         generating.generate_from_workdir, _WORKDIR.value, _PROMPT.value, step=_STEP.value,
         method=_METHOD.value, max_new_tokens=_MAX_NEW.value, temperature=_TEMPERATURE.value,

@@ -16,7 +16,7 @@ _ALLOW_CONFIG_CHANGE = binary.define_resume_flags()
 
 def main(argv):
     binary.start(argv)
-    from launch import pretraining
+    from launch.pretraining import run as pretraining
     binary.explain_errors(pretraining.train_and_evaluate, _CONFIG.value, _WORKDIR.value,
                           allow_config_change=_ALLOW_CONFIG_CHANGE.value)
 

@@ -16,7 +16,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "workdirs/quickstart", "Where everythi
 
 def main(argv):
     binary.start(argv, multiprocess=False)
-    from launch import comparison
+    from launch.comparison import run as comparison
     from launch.configs import compare
     binary.explain_errors(comparison.compare, compare.get_config("quick"), _WORKDIR.value)
 

@@ -1,7 +1,7 @@
 """GPT models: the decoder with its tied LM head (pretraining, decoding) and with a classifier.
 
 The decoder's parameter group is named ``encoder``, the stack-wide name of a model's body: it is
-the subtree ``launch.finetune_setup.load_pretrained`` restores and layer-wise decay scales.
+the subtree ``launch.finetuning.setup.load_pretrained`` restores and layer-wise decay scales.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Security: nothing pretrax loads can run code. No pickle (or pickle-based loader) anywhere in
 the packages, no eval/exec, numpy arrays only with allow_pickle=False; configs from a workdir
-are JSON (launch/workdir.py)."""
+are JSON (launch/train/workdir.py)."""
 
 import ast
 import pathlib

@@ -1,7 +1,7 @@
 """N processes on this machine, each with fake CPU devices, joined like the hosts of a pod.
 
 For testing the multi-host path: the same training command, plus the coordinator flags that
-``launch/distributed.py`` reads, in every process. Output is prefixed with the process id; one
+``launch/train/distributed.py`` reads, in every process. Output is prefixed with the process id; one
 failing process stops the others.
 """
 

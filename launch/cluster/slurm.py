@@ -1,9 +1,9 @@
 """Slurm: an sbatch script whose ``srun`` starts one process per GPU (or per node).
 
-JAX reads the job's layout from Slurm's variables (``launch/distributed.py`` detects a job with
-more than one task): the coordinator is the first node, the process id is SLURM_PROCID, and with
-several tasks a node each process takes the GPU numbered by its SLURM_LOCALID, so every task must
-see all of its node's GPUs (``--gpus-per-node``, not ``--gpus-per-task``).
+JAX reads the job's layout from Slurm's variables (``launch/train/distributed.py`` detects a
+job with more than one task): the coordinator is the first node, the process id is SLURM_PROCID,
+and with several tasks a node each process takes the GPU numbered by its SLURM_LOCALID, so every
+task must see all of its node's GPUs (``--gpus-per-node``, not ``--gpus-per-task``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Cloud TPU VM slices: create one (optionally), install pretrax on every worker, run everywhere.
 
 Each worker runs the same command through ``gcloud compute tpus tpu-vm ssh --worker=all``; JAX
-finds the other workers by itself on a TPU slice (``launch/distributed.py``).
+finds the other workers by itself on a TPU slice (``launch/train/distributed.py``).
 """
 
 from __future__ import annotations

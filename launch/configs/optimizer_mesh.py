@@ -36,7 +36,7 @@ def add_profiling(train: ml_collections.ConfigDict) -> None:
 
     ``train.peak_flops_per_device``: one device's peak FLOP/s, for the ``mfu`` scalar (model
     FLOPs / step time / (peak × devices)); 0 looks it up by the device kind
-    (``launch/flops.py:PEAK_FLOPS``: published bf16 dense peaks of TPU v4, v5e, v5p, v6e, NVIDIA
-    A100, H100, H200). Unknown (a CPU): no ``mfu``."""
+    (``launch/train/flops.py:PEAK_FLOPS``: published bf16 dense peaks of TPU v4, v5e, v5p, v6e,
+    NVIDIA A100, H100, H200). Unknown (a CPU): no ``mfu``."""
     train.profile_steps = ""
     train.peak_flops_per_device = 0.0

@@ -3,7 +3,7 @@
 One module per family (``bert``, ``gpt2``, ``albert``, ``xlnet``), each with ``config_from_hf``,
 ``config_to_hf``, ``params_from_hf``, ``params_to_hf`` and the names ``MODEL_TYPE`` (transformers'
 ``model_type``), ``ARCH`` (our ``lm.models`` architecture) and ``HF_ARCHITECTURE``. NumPy only;
-reading and writing files is ``launch.converting``'s job.
+reading and writing files is ``launch.conversion.huggingface``'s job.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from data import features, task_sources, tasks
+from data import features, task_sources, task_tfds, tasks
 from data.tokenizer import Tokenizer
 
 # Measured once and recorded in data/tasks/PROVENANCE.md; a change means the split changed.
@@ -370,7 +370,7 @@ def test_tfds_builder_matches_the_fast_path(tmp_path):
     assert [r["text"].decode() for r in rows] == fast["text_a"]
     assert [int(r["label"]) for r in rows] == fast["labels"].tolist()
     # The generic TFDS loader (the GLUE path) gives exactly load_examples' dicts.
-    via_tfds = task_sources.tfds_examples("sentiment_rt", "test", str(tmp_path))
+    via_tfds = task_tfds.tfds_examples("sentiment_rt", "test", str(tmp_path))
     fast = tasks.load_examples(task_config("sentiment_rt"), "test")
     assert via_tfds["text_a"] == fast["text_a"] and via_tfds["text_b"] is None
     np.testing.assert_array_equal(via_tfds["labels"], fast["labels"])

@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-from launch import finetuning, pretraining
 from launch.configs import albert
+from launch.finetuning import run as finetuning
+from launch.pretraining import run as pretraining
 from tests.launch.test_finetune_e2e import finetune_config
 from tests.launch.test_pretrain_e2e import read_metrics, tiny_overrides
 

@@ -12,7 +12,8 @@ import numpy as np
 import optax
 import pytest
 
-from launch import checkpoint, pretraining, train_lib
+from launch.pretraining import run as pretraining
+from launch.train import checkpoint, train_state
 from tests.launch.test_pretrain_e2e import make_config, read_metrics
 
 TX = optax.adam(1e-3)
@@ -22,7 +23,7 @@ def _state(width: int = 3, scale: float = 1.0):
     params = {"encoder": {"dense": {"kernel": jnp.full((4, width), scale),
                                     "bias": jnp.zeros((width,))}}}
     zero = jnp.zeros((), jnp.int32)
-    return train_lib.TrainState(step=zero, params=params, opt_state=TX.init(params),
+    return train_state.TrainState(step=zero, params=params, opt_state=TX.init(params),
                                 skipped_steps=zero, nonfinite_run=zero)
 
 

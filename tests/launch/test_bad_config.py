@@ -11,9 +11,12 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from launch import binary, finetune_setup, finetuning, pretraining
-from launch import workdir as workdir_lib
+from launch import binary
 from launch.configs import finetune as finetune_configs
+from launch.finetuning import run as finetuning
+from launch.finetuning import setup as finetune_setup
+from launch.pretraining import run as pretraining
+from launch.train import workdir as workdir_lib
 from tests.launch.test_pretrain_e2e import REPO, _cli, make_config
 
 BERT = os.path.join(REPO, "launch", "configs", "bert.py")

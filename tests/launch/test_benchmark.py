@@ -1,14 +1,15 @@
-"""launch.benchmarking: the FLOPs formula, and one tiny end-to-end benchmark with PyTorch."""
+"""launch.benchmarking.run: the FLOPs formula, and one tiny end-to-end benchmark with PyTorch."""
 
 import dataclasses
 
 import jax
 import pytest
 
-from launch import benchmarking as bm
-from launch import profiling
+from launch.benchmarking import run as bm
+from launch.benchmarking import shapes
+from launch.train import profiling
 
-TINY = dataclasses.replace(bm.SHAPES["reference"], hidden=32, layers=1, heads=2, mlp=64, seq=16,
+TINY = dataclasses.replace(shapes.SHAPES["reference"], hidden=32, layers=1, heads=2, mlp=64, seq=16,
                            batch=8, vocab=512, predictions=3)
 
 
@@ -32,7 +33,7 @@ def test_gpt_flops_count_the_lm_head_on_every_token():
 def test_synthetic_batches_follow_the_schema(arch):
     from data import features
     s = dataclasses.replace(TINY, arch=arch, predictions=3 if arch == "bert" else 0)
-    batch = bm.synthetic_batch(s)
+    batch = shapes.synthetic_batch(s)
     want = features.shapes(bm.objective_names(s), B=s.batch, L=s.seq, P=s.predictions)
     assert {k: (v.shape, str(v.dtype)) for k, v in batch.items()} == want
 

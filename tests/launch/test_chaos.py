@@ -17,7 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from launch import checkpoint, stopping
+from launch.train import checkpoint, stopping
 from tests.launch.test_pretrain_e2e import REPO, tiny_overrides
 
 STEPS = 40

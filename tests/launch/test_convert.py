@@ -15,8 +15,10 @@ transformers = pytest.importorskip("transformers")
 
 import jax  # noqa: E402
 
-from launch import checkpoint, converting, finetune_setup  # noqa: E402
 from launch.configs import finetune as finetune_configs  # noqa: E402
+from launch.conversion import huggingface  # noqa: E402
+from launch.finetuning import setup as finetune_setup  # noqa: E402
+from launch.train import checkpoint  # noqa: E402
 from lm import interop  # noqa: E402
 from tests.lm import test_hf_maps as hf  # noqa: E402
 
@@ -34,8 +36,8 @@ def _saved(family: str, directory) -> object:
 @pytest.mark.parametrize("family", sorted(MODELS))
 def test_import_then_export_round_trips_through_files(family, tmp_path):
     original = _saved(family, tmp_path / "hf")
-    converting.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
-    arch, config, params, step = converting.load_workdir(str(tmp_path / "wd"))
+    huggingface.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
+    arch, config, params, step = huggingface.load_workdir(str(tmp_path / "wd"))
     assert (arch, step) == (interop.FAMILIES[family].ARCH, 0)
     if family != "xlnet":  # XLNet's outputs need permutation inputs: tests/lm/test_xlnet_parity
         batch = hf._batch(2)
@@ -43,7 +45,7 @@ def test_import_then_export_round_trips_through_files(family, tmp_path):
             batch["token_ids"] = np.where(batch["token_ids"] == 0, 5, batch["token_ids"])
         hf._compare(hf._ours(family, config, params, batch), hf._theirs(original, family, batch))
 
-    converting.export_hf(str(tmp_path / "wd"), str(tmp_path / "out"))
+    huggingface.export_hf(str(tmp_path / "wd"), str(tmp_path / "out"))
     reloaded = transformers.AutoModelForPreTraining.from_pretrained(str(tmp_path / "out")).eval()
     assert type(reloaded) is type(original)
     theirs, ours = original.state_dict(), reloaded.state_dict()
@@ -54,7 +56,7 @@ def test_import_then_export_round_trips_through_files(family, tmp_path):
 
 def test_converted_bert_is_restored_by_finetuning(tmp_path, capsys):
     _saved("bert", tmp_path / "hf")
-    converting.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
+    huggingface.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
     assert (f"note: launch.finetune and launch.generate on {tmp_path / 'wd'} need its tokenizer: "
             f"no vocab.txt, vocab.json + merges.txt, spiece.model or tokenizer.json in "
             f"{tmp_path / 'hf'}") in capsys.readouterr().out  # only the model was saved here
@@ -76,7 +78,7 @@ def test_converted_bert_is_restored_by_finetuning(tmp_path, capsys):
     abstract = finetune_setup.abstract_params(model, batch)["encoder"]
     encoder, step, _ = checkpoint.restore_params_subtree(str(tmp_path / "wd"), "encoder", abstract)
     assert step == 0
-    _, _, imported, _ = converting.load_workdir(str(tmp_path / "wd"))
+    _, _, imported, _ = huggingface.load_workdir(str(tmp_path / "wd"))
     jax.tree_util.tree_map(np.testing.assert_array_equal, encoder, imported["encoder"])
 
 
@@ -90,12 +92,12 @@ def test_pretrax_trained_workdir_exports_to_transformers(tmp_path, scan_layers):
     cfg = bert_configs.get_config("tiny")
     cfg.data.max_seq_length = 16
     cfg.model.scan_layers = scan_layers
-    config = converting.train_lib.model_config(cfg, Tokenizer.load().vocab_size)
+    config = huggingface.train_lib.model_config(cfg, Tokenizer.load().vocab_size)
     batch = hf._batch(5)
     params = hf.random_params(make_model("bert", config), batch, seed=7)
     assert ("layers" in params["encoder"]) == scan_layers
-    converting.write_workdir(str(tmp_path / "wd"), cfg, params)
-    converting.export_hf(str(tmp_path / "wd"), str(tmp_path / "out"))
+    huggingface.write_workdir(str(tmp_path / "wd"), cfg, params)
+    huggingface.export_hf(str(tmp_path / "wd"), str(tmp_path / "out"))
     theirs = transformers.BertForPreTraining.from_pretrained(str(tmp_path / "out")).eval()
     assert theirs.config.hidden_act == "gelu" and theirs.config.max_position_embeddings == 16
     hf._compare(hf._ours("bert", config, params, batch), hf._theirs(theirs, "bert", batch))
@@ -110,7 +112,7 @@ def test_pickled_weights_are_refused_unread(tmp_path):
     (source / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
     with pytest.raises(ValueError, match=r"pytorch_model\.bin is a pickled PyTorch file.*"
                        r"safe_serialization=True"):
-        converting.import_hf(str(source), str(tmp_path / "wd"))
+        huggingface.import_hf(str(source), str(tmp_path / "wd"))
     assert not (tmp_path / "wd").exists()
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-m", "launch.convert", f"--from_hf={source}",
@@ -124,29 +126,29 @@ def test_pickled_weights_are_refused_unread(tmp_path):
 def test_bad_inputs_are_named_and_nothing_is_overwritten(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"config\.json not found"):
         (tmp_path / "empty").mkdir()
-        converting.import_hf(str(tmp_path / "empty"), str(tmp_path / "wd"))
+        huggingface.import_hf(str(tmp_path / "empty"), str(tmp_path / "wd"))
     (tmp_path / "t5").mkdir()
     (tmp_path / "t5" / "config.json").write_text('{"model_type": "t5"}')
     with pytest.raises(ValueError, match=r"model_type='t5' is not one pretrax converts"):
-        converting.import_hf(str(tmp_path / "t5"), str(tmp_path / "wd"))
+        huggingface.import_hf(str(tmp_path / "t5"), str(tmp_path / "wd"))
     (tmp_path / "t5" / "config.json").write_text('{"model_type": ')
     with pytest.raises(ValueError, match=r"config\.json line 1: not valid JSON"):
-        converting.import_hf(str(tmp_path / "t5"), str(tmp_path / "wd"))
+        huggingface.import_hf(str(tmp_path / "t5"), str(tmp_path / "wd"))
 
     _saved("gpt2", tmp_path / "hf")
-    converting.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
+    huggingface.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
     with pytest.raises(ValueError, match=r"already holds a run \(config\.json or a checkpoint\); "
                        r"nothing was written"):
-        converting.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
+        huggingface.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
     hf_config = json.loads((tmp_path / "hf" / "config.json").read_text())
     (tmp_path / "hf" / "config.json").write_text(json.dumps({**hf_config, "vocab_size": 98}))
     with pytest.raises(ValueError, match=r"converted parameters do not fit the model: "
                        r"encoder/embeddings/token_embed/embedding: converted \(99, 32\), model "
                        r"\(98, 32\)"):
-        converting.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd3"))
+        huggingface.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd3"))
     assert not (tmp_path / "wd3").exists()
     with pytest.raises(ValueError, match=r"model\.safetensors exists; nothing was written"):
-        converting.export_hf(str(tmp_path / "wd"), str(tmp_path / "hf"))
+        huggingface.export_hf(str(tmp_path / "wd"), str(tmp_path / "hf"))
 
 
 def _google_name(hf_name: str) -> str:
@@ -184,8 +186,8 @@ def test_google_tf_bert_checkpoint_imports_with_parity(tmp_path):
         with tf.compat.v1.Session() as session:
             session.run(tf.compat.v1.global_variables_initializer())
             saver.save(session, str(source / "bert_model.ckpt"))
-    converting.import_hf(str(source), str(tmp_path / "wd"))
-    _, config, params, _ = converting.load_workdir(str(tmp_path / "wd"))
+    huggingface.import_hf(str(source), str(tmp_path / "wd"))
+    _, config, params, _ = huggingface.load_workdir(str(tmp_path / "wd"))
     assert config.activation == "gelu_tanh"
     batch = hf._batch(4)
     hf._compare(hf._ours("bert", config, params, batch), hf._theirs(model, "bert", batch))

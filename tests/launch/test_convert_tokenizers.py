@@ -22,9 +22,13 @@ import jax  # noqa: E402
 
 from data import qa, tasks  # noqa: E402
 from data import tokenizer as tokenizer_lib  # noqa: E402
-from launch import checkpoint, converting, finetune_setup, finetuning, generating, train_lib  # noqa: E402
-from launch import mesh as mesh_lib  # noqa: E402
 from launch.configs import finetune as finetune_configs  # noqa: E402
+from launch.conversion import huggingface  # noqa: E402
+from launch.finetuning import run as finetuning  # noqa: E402
+from launch.finetuning import setup as finetune_setup  # noqa: E402
+from launch.generation import run as generating  # noqa: E402
+from launch.train import checkpoint, train_state  # noqa: E402
+from launch.train import mesh as mesh_lib  # noqa: E402
 from lm import generation  # noqa: E402
 from tests.conftest import FIXTURES  # noqa: E402
 from tests.lm.test_hf_maps import _jiggle  # noqa: E402
@@ -61,7 +65,7 @@ def bert(tmp_path_factory, lines):
         vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=64, max_position_embeddings=64)))
     model.save_pretrained(str(source), safe_serialization=True)
-    converting.import_hf(str(source), str(out / "wd"))
+    huggingface.import_hf(str(source), str(out / "wd"))
     return source, str(out / "wd")
 
 
@@ -83,7 +87,7 @@ def gpt2(tmp_path_factory, lines):
         n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=eos,
         eos_token_id=eos)))
     model.save_pretrained(str(source), safe_serialization=True)
-    converting.import_hf(str(source), str(out / "wd"))
+    huggingface.import_hf(str(source), str(out / "wd"))
     return source, str(out / "wd"), model
 
 
@@ -103,8 +107,8 @@ def _finetune_config(init_from: str, pairs_file: str = ""):
     return cfg
 
 
-def _params_only(params) -> train_lib.TrainState:
-    return train_lib.TrainState(step=None, params=params, opt_state=None, skipped_steps=None,
+def _params_only(params) -> train_state.TrainState:
+    return train_state.TrainState(step=None, params=params, opt_state=None, skipped_steps=None,
                                 nonfinite_run=None)
 
 
@@ -151,7 +155,7 @@ def test_converted_bert_finetunes_from_its_weights(bert, lines, tmp_path, capsys
         model, batch, mesh, mesh_lib.rules_from_config(cfg.logical_axis_rules))
     # What fine-tuning's step 0 starts from (finetuning._start), without compiling an init.
     state = finetune_setup.load_pretrained(cfg, _params_only(abstract), _params_only(shardings))
-    _, _, imported, _ = converting.load_workdir(workdir)
+    _, _, imported, _ = huggingface.load_workdir(workdir)
     jax.tree_util.tree_map(np.testing.assert_array_equal, state.params["encoder"],
                            imported["encoder"])
 
@@ -234,7 +238,7 @@ def test_converted_albert_takes_its_spiece_model(lines, tmp_path):
         vocab_size=300, embedding_size=16, hidden_size=32, num_hidden_layers=2,
         num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
         pad_token_id=0))).save_pretrained(str(source), safe_serialization=True)
-    converting.import_hf(str(source), str(tmp_path / "wd"))
+    huggingface.import_hf(str(source), str(tmp_path / "wd"))
     cfg = finetune_setup.resolve(_finetune_config(str(tmp_path / "wd")))
     assert cfg.model.arch == "albert"
     tokenizer = tokenizer_lib.load(cfg.data.tokenizer)
@@ -255,6 +259,6 @@ def test_converted_albert_takes_its_spiece_model(lines, tmp_path):
     batch = {"token_ids": rows["token_ids"][:, :32], "type_ids": rows["type_ids"][:, :32]}
     abstract = finetune_setup.abstract_params(model, batch)["encoder"]
     encoder, step, _ = checkpoint.restore_params_subtree(str(tmp_path / "wd"), "encoder", abstract)
-    _, _, imported, _ = converting.load_workdir(str(tmp_path / "wd"))
+    _, _, imported, _ = huggingface.load_workdir(str(tmp_path / "wd"))
     assert step == 0
     jax.tree_util.tree_map(np.testing.assert_array_equal, encoder, imported["encoder"])

@@ -5,9 +5,12 @@ import os
 
 import pytest
 
-from launch import comparison, evaluation, finetuning, pretraining
+from launch.comparison import run as comparison
 from launch.configs import compare as compare_configs
 from launch.configs import finetune as finetune_configs
+from launch.evaluation import finetuned
+from launch.finetuning import run as finetuning
+from launch.pretraining import run as pretraining
 from tests.launch.test_pretrain_e2e import make_config
 
 
@@ -66,7 +69,7 @@ def test_finetune_from_checkpoint_resumes_and_evaluates(tmp_path, pretrained, ca
     reviews = tmp_path / "reviews.tsv"
     reviews.write_text("text\tlabel\nA moving, funny and wise film.\tpositive\n"
                        "Tedious and badly acted.\tnegative\nA dull mess.\tnegative\n")
-    metrics = evaluation.evaluate_workdir(run_dir, data=str(reviews))
+    metrics = finetuned.evaluate_workdir(run_dir, data=str(reviews))
     assert metrics["examples"] == 3 and metrics["accuracy"] in (0.0, 1 / 3, 2 / 3, 1.0)
     with open(os.path.join(run_dir, "eval", "reviews.tsv", "results.json")) as f:
         assert json.load(f)["accuracy"] == metrics["accuracy"]

@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 
-from launch import comparison, finetune_setup, finetuning
+from launch.comparison import run as comparison
 from launch.configs import compare as compare_configs
 from launch.configs import finetune as finetune_configs
+from launch.finetuning import run as finetuning
+from launch.finetuning import setup as finetune_setup
 
 
 def test_layer_scales_decay_from_the_top():

@@ -8,8 +8,11 @@ import sys
 
 import pytest
 
-from launch import clm_eval, finetuning, generating, pretraining
 from launch.configs import gpt
+from launch.evaluation import perplexity
+from launch.finetuning import run as finetuning
+from launch.generation import run as generating
+from launch.pretraining import run as pretraining
 from tests.launch.test_finetune_e2e import finetune_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -85,13 +88,13 @@ def test_generation_refuses_a_bert_workdir_and_too_many_tokens(gpt_run, tmp_path
 
 def test_evaluate_scores_perplexity_of_held_out_and_of_a_file(gpt_run, tmp_path):
     run_dir, results = gpt_run
-    assert clm_eval.is_clm_workdir(run_dir)
-    held_out = clm_eval.evaluate_clm_workdir(run_dir)
+    assert perplexity.is_clm_workdir(run_dir)
+    held_out = perplexity.evaluate_clm_workdir(run_dir)
     assert held_out["step"] == 3 and held_out["tokens"] > 0
     assert held_out["perplexity"] == pytest.approx(math.exp(held_out["clm_loss"]))
     text = tmp_path / "mine.txt"
     text.write_text("The sea was calm.\nThe ship sailed on.\n\nAnother document here.\n")
-    mine = clm_eval.evaluate_clm_workdir(run_dir, text=str(text))
+    mine = perplexity.evaluate_clm_workdir(run_dir, text=str(text))
     assert mine["tokens"] > 5 and math.isfinite(mine["perplexity"])
     assert os.path.exists(os.path.join(run_dir, "eval", "mine.txt", "results.json"))
 

@@ -5,7 +5,7 @@ import ml_collections
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from launch import mesh as mesh_lib
+from launch.train import mesh as mesh_lib
 from lm import axes
 
 

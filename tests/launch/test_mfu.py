@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from data import pipeline
-from launch import flops, reporting
+from launch.train import flops, reporting
 from tests.launch.test_pretrain_e2e import read_metrics
 
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from launch import pretraining
+from launch.pretraining import run as pretraining
 from tests.launch.test_mfu import check_mfu_logged
 from tests.launch.test_pretrain_e2e import make_config, read_metrics, tiny_overrides
 from tests.launch.test_submit import submit

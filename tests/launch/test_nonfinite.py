@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from data import features
-from launch import checkpoint, pretraining, stopping, train_lib
-from launch import mesh as mesh_lib
 from launch.configs import bert
+from launch.pretraining import run as pretraining
+from launch.train import checkpoint, optimizer, step_fns, stopping, train_state
+from launch.train import mesh as mesh_lib
 from lm import axes, models
 from lm.config import TransformerConfig
 from objectives import OBJECTIVES
@@ -43,12 +44,12 @@ def step_fn():
                               jax.devices()[:1])
     rules = mesh_lib.rules_from_config(axes.DEFAULT_RULES)
     model = models.make_model("bert", MODEL)
-    tx = train_lib.make_optimizer(bert.get_config("tiny").train)
-    state, _ = train_lib.create_train_state(model, tx, _batch(0), 0, mesh, rules)
+    tx = optimizer.make_optimizer(bert.get_config("tiny").train)
+    state, _ = train_state.create_train_state(model, tx, _batch(0), 0, mesh, rules)
     fn = jax.jit(functools.partial(
-        train_lib.train_step, model=model, tx=tx, objective=OBJECTIVES["bert_pretrain"],
+        step_fns.train_step, model=model, tx=tx, objective=OBJECTIVES["bert_pretrain"],
         objective_kw={}, max_nonfinite_steps=2))
-    step = train_lib.in_mesh(lambda s, b: fn(s, b, jax.random.key(1)), mesh, rules)
+    step = step_fns.in_mesh(lambda s, b: fn(s, b, jax.random.key(1)), mesh, rules)
     return step, state
 
 
@@ -82,7 +83,7 @@ def test_a_nonfinite_step_changes_nothing_but_its_counters(step_fn, value):
     _assert_same(bad.opt_state, before.opt_state)
     # A skipped step's metrics weigh nothing, so a logging window averages the good steps only.
     assert all(float(w) == 0.0 for _, w in _host(metrics).values())
-    assert train_lib.reduce_metrics([metrics])["loss"] != train_lib.reduce_metrics([metrics])[
+    assert step_fns.reduce_metrics([metrics])["loss"] != step_fns.reduce_metrics([metrics])[
         "loss"]  # nan: no good step in this window
     after, _ = step(bad, _batch(3))
     assert int(after.skipped_steps) == 1 and int(after.nonfinite_run) == 0

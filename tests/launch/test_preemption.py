@@ -10,8 +10,9 @@ import time
 import jax.numpy as jnp
 import pytest
 
-from launch import checkpoint, pretraining, reporting, stopping, train_lib
 from launch.configs import bert
+from launch.pretraining import run as pretraining
+from launch.train import checkpoint, reporting, stopping, train_state
 from tests.launch.test_multiprocess import _command, _env, _free_port
 from tests.launch.test_pretrain_e2e import REPO
 
@@ -44,7 +45,7 @@ def _loop(tmp_path, signal_at: int, steps: int = 10, checkpoint_every: int = 4):
     cfg = bert.get_config("tiny")
     cfg.train.update(steps=steps, checkpoint_every=checkpoint_every, log_every=1, eval_every=100)
     zero = jnp.zeros((), jnp.int32)
-    state = train_lib.TrainState(step=zero, params={"w": jnp.zeros(2)}, opt_state=(),
+    state = train_state.TrainState(step=zero, params={"w": jnp.zeros(2)}, opt_state=(),
                                  skipped_steps=zero, nonfinite_run=zero)
 
     def train(s):

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from launch import pretraining
 from launch.configs import bert
+from launch.pretraining import run as pretraining
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

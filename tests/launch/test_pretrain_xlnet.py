@@ -4,8 +4,8 @@ of its own targets, and resumes from its checkpoint."""
 import json
 import os
 
-from launch import pretraining
 from launch.configs import xlnet
+from launch.pretraining import run as pretraining
 
 
 def make_config(corpus: str, steps: int):

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from launch import reporting
+from launch.train import reporting
 
 
 def _traces(workdir) -> list[str]:

@@ -1,4 +1,5 @@
-"""launch.report: statistics by hand and against scipy; a whole report from synthetic runs."""
+"""launch.comparison.report: statistics by hand and against scipy; a whole report from synthetic
+runs."""
 
 import json
 import math
@@ -6,7 +7,7 @@ import os
 
 import pytest
 
-from launch import report
+from launch.comparison import report
 
 try:
     from scipy import stats as scipy_stats

@@ -11,7 +11,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from launch import checkpoint, pretraining, stopping
+from launch.pretraining import run as pretraining
+from launch.train import checkpoint, stopping
 from tests.launch.test_pretrain_e2e import REPO, make_config, read_metrics, tiny_overrides
 
 # Runs the pretraining binary after installing a fault (the test's own code, not the binary's).
@@ -38,7 +39,7 @@ atomicity.AtomicRenameTemporaryPath.finalize = finalize
 # EFBIG ("File too large", SIGXFSZ ignored), as a full disk refuses them with ENOSPC.
 _FILL_DISK_AT_4 = """
 import resource, signal, sys
-from launch import checkpoint
+from launch.train import checkpoint
 save = checkpoint.save
 def limited_save(manager, step, state, position):
     if step == 4:

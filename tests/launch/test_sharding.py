@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from data import pipeline
-from launch import checkpoint, train_lib
-from launch import mesh as mesh_lib
 from launch.configs import bert
+from launch.train import checkpoint, optimizer, step_fns, train_state
+from launch.train import mesh as mesh_lib
 from lm import axes, models
 from lm.config import TransformerConfig
 from objectives import OBJECTIVES
@@ -43,8 +43,8 @@ def batch(request):
 
 def setup_state(mesh, batch):
     model = models.make_model("bert", MODEL)
-    tx = train_lib.make_optimizer(bert.get_config("tiny").train)
-    state, shardings = train_lib.create_train_state(model, tx, batch, 0, mesh, RULES)
+    tx = optimizer.make_optimizer(bert.get_config("tiny").train)
+    state, shardings = train_state.create_train_state(model, tx, batch, 0, mesh, RULES)
     return model, tx, state, shardings
 
 
@@ -52,7 +52,7 @@ def loss_and_grads(mesh, batch, microbatches=1):
     model, _, state, shardings = setup_state(mesh, batch)
     batch_sh = mesh_lib.batch_sharding(mesh, RULES)
     fn = jax.jit(functools.partial(
-        train_lib.grads_and_metrics, model=model, objective=OBJECTIVES["bert_pretrain"],
+        step_fns.grads_and_metrics, model=model, objective=OBJECTIVES["bert_pretrain"],
         objective_kw={}, microbatches=microbatches),
         in_shardings=(shardings.params, batch_sh, None))
     with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):

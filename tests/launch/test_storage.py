@@ -4,9 +4,9 @@ directory. TensorFlow's in-memory filesystem (ram://) stands in for GCS."""
 import json
 import os
 
-from launch import reporting, storage
-from launch import workdir as workdir_lib
 from launch.configs import bert
+from launch.train import reporting, storage
+from launch.train import workdir as workdir_lib
 
 
 def test_paths_with_a_scheme_stay_as_they_are():

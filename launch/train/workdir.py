@@ -9,7 +9,7 @@ import os
 import jax
 from absl import logging
 
-from launch import checkpoint, storage
+from launch.train import checkpoint, storage
 
 # Keys that may differ from the workdir's config.json when a run resumes: none of them changes
 # the model, the data or the order the data comes in, so the run stays one run.

@@ -11,9 +11,10 @@ import ml_collections
 import numpy as np
 
 from data import clm, pipeline, sources
-from launch import generating, reporting
-from launch import workdir as workdir_lib
-from launch.pretraining import unigram_baseline
+from launch.generation import run as generating
+from launch.pretraining.run import unigram_baseline
+from launch.train import reporting
+from launch.train import workdir as workdir_lib
 from objectives import OBJECTIVES
 
 

@@ -13,10 +13,21 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from data import features, pipeline
-from launch import checkpoint, flops, reporting, stopping, storage, train_lib
-from launch import mesh as mesh_lib
-from launch import workdir as workdir_lib
-from launch.pretraining_inputs import objective_data, sentence_summary
+from launch.pretraining.inputs import objective_data, sentence_summary
+from launch.train import (
+    checkpoint,
+    flops,
+    loop,
+    modeling,
+    optimizer,
+    reporting,
+    step_fns,
+    stopping,
+    storage,
+    train_state,
+)
+from launch.train import mesh as mesh_lib
+from launch.train import workdir as workdir_lib
 from lm import models
 
 
@@ -78,7 +89,7 @@ def _evaluate(eval_fn, params, eval_batches: list[dict], baseline: float,
               extras: Callable[[dict], dict] = lambda out: {}) -> dict:
     """Eval metrics over the (already global, on-device) eval batches."""
     per_batch = [eval_fn(params, b) for b in eval_batches]
-    out = {f"eval/{k}": v for k, v in train_lib.reduce_metrics(per_batch).items()}
+    out = {f"eval/{k}": v for k, v in step_fns.reduce_metrics(per_batch).items()}
     if not np.isnan(baseline):
         out["eval/unigram_entropy"] = baseline
         out.update(extras(out))
@@ -120,7 +131,7 @@ def _train_loop(cfg, state, start_step: int, train: Callable, evaluate: Callable
         row); found at the next log, eval or checkpoint boundary, and never saved.
       stopping.SaveFailed: a checkpoint could not be written.
     """
-    lr_at = train_lib.learning_rate_schedule(cfg.train)
+    lr_at = optimizer.learning_rate_schedule(cfg.train)
     window, final, step, saved = [], {}, start_step, start_step
     with stopping.Preemption() as preemption:
         for step in range(start_step + 1, cfg.train.steps + 1):
@@ -135,13 +146,13 @@ def _train_loop(cfg, state, start_step: int, train: Callable, evaluate: Callable
             run_eval = step % cfg.train.eval_every == 0 or last
             due, preempted = checkpoint.is_due(step, cfg.train), preemption.reached(step)
             if log:
-                scalars = train_lib.reduce_metrics(window)
+                scalars = step_fns.reduce_metrics(window)
                 scalars.update(learning_rate=float(lr_at(step - 1)),
                                skipped_steps=int(state.skipped_steps), **meter.update(step))
                 logger.write(step, scalars)
                 window = []
             if log or run_eval or due or preempted:
-                train_lib.halt_if_diverged(state, step, cfg.train.max_nonfinite_steps, manager)
+                loop.halt_if_diverged(state, step, cfg.train.max_nonfinite_steps, manager)
             if run_eval:
                 final = evaluate(state.params)
                 logger.write(step, final)
@@ -169,17 +180,17 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
     peak = flops.peak_flops_per_device(cfg.train.get("peak_flops_per_device", 0.0),
                                        jax.devices()[0].device_kind)
     per_process = cfg.train.batch_size // jax.process_count()
-    objectives = tuple(train_lib.objective_weights(cfg))
+    objectives = tuple(modeling.objective_weights(cfg))
     inputs = objective_data(objectives)
     corpus = pipeline.load_corpus(cfg.data, process_index=jax.process_index(),
                                   process_count=jax.process_count())
-    model_cfg = train_lib.model_config(cfg, corpus.vocab_size, corpus.tokenizer.special_ids)
-    model = models.make_model(cfg.model.arch, model_cfg, **train_lib.model_options(cfg))
+    model_cfg = modeling.model_config(cfg, corpus.vocab_size, corpus.tokenizer.special_ids)
+    model = models.make_model(cfg.model.arch, model_cfg, **modeling.model_options(cfg))
     shapes = features.shapes(objectives, B=cfg.train.batch_size, L=cfg.data.max_seq_length,
                              P=cfg.data.get("max_predictions_per_seq", 0))
-    tx = train_lib.make_optimizer(cfg.train)
-    state, shardings = train_lib.create_train_state(
-        model, tx, train_lib.dummy_batch(shapes), cfg.seed, mesh, rules)
+    tx = optimizer.make_optimizer(cfg.train)
+    state, shardings = train_state.create_train_state(
+        model, tx, train_state.dummy_batch(shapes), cfg.seed, mesh, rules)
     n_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
     utilisation = flops.utilisation_terms(cfg, model_cfg, objectives, peak)
     reporting.say(f"{cfg.model.arch}: {n_params / 1e6:.2f}M parameters, mesh {dict(mesh.shape)}, "
@@ -209,7 +220,7 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
     baseline = unigram_baseline(
         eval_batches, _unigram_log_probs(inputs.unigram_counts(corpus), inputs.log_probs),
         targets=inputs.targets, weights=inputs.weights)
-    train_fn, eval_fn = train_lib.compile_steps(cfg, model, tx, shardings, mesh, rules)
+    train_fn, eval_fn = step_fns.compile_steps(cfg, model, tx, shardings, mesh, rules)
     batch_sh = mesh_lib.batch_sharding(mesh, rules)
     # On the devices once, not at every evaluation.
     eval_batches = [mesh_lib.global_batch(b, batch_sh) for b in eval_batches]

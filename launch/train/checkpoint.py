@@ -12,7 +12,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from launch import stopping, storage
+from launch.train import stopping, storage
 
 # Orbax writes a step into ``<step>.orbax-checkpoint-tmp-<time>`` and renames it when complete.
 _UNFINISHED = re.compile(r"^(\d+)\.orbax-checkpoint-tmp")

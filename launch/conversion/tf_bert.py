@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 
+from launch.conversion.files import read_json
 from lm.interop import bert
 
 CONFIG, CHECKPOINT = "bert_config.json", "bert_model.ckpt"
@@ -47,7 +48,6 @@ def read(directory: str):
     """
     import tensorflow as tf
 
-    from launch.converting import read_json
     hf = {"model_type": "bert", **read_json(os.path.join(directory, CONFIG))}
     config = bert.config_from_hf(hf)
     if hf.get("hidden_act", "gelu") == "gelu":

@@ -16,8 +16,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from data import qa, squad_metrics, tasks
-from launch import mesh as mesh_lib
-from launch import train_lib
+from launch.train import mesh as mesh_lib
+from launch.train import step_fns
 from objectives import task_metrics
 
 
@@ -52,7 +52,7 @@ def make_predict_fn(model, params_shardings, mesh, rules) -> Callable:
         return outputs, keep
 
     fn = jax.jit(predict, in_shardings=(params_shardings, batch_sh), out_shardings=batch_sh)
-    return train_lib.in_mesh(fn, mesh, rules)
+    return step_fns.in_mesh(fn, mesh, rules)
 
 
 def _to_host(tree):

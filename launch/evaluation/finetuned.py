@@ -10,9 +10,11 @@ import ml_collections
 
 from data import features, qa, tasks
 from data import tokenizer as tokenizer_lib
-from launch import finetune_setup, reporting, task_eval
-from launch import mesh as mesh_lib
-from launch import workdir as workdir_lib
+from launch.evaluation import scoring
+from launch.finetuning import setup as finetune_setup
+from launch.train import mesh as mesh_lib
+from launch.train import reporting, train_state
+from launch.train import workdir as workdir_lib
 
 
 def file_task(cfg_task, spec, path: str, *, text_column: str, text_b_column: str,
@@ -26,7 +28,7 @@ def file_task(cfg_task, spec, path: str, *, text_column: str, text_b_column: str
     return out
 
 
-def _split(cfg, spec, tokenizer, split: str, batch_sh) -> task_eval.EvalSplit:
+def _split(cfg, spec, tokenizer, split: str, batch_sh) -> scoring.EvalSplit:
     kw = dict(batch_size=cfg.train.batch_size // jax.process_count(), seed=cfg.seed,
               process_index=jax.process_index(), process_count=jax.process_count())
     if spec.kind == "span_qa":
@@ -35,11 +37,11 @@ def _split(cfg, spec, tokenizer, split: str, batch_sh) -> task_eval.EvalSplit:
                           doc_stride=cfg.data.doc_stride,
                           max_query_length=cfg.data.max_query_length, is_training=False)
         batches = list(qa.make_dataset(feats, split, **kw))
-        out = task_eval.EvalSplit(batches, len(feats.example_index), feats, examples)
+        out = scoring.EvalSplit(batches, len(feats.example_index), feats, examples)
     else:
         batches = list(tasks.make_dataset(cfg.task, split, tokenizer=tokenizer,
                                           max_seq_length=cfg.data.max_seq_length, **kw))
-        out = task_eval.EvalSplit(batches, tasks.num_examples(cfg.task, split))
+        out = scoring.EvalSplit(batches, tasks.num_examples(cfg.task, split))
     out.batches = [mesh_lib.global_batch(b, batch_sh) for b in out.batches]
     return out
 
@@ -76,10 +78,10 @@ def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data:
     dummy = {k: v[:1] for k, v in _dummy(spec, cfg).items()}
     abstract, shardings = finetune_setup.params_shardings(model, dummy, mesh, rules)
     params = finetune_setup.restore_best(finetune_setup.best_manager(run_dir), abstract)
-    predict_fn = task_eval.make_predict_fn(model, shardings, mesh, rules)
+    predict_fn = scoring.make_predict_fn(model, shardings, mesh, rules)
     evaluated = _split(cfg, tasks.task_spec(cfg.task), tokenizer, split,
                        mesh_lib.batch_sharding(mesh, rules))
-    metrics = task_eval.score(predict_fn, params, evaluated, spec)
+    metrics = scoring.score(predict_fn, params, evaluated, spec)
     output = output or os.path.join(run_dir, "eval", name)
     if jax.process_index() == 0:
         os.makedirs(output, exist_ok=True)
@@ -94,5 +96,4 @@ def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data:
 
 
 def _dummy(spec, cfg) -> dict:
-    from launch import train_lib
-    return train_lib.dummy_batch(features.shapes(spec.kind, B=1, L=cfg.data.max_seq_length))
+    return train_state.dummy_batch(features.shapes(spec.kind, B=1, L=cfg.data.max_seq_length))

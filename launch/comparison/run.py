@@ -2,8 +2,8 @@
 
 One call pretrains (or reuses a pretraining run), optionally continues pretraining on each chosen
 task's unlabelled training text (task-adaptive pretraining), fine-tunes every (task, label budget,
-initialisation, seed), and writes the report (``launch/report.py``). Every run has its own
-workdir under ``WORKDIR/runs``; finished runs are reused, so an interrupted comparison resumes.
+initialisation, seed), and writes the report (``launch/comparison/report.py``). Every run has its
+own workdir under ``WORKDIR/runs``; finished runs are reused, so an interrupted comparison resumes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ import jax
 import ml_collections
 
 from data import tasks
-from launch import finetune_setup, finetuning, pretraining, report, reporting
-from launch import workdir as workdir_lib
+from launch.comparison import report
 from launch.configs import finetune as finetune_configs
+from launch.finetuning import run as finetuning
+from launch.finetuning import setup as finetune_setup
+from launch.pretraining import run as pretraining
+from launch.train import reporting
+from launch.train import workdir as workdir_lib
 
 SCRATCH, PRETRAINED, TAPT = "scratch", "pretrained", "pretrained+tapt"
 _DOC_SENTENCES = 8  # task texts are grouped into pseudo-documents of this many lines

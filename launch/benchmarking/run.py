@@ -2,10 +2,10 @@
 
 What is measured, for one architecture (``bert``: MLM + NSP; ``gpt``: causal LM) and shape:
 
-* **step time**: the jitted, sharded pretraining step of ``launch.train_lib`` (the one
+* **step time**: the jitted, sharded pretraining step of ``launch.train.step_fns`` (the one
   ``launch.pretrain`` runs), on a synthetic batch already on the devices; after warm-up, rounds of
   ``steps`` updates timed with ``block_until_ready``; the median round gives ms/step and tokens/s.
-* **model FLOPs per step** (``launch/flops.py:model_flops``, which the train loop's ``mfu``
+* **model FLOPs per step** (``launch/train/flops.py:model_flops``, which the train loop's ``mfu``
   shares): matmuls only, 3 × the forward (backward = 2 × forward). Per token and layer the
   forward costs ``2·(4·D² + 2·D·F)`` (QKV, output, MLP) plus ``4·L·D`` for the attention scores
   and the weighted sum (all L keys, causal or not, as PaLM counts them); embeddings are gathers
@@ -18,7 +18,7 @@ What is measured, for one architecture (``bert``: MLM + NSP; ``gpt``: causal LM)
   temporaries) and the process's peak resident set.
 * **input pipeline**: batches/s of ``data.pipeline.make_dataset`` (masking and pair building on the
   embedded corpus) with no model, and its tokens/s over the step's.
-* **PyTorch** (the ``torch`` extra; ``launch/torch_reference.py``): Hugging Face
+* **PyTorch** (the ``torch`` extra; ``launch/benchmarking/torch_reference.py``): Hugging Face
   ``BertForPreTraining`` internals (SDPA attention; the MLM head applied to the same number of
   gathered positions) or ``GPT2LMHeadModel``; same shapes,
   dropout, AdamW and clipping; rounds interleaved with pretrax's so both see the same machine.
@@ -39,25 +39,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data import features
-from launch import mesh as mesh_lib
-from launch import train_lib
+from launch.benchmarking.shapes import synthetic_batch
 from launch.configs import bert as bert_configs
 from launch.configs import gpt as gpt_configs
-from launch.flops import Shape, model_flops
+from launch.train import mesh as mesh_lib
+from launch.train import modeling, optimizer, step_fns, train_state
+from launch.train.flops import Shape, model_flops
 from lm import config as lm_config
 from lm import models
-
-# The issue's reference (a plain Flax BERT and HF PyTorch were measured at it before pretrax), and
-# the accelerator shapes whose MFU the README reports.
-SHAPES = {
-    "reference": Shape(),
-    "bert_base_512": Shape(hidden=768, layers=12, heads=12, mlp=3072, seq=512, batch=32,
-                           vocab=30522, predictions=76, dtype="bfloat16"),
-    "gpt2_small": Shape(arch="gpt", hidden=768, layers=12, heads=12, mlp=3072, seq=1024, batch=8,
-                        vocab=50257, predictions=0, dtype="bfloat16"),
-    "gpt_reference": Shape(arch="gpt", predictions=0),
-}
 
 
 def cpu_devices_for(batch: int, cores: int) -> int:
@@ -77,27 +66,6 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> flo
         f(a).block_until_ready()
         best = min(best, time.perf_counter() - t0)
     return 2.0 * n ** 3 / best
-
-
-def synthetic_batch(shape: Shape, seed: int = 0) -> dict[str, np.ndarray]:
-    """A full batch in ``data/features.py``'s schema: random ids, no padding."""
-    rng = np.random.default_rng(seed)
-    b, length, v = shape.batch, shape.seq, shape.vocab
-    ids = rng.integers(features.NUM_SPECIAL_IDS, v, size=(b, length), dtype=np.int32)
-    if shape.arch == "gpt":
-        return {"token_ids": ids, "segment_ids": np.ones((b, length), np.int32),
-                "positions": np.broadcast_to(np.arange(length, dtype=np.int32), (b, length)).copy(),
-                "clm_targets": np.roll(ids, -1, axis=1),
-                "clm_weights": np.ones((b, length), np.float32)}
-    p = shape.predictions
-    positions = np.sort(np.stack([rng.choice(np.arange(1, length), p, replace=False)
-                                  for _ in range(b)]), axis=1).astype(np.int32)
-    type_ids = np.zeros((b, length), np.int32)
-    type_ids[:, length // 2:] = 1
-    return {"token_ids": ids, "type_ids": type_ids, "mlm_positions": positions,
-            "mlm_targets": np.take_along_axis(ids, positions, axis=1),
-            "mlm_weights": np.ones((b, p), np.float32),
-            "nsp_labels": rng.integers(0, 2, size=(b,), dtype=np.int32)}
 
 
 def run_config(shape: Shape):
@@ -122,7 +90,7 @@ def run_config(shape: Shape):
 
 def model_config(cfg, shape: Shape) -> lm_config.TransformerConfig:
     return dataclasses.replace(
-        train_lib.model_config(cfg, shape.vocab), hidden_size=shape.hidden,
+        modeling.model_config(cfg, shape.vocab), hidden_size=shape.hidden,
         num_layers=shape.layers, num_heads=shape.heads, mlp_dim=shape.mlp)
 
 
@@ -140,16 +108,16 @@ class JaxStep:
         mesh = mesh_lib.make_mesh(cfg.mesh)
         rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
         mesh_lib.check_batch_size(shape.batch, mesh, rules)
-        tx = train_lib.make_optimizer(cfg.train)
+        tx = optimizer.make_optimizer(cfg.train)
         host = synthetic_batch(shape, seed)
-        self.state, shardings = train_lib.create_train_state(
-            model, tx, train_lib.dummy_batch({k: (v.shape, v.dtype) for k, v in host.items()}),
+        self.state, shardings = train_state.create_train_state(
+            model, tx, train_state.dummy_batch({k: (v.shape, v.dtype) for k, v in host.items()}),
             seed, mesh, rules)
         self.n_params = sum(x.size for x in jax.tree_util.tree_leaves(self.state.params))
-        train_fn, _ = train_lib.compile_steps(cfg, model, tx, shardings, mesh, rules)
+        train_fn, _ = step_fns.compile_steps(cfg, model, tx, shardings, mesh, rules)
         self.batch = mesh_lib.global_batch(host, mesh_lib.batch_sharding(mesh, rules))
         self.rng = jax.random.key(seed)  # the dropout key
-        jitted = train_fn.__wrapped__  # the jax.jit inside train_lib.in_mesh
+        jitted = train_fn.__wrapped__  # the jax.jit inside step_fns.in_mesh
         t0 = time.perf_counter()
         with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
             compiled = jitted.lower(self.state, self.batch, self.rng).compile()
@@ -159,8 +127,8 @@ class JaxStep:
         self._fn = train_fn
 
     def profile(self, steps: int = 3) -> dict:
-        """``launch.profiling.breakdown`` of ``steps`` updates."""
-        from launch import profiling
+        """``launch.train.profiling.breakdown`` of ``steps`` updates."""
+        from launch.train import profiling
 
         def args():
             return self.state, self.batch, self.rng
@@ -208,7 +176,7 @@ def time_interleaved(runners: dict[str, object], *, steps: int, rounds: int,
 def pipeline_throughput(shape: Shape, batches: int = 30) -> dict[str, float]:
     """Batches/s of the BERT (MLM + NSP) or GPT (packed CLM) input pipeline on the embedded
     corpus at ``shape``, after the first batch (which builds the corpus and tokenises it)."""
-    from launch.pretraining_inputs import objective_data
+    from launch.pretraining.inputs import objective_data
     cfg = run_config(shape)
     names = ("clm",) if shape.arch == "gpt" else ("mlm", "nsp")
     inputs = objective_data(names)
@@ -249,7 +217,7 @@ def benchmark(shape: Shape, *, steps: int = 10, rounds: int = 3, warmup: int = 2
     log(f"compiling pretrax's {shape.arch} step …")
     runners = {"pretrax": JaxStep(shape)}
     if with_torch:
-        from launch.torch_reference import TorchStep, torch_available
+        from launch.benchmarking.torch_reference import TorchStep, torch_available
         if not torch_available():
             raise ValueError("the PyTorch comparison needs torch and transformers: "
                              "pip install -e '.[test]' (or pass --notorch)")

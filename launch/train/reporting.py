@@ -9,7 +9,7 @@ import time
 
 import jax
 
-from launch import storage
+from launch.train import storage
 
 
 def say(message: str) -> None:
@@ -91,8 +91,8 @@ class Throughput:
     """Tokens/s, ETA and, when both are known, MFU over the last logging window (the first
     window excludes compilation).
 
-    MFU (model FLOPs utilisation) = ``flops_per_step`` (``launch.flops.model_flops``) / the step
-    time / ``peak_flops`` (the peak FLOP/s of all devices together).
+    MFU (model FLOPs utilisation) = ``flops_per_step`` (``launch.train.flops.model_flops``) / the
+    step time / ``peak_flops`` (the peak FLOP/s of all devices together).
     """
 
     def __init__(self, start_step: int, total_steps: int, tokens_per_step: int, *,

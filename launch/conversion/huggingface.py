@@ -25,14 +25,18 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from data import hf_tokenizers
-from launch import checkpoint, storage, train_lib
-from launch import workdir as workdir_lib
+from launch.conversion import tf_bert
+from launch.conversion.files import (
+    TF_CHECKPOINT,
+    WEIGHTS,
+    read_json,
+    read_safetensors,
+)
+from launch.train import checkpoint, modeling, storage
+from launch.train import workdir as workdir_lib
 from lm import interop, models
 from lm.config import TransformerConfig
 
-WEIGHTS, INDEX = "model.safetensors", "model.safetensors.index.json"
-TF_CONFIG, TF_CHECKPOINT = "bert_config.json", "bert_model.ckpt"
-PICKLED = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 # TransformerConfig fields a run config cannot express through a preset; ``model.fields``.
 SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "mlp_dim", "max_length",
                 "type_vocab_size", "head_dim", "embed_dim", "layer_norm_eps", "initializer_range",
@@ -40,51 +44,6 @@ SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "mlp_dim
 # Our architecture → the launch config a converted workdir's run config starts from.
 RUN_CONFIGS = {"bert": ("bert", "base"), "gpt": ("gpt", "small"), "albert": ("albert", "base"),
                "xlnet": ("xlnet", "base")}
-
-
-def _fix_pickled(path: str, directory: str) -> str:
-    return (f"{path} is a pickled PyTorch file; pretrax reads only safetensors (unpickling can run "
-            "arbitrary code). Convert it once where you trust it: python -c \"from transformers "
-            f"import AutoModelForPreTraining as M; M.from_pretrained('{directory}')"
-            f".save_pretrained('{directory}', safe_serialization=True)\"")
-
-
-def read_json(path: str) -> dict:
-    """A JSON file as a dict.
-
-    Raises:
-      FileNotFoundError / ValueError: naming the file.
-    """
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: --from_hf needs a directory saved by "
-                                "transformers' save_pretrained (config.json + model.safetensors) "
-                                "or Google's TF BERT release (bert_config.json + "
-                                "bert_model.ckpt.*)")
-    with open(path) as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
-
-
-def read_safetensors(directory: str) -> dict[str, np.ndarray]:
-    """The state dict of ``directory`` (one ``model.safetensors``, or the shards of its index).
-
-    Raises:
-      ValueError: when only pickled weights are there (with the command that converts them).
-      FileNotFoundError: when there are no weights at all.
-    """
-    from safetensors.numpy import load_file
-    if os.path.exists(os.path.join(directory, WEIGHTS)):
-        return load_file(os.path.join(directory, WEIGHTS))
-    if os.path.exists(os.path.join(directory, INDEX)):
-        shards = sorted(set(read_json(os.path.join(directory, INDEX))["weight_map"].values()))
-        return {k: v for s in shards for k, v in load_file(os.path.join(directory, s)).items()}
-    pickled = sorted(f for f in os.listdir(directory) if f.endswith(PICKLED))
-    if pickled:
-        raise ValueError(_fix_pickled(os.path.join(directory, pickled[0]), directory))
-    raise FileNotFoundError(f"no {WEIGHTS} in {directory}: save the model with transformers' "
-                            "save_pretrained(DIR, safe_serialization=True)")
 
 
 def read_hf(directory: str):
@@ -96,7 +55,6 @@ def read_hf(directory: str):
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"--from_hf={directory} is not a directory")
     if os.path.exists(os.path.join(directory, f"{TF_CHECKPOINT}.index")):
-        from launch import tf_bert
         return tf_bert.read(directory)
     hf = read_json(os.path.join(directory, "config.json"))
     family = interop.family_for_hf(hf, os.path.join(directory, "config.json"))
@@ -154,7 +112,7 @@ def import_hf(source: str, workdir: str) -> TransformerConfig:
     """Converts a transformers (or TF BERT) checkpoint directory into a pretrax workdir."""
     family, config, params = read_hf(source)
     cfg = run_config(family.ARCH, config, source)
-    model = models.make_model(family.ARCH, config, **train_lib.model_options(cfg))
+    model = models.make_model(family.ARCH, config, **modeling.model_options(cfg))
     try:  # e.g. a vocab_size in config.json that the embedding's rows contradict
         interop.maps.check_shapes(params, interop.maps.flatten(abstract_params(model)))
     except ValueError as e:
@@ -186,8 +144,8 @@ def load_workdir(workdir: str, step: int = -1):
     else:
         from data.tokenizer import Tokenizer
         vocab_size = Tokenizer.load(cfg.data.tokenizer).vocab_size
-    config = train_lib.model_config(cfg, vocab_size)
-    model = models.make_model(cfg.model.arch, config, **train_lib.model_options(cfg))
+    config = modeling.model_config(cfg, vocab_size)
+    model = models.make_model(cfg.model.arch, config, **modeling.model_options(cfg))
     params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract_params(model), step)
     params = unstack_layers(jax.tree_util.tree_map(np.asarray, params), config.num_layers)
     return cfg.model.arch, config.replace(scan_layers=False, remat="none"), params, step

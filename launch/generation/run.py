@@ -8,9 +8,10 @@ import ml_collections
 import numpy as np
 
 from data import tokenizer as tokenizer_lib
-from launch import checkpoint, finetune_setup, train_lib
-from launch import mesh as mesh_lib
-from launch import workdir as workdir_lib
+from launch.finetuning import setup as finetune_setup
+from launch.train import checkpoint, modeling
+from launch.train import mesh as mesh_lib
+from launch.train import workdir as workdir_lib
 from lm import generation, models
 
 METHODS = ("greedy", "sample", "beam")
@@ -34,7 +35,7 @@ def load_model(workdir: str, step: int = -1):
         raise ValueError(f"the tokenizer {tokenizer.name} has no end-of-text or padding token; "
                          "generation needs both (to stop, and to left-pad a batch of prompts): "
                          "use a GPT workdir whose tokenizer has one (GPT-2's <|endoftext|>)")
-    model_cfg = train_lib.model_config(cfg, tokenizer.vocab_size, special)
+    model_cfg = modeling.model_config(cfg, tokenizer.vocab_size, special)
     if model_cfg.vocab_size < tokenizer.vocab_size:
         raise ValueError(f"the tokenizer {tokenizer.name} has {tokenizer.vocab_size} ids but the "
                          f"model of {workdir} has {model_cfg.vocab_size}; data.tokenizer in its "

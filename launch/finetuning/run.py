@@ -20,9 +20,20 @@ from jax.experimental import multihost_utils
 
 from data import features, qa, tasks
 from data import tokenizer as tokenizer_lib
-from launch import checkpoint, finetune_setup, reporting, stopping, storage, task_eval, train_lib
-from launch import mesh as mesh_lib
-from launch import workdir as workdir_lib
+from launch.evaluation import scoring
+from launch.finetuning import setup as finetune_setup
+from launch.train import (
+    checkpoint,
+    loop,
+    optimizer,
+    reporting,
+    step_fns,
+    stopping,
+    storage,
+    train_state,
+)
+from launch.train import mesh as mesh_lib
+from launch.train import workdir as workdir_lib
 
 
 def _task_streams(cfg, spec, tokenizer, per_process: int):
@@ -37,7 +48,7 @@ def _task_streams(cfg, spec, tokenizer, per_process: int):
     n_train = tasks.num_examples(cfg.task, "train")
     if cfg.task.max_train_examples:
         n_train = min(n_train, cfg.task.max_train_examples)
-    evals = {split: task_eval.EvalSplit(list(tasks.make_dataset(cfg.task, split, **common)),
+    evals = {split: scoring.EvalSplit(list(tasks.make_dataset(cfg.task, split, **common)),
                                         tasks.num_examples(cfg.task, split))
              for split in ("dev", "test")}
     return train, n_train, evals
@@ -54,7 +65,7 @@ def _qa_streams(cfg, tokenizer, kw):
     for split in ("dev", "test"):
         ex = tasks.load_examples(cfg.task, split)
         feats = qa.encode(tokenizer, ex, is_training=False, **enc)
-        evals[split] = task_eval.EvalSplit(list(qa.make_dataset(feats, split, **kw)),
+        evals[split] = scoring.EvalSplit(list(qa.make_dataset(feats, split, **kw)),
                                            len(feats.example_index), feats, ex)
     return train, n_train, evals
 
@@ -90,7 +101,7 @@ def make_optimizer(cfg, steps: int, params, num_layers: int) -> optax.GradientTr
     t = ml_collections.ConfigDict(cfg.train.to_dict())
     t.steps = steps
     t.warmup_steps = int(cfg.train.warmup_fraction * steps)
-    tx = train_lib.make_optimizer(t)
+    tx = optimizer.make_optimizer(t)
     if cfg.train.layer_decay == 1.0:
         return tx
     scales = layer_scales(params, num_layers, cfg.train.layer_decay)
@@ -100,7 +111,7 @@ def make_optimizer(cfg, steps: int, params, num_layers: int) -> optax.GradientTr
 
 
 def _evaluate(predict_fn, params, split, spec) -> dict:
-    return task_eval.score(predict_fn, params, split, spec)
+    return scoring.score(predict_fn, params, split, spec)
 
 
 def _main_metric(metrics: dict, spec) -> float:
@@ -122,8 +133,8 @@ class _Setup:
     steps: int
     model: object
     tx: optax.GradientTransformation
-    state: train_lib.TrainState
-    shardings: train_lib.TrainState
+    state: train_state.TrainState
+    shardings: train_state.TrainState
 
 
 def _setup(cfg) -> _Setup:
@@ -139,10 +150,10 @@ def _setup(cfg) -> _Setup:
     model, model_cfg = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size,
                                                  tokenizer.special_ids)
     shapes = features.shapes(spec.kind, B=cfg.train.batch_size, L=cfg.data.max_seq_length)
-    dummy = train_lib.dummy_batch(shapes)
+    dummy = train_state.dummy_batch(shapes)
     abstract_params = finetune_setup.abstract_params(model, dummy)
     tx = make_optimizer(cfg, steps, abstract_params, model_cfg.num_layers)
-    state, shardings = train_lib.create_train_state(model, tx, dummy, cfg.seed, mesh, rules)
+    state, shardings = train_state.create_train_state(model, tx, dummy, cfg.seed, mesh, rules)
     return _Setup(spec, mesh, rules, train_iter, n_train, evals, steps, model, tx, state,
                   shardings)
 
@@ -181,9 +192,9 @@ def finetune(cfg, workdir: str, *, allow_config_change: bool = False) -> dict:
     changes = workdir_lib.check_config(workdir, cfg, allow_change=allow_config_change)
     run = _setup(cfg)
     start_step, progress, manager = _start(cfg, run, workdir, changes)
-    train_fn, _ = train_lib.compile_steps(cfg, run.model, run.tx, run.shardings, run.mesh,
+    train_fn, _ = step_fns.compile_steps(cfg, run.model, run.tx, run.shardings, run.mesh,
                                           run.rules, objective=run.spec.kind)
-    predict_fn = task_eval.make_predict_fn(run.model, run.shardings.params, run.mesh, run.rules)
+    predict_fn = scoring.make_predict_fn(run.model, run.shardings.params, run.mesh, run.rules)
     batch_sh = mesh_lib.batch_sharding(run.mesh, run.rules)
     for split in run.evals.values():
         split.batches = [mesh_lib.global_batch(b, batch_sh) for b in split.batches]
@@ -215,12 +226,12 @@ def _loop(cfg, spec, workdir, steps, start_step, state, train_iter, train_fn, pr
                 run_eval = step % eval_every == 0 or step == steps
                 preempted = preemption.reached(step) and step != steps
                 if log:
-                    scalars = train_lib.reduce_metrics(window)
+                    scalars = step_fns.reduce_metrics(window)
                     scalars.update(skipped_steps=int(state.skipped_steps), **meter.update(step))
                     logger.write(step, scalars, echo=False)
                     window = []
                 if log or run_eval or preempted:
-                    train_lib.halt_if_diverged(state, step, cfg.train.max_nonfinite_steps,
+                    loop.halt_if_diverged(state, step, cfg.train.max_nonfinite_steps,
                                                manager)
                 if run_eval:
                     _dev_eval(predict_fn, state, dev, spec, step, steps, progress, logger,

@@ -1,7 +1,7 @@
 """The benchmark's reference: the same model and update in PyTorch with Hugging Face transformers.
 
-Needs the ``torch`` extra (``pip install -e '.[torch]'``); ``launch.benchmarking`` imports it only
-when the comparison is asked for.
+Needs the ``torch`` extra (``pip install -e '.[torch]'``); ``launch.benchmarking.run``
+imports it only when the comparison is asked for.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 
-from launch.benchmarking import Shape, synthetic_batch
+from launch.benchmarking.shapes import synthetic_batch
+from launch.train.flops import Shape
 
 
 class TorchStep:

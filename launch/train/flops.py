@@ -1,8 +1,8 @@
 """Model FLOPs of a train step and the peak FLOP/s of the devices: the two halves of MFU.
 
 ``model_flops`` counts matmuls only, 3 × the forward (backward = 2 × forward), as
-``launch/benchmarking.py``'s docstring details. The benchmark and the train loop's ``mfu`` scalar
-share it, so both report the same utilisation for the same step time.
+``launch/benchmarking/run.py``'s docstring details. The benchmark and the train loop's ``mfu``
+scalar share it, so both report the same utilisation for the same step time.
 """
 
 from __future__ import annotations

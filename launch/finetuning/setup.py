@@ -7,7 +7,7 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
-from launch import checkpoint, reporting, storage, train_lib, workdir
+from launch.train import checkpoint, modeling, reporting, storage, workdir
 from lm import models
 
 # Fields a fine-tuning config may leave empty ("" / 0) to take the pretraining run's value, and
@@ -88,7 +88,7 @@ def make_model(cfg, spec, vocab_size: int, special_ids=None):
     Raises:
       ValueError: when the tokenizer has more ids than the model's embedding has rows.
     """
-    model_cfg = train_lib.model_config(cfg, vocab_size, special_ids)
+    model_cfg = modeling.model_config(cfg, vocab_size, special_ids)
     if model_cfg.vocab_size < vocab_size:
         raise ValueError(
             f"the tokenizer {cfg.data.tokenizer} has {vocab_size} ids but the model's embedding "
@@ -158,7 +158,7 @@ def params_shardings(model, batch: dict, mesh, rules):
     """(abstract params with shardings) for ``model`` on ``mesh``, without materialising any."""
     import flax.linen as nn
 
-    from launch import mesh as mesh_lib
+    from launch.train import mesh as mesh_lib
 
     def init():
         keys = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
