@@ -1,8 +1,8 @@
 """The batch schema: every pipeline's output keys, dims and dtypes, declared once.
 
 Plain Python (no TensorFlow, no JAX) so that models, objectives, pipelines and tests can all import
-it. Dims use the shape letters of DESIGN.md §3: ``B`` batch, ``L`` length, ``P`` predictions per
-sequence.
+it. Dims use the shape letters of docs/DESIGN.md §3: ``B`` batch, ``L`` length, ``P`` predictions
+per sequence.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Models: pure flax.linen modules that speak logical axis names only (DESIGN.md §1, §3)."""
+"""Models: pure flax.linen modules that speak logical axis names only (docs/DESIGN.md §1, §3)."""

@@ -1,4 +1,4 @@
-"""Logical axis names and the default logical→mesh rules (DESIGN.md §3).
+"""Logical axis names and the default logical→mesh rules (docs/DESIGN.md §3).
 
 Models name every parameter and every constrained activation with the names below and never see a
 mesh. The mapping to mesh axes lives in run configs (``config.logical_axis_rules``); these defaults

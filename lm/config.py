@@ -7,7 +7,7 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig:
-    """Shapes and switches of a Transformer body. Letters follow DESIGN.md §3.
+    """Shapes and switches of a Transformer body. Letters follow docs/DESIGN.md §3.
 
     Attributes:
       vocab_size: V, rows of the token embedding (the tokenizer's vocabulary).

@@ -1,7 +1,7 @@
 """Shared building blocks: lookup tables, dense layers, LayerNorm, the feed-forward block.
 
 Every parameter is float32 and carries logical axis names from ``lm/axes.py``; computation runs in
-the config's dtype. Shape letters follow DESIGN.md §3.
+the config's dtype. Shape letters follow docs/DESIGN.md §3.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ import os
 import shutil
 import tempfile
 
-# Must happen before JAX is imported anywhere (DESIGN.md §5).
+# Must happen before JAX is imported anywhere (docs/DESIGN.md §5).
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
