@@ -22,6 +22,11 @@ import yaml
 from launch.cluster import submission
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+# Free text a submission must carry through unchanged: each as one argument, or in a path.
+NASTY_ARGS = ["--workdir=gs://b/r u n'$(touch pwned)'\"`touch pwned`\";touch pwned&&|",
+              "EOF", "'EOF'", "--x=$(touch pwned)", "--y=`touch pwned`", ";", "&&", "|", "",
+              " ", "--z=ü名\u2028\u00a0", "--q='\"'", "#", "~", "*", "$HOME", "\\"]
+NASTY_DIR = "o u/t's \"q\" $(touch pwned) `touch pwned` ;&&| EOF ü"
 GCLOUD = ["gcloud", "compute", "tpus", "tpu-vm"]
 # Names the recorder itself (or the scripts' own shell lines) need: no --python may take them.
 RESERVED = {"builtin", "local", "set", "export", "return", "wait", "mkdir", "cat", "_stub",

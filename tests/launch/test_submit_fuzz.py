@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from tests.launch import submit_harness as h
-from tests.launch.test_submit_injection import NASTY_ARGS, NASTY_DIR
 
 NASTY = ["", " ", "a b", "\n", "x\nid", "x\n#SBATCH --wrap=id", "'", '"', "$(id)", "`id`",
          ";id", "a&&id", "a|id", "EOF", "x\nEOF\nid", "ü", "名前", "\u2028", "\x00", "\t", "-x",
@@ -61,11 +60,11 @@ _ONE = st.fixed_dictionaries({
     "time": st.sampled_from(["24:00:00", "2-00:00:00", "30"]),
     "partition": st.sampled_from(["", "a100", "a100,h100"]),
     "account": st.sampled_from(["", "acct_1.x"]),
-    "out_dir": st.sampled_from(["workdirs/submit", NASTY_DIR, "", "-x", "."]),
+    "out_dir": st.sampled_from(["workdirs/submit", h.NASTY_DIR, "", "-x", "."]),
     "num_processes": st.integers(1, 3), "devices_per_process": st.integers(1, 4),
     "port": st.sampled_from([0, 4321])})
 VALID = st.builds(lambda *ds: {k: v for d in ds for k, v in d.items()}, _ONE, _SOURCE, _HOSTS)
-_ARGV = st.lists(st.one_of(st.sampled_from(NASTY_ARGS), _FREE), max_size=3).map(
+_ARGV = st.lists(st.one_of(st.sampled_from(h.NASTY_ARGS), _FREE), max_size=3).map(
     lambda extra: ["launch.pretrain", "--config=launch/configs/bert.py:base",
                    "--workdir=gs://b/run", *extra])
 
@@ -98,7 +97,7 @@ def _bad(flag: str, default):
 
 
 @pytest.mark.parametrize("target", list(h.CHECKS))
-@settings(derandomize=True, database=None, deadline=None, max_examples=40,
+@settings(derandomize=True, database=None, deadline=None, max_examples=30,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_a_submission_is_refused_in_one_line_or_does_exactly_what_its_flags_say(target, data):

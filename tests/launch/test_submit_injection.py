@@ -16,11 +16,8 @@ import yaml
 from launch.cluster import shell, values
 from tests.launch import submit_harness as h
 
-NASTY_ARGS = ["--workdir=gs://b/r u n'$(touch pwned)'\"`touch pwned`\";touch pwned&&|",
-              "EOF", "'EOF'", "--x=$(touch pwned)", "--y=`touch pwned`", ";", "&&", "|", "",
-              " ", "--z=ü名\u2028\u00a0", "--q='\"'", "#", "~", "*", "$HOME", "\\"]
-TRAIN = ["launch.pretrain", "--config=launch/configs/bert.py:base", *NASTY_ARGS]
-NASTY_DIR = "o u/t's \"q\" $(touch pwned) `touch pwned` ;&&| EOF ü"
+TRAIN = ["launch.pretrain", "--config=launch/configs/bert.py:base", *h.NASTY_ARGS]
+NASTY_DIR = h.NASTY_DIR
 REPO = "https://u:t%40k=n@example.com/p~x/pretrax.git"
 VALID = {
     "tpu-vm": dict(name="pod-1", zone="us-west4-a", project="example.com:proj-1",
