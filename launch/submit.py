@@ -8,8 +8,10 @@
       --config=launch/configs/bert.py:base --workdir=gs://BUCKET/bert_base
 
 Everything after ``--`` runs unchanged on every host. ``--dry_run`` prints what would be run
-(commands, and the manifest or script as a heredoc) and runs nothing. Submitting again resumes
-from the workdir's latest checkpoint.
+(commands, and the manifest or script as a heredoc) and runs nothing; it is safe to paste. Names
+(--name, --zone, --partition, --image, …) must match a strict character set, and any other value
+reaches a command, script or manifest quoted as one word or one string
+(``launch/cluster/values.py``). Submitting again resumes from the workdir's latest checkpoint.
 """
 
 import sys

@@ -6,7 +6,9 @@ import dataclasses
 import re
 import shlex
 
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+from launch.cluster import values
+
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 EXAMPLE = ("-- launch.pretrain --config=launch/configs/bert.py:tiny "
            "--workdir=gs://BUCKET/bert_tiny")
 
@@ -24,14 +26,17 @@ def parse(argv: list[str]) -> list[str]:
     """The training command given after ``--``: a module (run with ``python -m``) and its flags.
 
     Raises:
-      ValueError: no command, a command that does not start with a module name, no --workdir,
-        or one of the flags that place a process in the run (each target sets those).
+      ValueError: no command, a command that does not start with a module name, an argument
+        with a control character, no --workdir, or one of the flags that place a process in the
+        run (each target sets those).
     """
     if not argv:
         raise ValueError(f"no training command: end the submission with {EXAMPLE}")
-    if not _MODULE.match(argv[0]) or argv[0] in ("python", "python3"):
+    if not _MODULE.fullmatch(argv[0]) or argv[0] in ("python", "python3"):
         raise ValueError(f"the training command must start with the binary's module, e.g. "
                          f"launch.pretrain (got {argv[0]!r}): end the submission with {EXAMPLE}")
+    for arg in argv[1:]:
+        values.check_text("the training command's argument ", arg)
     workdir_of(argv)
     own = [a for a in argv if a.split("=")[0] in
            ("--coordinator_address", "--num_processes", "--process_id")]
@@ -73,7 +78,12 @@ def require_shared_workdir(argv: list[str], hosts: int | None, target: str) -> N
 
 def python_command(python: str, argv: list[str], extra: tuple[str, ...] = ()) -> str:
     """``python -m MODULE ARGS EXTRA`` as one shell line; ``extra`` may hold $VARIABLES."""
-    return " ".join([shlex.join([python, "-m", *argv]), *extra])
+    return " ".join([shlex.join([values.PYTHON.check("python", python), "-m", *argv]), *extra])
+
+
+# The directory above the installed ``launch`` package, where a wheel's paths resolve.
+_PACKAGE_PARENT = ("import launch, os; "
+                   "print(os.path.dirname(os.path.dirname(launch.__file__)))")
 
 
 def install_script(source: Source, python: str = "python3") -> tuple[str, str]:
@@ -83,25 +93,25 @@ def install_script(source: Source, python: str = "python3") -> tuple[str, str]:
     directory: a git checkout, or the installed package's parent for a wheel.
 
     Raises:
-      ValueError: neither or both of --repo and --wheel.
+      ValueError: neither or both of --repo and --wheel, or a value outside its character set.
     """
     if bool(source.repo) == bool(source.wheel):
         raise ValueError("say where workers get pretrax: --repo=GIT_URL [--ref=BRANCH_OR_COMMIT] "
                          "or --wheel=gs://BUCKET/pretrax-0.1.0-py3-none-any.whl (one of them)")
-    pip = f"{python} -m pip install --quiet"
-    if source.jax_extra and not re.fullmatch(r"[a-z0-9_,-]+", source.jax_extra):
-        raise ValueError(f"--jax_extra={source.jax_extra!r}: use a pip extra of jax, e.g. tpu "
-                         "or cuda12")
-    jax = f' "jax[{source.jax_extra}]"' if source.jax_extra else ""
+    pip = shlex.join([values.PYTHON.check("python", python), "-m", "pip", "install", "--quiet"])
+    # "jax[…]" is written as is: the extra's character set needs no quoting.
+    jax = (f' "jax[{values.JAX_EXTRA.check("jax_extra", source.jax_extra)}]"'
+           if source.jax_extra else "")
     if source.wheel:
-        local = "/tmp/" + source.wheel.rsplit("/", 1)[-1]
-        fetch = (f"gsutil cp {shlex.quote(source.wheel)} {local}" if source.wheel.startswith("gs:")
-                 else f"cp {shlex.quote(source.wheel)} {local}")
-        where = f'"$({python} -c \'import launch, os; print(os.path.dirname(os.path.dirname(' \
-                f'launch.__file__)))\')"'
-        return f"{fetch} && {pip} {local}{jax}", where
-    ref = source.ref or "HEAD"
-    clone = (f"(test -d ~/pretrax || git clone --quiet {shlex.quote(source.repo)} ~/pretrax) && "
-             f"cd ~/pretrax && git fetch --quiet origin {shlex.quote(ref)} && "
+        wheel = values.WHEEL.check("wheel", source.wheel)
+        local = "/tmp/" + wheel.rsplit("/", 1)[-1]
+        fetch = ["gsutil", "cp"] if wheel.startswith("gs://") else ["cp"]
+        where = f'"$({shlex.join([python, "-c", _PACKAGE_PARENT])})"'
+        return f"{shlex.join([*fetch, wheel, local])} && {pip} {shlex.quote(local)}{jax}", where
+    repo = values.REPO.check("repo", source.repo)
+    ref = values.REF.check("ref", source.ref) if source.ref else "HEAD"
+    # ~/pretrax stays outside the quotes: the remote shell expands it.
+    clone = (f"(test -d ~/pretrax || {shlex.join(['git', 'clone', '--quiet', repo])} ~/pretrax) "
+             f"&& cd ~/pretrax && {shlex.join(['git', 'fetch', '--quiet', 'origin', ref])} && "
              "git checkout --quiet FETCH_HEAD")
     return f"{clone} && {pip} -e .{jax}", "~/pretrax"

@@ -9,16 +9,13 @@ and each pod's process id is its Job completion index.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import re
 import shlex
 
-from launch.cluster import command
+from launch.cluster import command, values
 
 COORDINATOR_PORT = 1234  # jax.distributed's coordinator on pod 0 (GPU)
 TPU_PORT = 8471  # the TPU runtime's port between hosts, as GKE's TPU examples open it
-_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,53 +43,38 @@ class Hosts:
             raise ValueError("--target=gke needs --tpu_type=… --tpu_topology=… (a TPU slice) or "
                              "--gpu_type=… --num_nodes=… (GPU nodes), not both")
         if not self.is_tpu:
+            values.LABEL.check("gpu_type", self.gpu_type)
             if self.num_nodes < 1 or self.gpus_per_node < 1:
                 raise ValueError(f"--num_nodes={self.num_nodes} and --gpus_per_node="
                                  f"{self.gpus_per_node}: use 1 or more")
             return self.num_nodes
-        if not re.fullmatch(r"\d+(x\d+){1,2}", self.tpu_topology):
-            raise ValueError(f"--tpu_topology={self.tpu_topology!r}: use the slice's chip grid, "
-                             "e.g. --tpu_topology=4x4 (v5e, v6e) or 2x2x4 (v4, v5p)")
+        values.LABEL.check("tpu_type", self.tpu_type)
+        values.TOPOLOGY.check("tpu_topology", self.tpu_topology)
         chips = math.prod(int(d) for d in self.tpu_topology.split("x"))
-        if self.chips_per_host < 1 or chips % self.chips_per_host:
+        if not chips or self.chips_per_host < 1 or chips % self.chips_per_host:
             raise ValueError(f"--tpu_topology={self.tpu_topology} has {chips} chips, which do "
                              f"not divide into hosts of --chips_per_host={self.chips_per_host}")
         return chips // self.chips_per_host
 
 
-def _q(value) -> str:
-    """A YAML scalar (JSON's quoting is valid YAML)."""
-    return json.dumps(value)
-
-
-def _env(name: str, hosts: Hosts) -> str:
+def _env(name: str, hosts: Hosts) -> dict:
     if hosts.is_tpu:
-        return ""
-    coordinator = f"{name}-workers-0-0.{name}:{COORDINATOR_PORT}"
-    return f"""
-              env:
-              - name: COORDINATOR_ADDRESS
-                value: {_q(coordinator)}
-              - name: NUM_PROCESSES
-                value: {_q(str(hosts.count()))}
-              - name: PROCESS_ID
-                valueFrom:
-                  fieldRef:
-                    fieldPath: metadata.annotations['batch.kubernetes.io/job-completion-index']"""
+        return {}
+    index = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    return {"env": [
+        {"name": "COORDINATOR_ADDRESS", "value": f"{name}-workers-0-0.{name}:{COORDINATOR_PORT}"},
+        {"name": "NUM_PROCESSES", "value": str(hosts.count())},
+        {"name": "PROCESS_ID", "valueFrom": {"fieldRef": {"fieldPath": index}}}]}
 
 
-def _placement(hosts: Hosts) -> tuple[str, str]:
-    """(nodeSelector lines, resource limit lines) for one pod."""
+def _placement(hosts: Hosts) -> tuple[dict, dict]:
+    """(nodeSelector, resource limits) of one pod."""
     if hosts.is_tpu:
-        return (f"""
-            nodeSelector:
-              cloud.google.com/gke-tpu-accelerator: {_q(hosts.tpu_type)}
-              cloud.google.com/gke-tpu-topology: {_q(hosts.tpu_topology)}""",
-                f"google.com/tpu: {hosts.chips_per_host}")
-    return (f"""
-            nodeSelector:
-              cloud.google.com/gke-accelerator: {_q(hosts.gpu_type)}""",
-            f"nvidia.com/gpu: {hosts.gpus_per_node}")
+        return ({"cloud.google.com/gke-tpu-accelerator": hosts.tpu_type,
+                 "cloud.google.com/gke-tpu-topology": hosts.tpu_topology},
+                {"google.com/tpu": hosts.chips_per_host})
+    return ({"cloud.google.com/gke-accelerator": hosts.gpu_type},
+            {"nvidia.com/gpu": hosts.gpus_per_node})
 
 
 def container_script(hosts: Hosts, source: command.Source, argv: list[str],
@@ -107,55 +89,34 @@ def container_script(hosts: Hosts, source: command.Source, argv: list[str],
 
 
 def manifest(name: str, hosts: Hosts, source: command.Source, argv: list[str], *,
-             image: str = "python:3.11", max_restarts: int = 3) -> str:
+             image: str = "python:3.11", python: str = "python3", max_restarts: int = 3) -> str:
     """The JobSet as YAML: one replicated Job of ``hosts.count()`` indexed pods.
 
     Raises:
-      ValueError: a name Kubernetes would refuse, bad hosts, or a local workdir on several hosts.
+      ValueError: a name, image or label Kubernetes would refuse, bad hosts, or a local workdir.
     """
-    if not _NAME.match(name):
-        raise ValueError(f"--name={name!r}: use 1-40 lowercase letters, digits and '-', "
-                         "starting with a letter (it names the JobSet, its pods and service)")
+    values.GKE_NAME.check("name", name)
     n = hosts.count()
     workdir = command.workdir_of(argv)
     if not workdir.startswith("gs://"):
         raise ValueError(f"--workdir={workdir} is a local path, but a pod's disk is lost when "
                          "the pod ends (and pods do not share it): use --workdir=gs://BUCKET/PATH")
-    selector, limit = _placement(hosts)
-    script = container_script(hosts, source, argv)
-    return f"""apiVersion: jobset.x-k8s.io/v1alpha2
-kind: JobSet
-metadata:
-  name: {name}
-  annotations:
-    alpha.jobset.sigs.k8s.io/exclusive-topology: cloud.google.com/gke-nodepool
-spec:
-  failurePolicy:
-    maxRestarts: {max_restarts}
-  network:
-    enableDNSHostnames: true
-  replicatedJobs:
-  - name: workers
-    replicas: 1
-    template:
-      spec:
-        parallelism: {n}
-        completions: {n}
-        completionMode: Indexed
-        backoffLimit: 0
-        template:
-          spec:
-            restartPolicy: Never{selector}
-            containers:
-            - name: train
-              image: {_q(image)}
-              command: ["bash", "-c", {_q(script)}]
-              ports:
-              - containerPort: {TPU_PORT if hosts.is_tpu else COORDINATOR_PORT}{_env(name, hosts)}
-              resources:
-                limits:
-                  {limit}
-"""
+    selector, limits = _placement(hosts)
+    container = {"name": "train", "image": values.IMAGE.check("image", image),
+                 "command": ["bash", "-c", container_script(hosts, source, argv, python)],
+                 "ports": [{"containerPort": TPU_PORT if hosts.is_tpu else COORDINATOR_PORT}],
+                 **_env(name, hosts), "resources": {"limits": limits}}
+    pod = {"restartPolicy": "Never", "nodeSelector": selector, "containers": [container]}
+    job = {"parallelism": n, "completions": n, "completionMode": "Indexed", "backoffLimit": 0,
+           "template": {"spec": pod}}
+    return values.yaml_text({
+        "apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+        "metadata": {"name": name, "annotations": {
+            "alpha.jobset.sigs.k8s.io/exclusive-topology": "cloud.google.com/gke-nodepool"}},
+        "spec": {"failurePolicy": {"maxRestarts": max_restarts},
+                 "network": {"enableDNSHostnames": True},
+                 "replicatedJobs": [{"name": "workers", "replicas": 1,
+                                     "template": {"spec": job}}]}})
 
 
 def apply_command(path: str) -> str:

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from launch.cluster import command
+from launch.cluster import command, values
 
 
 def free_port() -> int:
@@ -27,7 +27,12 @@ def free_port() -> int:
 
 
 def process_env(devices: int) -> dict[str, str]:
-    """The variables each process adds: CPU only, ``devices`` fake devices."""
+    """The variables each process adds: CPU only, ``devices`` fake devices.
+
+    Raises:
+      ValueError: fewer than one device.
+    """
+    values.check_range("devices_per_process", devices, 1)
     return {"JAX_PLATFORMS": "cpu",
             "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
 
@@ -39,8 +44,7 @@ def process_commands(argv: list[str], num_processes: int, port: int,
     Raises:
       ValueError: fewer than one process.
     """
-    if num_processes < 1:
-        raise ValueError(f"--num_processes={num_processes}: use 1 or more")
+    values.check_range("num_processes", num_processes, 1)
     if num_processes == 1:
         return [[python, "-m", *argv]]
     return [[python, "-m", *argv, f"--coordinator_address=127.0.0.1:{port}",
@@ -50,7 +54,7 @@ def process_commands(argv: list[str], num_processes: int, port: int,
 
 def dry_run(argv: list[str], num_processes: int, devices: int, port: int) -> str:
     """The shell lines that start the same processes (each in the background, then wait)."""
-    env = " ".join(f"{k}={v}" for k, v in process_env(devices).items())
+    env = shlex.join(f"{k}={v}" for k, v in process_env(devices).items())
     cmds = process_commands(argv, num_processes, port, python="python")
     return "\n".join([f"{env} {shlex.join(c)} &" for c in cmds] + ["wait"])
 

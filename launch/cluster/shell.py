@@ -16,13 +16,29 @@ def write_files(files: dict[str, str]) -> None:
             f.write(text)
 
 
+def heredoc_delimiter(text: str) -> str:
+    """``EOF``, or ``EOF_1``, ``EOF_2``, …: the first that is no line of ``text`` (a line equal
+    to the delimiter would end the heredoc there, and bash would run the lines after it)."""
+    lines = set(text.split("\n"))
+    delimiter, n = "EOF", 0
+    while delimiter in lines:
+        n += 1
+        delimiter = f"EOF_{n}"
+    return delimiter
+
+
 def dry_run_text(lines: list[str], files: dict[str, str]) -> str:
-    """Every file to write (as a heredoc a user can paste), then every command."""
+    """Every file to write (as a heredoc a user can paste), then every command.
+
+    The heredoc's delimiter is quoted (nothing in the text is expanded) and occurs in no line of
+    the text, so pasting writes each file exactly as ``write_files`` would.
+    """
     out = []
     for path, text in files.items():
         folder = os.path.dirname(path) or "."
-        out += [f"mkdir -p {shlex.quote(folder)} && cat > {shlex.quote(path)} <<'EOF'",
-                text.rstrip("\n"), "EOF"]
+        end = heredoc_delimiter(text)
+        out += [f"mkdir -p {shlex.quote(folder)} && cat > {shlex.quote(path)} <<'{end}'",
+                text.removesuffix("\n"), end]
     return "\n".join(out + lines)
 
 

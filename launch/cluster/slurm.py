@@ -9,10 +9,9 @@ task must see all of its node's GPUs (``--gpus-per-node``, not ``--gpus-per-task
 from __future__ import annotations
 
 import dataclasses
-import re
 import shlex
 
-from launch.cluster import command
+from launch.cluster import command, values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +38,7 @@ def tasks_per_node(job: Job) -> int:
     if job.process_per not in ("gpu", "node"):
         raise ValueError(f"--process_per={job.process_per!r}: use gpu (one process per GPU) or "
                          "node (one per node, seeing all its GPUs)")
-    if not re.fullmatch(r"(\d+-)?\d+(:\d\d){0,2}", job.time):
-        raise ValueError(f"--time={job.time!r}: use Slurm's format, e.g. 24:00:00 or 2-00:00:00")
+    values.TIME.check("time", job.time)
     return job.gpus_per_node if job.process_per == "gpu" else 1
 
 
@@ -55,6 +53,13 @@ def script(job: Job, argv: list[str], *, python: str = "python3") -> str:
     Raises:
       ValueError: bad job values, or a training command without a module or --workdir.
     """
+    # Each is written into an #SBATCH line as is: a newline would end the block or add lines.
+    values.SLURM_NAME.check("name", job.name)
+    for flag, value, rule in (("partition", job.partition, values.PARTITION),
+                              ("account", job.account, values.ACCOUNT)):
+        if value:
+            rule.check(flag, value)
+    values.OUTPUT.check("output", job.output)
     tasks = tasks_per_node(job)
     directives = [f"--job-name={job.name}", f"--nodes={job.nodes}",
                   f"--ntasks-per-node={tasks}", f"--gpus-per-node={job.gpus_per_node}",

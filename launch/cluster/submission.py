@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import os
 
-from launch.cluster import command, gke, local, shell, slurm, tpu_vm
+from launch.cluster import command, gke, local, shell, slurm, tpu_vm, values
 
 TARGETS = ("local", "tpu-vm", "gke", "slurm")
 
 
 def _source(f) -> command.Source:
     return command.Source(repo=f.repo, ref=f.ref, wheel=f.wheel, jax_extra=f.jax_extra)
+
+
+def _out_path(out_dir: str, file_name: str) -> str:
+    """Where a generated file goes; never starting with '-' (sbatch, mkdir would read an option).
+
+    Raises:
+      ValueError: an --out_dir with a control character.
+    """
+    path = os.path.join(values.check_text("--out_dir=", out_dir), file_name)
+    return "./" + path if path.startswith("-") else path
 
 
 def plan(target: str, argv: list[str], f) -> tuple[list[str], dict[str, str]]:
@@ -30,15 +40,15 @@ def plan(target: str, argv: list[str], f) -> tuple[list[str], dict[str, str]]:
         hosts = gke.Hosts(tpu_type=f.tpu_type, tpu_topology=f.tpu_topology,
                           chips_per_host=f.chips_per_host, gpu_type=f.gpu_type,
                           gpus_per_node=f.gpus_per_node, num_nodes=f.num_nodes)
-        text = gke.manifest(f.name, hosts, _source(f), argv, image=f.image)
-        path = os.path.join(f.out_dir, f"{f.name}.jobset.yaml")
+        text = gke.manifest(f.name, hosts, _source(f), argv, image=f.image, python=f.python)
+        path = _out_path(f.out_dir, f"{f.name}.jobset.yaml")
         return [gke.apply_command(path)], {path: text}
     if target == "slurm":
         job = slurm.Job(name=f.name or "pretrax", nodes=f.nodes, gpus_per_node=f.gpus_per_node,
                         process_per=f.process_per, time=f.time, partition=f.partition,
                         account=f.account)
         text = slurm.script(job, argv, python=f.python)
-        path = os.path.join(f.out_dir, f"{job.name}.sbatch")
+        path = _out_path(f.out_dir, f"{job.name}.sbatch")
         return [slurm.sbatch_command(path)], {path: text}
     raise ValueError(f"--target={target!r}: use one of {', '.join(TARGETS)}")
 
@@ -46,6 +56,7 @@ def plan(target: str, argv: list[str], f) -> tuple[list[str], dict[str, str]]:
 def submit(target: str, argv: list[str], f, *, dry_run: bool) -> int:
     """Prints (``dry_run``) or runs the submission; returns the exit status."""
     if target == "local":
+        values.check_range("port", f.port, 0, 65535)
         port = f.port or local.free_port()
         if dry_run:
             print(local.dry_run(command.parse(argv), f.num_processes, f.devices_per_process,

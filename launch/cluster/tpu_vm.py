@@ -10,7 +10,7 @@ import dataclasses
 import re
 import shlex
 
-from launch.cluster import command
+from launch.cluster import command, values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,26 @@ def hosts(accelerator_type: str) -> int | None:
     return max(1, n // 8)
 
 
+def check(s: Slice) -> None:
+    """Every value is one gcloud argument: a strict character set, so none reads as an option.
+
+    Raises:
+      ValueError: a missing --name/--zone, or a value outside its character set.
+    """
+    if not s.name or not s.zone:
+        raise ValueError("--target=tpu-vm needs --name (the TPU VM) and --zone, e.g. "
+                         "--name=my-slice --zone=us-west4-a")
+    values.GCP_NAME.check("name", s.name)
+    values.ZONE.check("zone", s.zone)
+    for flag, value, rule in (("project", s.project, values.PROJECT),
+                              ("accelerator_type", s.accelerator_type, values.ACCELERATOR),
+                              ("version", s.version, values.VERSION)):
+        if value:
+            rule.check(flag, value)
+
+
 def _gcloud(verb: str, s: Slice) -> list[str]:
+    check(s)
     project = [f"--project={s.project}"] if s.project else []
     return ["gcloud", "compute", "tpus", "tpu-vm", verb, s.name, f"--zone={s.zone}", *project]
 
@@ -47,7 +66,7 @@ def create_command(s: Slice) -> str:
     """Creates the slice unless it exists (so a resubmission after a failure just resumes).
 
     Raises:
-      ValueError: without --accelerator_type or --version.
+      ValueError: without --accelerator_type or --version, or with a bad value.
     """
     if not s.accelerator_type or not s.version:
         raise ValueError("--create needs --accelerator_type (e.g. v5litepod-16) and --version "
@@ -58,8 +77,12 @@ def create_command(s: Slice) -> str:
 
 
 def ssh_command(s: Slice, remote: str) -> str:
-    """``remote`` (one shell line) on every worker of the slice."""
-    return f"{shlex.join([*_gcloud('ssh', s), '--worker=all'])} --command={shlex.quote(remote)}"
+    """``remote`` (one shell line) on every worker of the slice.
+
+    Raises:
+      ValueError: a bad slice value.
+    """
+    return shlex.join([*_gcloud("ssh", s), "--worker=all", f"--command={remote}"])
 
 
 def commands(s: Slice, source: command.Source, argv: list[str], *, create: bool,
@@ -67,11 +90,8 @@ def commands(s: Slice, source: command.Source, argv: list[str], *, create: bool,
     """Create (optional), install on every worker, then train on every worker.
 
     Raises:
-      ValueError: a missing --name/--zone, a local workdir on a multi-host slice, or no source.
+      ValueError: a bad slice value, a local workdir on a multi-host slice, or no source.
     """
-    if not s.name or not s.zone:
-        raise ValueError("--target=tpu-vm needs --name (the TPU VM) and --zone, e.g. "
-                         "--name=my-slice --zone=us-west4-a")
     command.require_shared_workdir(argv, hosts(s.accelerator_type), "tpu-vm")
     install, where = command.install_script(
         dataclasses.replace(source, jax_extra=source.jax_extra or "tpu"), python)
