@@ -1,7 +1,7 @@
 """Causal-LM input: corpus → documents ending in </s> → packed rows of L tokens → batches.
 
-``make_dataset(cfg, split, ...)`` mirrors ``data.pipeline.make_dataset`` (same corpus loading,
-shards, process layout and resumption contract); its output follows
+``make_dataset(corpus_options, options, split, ...)`` mirrors ``data.pipeline.make_dataset``
+(same corpus loading, shards, process layout and resumption contract); its output follows
 ``data.features.shapes("clm", B=batch_size, L=max_seq_length)``.
 
 Packing: an epoch's documents (each one's sentences concatenated, then </s>) form one token
@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import features, pipeline
+from data.options import ClmOptions, CorpusOptions
 
 _TRAIN, _EVAL = 0, 1
 _U64 = (1 << 64) - 1
@@ -145,14 +146,14 @@ def eval_rows(docs, length: int, batch_size: int) -> dict[str, np.ndarray]:
     return {k: np.pad(v, ((0, extra), (0, 0))) for k, v in rows.items()}
 
 
-def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: int = 0,
-                 process_count: int = 1,
+def make_dataset(corpus_options: CorpusOptions, options: ClmOptions, split: str, *,
+                 batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
                  start_position: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """Causal-LM batches for one process.
 
     Args:
-      cfg: data ConfigDict: ``corpus``, ``tokenizer``, ``tfds_data_dir``, ``max_seq_length`` (L),
-        ``eval_fraction``, ``num_shards``.
+      corpus_options: the corpus, its tokenizer, held-out fraction and data shards.
+      options: ``max_seq_length`` (L), the length of a packed row.
       split: ``"train"`` (infinite, reshuffled every epoch) or ``"eval"`` (the held-out
         documents once, in order; the last batch padded with empty rows, weight 0).
       batch_size: ``B`` per process.
@@ -163,10 +164,11 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
     Returns:
       An iterator of dicts with the keys of ``features.FEATURES["clm"]``, each [B, L].
     """
-    shards, rows = pipeline.checked_layout(cfg, split, batch_size, start_position,
+    shards, rows = pipeline.checked_layout(corpus_options, split, batch_size, start_position,
                                            process_index, process_count)
-    corpus = pipeline.load_corpus(cfg, process_index=process_index, process_count=process_count)
-    length, streams = cfg.max_seq_length, []
+    corpus = pipeline.load_corpus(corpus_options, process_index=process_index,
+                                  process_count=process_count)
+    length, streams = options.max_seq_length, []
     for shard in shards:
         if split == "train":
             start = start_position // batch_size * rows

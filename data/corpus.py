@@ -1,9 +1,9 @@
 """The pretraining corpus: read, tokenised, split into train/eval, one data shard at a time.
 
-``load_corpus(cfg, process_index=i, process_count=n)`` reads only this process's data shards of
-``cfg.corpus`` (``sources.read_shard_documents``), tokenises them and keeps a held-out eval part;
-the result is cached and shared by every pretraining pipeline (``data/pipeline.py``, ``clm.py``,
-``plm.py``).
+``load_corpus(options, process_index=i, process_count=n)`` reads only this process's data shards
+of ``options.corpus`` (``sources.read_shard_documents``), tokenises them and keeps a held-out
+eval part; the result is cached and shared by every pretraining pipeline (``data/pipeline.py``,
+``clm.py``, ``plm.py``).
 
 Bad input is skipped and counted where skipping is right (``data.skipped``), and reported once per
 load: lines that are not UTF-8, over-long lines (split), sentences that tokenise to nothing and
@@ -20,6 +20,7 @@ import numpy as np
 from absl import logging
 
 from data import features, sentence_order, sources
+from data.options import CorpusOptions, InstanceOptions
 from data.skipped import Reason, Skipped
 from data.text_files import Document, origin
 from data.tokenizer import Tokenizer
@@ -179,8 +180,6 @@ def _load_shard(tok: Tokenizer, corpus: str, tfds_data_dir: str, eval_fraction: 
 @functools.lru_cache(maxsize=4)
 def _load_corpus(corpus: str, tokenizer: str, tfds_data_dir: str, eval_fraction: float,
                  shards: tuple[int, ...], num_shards: int) -> PretrainingCorpus:
-    if not 0.0 <= eval_fraction < 1.0:  # say so before reading what may be a large corpus
-        raise ValueError(f"eval_fraction={eval_fraction} must be in [0, 1)")
     if sources.shards_share_files(corpus, num_shards):
         logging.info("corpus %r has fewer files than data.num_shards=%d: every process reads all "
                      "of them but tokenises only its shards' documents (dealt round-robin)",
@@ -194,21 +193,21 @@ def _load_corpus(corpus: str, tokenizer: str, tfds_data_dir: str, eval_fraction:
     return PretrainingCorpus(tokenizer=tok, shards=loaded, unigram_counts=counts, source=corpus)
 
 
-def load_corpus(cfg, *, process_index: int = 0, process_count: int = 1) -> PretrainingCorpus:
-    """Reads, tokenises and splits this process's data shards of ``cfg.corpus`` (cached).
+def load_corpus(options: CorpusOptions, *, process_index: int = 0,
+                process_count: int = 1) -> PretrainingCorpus:
+    """Reads, tokenises and splits this process's data shards of ``options.corpus`` (cached).
 
     Args:
-      cfg: the data config; uses ``corpus``, ``tokenizer``, ``tfds_data_dir``, ``eval_fraction``,
-        ``num_shards``.
+      options: which corpus and tokenizer, the held-out fraction and the number of shards.
       process_index, process_count: this process and how many there are; they pick the shards
         (``shard_layout``), whose content does not depend on them.
 
     Returns:
       The cached :class:`PretrainingCorpus`; treat it as read-only.
     """
-    shards, num_shards = owned_shards(cfg.num_shards, process_index, process_count)
-    return _load_corpus(cfg.corpus, cfg.tokenizer, cfg.tfds_data_dir or "",
-                        float(cfg.eval_fraction), tuple(shards), num_shards)
+    shards, num_shards = owned_shards(options.num_shards, process_index, process_count)
+    return _load_corpus(options.corpus, options.tokenizer, options.tfds_data_dir or "",
+                        float(options.eval_fraction), tuple(shards), num_shards)
 
 
 def owned_shards(num_shards: int, process_index: int,
@@ -226,9 +225,9 @@ def owned_shards(num_shards: int, process_index: int,
     return list(range(first, first + per_process)), num_shards
 
 
-def _too_short(task: str, cfg) -> tuple[int, int, Reason]:
+def _too_short(task: str, options: InstanceOptions) -> tuple[int, int, Reason]:
     """``(sentences, tokens, reason)``: what a document needs for ``task``, and why."""
-    sentences, tokens = sentence_order.document_minimum(task, cfg)
+    sentences, tokens = sentence_order.document_minimum(task, options)
     if sentences > 1:
         need = f"fewer than {sentences} sentences"
         why = f"{_TASK_NAMES[task]} needs a sentence that follows another"
@@ -265,13 +264,15 @@ def _task_documents(corpus: PretrainingCorpus, shard: int, split: str, task: str
     return kept
 
 
-def task_documents(corpus: PretrainingCorpus, shard: int, split: str, task: str, cfg) -> list:
-    """The ``split`` (``"train"``/``"eval"``) documents of ``shard`` long enough for ``task``.
+def task_documents(corpus: PretrainingCorpus, shard: int, split: str, task: str,
+                   options: InstanceOptions) -> list:
+    """The ``split`` (``"train"``/``"eval"``) documents of ``shard`` long enough for ``task``
+    (built with ``options``).
 
     The others are skipped, counted and reported once (per corpus, shard, split and task).
 
     Raises:
       ValueError: when none is left, naming the corpus, the rule and the fix.
     """
-    sentences, tokens, reason = _too_short(task, cfg)
+    sentences, tokens, reason = _too_short(task, options)
     return _task_documents(corpus, shard, split, task, sentences, tokens, reason)

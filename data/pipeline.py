@@ -1,10 +1,11 @@
 """Pretraining input: corpus → sentence pairs/segments → MLM masks → fixed-shape numpy batches.
 
-``make_dataset(cfg, split, ...)`` is the one entry point the trainer calls, once per process.
-Its output follows ``data.features.shapes(objectives, B=batch_size, L=max_seq_length,
-P=max_predictions_per_seq)``; BERT's ``("mlm", "nsp")`` by default.
+``make_dataset(corpus_options, options, split, ...)`` is the one entry point the trainer calls,
+once per process, with the records of ``data/options.py``. Its output follows
+``data.features.shapes(objectives, B=batch_size, L=max_seq_length, P=max_predictions_per_seq)``;
+BERT's ``("mlm", "nsp")`` by default.
 
-Sharding: the corpus is cut into ``data.num_shards`` shards (0 = one per process) before it is
+Sharding: the corpus is cut into ``num_shards`` shards (0 = one per process) before it is
 read: whole files, TFDS sub-splits, or for a corpus of fewer files than shards its documents
 dealt round-robin (``sources.read_shard_documents``). A process reads, tokenises and splits into
 train/eval only the shards it owns (``shard_layout``); each shard is an independent stream. The
@@ -31,6 +32,7 @@ import tensorflow as tf
 
 from data import corpus as corpus_lib
 from data import features, mlm, sentence_order
+from data.options import CorpusOptions, InstanceOptions
 
 
 def _hide_accelerators_from_tf() -> None:
@@ -65,9 +67,10 @@ def _rng(tag: int, seed: int, counter: int, shard: int) -> np.random.Generator:
     return np.random.default_rng([tag, int(seed) & _U64, counter, shard])
 
 
-def _instances(docs, cfg, rng: np.random.Generator, task: str = "nsp") -> dict[str, np.ndarray]:
+def _instances(docs, options: InstanceOptions, rng: np.random.Generator,
+               task: str = "nsp") -> dict[str, np.ndarray]:
     """One pass of ``task`` instances over ``docs``, shuffled by the same ``rng``."""
-    inst = sentence_order.make_instances(task, docs, cfg, rng)
+    inst = sentence_order.make_instances(task, docs, options, rng)
     order = rng.permutation(len(inst["token_ids"]))
     return {k: v[order] for k, v in inst.items()}
 
@@ -106,7 +109,7 @@ def shard_layout(num_shards: int, batch_size: int, process_index: int,
     return shards, batch_size // len(shards)
 
 
-def _train_epochs(docs, cfg, seed: int, shard: int, batch_size: int,
+def _train_epochs(docs, options: InstanceOptions, seed: int, shard: int, batch_size: int,
                   start_position: int, task: str = "nsp") -> Iterator[tuple[np.ndarray, ...]]:
     """Yields, epoch by epoch, ``(token_ids [n, L], type_ids [n, L], {task}_labels [n],
     positions [n])`` with ``n`` a multiple of ``batch_size``, from ``start_position`` on.
@@ -118,7 +121,7 @@ def _train_epochs(docs, cfg, seed: int, shard: int, batch_size: int,
     position, to_skip = start_position, start_position
     carry, empty = None, 0
     for epoch in itertools.count():
-        inst = _instances(docs, cfg, _rng(_TRAIN, seed, epoch, shard), task)
+        inst = _instances(docs, options, _rng(_TRAIN, seed, epoch, shard), task)
         size = len(inst["token_ids"])
         empty = 0 if size else empty + 1
         if empty >= _MAX_EMPTY_PASSES:
@@ -139,7 +142,7 @@ def _train_epochs(docs, cfg, seed: int, shard: int, batch_size: int,
             yield tuple(r[:full] for r in rows)
 
 
-def _train_batches(docs, cfg, seed: int, shard: int, batch_size: int,
+def _train_batches(docs, options: InstanceOptions, seed: int, shard: int, batch_size: int,
                    start_position: int, mask, task: str) -> Iterator[dict[str, np.ndarray]]:
     """One tf.data pipeline per epoch, fed from NumPy arrays.
 
@@ -147,19 +150,19 @@ def _train_batches(docs, cfg, seed: int, shard: int, batch_size: int,
     callback in tf.data (``from_generator``) deadlocks on the GIL when the iterator is destroyed
     mid-stream, which is how every training run ends.
     """
-    for arrays in _train_epochs(docs, cfg, seed, shard, batch_size, start_position, task):
+    for arrays in _train_epochs(docs, options, seed, shard, batch_size, start_position, task):
         ds = tf.data.Dataset.from_tensor_slices(arrays)
         ds = ds.map(mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         yield from ds.batch(batch_size, drop_remainder=True).prefetch(
             tf.data.AUTOTUNE).as_numpy_iterator()
 
 
-def _eval_instances(docs, cfg, seed: int, shard: int, batch_size: int,
+def _eval_instances(docs, options: InstanceOptions, seed: int, shard: int, batch_size: int,
                     task: str) -> dict[str, np.ndarray]:
     """Eval pairs from a fixed rng; passes are repeated (fresh pairs) until a batch is full."""
     passes = []
     for repeat in itertools.count():
-        passes.append(_instances(docs, cfg, _rng(_EVAL, seed, repeat, shard), task))
+        passes.append(_instances(docs, options, _rng(_EVAL, seed, repeat, shard), task))
         size = sum(len(p["token_ids"]) for p in passes)
         if size >= batch_size:
             return {k: np.concatenate([p[k] for p in passes]) for k in passes[0]}
@@ -167,23 +170,25 @@ def _eval_instances(docs, cfg, seed: int, shard: int, batch_size: int,
             raise _no_instances(docs, shard, repeat + 1, task)
 
 
-def _mask_fn(cfg, vocab_size: int, is_word_start, base_seed: tf.Tensor, task: str,
-             keys: tuple[str, ...]):
+def _mask_fn(options: InstanceOptions, vocab_size: int, is_word_start, base_seed: tf.Tensor,
+             task: str, keys: tuple[str, ...]):
     """The tf.data map that masks one instance (if MLM) with a seed folded from its position."""
     @tf.autograph.experimental.do_not_convert  # straight-line TF ops; nothing to convert
     def fn(token_ids, type_ids, labels, position):
         out = {"token_ids": token_ids}
         if "mlm_positions" in keys:
             seed = tf.random.experimental.stateless_fold_in(base_seed, position)
-            out = mlm.mask_tokens(token_ids, seed, max_predictions=cfg.max_predictions_per_seq,
-                                  masked_lm_prob=cfg.masked_lm_prob, vocab_size=vocab_size,
+            out = mlm.mask_tokens(token_ids, seed,
+                                  max_predictions=options.max_predictions_per_seq,
+                                  masked_lm_prob=options.masked_lm_prob, vocab_size=vocab_size,
                                   is_word_start=is_word_start)
         batch = dict(out, type_ids=type_ids, **{f"{task}_labels": labels})
         return {k: batch[k] for k in keys}
     return fn
 
 
-def checked_layout(cfg, split: str, batch_size: int, start_position: int, process_index: int,
+def checked_layout(corpus_options: CorpusOptions, split: str, batch_size: int,
+                   start_position: int, process_index: int,
                    process_count: int) -> tuple[list[int], int]:
     """``shard_layout`` for a pretraining stream, after checking ``split`` and
     ``start_position`` (every pretraining pipeline takes the same arguments)."""
@@ -191,18 +196,19 @@ def checked_layout(cfg, split: str, batch_size: int, start_position: int, proces
         raise ValueError(f"split={split!r}; use 'train' or 'eval'")
     if start_position < 0 or start_position % batch_size:
         raise ValueError(f"start_position={start_position} is not a whole number of batches")
-    return shard_layout(cfg.num_shards, batch_size, process_index, process_count)
+    return shard_layout(corpus_options.num_shards, batch_size, process_index, process_count)
 
 
-def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: int = 0,
-                 process_count: int = 1, start_position: int = 0,
+def make_dataset(corpus_options: CorpusOptions, options: InstanceOptions, split: str, *,
+                 batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
+                 start_position: int = 0,
                  objectives: tuple[str, ...] = ("mlm", "nsp")) -> Iterator[dict[str, np.ndarray]]:
     """Pretraining batches for one process (BERT's MLM + NSP by default).
 
     Args:
-      cfg: data ConfigDict: ``corpus``, ``tokenizer``, ``tfds_data_dir``, ``max_seq_length`` (L),
-        ``max_predictions_per_seq`` (P), ``masked_lm_prob``, ``short_seq_prob``,
-        ``nsp_random_prob``, ``whole_word_masking``, ``eval_fraction``, ``num_shards``.
+      corpus_options: the corpus, its tokenizer, held-out fraction and data shards.
+      options: the instances: ``max_seq_length`` (L), ``max_predictions_per_seq`` (P), the
+        masking and the sentence task's probabilities.
       split: ``"train"`` (infinite, reshuffled pairs every epoch) or ``"eval"`` (one fixed pass,
         as many batches as this process's shards can all fill: processes may differ, so a
         multi-process caller agrees on the minimum before evaluating).
@@ -218,24 +224,24 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
     Returns:
       An iterator of dicts as ``data.features.shapes(objectives, B=…, L=…, P=…)`` (B per process).
     """
-    shards, rows = checked_layout(cfg, split, batch_size, start_position, process_index,
-                                  process_count)
+    shards, rows = checked_layout(corpus_options, split, batch_size, start_position,
+                                  process_index, process_count)
     tag = _TRAIN if split == "train" else _EVAL
     task, keys = sentence_order.sentence_task(objectives), tuple(features.schema(objectives))
-    corpus = load_corpus(cfg, process_index=process_index, process_count=process_count)
-    word_starts = corpus.tokenizer.is_word_start() if cfg.whole_word_masking else None
+    corpus = load_corpus(corpus_options, process_index=process_index, process_count=process_count)
+    word_starts = corpus.tokenizer.is_word_start() if options.whole_word_masking else None
     if split == "eval":
-        eval_rows = _eval_rows({s: corpus_lib.task_documents(corpus, s, "eval", task, cfg)
-                                for s in shards}, cfg, rows, seed, task)
+        eval_rows = _eval_rows({s: corpus_lib.task_documents(corpus, s, "eval", task, options)
+                                for s in shards}, options, rows, seed, task)
     streams = []
     for shard in shards:
         base_seed = tf.random.experimental.stateless_fold_in(
             tf.constant([tag, int(seed) & _I63], tf.int64), shard)
-        mask = _mask_fn(cfg, corpus.vocab_size, word_starts, base_seed, task, keys)
+        mask = _mask_fn(options, corpus.vocab_size, word_starts, base_seed, task, keys)
         if split == "train":
             start = start_position // batch_size * rows
-            docs = corpus_lib.task_documents(corpus, shard, "train", task, cfg)
-            streams.append(_train_batches(docs, cfg, seed, shard, rows, start, mask, task))
+            docs = corpus_lib.task_documents(corpus, shard, "train", task, options)
+            streams.append(_train_batches(docs, options, seed, shard, rows, start, mask, task))
         else:
             ds = tf.data.Dataset.from_tensor_slices(eval_rows[shard]).map(
                 mask, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -246,7 +252,7 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
             for parts in zip(*streams, strict=False))
 
 
-def _eval_rows(docs: dict[int, list], cfg, rows: int, seed: int,
+def _eval_rows(docs: dict[int, list], options: InstanceOptions, rows: int, seed: int,
                task: str) -> dict[int, tuple[np.ndarray, ...]]:
     """Unmasked eval instances of this process's shards (``docs``: shard → its eval documents),
     cut to the batch count all can give.
@@ -258,7 +264,7 @@ def _eval_rows(docs: dict[int, list], cfg, rows: int, seed: int,
     Returns:
       Per owned shard, ``(token_ids, type_ids, {task}_labels, positions)``, equally long.
     """
-    shards = {s: _eval_instances(x, cfg, seed, s, rows, task) for s, x in docs.items()}
+    shards = {s: _eval_instances(x, options, seed, s, rows, task) for s, x in docs.items()}
     num = min(len(x["token_ids"]) for x in shards.values()) // rows * rows
     return {s: (x["token_ids"][:num], x["type_ids"][:num], x[f"{task}_labels"][:num],
                 np.arange(num, dtype=np.int64)) for s, x in shards.items()}

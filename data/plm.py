@@ -31,6 +31,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from data import features, pipeline
+from data.options import CorpusOptions, PlmOptions
 
 TYPE_CLS = 2
 _TRAIN, _EVAL = 0, 1
@@ -131,17 +132,17 @@ def masks_from_order(rank: np.ndarray, is_target: np.ndarray, is_func: np.ndarra
     return (~hidden & is_real[None, :]) | np.eye(len(rank), dtype=bool)
 
 
-def plm_example(token_ids: np.ndarray, is_start_v: np.ndarray, cfg,
+def plm_example(token_ids: np.ndarray, is_start_v: np.ndarray, options: PlmOptions,
                 rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Order, masks and targets of one sequence in XLNet layout (see the module docstring)."""
-    length, predictions = len(token_ids), cfg.max_predictions_per_seq
+    length, predictions = len(token_ids), options.instances.max_predictions_per_seq
     is_real = token_ids != features.PAD_ID
     is_func = (token_ids == features.SEP_ID) | (token_ids == features.CLS_ID)
     is_word = is_real & (token_ids >= features.NUM_SPECIAL_IDS)
-    goal = min(predictions, max(1, int(round(is_word.sum() / cfg.plm_k))))
-    is_target = sample_targets(is_word, is_start_v[token_ids], goal, cfg.plm_k,
-                               cfg.plm_max_span, rng)
-    rank = block_permutation(length, cfg.perm_size or length, rng)
+    goal = min(predictions, max(1, int(round(is_word.sum() / options.plm_k))))
+    is_target = sample_targets(is_word, is_start_v[token_ids], goal, options.plm_k,
+                               options.plm_max_span, rng)
+    rank = block_permutation(length, options.perm_size or length, rng)
     positions = np.flatnonzero(is_target)
     mapping = np.zeros((predictions, length), np.float32)
     mapping[np.arange(len(positions)), positions] = 1.0
@@ -153,44 +154,45 @@ def plm_example(token_ids: np.ndarray, is_start_v: np.ndarray, cfg,
             "plm_target_mapping": mapping, "plm_targets": targets, "plm_weights": weights}
 
 
-def plm_batch(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray, cfg,
-              is_start_v: np.ndarray, seed_key: tuple[int, ...]) -> dict[str, np.ndarray]:
+def plm_batch(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray,
+              options: PlmOptions, is_start_v: np.ndarray,
+              seed_key: tuple[int, ...]) -> dict[str, np.ndarray]:
     """A ``plm`` batch from BERT-layout pairs; row r's randomness is seeded by
     ``(*seed_key, positions[r])``, its position in the stream."""
     tokens, types = to_xlnet_layout(token_ids, type_ids)
-    rows = [plm_example(t, is_start_v, cfg, np.random.default_rng([*seed_key, int(p)]))
+    rows = [plm_example(t, is_start_v, options, np.random.default_rng([*seed_key, int(p)]))
             for t, p in zip(tokens, positions, strict=True)]
     batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
     batch.update(token_ids=tokens, type_ids=types)
     return {k: batch[k] for k in features.FEATURES["plm"]}
 
 
-def _word_starts(corpus: pipeline.PretrainingCorpus, cfg) -> np.ndarray:
-    if cfg.whole_word_masking:
+def _word_starts(corpus: pipeline.PretrainingCorpus, options: PlmOptions) -> np.ndarray:
+    if options.instances.whole_word_masking:
         return corpus.tokenizer.is_word_start()
     return np.ones(corpus.vocab_size, bool)  # every piece may start or end a span
 
 
-def _shard_batches(chunks, cfg, key: tuple[int, ...], rows: int,
+def _shard_batches(chunks, options: PlmOptions, key: tuple[int, ...], rows: int,
                    is_start_v) -> Iterator[dict[str, np.ndarray]]:
     """Batches of ``rows`` from chunks ``(token_ids, type_ids, nsp_labels, positions)``."""
     for token_ids, type_ids, _, positions in chunks:
         for i in range(0, len(positions), rows):
             part = slice(i, i + rows)
-            yield plm_batch(token_ids[part], type_ids[part], positions[part], cfg, is_start_v,
-                            key)
+            yield plm_batch(token_ids[part], type_ids[part], positions[part], options,
+                            is_start_v, key)
 
 
-def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: int = 0,
-                 process_count: int = 1, start_position: int = 0
-                 ) -> Iterator[dict[str, np.ndarray]]:
+def make_dataset(corpus_options: CorpusOptions, options: PlmOptions, split: str, *,
+                 batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
+                 start_position: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """Permutation-LM batches for one process; the ``data.pipeline.make_dataset`` contract.
 
     Args:
-      cfg: data ConfigDict: as BERT's (``corpus``, ``tokenizer``, ``max_seq_length`` L,
-        ``max_predictions_per_seq`` P, ``short_seq_prob``, ``nsp_random_prob``,
-        ``whole_word_masking``: spans follow word starts, ``eval_fraction``, ``num_shards``) plus
-        ``plm_k`` (K), ``plm_max_span`` and ``perm_size`` (0 = L).
+      corpus_options: the corpus, its tokenizer, held-out fraction and data shards.
+      options: ``instances`` (BERT's pairs: ``max_seq_length`` L, ``max_predictions_per_seq`` P,
+        ``short_seq_prob``, ``nsp_random_prob``, ``whole_word_masking``: spans follow word
+        starts) plus ``plm_k`` (K), ``plm_max_span`` and ``perm_size`` (0 = L).
       split: ``"train"`` (infinite) or ``"eval"`` (one fixed pass).
       batch_size: B per process.
       seed: the run's data seed.
@@ -200,21 +202,22 @@ def make_dataset(cfg, split: str, *, batch_size: int, seed: int, process_index: 
     Returns:
       An iterator of dicts with the keys, shapes and dtypes of ``features.shapes("plm", …)``.
     """
-    shards, rows = pipeline.checked_layout(cfg, split, batch_size, start_position,
+    shards, rows = pipeline.checked_layout(corpus_options, split, batch_size, start_position,
                                            process_index, process_count)
-    corpus = pipeline.load_corpus(cfg, process_index=process_index, process_count=process_count)
-    is_start_v = _word_starts(corpus, cfg)
+    corpus = pipeline.load_corpus(corpus_options, process_index=process_index,
+                                  process_count=process_count)
+    is_start_v = _word_starts(corpus, options)
     start = start_position // batch_size * rows
     # Sentence pairs: BERT's stream (reused, so both objectives read the corpus alike).
     if split == "train":
-        chunks = {s: pipeline._train_epochs(corpus.shards[s].train_docs, cfg, seed, s, rows,
-                                            start) for s in shards}
+        chunks = {s: pipeline._train_epochs(corpus.shards[s].train_docs, options.instances, seed,
+                                            s, rows, start) for s in shards}
     else:
-        eval_rows = pipeline._eval_rows({s: x.eval_docs for s, x in corpus.shards.items()}, cfg,
-                                        rows, seed, "nsp")
+        eval_rows = pipeline._eval_rows({s: x.eval_docs for s, x in corpus.shards.items()},
+                                        options.instances, rows, seed, "nsp")
         chunks = {s: iter([x]) for s, x in eval_rows.items()}
     tag = _TRAIN if split == "train" else _EVAL
-    streams = [_shard_batches(chunks[s], cfg, (tag, int(seed) & _U64, s), rows, is_start_v)
+    streams = [_shard_batches(chunks[s], options, (tag, int(seed) & _U64, s), rows, is_start_v)
                for s in shards]
     if len(streams) == 1:
         return streams[0]

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from data import features as feature_schema
+from data.options import QaOptions
 
 _WORD = re.compile(r"\S+")  # \S in Unicode mode: the same words as str.split()
 
@@ -162,16 +163,15 @@ def _token_rows(seq: np.ndarray, questions: list[list[int]],
     return {"token_ids": token_ids, "type_ids": type_ids}
 
 
-def encode(tokenizer, examples: list[dict], *, max_seq_length: int, doc_stride: int = 128,
-           max_query_length: int = 64, is_training: bool) -> QaFeatures:
+def encode(tokenizer, examples: list[dict], options: QaOptions, *,
+           is_training: bool) -> QaFeatures:
     """Encodes QA examples into windows ``[CLS] question [SEP] context-window [SEP] pad``.
 
     Args:
       tokenizer: a ``data.tokenizer.Tokenizer``.
       examples: dicts ``id, question, context, answers [{text, answer_start}], is_impossible``.
-      max_seq_length: ``L``.
-      doc_stride: tokens between the starts of consecutive windows of a long context.
-      max_query_length: questions are cut to this many tokens.
+      options: ``max_seq_length`` (L), ``doc_stride`` (tokens between the starts of consecutive
+        windows of a long context) and ``max_query_length`` (questions are cut to that).
       is_training: drops answerable examples whose gold text is not at ``answer_start`` (it
         cannot be trained on). Evaluation keeps every example, so each gets a prediction.
 
@@ -189,7 +189,8 @@ def encode(tokenizer, examples: list[dict], *, max_seq_length: int, doc_stride: 
             f"offsets and special ids), not {tokenizer.name}; fine-tune the converted model on a "
             "classification or regression task instead")
     questions = tokenizer.encode([ex["question"] for ex in examples])
-    questions = [q[:max_query_length] for q in questions]
+    max_seq_length = options.max_seq_length
+    questions = [q[:options.max_query_length] for q in questions]
     if max_seq_length - (longest := max(map(len, questions), default=0)) - 3 < 1:
         raise ValueError(f"max_seq_length={max_seq_length} leaves no context tokens after a "
                          f"{longest}-token question and 3 special tokens")
@@ -201,7 +202,8 @@ def encode(tokenizer, examples: list[dict], *, max_seq_length: int, doc_stride: 
         span = _answer_tokens(ex, flat["char_start"][chars], flat["char_end"][chars])
         if is_training and span is None and not ex["is_impossible"]:
             continue
-        seq, best, answer = _windows(count, len(questions[i]), span, max_seq_length, doc_stride)
+        seq, best, answer = _windows(count, len(questions[i]), span, max_seq_length,
+                                     options.doc_stride)
         index += [i] * len(seq)
         windows.append((np.where(seq >= 0, seq + first, -1), best, answer))  # flat token index
     if not index:

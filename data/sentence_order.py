@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from data import features, sentence_pairs
+from data.options import InstanceOptions
 from data.sentence_pairs import truncate_pair
 
 IN_ORDER, SWAPPED = 0, 1
@@ -232,7 +233,7 @@ def sentence_task(objectives: Sequence[str]) -> str:
     return tasks[0] if tasks else "sop"
 
 
-def document_minimum(task: str, cfg) -> tuple[int, int]:
+def document_minimum(task: str, options: InstanceOptions) -> tuple[int, int]:
     """``(sentences, tokens)``: the least a tokenised document needs to give ``task`` instances.
 
     NSP needs 2 sentences (a document of one sentence could only ever give "random next"
@@ -244,31 +245,31 @@ def document_minimum(task: str, cfg) -> tuple[int, int]:
     if task == "sop":
         return 1, 2
     if task == "order":
-        return 1, max(1, cfg.order_min_segments)
+        return 1, max(1, options.order_min_segments)
     raise ValueError(f"unknown sentence task {task!r}; known: {SENTENCE_TASKS}")
 
 
-def make_instances(task: str, docs: list[list[np.ndarray]], cfg,
+def make_instances(task: str, docs: list[list[np.ndarray]], options: InstanceOptions,
                    rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Instances of ``task`` (``nsp``, ``sop`` or ``order``) with the data config's options.
+    """Instances of ``task`` (``nsp``, ``sop`` or ``order``) built with ``options``.
 
     Args:
       task: the sentence task.
       docs: tokenised documents (lists of non-empty int32 sentence arrays).
-      cfg: data config: ``max_seq_length``, ``short_seq_prob``, and per task ``nsp_random_prob``,
+      options: ``max_seq_length``, ``short_seq_prob``, and per task ``nsp_random_prob``,
         ``sop_swap_prob``, or ``order_min_segments`` and ``order_max_segments``.
       rng: the only randomness source.
 
     Returns:
       ``token_ids``, ``type_ids`` int32 [n, L] and ``{task}_labels`` int32 [n].
     """
-    common = dict(max_seq_length=cfg.max_seq_length, short_seq_prob=cfg.short_seq_prob)
+    common = dict(max_seq_length=options.max_seq_length, short_seq_prob=options.short_seq_prob)
     if task == "nsp":
-        return sentence_pairs.make_instances(docs, rng, nsp_random_prob=cfg.nsp_random_prob,
+        return sentence_pairs.make_instances(docs, rng, nsp_random_prob=options.nsp_random_prob,
                                              **common)
     if task == "sop":
-        return make_sop_instances(docs, rng, swap_prob=cfg.sop_swap_prob, **common)
+        return make_sop_instances(docs, rng, swap_prob=options.sop_swap_prob, **common)
     if task == "order":
-        return make_order_instances(docs, rng, min_segments=cfg.order_min_segments,
-                                    max_segments=cfg.order_max_segments, **common)
+        return make_order_instances(docs, rng, min_segments=options.order_min_segments,
+                                    max_segments=options.order_max_segments, **common)
     raise ValueError(f"unknown sentence task {task!r}; known: {SENTENCE_TASKS}")

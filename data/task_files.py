@@ -1,6 +1,6 @@
 """Bring-your-own fine-tuning data: TSV, CSV (both with a header row) or JSONL files.
 
-A ``"file"`` task reads ``cfg_task.train_path`` (and ``dev_path``/``test_path`` when given) with
+A ``"file"`` task reads ``task.train_path`` (and ``dev_path``/``test_path`` when given) with
 the columns ``text_column`` (+ ``text_b_column`` for pairs) and ``label_column``. A missing dev or
 test file is carved from train: the rows whose text hashes (``task_sources.split_of``) into that
 10% bucket, so the carve is the same on every host and in every run.
@@ -13,6 +13,7 @@ row. A row with an empty text is skipped instead, counted, and reported once wit
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import gzip
 import io
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from absl import logging
 
 from data import task_sources
+from data.options import TaskOptions
 from data.skipped import Reason, Skipped
 from data.task_sources import SPLITS, TaskSpec
 
@@ -33,18 +35,6 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # cell in an export) should not cost the run: skipped, counted and reported with its line.
 EMPTY_TEXT = Reason("row with an empty text was skipped", "rows with an empty text were skipped",
                     "fill in the text or remove those rows (in dev/test they are not scored)")
-# The config fields a file task reads; they (and the files' timestamps) key the read cache.
-_FIELDS = ("kind", "labels", "train_path", "dev_path", "test_path", "format", "text_column",
-           "text_b_column", "label_column")
-
-
-class _Fields:
-    """Attribute access to the config fields, standing in for a config inside cached helpers."""
-
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
-
-
 def _stamp(path: str) -> tuple[int, int]:
     """(mtime, size) of a file, so a cached read is redone when the file changes."""
     if not path:
@@ -185,17 +175,18 @@ def _label(raw, spec: TaskSpec, path: str, number: int) -> float:
     return spec.label_names.index(text)
 
 
-def _read_records(path: str, cfg_task, spec: TaskSpec) -> list[tuple[str, str | None, float]]:
+def _read_records(path: str, task: TaskOptions,
+                  spec: TaskSpec) -> list[tuple[str, str | None, float]]:
     """Validated ``(text_a, text_b, label)`` records of one file; empty texts skipped."""
-    fmt = file_format(path, cfg_task.format)
+    fmt = file_format(path, task.format)
     records, skipped = [], Skipped()
     for number, row in _table_rows(path, fmt):
-        text_a = str(_column(row, cfg_task.text_column, "text_column", path, number)).strip()
+        text_a = str(_column(row, task.text_column, "text_column", path, number)).strip()
         text_b = None
-        if cfg_task.text_b_column:
-            text_b = str(_column(row, cfg_task.text_b_column, "text_b_column", path,
+        if task.text_b_column:
+            text_b = str(_column(row, task.text_b_column, "text_b_column", path,
                                  number)).strip()
-        raw = _column(row, cfg_task.label_column, "label_column", path, number)
+        raw = _column(row, task.label_column, "label_column", path, number)
         if not text_a or text_b == "":
             skipped.add(EMPTY_TEXT, f"line {number}")
             continue
@@ -249,48 +240,48 @@ def _file_spec(kind: str, labels: str, pair: bool, train_path: str, fmt: str,
     return TaskSpec("file", kind, names, pair, metrics, "accuracy")
 
 
-def file_spec(cfg_task) -> TaskSpec:
-    """The :class:`TaskSpec` of a ``"file"`` task, from its config fields.
+def file_spec(task: TaskOptions) -> TaskSpec:
+    """The :class:`TaskSpec` of a ``"file"`` task, from its options.
 
-    Without ``cfg_task.labels`` a classification task takes the sorted distinct labels of the
+    Without ``task.labels`` a classification task takes the sorted distinct labels of the
     train file (logged); pass ``labels`` to fix the class order.
     """
-    stamp = _stamp(cfg_task.train_path) if not cfg_task.labels else (0, 0)
-    return _file_spec(cfg_task.kind, cfg_task.labels, bool(cfg_task.text_b_column),
-                      cfg_task.train_path, cfg_task.format, cfg_task.label_column, stamp)
+    stamp = _stamp(task.train_path) if not task.labels else (0, 0)
+    return _file_spec(task.kind, task.labels, bool(task.text_b_column), task.train_path,
+                      task.format, task.label_column, stamp)
 
 
 @functools.lru_cache(maxsize=8)
-def _file_splits(key: tuple[str, ...], stamps: tuple) -> dict[str, list]:
+def _file_splits(task: TaskOptions, stamps: tuple) -> dict[str, list]:
     del stamps  # Only part of the cache key.
-    cfg = _Fields(**dict(zip(_FIELDS, key, strict=True)))
-    if not cfg.train_path:
+    if not task.train_path:
         raise ValueError("a file task needs --config.task.train_path (and optionally dev_path, "
                          "test_path)")
-    spec = file_spec(cfg)
-    given = {s: getattr(cfg, f"{s}_path") for s in SPLITS}
-    train = _read_records(cfg.train_path, cfg, spec)
+    spec = file_spec(task)
+    given = {s: getattr(task, f"{s}_path") for s in SPLITS}
+    train = _read_records(task.train_path, task, spec)
     carved = [s for s in ("dev", "test") if not given[s]]
     if carved:
         logging.info("file task: %s carved from %s (10%% of its rows each, chosen by a stable "
-                     "hash of the row's text)", " and ".join(carved), cfg.train_path)
+                     "hash of the row's text)", " and ".join(carved), task.train_path)
     out = {s: [] for s in SPLITS}
     for record in train:
         bucket = task_sources.split_of(record[0] + "\t" + (record[1] or ""))
         out[bucket if bucket in carved else "train"].append(record)
-    read = {cfg.train_path: train}  # a file given for two splits is read (and reported) once
+    read = {task.train_path: train}  # a file given for two splits is read (and reported) once
     for s in ("dev", "test"):
         if given[s]:
             if given[s] not in read:
-                read[given[s]] = _read_records(given[s], cfg, spec)
+                read[given[s]] = _read_records(given[s], task, spec)
             out[s] = list(read[given[s]])
     return out
 
 
-def file_examples(cfg_task, split: str) -> dict:
+def file_examples(task: TaskOptions, split: str) -> dict:
     """One split of a ``"file"`` task as ``{"text_a", "text_b", "labels"}`` (cached read)."""
-    spec = file_spec(cfg_task)
-    key = tuple(str(getattr(cfg_task, f)) for f in _FIELDS)
-    stamps = tuple(_stamp(getattr(cfg_task, f"{s}_path")) for s in SPLITS)
+    spec = file_spec(task)
+    # The read depends only on the file fields (and the files' timestamps, which key the cache).
+    key = dataclasses.replace(task, tfds_data_dir="", max_train_examples=0)
+    stamps = tuple(_stamp(getattr(task, f"{s}_path")) for s in SPLITS)
     records = _file_splits(key, stamps)[split]
     return task_sources.records_to_examples(records, spec.kind, spec.pair)

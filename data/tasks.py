@@ -1,6 +1,6 @@
 """Fine-tuning tasks: specs, examples, BERT encoding and fixed-shape numpy batches.
 
-``cfg_task`` (an ml_collections ConfigDict) names a task: an embedded one shipped in
+A :class:`data.options.TaskOptions` names a task: an embedded one shipped in
 ``data/tasks/`` (``sentiment_rt``, ``topic_wordnet``, ``nli_vitaminc``, ``paraphrase_bible``,
 ``qa_disflqa``), a TFDS one (``glue/*``, ``squad/v2.0``) or ``"file"`` (the user's own
 TSV/CSV/JSONL, see ``data/task_files.py``). Splits are always ``"train"``, ``"dev"`` and ``"test"``.
@@ -8,7 +8,8 @@ TSV/CSV/JSONL, see ``data/task_files.py``). Splits are always ``"train"``, ``"de
 Example::
 
   tok = Tokenizer.load("embedded")
-  it = make_dataset(cfg.task, "train", tokenizer=tok, max_seq_length=128, batch_size=32, seed=0)
+  it = make_dataset(TaskOptions("sentiment_rt"), "train", tokenizer=tok, max_seq_length=128,
+                    batch_size=32, seed=0)
   batch = next(it)   # keys and shapes: data.features.shapes("classification", B=32, L=128)
 
 Batches (classification/regression; span QA lives in ``data/qa.py``):
@@ -31,27 +32,28 @@ import numpy as np
 from absl import logging
 
 from data import features, task_files, task_sources, task_tfds
+from data.options import TaskOptions
 from data.task_sources import SPLITS, TASKS, TaskSpec
 
 __all__ = ["TASKS", "TaskSpec", "encode", "load_examples", "make_dataset", "num_examples",
            "task_spec"]
 
 
-def task_spec(cfg_task) -> TaskSpec:
-    """The :class:`TaskSpec` of ``cfg_task.name`` (a ``TASKS`` key, or ``"file"``).
+def task_spec(task: TaskOptions) -> TaskSpec:
+    """The :class:`TaskSpec` of ``task.name`` (a ``TASKS`` key, or ``"file"``).
 
     Raises:
-      ValueError: for an unknown task name or an invalid file-task config.
+      ValueError: for an unknown task name or invalid file-task options.
     """
-    if cfg_task.name == "file":
-        return task_files.file_spec(cfg_task)
-    if cfg_task.name not in TASKS:
-        raise ValueError(f"unknown task {cfg_task.name!r}; use one of {sorted(TASKS)} or 'file' "
+    if task.name == "file":
+        return task_files.file_spec(task)
+    if task.name not in TASKS:
+        raise ValueError(f"unknown task {task.name!r}; use one of {sorted(TASKS)} or 'file' "
                          "(with --config.task.train_path=...)")
-    return TASKS[cfg_task.name]
+    return TASKS[task.name]
 
 
-def load_examples(cfg_task, split: str):
+def load_examples(task: TaskOptions, split: str):
     """Reads one split of a task.
 
     Returns:
@@ -65,17 +67,17 @@ def load_examples(cfg_task, split: str):
     """
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {list(SPLITS)}")
-    spec = task_spec(cfg_task)
+    spec = task_spec(task)
     if spec.name == "file":
-        return task_files.file_examples(cfg_task, split)
+        return task_files.file_examples(task, split)
     if spec.name in task_sources.EMBEDDED:
         return task_sources.embedded_examples(spec.name, split)
-    return task_tfds.tfds_examples(spec.name, split, cfg_task.tfds_data_dir)
+    return task_tfds.tfds_examples(spec.name, split, task.tfds_data_dir)
 
 
-def num_examples(cfg_task, split: str) -> int:
+def num_examples(task: TaskOptions, split: str) -> int:
     """Number of examples in a split (loads it; embedded and file tasks are cached)."""
-    examples = load_examples(cfg_task, split)
+    examples = load_examples(task, split)
     return len(examples["labels"] if isinstance(examples, dict) else examples)
 
 
@@ -199,21 +201,21 @@ def _eval_batches(arrays, kind: str, special, *, batch_size: int, process_index:
         yield _take(arrays, np.arange(start, start + batch_size), kind, special)
 
 
-def make_dataset(cfg_task, split: str, *, tokenizer, max_seq_length: int, batch_size: int,
-                 seed: int, process_index: int = 0, process_count: int = 1,
-                 max_examples: int = 0) -> Iterator[dict[str, np.ndarray]]:
+def make_dataset(task: TaskOptions, split: str, *, tokenizer, max_seq_length: int,
+                 batch_size: int, seed: int, process_index: int = 0,
+                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
     """Fixed-shape numpy batches of a classification or regression task, for one process.
 
     Args:
-      cfg_task: the task config (see the module docstring).
+      task: the task (see the module docstring). Its ``max_train_examples`` > 0 keeps only that
+        many training examples (a label budget, chosen by ``seed`` alone before anything else);
+        dev and test are always whole.
       split: ``"train"`` (endless, reshuffled each epoch) or ``"dev"``/``"test"`` (one pass).
       tokenizer: a ``data.tokenizer.Tokenizer`` or ``data.hf_tokenizers.HfTokenizer``.
       max_seq_length: ``L``.
       batch_size: ``B``, rows per process; the global batch is ``process_count * B``.
       seed: picks the epoch permutations and the label-budget subset.
       process_index, process_count: this process and how many read the same stream.
-      max_examples: > 0 keeps only that many training examples (a label budget, chosen by
-        ``seed`` alone before anything else); ignored for dev/test.
 
     Returns:
       An iterator of dicts following ``data.features.shapes(kind, B=batch_size,
@@ -222,15 +224,15 @@ def make_dataset(cfg_task, split: str, *, tokenizer, max_seq_length: int, batch_
     Raises:
       ValueError: for a span-QA task (use ``data.qa``), bad sizes, or an empty split.
     """
-    spec = task_spec(cfg_task)
+    spec = task_spec(task)
     if spec.kind not in ("classification", "regression"):
         raise ValueError(f"task {spec.name!r} is {spec.kind}; its batches come from data.qa")
     if batch_size < 1 or not 0 <= process_index < process_count:
         raise ValueError(f"need batch_size >= 1 and 0 <= process_index < process_count; got "
                          f"{batch_size}, {process_index}, {process_count}")
-    examples = load_examples(cfg_task, split)
+    examples = load_examples(task, split)
     if split == "train":
-        keep = budget_indices(len(examples["labels"]), max_examples, seed)
+        keep = budget_indices(len(examples["labels"]), task.max_train_examples, seed)
         examples = {"text_a": [examples["text_a"][i] for i in keep],
                     "text_b": None if examples["text_b"] is None
                     else [examples["text_b"][i] for i in keep],

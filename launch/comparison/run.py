@@ -24,6 +24,7 @@ from launch.finetuning import setup as finetune_setup
 from launch.pretraining import run as pretraining
 from launch.train import reporting
 from launch.train import workdir as workdir_lib
+from launch.train.data_options import task_options
 
 SCRATCH, PRETRAINED, TAPT = "scratch", "pretrained", "pretrained+tapt"
 _DOC_SENTENCES = 8  # task texts are grouped into pseudo-documents of this many lines
@@ -60,8 +61,7 @@ def finetune_config(c, task: str, *, pretrain_cfg: dict, init_from: str, seed: i
 
 def task_texts(task: str) -> list[str]:
     """The task's training texts without labels (never dev or test), for adaptive pretraining."""
-    cfg_task = finetune_configs.get_config(task).task
-    examples = tasks.load_examples(cfg_task, "train")
+    examples = tasks.load_examples(task_options(finetune_configs.get_config(task).task), "train")
     if isinstance(examples, list):  # span QA
         return [t for ex in examples for t in (ex["question"], ex["context"])]
     return list(examples["text_a"]) + list(examples["text_b"] or [])

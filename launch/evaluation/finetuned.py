@@ -15,6 +15,7 @@ from launch.finetuning import setup as finetune_setup
 from launch.train import mesh as mesh_lib
 from launch.train import reporting, train_state
 from launch.train import workdir as workdir_lib
+from launch.train.data_options import qa_options, task_options
 
 
 def file_task(cfg_task, spec, path: str, *, text_column: str, text_b_column: str,
@@ -31,17 +32,16 @@ def file_task(cfg_task, spec, path: str, *, text_column: str, text_b_column: str
 def _split(cfg, spec, tokenizer, split: str, batch_sh) -> scoring.EvalSplit:
     kw = dict(batch_size=cfg.train.batch_size // jax.process_count(), seed=cfg.seed,
               process_index=jax.process_index(), process_count=jax.process_count())
+    task = task_options(cfg.task)
     if spec.kind == "span_qa":
-        examples = tasks.load_examples(cfg.task, split)
-        feats = qa.encode(tokenizer, examples, max_seq_length=cfg.data.max_seq_length,
-                          doc_stride=cfg.data.doc_stride,
-                          max_query_length=cfg.data.max_query_length, is_training=False)
+        examples = tasks.load_examples(task, split)
+        feats = qa.encode(tokenizer, examples, qa_options(cfg.data), is_training=False)
         batches = list(qa.make_dataset(feats, split, **kw))
         out = scoring.EvalSplit(batches, len(feats.example_index), feats, examples)
     else:
-        batches = list(tasks.make_dataset(cfg.task, split, tokenizer=tokenizer,
+        batches = list(tasks.make_dataset(task, split, tokenizer=tokenizer,
                                           max_seq_length=cfg.data.max_seq_length, **kw))
-        out = scoring.EvalSplit(batches, tasks.num_examples(cfg.task, split))
+        out = scoring.EvalSplit(batches, tasks.num_examples(task, split))
     out.batches = [mesh_lib.global_batch(b, batch_sh) for b in out.batches]
     return out
 
@@ -63,7 +63,7 @@ def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data:
       The metrics.
     """
     cfg = ml_collections.ConfigDict(workdir_lib.read_config(run_dir))
-    spec = tasks.task_spec(cfg.task)
+    spec = tasks.task_spec(task_options(cfg.task))
     if data:
         cfg.task = file_task(cfg.task, spec, data, text_column=text_column,
                              text_b_column=text_b_column, label_column=label_column, fmt=fmt)
@@ -79,7 +79,7 @@ def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data:
     abstract, shardings = finetune_setup.params_shardings(model, dummy, mesh, rules)
     params = finetune_setup.restore_best(finetune_setup.best_manager(run_dir), abstract)
     predict_fn = scoring.make_predict_fn(model, shardings, mesh, rules)
-    evaluated = _split(cfg, tasks.task_spec(cfg.task), tokenizer, split,
+    evaluated = _split(cfg, tasks.task_spec(task_options(cfg.task)), tokenizer, split,
                        mesh_lib.batch_sharding(mesh, rules))
     metrics = scoring.score(predict_fn, params, evaluated, spec)
     output = output or os.path.join(run_dir, "eval", name)

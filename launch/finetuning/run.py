@@ -34,6 +34,7 @@ from launch.train import (
 )
 from launch.train import mesh as mesh_lib
 from launch.train import workdir as workdir_lib
+from launch.train.data_options import qa_options, task_options
 
 
 def _task_streams(cfg, spec, tokenizer, per_process: int):
@@ -42,29 +43,28 @@ def _task_streams(cfg, spec, tokenizer, per_process: int):
               process_count=jax.process_count())
     if spec.kind == "span_qa":
         return _qa_streams(cfg, tokenizer, kw)
+    task = task_options(cfg.task)
     common = dict(tokenizer=tokenizer, max_seq_length=cfg.data.max_seq_length, **kw)
-    train = tasks.make_dataset(cfg.task, "train", max_examples=cfg.task.max_train_examples,
-                               **common)
-    n_train = tasks.num_examples(cfg.task, "train")
-    if cfg.task.max_train_examples:
-        n_train = min(n_train, cfg.task.max_train_examples)
-    evals = {split: scoring.EvalSplit(list(tasks.make_dataset(cfg.task, split, **common)),
-                                        tasks.num_examples(cfg.task, split))
+    train = tasks.make_dataset(task, "train", **common)
+    n_train = tasks.num_examples(task, "train")
+    if task.max_train_examples:
+        n_train = min(n_train, task.max_train_examples)
+    evals = {split: scoring.EvalSplit(list(tasks.make_dataset(task, split, **common)),
+                                        tasks.num_examples(task, split))
              for split in ("dev", "test")}
     return train, n_train, evals
 
 
 def _qa_streams(cfg, tokenizer, kw):
-    enc = dict(max_seq_length=cfg.data.max_seq_length, doc_stride=cfg.data.doc_stride,
-               max_query_length=cfg.data.max_query_length)
-    examples = tasks.load_examples(cfg.task, "train")
-    train_feats = qa.encode(tokenizer, examples, is_training=True, **enc)
-    train = qa.make_dataset(train_feats, "train", max_examples=cfg.task.max_train_examples, **kw)
-    n_train = min(len(examples), cfg.task.max_train_examples or len(examples))
+    task, enc = task_options(cfg.task), qa_options(cfg.data)
+    examples = tasks.load_examples(task, "train")
+    train_feats = qa.encode(tokenizer, examples, enc, is_training=True)
+    train = qa.make_dataset(train_feats, "train", max_examples=task.max_train_examples, **kw)
+    n_train = min(len(examples), task.max_train_examples or len(examples))
     evals = {}
     for split in ("dev", "test"):
-        ex = tasks.load_examples(cfg.task, split)
-        feats = qa.encode(tokenizer, ex, is_training=False, **enc)
+        ex = tasks.load_examples(task, split)
+        feats = qa.encode(tokenizer, ex, enc, is_training=False)
         evals[split] = scoring.EvalSplit(list(qa.make_dataset(feats, split, **kw)),
                                            len(feats.example_index), feats, ex)
     return train, n_train, evals
@@ -139,7 +139,7 @@ class _Setup:
 
 def _setup(cfg) -> _Setup:
     """The task's data streams, the model, its optimizer and a freshly initialised state."""
-    spec = tasks.task_spec(cfg.task)
+    spec = tasks.task_spec(task_options(cfg.task))
     mesh = mesh_lib.make_mesh(cfg.mesh)
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)

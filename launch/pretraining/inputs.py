@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from data import clm, pipeline, plm
+from launch.train import data_options
 
 # The BERT/ALBERT family: MLM and/or one sentence task, all built by data/pipeline.py.
 SENTENCE_OBJECTIVES = ("mlm", "nsp", "sop", "order")
@@ -48,7 +49,8 @@ class ObjectiveData:
     """What the loop needs from an objective's input side.
 
     Attributes:
-      make_dataset: ``(data_cfg, split, **kw) -> iterator of host batches``.
+      make_dataset: ``(data_cfg, split, **kw) -> iterator of host batches``; it turns the run
+        config's ``data`` section into the pipeline's option records (``_configured``).
       targets, weights: the batch keys the unigram baseline scores.
       unigram_counts: corpus → int64 [V] counts of the training targets' tokens.
       log_probs: summed counts → float32 [V] smoothed unigram log-probabilities.
@@ -64,8 +66,18 @@ class ObjectiveData:
     summary: Callable[[dict], str]
 
 
+def _configured(make_dataset: Callable, options: Callable) -> Callable:
+    """``make_dataset(corpus_options, options, split, **kw)`` of a ``data/`` pipeline, called
+    with the run config's ``data`` section instead (``data_options`` builds the records)."""
+    def from_config(data_cfg, split: str, **kw):
+        return make_dataset(data_options.corpus_options(data_cfg), options(data_cfg), split, **kw)
+    return from_config
+
+
 def _sentence_data(objectives: tuple[str, ...]) -> ObjectiveData:
-    return ObjectiveData(functools.partial(pipeline.make_dataset, objectives=objectives),
+    return ObjectiveData(_configured(functools.partial(pipeline.make_dataset,
+                                                       objectives=objectives),
+                                     data_options.instance_options),
                          "mlm_targets", "mlm_weights", lambda corpus: corpus.unigram_counts,
                          pipeline.unigram_log_probs_from_counts, lambda out: {},
                          sentence_summary)
@@ -79,10 +91,12 @@ def _plm_summary(final: dict) -> str:
 # Objectives that pretrain alone, with their own input pipeline.
 OBJECTIVE_DATA = {
     # XLNet: the unigram baseline scores the permutation LM's predicted tokens.
-    "plm": ObjectiveData(plm.make_dataset, "plm_targets", "plm_weights",
+    "plm": ObjectiveData(_configured(plm.make_dataset, data_options.plm_options),
+                         "plm_targets", "plm_weights",
                          lambda corpus: corpus.unigram_counts,
                          pipeline.unigram_log_probs_from_counts, lambda out: {}, _plm_summary),
-    "clm": ObjectiveData(clm.make_dataset, "clm_targets", "clm_weights", clm.unigram_counts,
+    "clm": ObjectiveData(_configured(clm.make_dataset, data_options.clm_options),
+                         "clm_targets", "clm_weights", clm.unigram_counts,
                          clm.unigram_log_probs_from_counts, _clm_eval_extras, _clm_summary),
 }
 

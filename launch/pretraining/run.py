@@ -28,6 +28,7 @@ from launch.train import (
 )
 from launch.train import mesh as mesh_lib
 from launch.train import workdir as workdir_lib
+from launch.train.data_options import corpus_options
 from lm import models
 
 
@@ -182,7 +183,7 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
     per_process = cfg.train.batch_size // jax.process_count()
     objectives = tuple(modeling.objective_weights(cfg))
     inputs = objective_data(objectives)
-    corpus = pipeline.load_corpus(cfg.data, process_index=jax.process_index(),
+    corpus = pipeline.load_corpus(corpus_options(cfg.data), process_index=jax.process_index(),
                                   process_count=jax.process_count())
     model_cfg = modeling.model_config(cfg, corpus.vocab_size, corpus.tokenizer.special_ids)
     model = models.make_model(cfg.model.arch, model_cfg, **modeling.model_options(cfg))

@@ -17,7 +17,7 @@ from data import clm, pipeline, plm, sources, task_sources, tasks, text_files, t
 from data.skipped import Skipped
 from data.tokenizer import Tokenizer
 from tests.data.batch_checks import check_schema, check_sentence_batch
-from tests.data.test_tasks import task_config
+from tests.data.test_tasks import task_options
 
 B, L, P = 4, 32, 5
 
@@ -32,16 +32,16 @@ def _corpus(path, docs: list[str], encoding=None) -> str:
     return str(path)
 
 
-def _cfg(data_config, corpus: str, **overrides):
+def _options(data_options, corpus: str, **overrides):
     fields = dict(max_seq_length=L, max_predictions_per_seq=P, sop_swap_prob=0.5,
                   order_min_segments=1, order_max_segments=3, plm_k=4.0, plm_max_span=3,
                   perm_size=0)
-    return data_config(corpus, **{**fields, **overrides})
+    return data_options(corpus, **{**fields, **overrides})
 
 
-def _batches(cfg, objectives=("mlm", "nsp"), n=2, split="train"):
+def _batches(opts, objectives=("mlm", "nsp"), n=2, split="train"):
     return list(itertools.islice(pipeline.make_dataset(
-        cfg, split, batch_size=B, seed=0, objectives=objectives), n))
+        opts.corpus, opts.instances, split, batch_size=B, seed=0, objectives=objectives), n))
 
 
 def _warnings(caplog) -> list[str]:
@@ -55,27 +55,27 @@ def tok():
 
 # Corpus files.
 
-def test_a_missing_file_is_named(tmp_path, data_config):
+def test_a_missing_file_is_named(tmp_path, data_options):
     with pytest.raises(ValueError, match=r"corpus path or glob '.*nope\.txt' matches no file; "
                                          r"check the path .* or use 'embedded'"):
-        pipeline.load_corpus(data_config(str(tmp_path / "nope.txt")))
+        pipeline.load_corpus(data_options(str(tmp_path / "nope.txt")).corpus)
 
 
-def test_an_empty_file_alone_is_an_error_among_others_skipped(tmp_path, data_config, caplog):
+def test_an_empty_file_alone_is_an_error_among_others_skipped(tmp_path, data_options, caplog):
     empty = tmp_path / "b_empty.txt"
     empty.write_text("\n  \n\n")
     with pytest.raises(ValueError, match=r"no sentences in .*b_empty\.txt; a corpus file holds "
                                          r"one sentence per line"):
-        pipeline.load_corpus(data_config(str(empty)))
+        pipeline.load_corpus(data_options(str(empty)).corpus)
     _corpus(tmp_path / "a.txt", [_good_doc(d) for d in range(6)])
-    corpus = pipeline.load_corpus(data_config(f"{tmp_path}/*.txt"))
+    corpus = pipeline.load_corpus(data_options(f"{tmp_path}/*.txt").corpus)
     assert len(corpus.train_docs) + len(corpus.eval_docs) == 6
     assert _warnings(caplog) == [
         f"corpus '{tmp_path}/*.txt': 1 file without a sentence was skipped ({empty}); remove "
         "empty files from --config.data.corpus"]
 
 
-def test_lines_not_utf8_are_skipped_counted_and_located(tmp_path, data_config, caplog):
+def test_lines_not_utf8_are_skipped_counted_and_located(tmp_path, data_options, caplog):
     docs = [_good_doc(d) for d in range(6)]
     text = "\n\n".join(docs).encode()
     text = text.replace(b"Document 1 says sentence 1", b"Caf\xe9 1 says sentence 1")
@@ -87,7 +87,7 @@ def test_lines_not_utf8_are_skipped_counted_and_located(tmp_path, data_config, c
     want = [d.split("\n") for d in docs]
     del want[1][1], want[4][0]
     assert got == want and skipped.count(text_files.BAD_UTF8) == 2
-    pipeline.load_corpus(data_config(str(path)))
+    pipeline.load_corpus(data_options(str(path)).corpus)
     assert _warnings(caplog) == [
         f"corpus '{path}': 2 lines that are not valid UTF-8 were skipped ({path}:6, {path}:17); "
         "re-encode the files as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`) to "
@@ -103,15 +103,15 @@ def test_lines_not_utf8_are_skipped_counted_and_located(tmp_path, data_config, c
     (gzip.compress("".join(f"Sentence {i}.\n" for i in range(5000)).encode())[:5000],
      r"cannot be read as gzip .*truncated"),
 ])
-def test_binary_wrong_encoding_and_truncated_files_are_errors(tmp_path, data_config, content,
+def test_binary_wrong_encoding_and_truncated_files_are_errors(tmp_path, data_options, content,
                                                               problem):
     _corpus(tmp_path / "a.txt", [_good_doc(d) for d in range(6)])
     (tmp_path / "b.txt").write_bytes(content)
     with pytest.raises(ValueError, match=r"b\.txt: " + problem):
-        pipeline.load_corpus(data_config(f"{tmp_path}/*.txt"))
+        pipeline.load_corpus(data_options(f"{tmp_path}/*.txt").corpus)
 
 
-def test_a_10mb_line_is_split_in_bounded_time(tmp_path, data_config, caplog, tok):
+def test_a_10mb_line_is_split_in_bounded_time(tmp_path, data_options, caplog, tok):
     words = " ".join(f"word{i % 997}" for i in range(100))  # long sentences: fewer instances
     line = " ".join(f"Sentence {i} has {words}." for i in range(10 ** 7 // 700))
     blob = "x" * 200_000  # a line with no space and no sentence end: cut into pieces
@@ -125,9 +125,9 @@ def test_a_10mb_line_is_split_in_bounded_time(tmp_path, data_config, caplog, tok
     assert all(len(s) <= limit for d in docs for s in d)
     assert " ".join(docs[1][1:-1]) == line and docs[1][0] == "Before."
     assert "".join(docs[-1]) == blob and len(docs[-1]) == 4
-    cfg = _cfg(data_config, path)
+    opts = _options(data_options, path)
     start = time.perf_counter()
-    batch = _batches(cfg, n=1)[0]
+    batch = _batches(opts, n=1)[0]
     first_batch_s = time.perf_counter() - start
     check_sentence_batch(batch, ("mlm", "nsp"), batch_size=B, max_seq_length=L,
                          max_predictions=P, vocab_size=tok.vocab_size)
@@ -136,12 +136,12 @@ def test_a_10mb_line_is_split_in_bounded_time(tmp_path, data_config, caplog, tok
     assert "2 lines longer than 65536 characters were split into sentences" in caplog.text
 
 
-def test_documents_too_short_are_skipped_per_task(tmp_path, data_config, tok, caplog):
+def test_documents_too_short_are_skipped_per_task(tmp_path, data_options, tok, caplog):
     word = next(w for w in ("the", "sea", "a") if len(tok.encode([w])[0]) == 1)
     docs = [_good_doc(0), "One lonely sentence.", _good_doc(1), word, _good_doc(2),
             _good_doc(3), _good_doc(4), "Another single sentence here.", _good_doc(5)]
     path = _corpus(tmp_path / "short.txt", docs)
-    corpus = pipeline.load_corpus(_cfg(data_config, path))
+    corpus = pipeline.load_corpus(_options(data_options, path).corpus)
     assert len(corpus.eval_docs) == 1 and len(corpus.eval_docs[0]) == 3  # a good one
     for task, skipped in (("nsp", "3 documents with fewer than 2 sentences were skipped (NSP "
                                   "needs a sentence that follows another) "
@@ -151,73 +151,74 @@ def test_documents_too_short_are_skipped_per_task(tmp_path, data_config, tok, ca
                           ("order", f"1 document with fewer than 2 tokens was skipped (order "
                                     f"needs 2 segments) ({path}:11)")):
         caplog.clear()
-        cfg = _cfg(data_config, path, order_min_segments=2)
-        for batch in _batches(cfg, ("mlm", task), n=3):
+        opts = _options(data_options, path, order_min_segments=2)
+        for batch in _batches(opts, ("mlm", task), n=3):
             check_sentence_batch(batch, ("mlm", task), batch_size=B, max_seq_length=L,
                                  max_predictions=P, vocab_size=tok.vocab_size)
         assert _warnings(caplog) == [f"corpus '{path}', train split: {skipped}; " + (
             "give every document at least 2 sentences, one per line, with blank lines only "
             "between documents" if task == "nsp" else
             "such documents hold almost no text; join them to their neighbours to keep it")]
-        _batches(cfg, ("mlm", task), n=3)
+        _batches(opts, ("mlm", task), n=3)
         assert len(_warnings(caplog)) == 1  # reported once
 
 
 def test_nothing_left_after_filtering_names_the_corpus_the_rule_and_the_fix(tmp_path,
-                                                                            data_config):
+                                                                            data_options):
     path = _corpus(tmp_path / "lines.txt", [f"Sentence {d} stands alone." for d in range(12)])
     with pytest.raises(ValueError, match=(
             r"corpus '.*lines\.txt': none of its 11 train documents is long enough for NSP: 11 "
             r"documents with fewer than 2 sentences were skipped .*lines\.txt:1, .*lines\.txt:3, "
             r".*, and 8 more\)\. Fix: give every document at least 2 sentences, one per line, "
             r"with blank lines only between documents, or pretrain without nsp")):
-        _batches(_cfg(data_config, path))
-    for batch in _batches(_cfg(data_config, path), ("mlm", "sop")):  # SOP cuts inside them
+        _batches(_options(data_options, path))
+    for batch in _batches(_options(data_options, path), ("mlm", "sop")):  # SOP cuts inside them
         assert batch["sop_labels"].shape == (B,)
     controls = _corpus(tmp_path / "controls.txt", ["\x01\x02\n\x7f"] * 5)
     with pytest.raises(ValueError, match=(
             r"corpus '.*controls\.txt' has 0 documents after what was skipped \(10 sentences "
             r"that tokenise to nothing were dropped \(.*controls\.txt:1 sentence 1, .*, and 7 "
             r"more\)\); with eval_fraction=0\.1 that leaves fewer than 2 for training")):
-        pipeline.load_corpus(data_config(controls))
+        pipeline.load_corpus(data_options(controls).corpus)
 
 
-def test_an_eval_split_left_empty_is_an_error_not_a_hang(tmp_path, data_config):
+def test_an_eval_split_left_empty_is_an_error_not_a_hang(tmp_path, data_options):
     docs = [_good_doc(d) for d in range(10)]
     docs[5] = "The held-out document has one sentence."  # the one eval document (of 10)
-    cfg = _cfg(data_config, _corpus(tmp_path / "c.txt", docs))
-    assert len(_batches(cfg)) == 2  # train is fine
+    opts = _options(data_options, _corpus(tmp_path / "c.txt", docs))
+    assert len(_batches(opts)) == 2  # train is fine
     with pytest.raises(ValueError, match=r"none of its 1 eval documents is long enough for NSP: .*"
                                          r"c\.txt:21\)\. Fix: .*; or raise "
                                          r"--config\.data\.eval_fraction, or pretrain without nsp"):
-        _batches(cfg, split="eval")
+        _batches(opts, split="eval")
     # Documents that can never give an instance (the filter above keeps them out) stop the
     # stream with an error instead of looping forever.
     one_token = [[np.array([100], np.int32)]]
     with pytest.raises(ValueError, match=r"data shard 0: 100 passes over its 1 documents gave no "
                                          r"order instance"):
-        next(pipeline._train_epochs(one_token, _cfg(data_config, "x", order_min_segments=2),
-                                    0, 0, B, 0, "order"))
+        next(pipeline._train_epochs(
+            one_token, _options(data_options, "x", order_min_segments=2).instances, 0, 0, B, 0,
+            "order"))
 
 
-def test_clm_and_plm_read_dirty_corpora_too(tmp_path, data_config, tok):
+def test_clm_and_plm_read_dirty_corpora_too(tmp_path, data_options, tok):
     text = "\n\n".join([_good_doc(0), "Single.", _good_doc(1), "x" * 70_000, _good_doc(2),
                         _good_doc(3)]).encode() + b"\n\nBad \xe9 line.\n" + b"\n\n".join(
         _good_doc(d).encode() for d in range(4, 9)) + b"\n"
     (tmp_path / "dirty.txt").write_bytes(text)
     (tmp_path / "empty.txt").write_text("")
-    cfg = _cfg(data_config, f"{tmp_path}/*.txt")
+    opts = _options(data_options, f"{tmp_path}/*.txt")
     for split in ("train", "eval"):
-        batch = next(clm.make_dataset(cfg, split, batch_size=B, seed=0))
+        batch = next(clm.make_dataset(opts.corpus, opts.clm, split, batch_size=B, seed=0))
         check_schema(batch, "clm", B=B, L=L)
         assert batch["token_ids"].max() < tok.vocab_size
         assert set(np.unique(batch["clm_weights"]).tolist()) <= {0.0, 1.0}
-        batch = next(plm.make_dataset(cfg, split, batch_size=B, seed=0))
+        batch = next(plm.make_dataset(opts.corpus, opts.plm, split, batch_size=B, seed=0))
         check_schema(batch, "plm", B=B, L=L, P=P)
         assert batch["token_ids"].max() < tok.vocab_size
     for task in ("nsp", "sop", "order"):
         for split in ("train", "eval"):
-            batch = _batches(cfg, ("mlm", task), n=1, split=split)[0]
+            batch = _batches(opts, ("mlm", task), n=1, split=split)[0]
             check_sentence_batch(batch, ("mlm", task), batch_size=B, max_seq_length=L,
                                  max_predictions=P, vocab_size=tok.vocab_size)
 
@@ -239,7 +240,7 @@ def test_tokenizer_training_skips_the_same_lines(tmp_path, fixture_corpus, caplo
 def _task(tmp_path, name: str, content: bytes, **overrides):
     (tmp_path / name).write_bytes(content)
     path = str(tmp_path / name)
-    return task_config("file", train_path=path, dev_path=path, test_path=path, **overrides)
+    return task_options("file", train_path=path, dev_path=path, test_path=path, **overrides)
 
 
 @pytest.mark.parametrize("name, content, overrides, problem", [
@@ -271,15 +272,15 @@ def test_task_file_errors_name_file_line_and_fix(tmp_path, name, content, overri
 def test_task_file_empty_texts_are_skipped_counted_and_located(tmp_path, caplog, tok):
     rows = "".join(f"text {i}\t{'pos' if i % 2 else 'neg'}\n" for i in range(30))
     content = "\ufefftext\tlabel\n\tpos\n" + rows + "   \tneg\n"  # a spreadsheet's BOM too
-    cfg = _task(tmp_path, "t.tsv", content.encode(), labels="neg,pos")
-    examples = tasks.load_examples(cfg, "test")
+    task = _task(tmp_path, "t.tsv", content.encode(), labels="neg,pos")
+    examples = tasks.load_examples(task, "test")
     assert examples["text_a"] == [f"text {i}" for i in range(30)]
     assert examples["labels"].tolist() == [i % 2 for i in range(30)]
     path = tmp_path / "t.tsv"
     assert _warnings(caplog)[-1] == (
         f"{path}: 2 rows with an empty text were skipped (line 2, line 33); fill in the text or "
         "remove those rows (in dev/test they are not scored)")
-    batch = next(tasks.make_dataset(cfg, "train", tokenizer=tok, max_seq_length=16,
+    batch = next(tasks.make_dataset(task, "train", tokenizer=tok, max_seq_length=16,
                                     batch_size=4, seed=0))
     check_schema(batch, "classification", B=4, L=16)
 

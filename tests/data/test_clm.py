@@ -10,9 +10,9 @@ from data import clm, features, pipeline
 B, L = 4, 32
 
 
-def _take(cfg, n, split="train", **kwargs):
+def _take(opts, n, split="train", **kwargs):
     kwargs = {"batch_size": B, "seed": 0, **kwargs}
-    return list(itertools.islice(clm.make_dataset(cfg, split, **kwargs), n))
+    return list(itertools.islice(clm.make_dataset(opts.corpus, opts.clm, split, **kwargs), n))
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +25,11 @@ def tiny_corpus(tmp_path_factory):
     return str(path)
 
 
-def test_schema_train_and_eval(fixture_corpus, data_config):
-    cfg = data_config(fixture_corpus, max_seq_length=L)
+def test_schema_train_and_eval(fixture_corpus, data_options):
+    opts = data_options(fixture_corpus, max_seq_length=L)
     want = {k: (shape, dtype) for k, (shape, dtype) in features.shapes("clm", B=B, L=L).items()}
     for split in ("train", "eval"):
-        batch = _take(cfg, 1, split)[0]
+        batch = _take(opts, 1, split)[0]
         assert {k: (v.shape, str(v.dtype)) for k, v in batch.items()} == want
 
 
@@ -60,17 +60,17 @@ def _check_boundaries(batch):
     assert (pos[inside] == np.roll(pos, 1, axis=1)[inside] + 1).all()
 
 
-def test_weights_are_zero_across_boundaries(fixture_corpus, data_config):
-    cfg = data_config(fixture_corpus, max_seq_length=L)
-    train = _take(cfg, 3)
-    for batch in train + _take(cfg, 100, "eval"):
+def test_weights_are_zero_across_boundaries(fixture_corpus, data_options):
+    opts = data_options(fixture_corpus, max_seq_length=L)
+    train = _take(opts, 3)
+    for batch in train + _take(opts, 100, "eval"):
         _check_boundaries(batch)
     assert sum(b["clm_weights"].sum() for b in train) > 0.9 * 3 * B * L  # packing wastes little
 
 
-def test_every_token_appears_once_per_epoch(tiny_corpus, data_config):
-    cfg = data_config(tiny_corpus, max_seq_length=16, eval_fraction=0.2)
-    corpus = pipeline.load_corpus(cfg)
+def test_every_token_appears_once_per_epoch(tiny_corpus, data_options):
+    opts = data_options(tiny_corpus, max_seq_length=16, eval_fraction=0.2)
+    corpus = pipeline.load_corpus(opts.corpus)
     per_epoch = clm.rows_per_epoch(corpus.train_docs, 16)
     rows = clm._epoch_rows(corpus.train_docs, 16, seed=0, epoch=0, shard=0)
     assert len(rows["token_ids"]) == per_epoch
@@ -79,39 +79,39 @@ def test_every_token_appears_once_per_epoch(tiny_corpus, data_config):
     assert (counts <= expected).all() and expected.sum() - counts.sum() < 16
 
 
-def test_same_seed_same_batches_other_seed_differs(tiny_corpus, data_config):
-    cfg = data_config(tiny_corpus, max_seq_length=16, eval_fraction=0.2)
-    a, b, c = _take(cfg, 6), _take(cfg, 6), _take(cfg, 6, seed=1)
+def test_same_seed_same_batches_other_seed_differs(tiny_corpus, data_options):
+    opts = data_options(tiny_corpus, max_seq_length=16, eval_fraction=0.2)
+    a, b, c = _take(opts, 6), _take(opts, 6), _take(opts, 6, seed=1)
     for x, y in zip(a, b, strict=True):
         for k in x:
             np.testing.assert_array_equal(x[k], y[k])
     assert any((x["token_ids"] != z["token_ids"]).any() for x, z in zip(a, c, strict=True))
 
 
-def test_resume_matches_uninterrupted_stream(tiny_corpus, data_config):
-    cfg = data_config(tiny_corpus, max_seq_length=16, eval_fraction=0.2)
-    corpus = pipeline.load_corpus(cfg)
+def test_resume_matches_uninterrupted_stream(tiny_corpus, data_options):
+    opts = data_options(tiny_corpus, max_seq_length=16, eval_fraction=0.2)
+    corpus = pipeline.load_corpus(opts.corpus)
     assert clm.rows_per_epoch(corpus.train_docs, 16) < 5 * B  # the stream crosses epochs
-    straight = _take(cfg, 8)
+    straight = _take(opts, 8)
     for skip in (1, 3, 5):
-        resumed = _take(cfg, 8 - skip, start_position=skip * B)
+        resumed = _take(opts, 8 - skip, start_position=skip * B)
         for x, y in zip(straight[skip:], resumed, strict=True):
             for k in x:
                 np.testing.assert_array_equal(x[k], y[k], err_msg=f"skip {skip}, {k}")
 
 
-def test_two_processes_give_the_single_process_global_batch(fixture_corpus, data_config):
-    cfg = data_config(fixture_corpus, max_seq_length=L, num_shards=2)
-    whole = _take(cfg, 2, batch_size=2 * B)
-    parts = [_take(cfg, 2, process_index=i, process_count=2) for i in range(2)]
+def test_two_processes_give_the_single_process_global_batch(fixture_corpus, data_options):
+    opts = data_options(fixture_corpus, max_seq_length=L, num_shards=2)
+    whole = _take(opts, 2, batch_size=2 * B)
+    parts = [_take(opts, 2, process_index=i, process_count=2) for i in range(2)]
     for step in range(2):
         for k in whole[step]:
             np.testing.assert_array_equal(
                 whole[step][k], np.concatenate([parts[0][step][k], parts[1][step][k]]))
 
 
-def test_unigram_log_probs_count_eos(fixture_corpus, data_config):
-    corpus = pipeline.load_corpus(data_config(fixture_corpus))
+def test_unigram_log_probs_count_eos(fixture_corpus, data_options):
+    corpus = pipeline.load_corpus(data_options(fixture_corpus).corpus)
     counts = clm.unigram_counts(corpus)
     assert counts[features.EOS_ID] == len(corpus.train_docs)
     log_probs = clm.unigram_log_probs_from_counts(counts)

@@ -26,7 +26,7 @@ from data import features, pipeline, text_files
 from data.skipped import Skipped
 from data.tokenizer import Tokenizer
 from tests.data.batch_checks import check_sentence_batch
-from tests.data.conftest import make_config
+from tests.data.conftest import make_options
 
 B, L, P = 8, 32, 5
 MAX_CHARS = 300  # the long-line limit, lowered so that the fuzz exercises splitting
@@ -58,8 +58,8 @@ def _tokenizer() -> Tokenizer:
     return Tokenizer.load("embedded")
 
 
-def _config(task: str, whole_word: bool):
-    return make_config("fuzz", max_seq_length=L, max_predictions_per_seq=P, short_seq_prob=0.3,
+def _options(task: str, whole_word: bool):
+    return make_options("fuzz", max_seq_length=L, max_predictions_per_seq=P, short_seq_prob=0.3,
                        whole_word_masking=whole_word, sop_swap_prob=0.5, order_min_segments=1,
                        order_max_segments=3)
 
@@ -68,7 +68,7 @@ def _config(task: str, whole_word: bool):
 def _mask(task: str, whole_word: bool):
     """The pipeline's map function for ``task``, traced once."""
     tok, objectives = _tokenizer(), ("mlm", task)
-    fn = pipeline._mask_fn(_config(task, whole_word), tok.vocab_size,
+    fn = pipeline._mask_fn(_options(task, whole_word).instances, tok.vocab_size,
                            tok.is_word_start() if whole_word else None,
                            tf.constant([0, 1234], tf.int64), task,
                            tuple(features.schema(objectives)))
@@ -92,18 +92,18 @@ def test_any_text_gives_valid_batches(lines, task, whole_word, seed):
                                                        *_SCAFFOLD])]
     docs = text_files.documents_from_lines(located, skipped, max_chars=MAX_CHARS)
     assert all(len(s) <= MAX_CHARS and s == s.strip() and s for d in docs for s in d)
-    tok, cfg = _tokenizer(), _config(task, whole_word)
+    tok, options = _tokenizer(), _options(task, whole_word).instances
     tokens = corpus_lib.tokenize_documents(tok, docs, skipped)
     counts = corpus_lib.unigram_counts(tokens, tok.vocab_size)
     corpus = corpus_lib.PretrainingCorpus(
         tokenizer=tok, shards={0: corpus_lib.CorpusShard(train_docs=tokens, eval_docs=tokens)},
         unigram_counts=counts, source="fuzz")
-    usable = corpus_lib.task_documents(corpus, 0, "train", task, cfg)
-    epochs = pipeline._train_epochs(usable, cfg, seed, 0, B, 0, task)
+    usable = corpus_lib.task_documents(corpus, 0, "train", task, options)
+    epochs = pipeline._train_epochs(usable, options, seed, 0, B, 0, task)
     arrays = next(epochs)  # the first epoch's whole batches (the rest opens the next epoch)
     for start in range(0, min(len(arrays[0]), _MAX_ROWS), B):
         batch = _batch([a[start:start + B] for a in arrays], _mask(task, whole_word))
         check_sentence_batch(batch, ("mlm", task), batch_size=B, max_seq_length=L,
                              max_predictions=P, vocab_size=tok.vocab_size,
-                             masked_lm_prob=cfg.masked_lm_prob, max_segments=3,
+                             masked_lm_prob=options.masked_lm_prob, max_segments=3,
                              exact_count=not whole_word)

@@ -7,29 +7,29 @@ import pytest
 
 from data import features, plm
 from tests.conftest import FIXTURES
-from tests.data.conftest import make_config
+from tests.data.conftest import make_options
 
 B, L, P, K = 4, 32, 8, 4.0
 
 
-def _cfg(data_config, corpus, **overrides):
-    return data_config(corpus, max_seq_length=L, max_predictions_per_seq=P, plm_k=K,
-                       plm_max_span=5, perm_size=0, whole_word_masking=True, **overrides)
+def _options(data_options, corpus, **overrides):
+    return data_options(corpus, max_seq_length=L, max_predictions_per_seq=P, plm_k=K,
+                        plm_max_span=5, perm_size=0, whole_word_masking=True, **overrides)
 
 
-def _take(cfg, n, split="train", **kwargs):
+def _take(opts, n, split="train", **kwargs):
     kwargs = {"batch_size": B, "seed": 0, **kwargs}
-    return list(itertools.islice(plm.make_dataset(cfg, split, **kwargs), n))
+    return list(itertools.islice(plm.make_dataset(opts.corpus, opts.plm, split, **kwargs), n))
 
 
 @pytest.fixture(scope="module")
 def batches():
-    return _take(_cfg(make_config, str(FIXTURES / "corpus_slice.txt.gz")), 6)
+    return _take(_options(make_options, str(FIXTURES / "corpus_slice.txt.gz")), 6)
 
 
-def test_schema_matches_features(batches, fixture_corpus, data_config):
+def test_schema_matches_features(batches, fixture_corpus, data_options):
     want = features.shapes("plm", B=B, L=L, P=P)
-    eval_batch = _take(_cfg(data_config, fixture_corpus), 1, split="eval")[0]
+    eval_batch = _take(_options(data_options, fixture_corpus), 1, split="eval")[0]
     for batch in (batches[0], eval_batch):
         assert {k: (v.shape, str(v.dtype)) for k, v in batch.items()} == want
 
@@ -101,10 +101,10 @@ def test_block_permutation_stays_in_blocks():
     assert not (rank == np.arange(L)).all()
 
 
-def test_same_seed_same_batches_and_resume(fixture_corpus, data_config, batches):
-    cfg = _cfg(data_config, fixture_corpus)
-    for a, b in zip(_take(cfg, 2, start_position=3 * B), batches[3:5], strict=True):
+def test_same_seed_same_batches_and_resume(fixture_corpus, data_options, batches):
+    opts = _options(data_options, fixture_corpus)
+    for a, b in zip(_take(opts, 2, start_position=3 * B), batches[3:5], strict=True):
         for k in a:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    other = _take(cfg, 1, seed=1)[0]
+    other = _take(opts, 1, seed=1)[0]
     assert not np.array_equal(other["can_attend"], batches[0]["can_attend"])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from data import features, qa, squad_metrics
+from data.options import QaOptions
 from data.tokenizer import Tokenizer
 
 # The copy shipped with the package, else the shared dataset folder it came from.
@@ -54,7 +55,8 @@ def _lost_answers(feats, examples):
 
 
 def test_gold_spans_reproduce_answers_on_disflqa(tokenizer, disflqa):
-    feats = qa.encode(tokenizer, disflqa, max_seq_length=256, doc_stride=128, is_training=True)
+    feats = qa.encode(tokenizer, disflqa, QaOptions(max_seq_length=256, doc_stride=128),
+                      is_training=True)
     rows, starts, ends = _gold_windows(feats)
     assert len(rows) > 100
     for row, s, e in zip(rows, starts, ends, strict=True):
@@ -82,11 +84,11 @@ def test_gold_spans_reproduce_answers_on_disflqa(tokenizer, disflqa):
 
 def test_short_windows_lose_only_answers_longer_than_the_overlap(tokenizer, disflqa):
     seq_len, stride = 48, 16
-    feats = qa.encode(tokenizer, disflqa, max_seq_length=seq_len, doc_stride=stride,
-                      max_query_length=16, is_training=True)
+    feats = qa.encode(tokenizer, disflqa, QaOptions(max_seq_length=seq_len, doc_stride=stride,
+                                                    max_query_length=16), is_training=True)
     lost = _lost_answers(feats, disflqa)
     assert lost  # some answers are longer than a whole window here
-    whole = qa.encode(tokenizer, disflqa, max_seq_length=2048, max_query_length=16,
+    whole = qa.encode(tokenizer, disflqa, QaOptions(max_seq_length=2048, max_query_length=16),
                       is_training=True)  # one window each: the gold spans' true lengths
     assert len(whole) == len(disflqa)
     rows, starts, ends = _gold_windows(whole)
@@ -105,8 +107,8 @@ def test_long_context_windows_stride_and_cover(tokenizer):
     q_len = len(tokenizer.encode([question])[0])
     seq_len, stride = 40, 12
     window = seq_len - q_len - 3
-    feats = qa.encode(tokenizer, [_example(" ".join(words), question)], max_seq_length=seq_len,
-                      doc_stride=stride, is_training=True)
+    feats = qa.encode(tokenizer, [_example(" ".join(words), question)],
+                      QaOptions(max_seq_length=seq_len, doc_stride=stride), is_training=True)
     assert len(feats) == int(np.ceil((100 - window) / stride)) + 1 > 3
     covered, best = np.zeros(100, int), np.zeros(100, int)
     for w in range(len(feats)):
@@ -130,7 +132,8 @@ def test_long_context_windows_stride_and_cover(tokenizer):
 def test_unanswerable_and_out_of_window_answers_point_at_cls(tokenizer):
     words = " ".join(ONE_TOKEN_WORDS * 6) + " zebra"
     examples = [_example(words, qid="none"), _example(words, answer="zebra", qid="end")]
-    feats = qa.encode(tokenizer, examples, max_seq_length=32, doc_stride=8, is_training=True)
+    feats = qa.encode(tokenizer, examples, QaOptions(max_seq_length=32, doc_stride=8),
+                      is_training=True)
     none = feats.example_index == 0
     assert none.sum() > 1
     assert (feats.arrays["start_positions"][none] == 0).all()
@@ -146,9 +149,9 @@ def test_untokenised_and_non_ascii_text(tokenizer):
                 _example(context, "when ?", "1990", qid="b"),
                 _example(context, "what ?", "résumé", qid="c"),
                 _example(context, "bad offset", "Paris", answer_start=3, qid="d")]
-    train = qa.encode(tokenizer, examples, max_seq_length=64, is_training=True)
+    train = qa.encode(tokenizer, examples, QaOptions(max_seq_length=64), is_training=True)
     assert sorted(set(train.example_index.tolist())) == [0, 1, 2]  # the bad offset is dropped
-    feats = qa.encode(tokenizer, examples, max_seq_length=64, is_training=False)
+    feats = qa.encode(tokenizer, examples, QaOptions(max_seq_length=64), is_training=False)
     assert feats.example_index.tolist() == [0, 1, 2, 3]
     start, end = _logits_on_gold(feats)
     preds = qa.postprocess(start, end, feats, examples)
@@ -165,7 +168,8 @@ def _logits_on_gold(feats, high=8.0):
 
 def test_postprocess_recovers_gold_text_and_no_answer(tokenizer, disflqa):
     examples = disflqa[:60]
-    feats = qa.encode(tokenizer, examples, max_seq_length=128, doc_stride=48, is_training=False)
+    feats = qa.encode(tokenizer, examples, QaOptions(max_seq_length=128, doc_stride=48),
+                      is_training=False)
     assert len(feats) > 2 * len(examples)  # many multi-window examples
     start, end = _logits_on_gold(feats)
     preds = qa.postprocess(start, end, feats, examples, max_answer_length=1000)
@@ -188,7 +192,8 @@ def test_postprocess_recovers_gold_text_and_no_answer(tokenizer, disflqa):
 
 def test_postprocess_span_rules(tokenizer):
     context = " ".join(ONE_TOKEN_WORDS)
-    feats = qa.encode(tokenizer, [_example(context)], max_seq_length=32, is_training=False)
+    feats = qa.encode(tokenizer, [_example(context)], QaOptions(max_seq_length=32),
+                      is_training=False)
     ctx = np.nonzero(feats.token_to_word[0] >= 0)[0]
     start, end = np.zeros((1, 32)), np.zeros((1, 32))
     start[0, ctx[[1, 5]]] = 5.0, 9.0
@@ -204,7 +209,8 @@ def test_postprocess_span_rules(tokenizer):
 def test_postprocess_starts_only_where_the_token_has_max_context(tokenizer):
     words = [ONE_TOKEN_WORDS[i % len(ONE_TOKEN_WORDS)] for i in range(40)]
     example = _example(" ".join(words))
-    feats = qa.encode(tokenizer, [example], max_seq_length=32, doc_stride=8, is_training=False)
+    feats = qa.encode(tokenizer, [example], QaOptions(max_seq_length=32, doc_stride=8),
+                      is_training=False)
     edge = np.nonzero(feats.token_to_word[0] >= 0)[0][-1]  # seen with more context in window 1
     assert len(feats) > 2 and not feats.is_max_context[0, edge]
     other = next(t for t in np.nonzero(feats.is_max_context[1])[0]
@@ -246,8 +252,9 @@ def test_squad_v2_scores_by_hand():
 
 @pytest.fixture(scope="module")
 def small_features(tokenizer, disflqa):
-    return qa.encode(tokenizer, disflqa[:40], max_seq_length=96, doc_stride=32,
-                     max_query_length=24, is_training=True)
+    return qa.encode(tokenizer, disflqa[:40],
+                     QaOptions(max_seq_length=96, doc_stride=32, max_query_length=24),
+                     is_training=True)
 
 
 def _row_ids(feats):

@@ -137,13 +137,13 @@ def test_sentence_task_rejects_two_tasks():
 
 
 @pytest.mark.parametrize("objectives", [("mlm", "sop"), ("mlm", "order"), ("order",)])
-def test_pipeline_schema(fixture_corpus, data_config, objectives):
-    cfg = data_config(fixture_corpus, sop_swap_prob=0.5, order_min_segments=1,
-                      order_max_segments=3)
+def test_pipeline_schema(fixture_corpus, data_options, objectives):
+    opts = data_options(fixture_corpus, sop_swap_prob=0.5, order_min_segments=1,
+                        order_max_segments=3)
     want = features.shapes(list(objectives), B=B, L=64, P=10)
     for split in ("train", "eval"):
         batches = list(itertools.islice(pipeline.make_dataset(
-            cfg, split, batch_size=B, seed=0, objectives=objectives), 3))
+            opts.corpus, opts.instances, split, batch_size=B, seed=0, objectives=objectives), 3))
         assert batches, split
         for batch in batches:
             assert {k: (v.shape, v.dtype.name) for k, v in batch.items()} == want
@@ -152,11 +152,12 @@ def test_pipeline_schema(fixture_corpus, data_config, objectives):
         assert labels.min() >= 0 and labels.max() < num_order_classes(3)
 
 
-def test_pipeline_sop_resumes_exactly(fixture_corpus, data_config):
-    cfg = data_config(fixture_corpus, sop_swap_prob=0.5)
+def test_pipeline_sop_resumes_exactly(fixture_corpus, data_options):
+    opts = data_options(fixture_corpus, sop_swap_prob=0.5)
     kw = dict(batch_size=B, seed=0, objectives=("mlm", "sop"))
-    straight = list(itertools.islice(pipeline.make_dataset(cfg, "train", **kw), 4))
-    resumed = list(itertools.islice(pipeline.make_dataset(cfg, "train", start_position=2 * B,
+    records = (opts.corpus, opts.instances)
+    straight = list(itertools.islice(pipeline.make_dataset(*records, "train", **kw), 4))
+    resumed = list(itertools.islice(pipeline.make_dataset(*records, "train", start_position=2 * B,
                                                           **kw), 2))
     for x, y in zip(straight[2:], resumed, strict=True):
         for k in x:

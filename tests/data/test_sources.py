@@ -118,10 +118,10 @@ def test_tfds_errors(tfds_dir, tmp_path):
         sources.read_documents(f"tfds:{TFDS_NAME}:body", tfds_data_dir=tfds_dir)
 
 
-def test_tfds_through_make_dataset(tfds_dir, data_config):
-    cfg = data_config(f"tfds:{TFDS_NAME}:text", tfds_data_dir=tfds_dir, max_seq_length=32,
-                      max_predictions_per_seq=5, eval_fraction=0.2)
-    batch = next(pipeline.make_dataset(cfg, "train", batch_size=4, seed=0))
+def test_tfds_through_make_dataset(tfds_dir, data_options):
+    opts = data_options(f"tfds:{TFDS_NAME}:text", tfds_data_dir=tfds_dir, max_seq_length=32,
+                        max_predictions_per_seq=5, eval_fraction=0.2)
+    batch = next(pipeline.make_dataset(opts.corpus, opts.instances, "train", batch_size=4, seed=0))
     want = features.shapes("bert_pretrain", B=4, L=32, P=5)
     assert {k: (v.shape, v.dtype.name) for k, v in batch.items()} == want
     assert np.all(batch["token_ids"][:, 0] == features.CLS_ID)

@@ -5,15 +5,16 @@ Small bring-your-own files are written into tmp_path by the tests themselves; th
 are the real shipped files.
 """
 
+import dataclasses
 import gzip
 import json
 import logging
 
-import ml_collections
 import numpy as np
 import pytest
 
 from data import features, task_sources, task_tfds, tasks
+from data.options import TaskOptions
 from data.tokenizer import Tokenizer
 
 # Measured once and recorded in data/tasks/PROVENANCE.md; a change means the split changed.
@@ -26,14 +27,9 @@ SIZES = {
 }
 
 
-def task_config(name="sentiment_rt", **overrides) -> ml_collections.ConfigDict:
-    """The task config fields of launch/configs (see data/tasks.py)."""
-    cfg = ml_collections.ConfigDict({
-        "name": name, "tfds_data_dir": "", "train_path": "", "dev_path": "", "test_path": "",
-        "format": "", "text_column": "text", "text_b_column": "", "label_column": "label",
-        "labels": "", "kind": "classification"})
-    cfg.update(overrides)
-    return cfg
+def task_options(name="sentiment_rt", **overrides) -> TaskOptions:
+    """A task's options: the defaults of launch/configs/finetune.py, ``overrides`` by name."""
+    return TaskOptions(name, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +53,12 @@ def test_split_of_is_stable_and_80_10_10():
 @pytest.mark.parametrize("name", list(SIZES))
 def test_embedded_sizes_and_labels(name):
     spec = tasks.TASKS[name]
-    cfg = task_config(name)
-    sizes = tuple(tasks.num_examples(cfg, s) for s in task_sources.SPLITS)
+    task = task_options(name)
+    sizes = tuple(tasks.num_examples(task, s) for s in task_sources.SPLITS)
     assert sizes == SIZES[name]
     if spec.kind == "span_qa":
         return
-    train = tasks.load_examples(cfg, "train")
+    train = tasks.load_examples(task, "train")
     assert train["labels"].dtype == np.int32
     # Every class occurs in train; indices stay inside the label set.
     assert set(np.unique(train["labels"])) == set(range(len(spec.label_names)))
@@ -71,7 +67,7 @@ def test_embedded_sizes_and_labels(name):
 
 def test_label_sets_and_counts():
     def counts(name):
-        labels = np.concatenate([tasks.load_examples(task_config(name), s)["labels"]
+        labels = np.concatenate([tasks.load_examples(task_options(name), s)["labels"]
                                  for s in task_sources.SPLITS])
         names = tasks.TASKS[name].label_names
         return dict(zip(names, np.bincount(labels, minlength=len(names)).tolist(), strict=True))
@@ -121,7 +117,7 @@ def test_groups_never_straddle_splits(name):
 
 
 def test_qa_examples():
-    examples = tasks.load_examples(task_config("qa_disflqa"), "dev")
+    examples = tasks.load_examples(task_options("qa_disflqa"), "dev")
     assert isinstance(examples, list) and len(examples) == SIZES["qa_disflqa"][1]
     for ex in examples:
         assert set(ex) == {"id", "question", "context", "answers", "is_impossible"}
@@ -133,13 +129,13 @@ def test_qa_examples():
 
 
 def test_copies_and_bad_names():
-    cfg = task_config("sentiment_rt")
-    tasks.load_examples(cfg, "dev")["text_a"].clear()  # The cache must not see this.
-    assert len(tasks.load_examples(cfg, "dev")["text_a"]) == SIZES["sentiment_rt"][1]
+    task = task_options("sentiment_rt")
+    tasks.load_examples(task, "dev")["text_a"].clear()  # The cache must not see this.
+    assert len(tasks.load_examples(task, "dev")["text_a"]) == SIZES["sentiment_rt"][1]
     with pytest.raises(ValueError, match="unknown task"):
-        tasks.task_spec(task_config("glue/nope"))
+        tasks.task_spec(task_options("glue/nope"))
     with pytest.raises(ValueError, match="split"):
-        tasks.load_examples(task_config(), "validation")
+        tasks.load_examples(task_options(), "validation")
 
 
 # Encoding.
@@ -204,13 +200,13 @@ def small_task(tmp_path):
     rows = [(f"the {w} is {'good' if i % 3 else 'bad'}", "pos" if i % 3 else "neg")
             for i, w in enumerate(words)]
     train = _write_tsv(tmp_path / "train.tsv", ("text", "label"), rows)
-    return task_config("file", train_path=train, dev_path=train, test_path=train,
-                       labels="neg,pos")
+    return task_options("file", train_path=train, dev_path=train, test_path=train,
+                        labels="neg,pos")
 
 
-def _batches(cfg, split, tok, n, **kwargs):
+def _batches(task, split, tok, n, **kwargs):
     kwargs = dict(dict(max_seq_length=16, batch_size=8, seed=3), **kwargs)
-    it = tasks.make_dataset(cfg, split, tokenizer=tok, **kwargs)
+    it = tasks.make_dataset(task, split, tokenizer=tok, **kwargs)
     return [next(it) for _ in range(n)] if n else list(it)
 
 
@@ -221,7 +217,7 @@ def _assert_schema(batch, kind, batch_size, length):
 
 def test_make_dataset_schema_embedded(tok):
     for split in ("train", "dev"):
-        batch = _batches(task_config("nli_vitaminc"), split, tok, 1, max_examples=64)[0]
+        batch = _batches(task_options("nli_vitaminc", max_train_examples=64), split, tok, 1)[0]
         _assert_schema(batch, "classification", 8, 16)
         assert (batch["type_ids"] == 1).any()  # A pair task.
 
@@ -236,8 +232,8 @@ def test_train_epochs_carry_over(small_task, tok):
 
 def test_label_budget_is_seed_determined(small_task, tok):
     def seen(seed):
-        batches = _batches(small_task, "train", tok, 4, batch_size=5, seed=seed,
-                           max_examples=10)
+        budget = dataclasses.replace(small_task, max_train_examples=10)
+        batches = _batches(budget, "train", tok, 4, batch_size=5, seed=seed)
         return {tuple(row) for b in batches for row in b["token_ids"]}
 
     everything = tasks.encode(tok, tasks.load_examples(small_task, "train"), 16)["token_ids"]
@@ -274,7 +270,7 @@ def test_process_slices_concatenate_to_the_global_batch(small_task, tok, split):
 
 def test_make_dataset_rejects_span_qa(tok):
     with pytest.raises(ValueError, match="data.qa"):
-        tasks.make_dataset(task_config("qa_disflqa"), "train", tokenizer=tok,
+        tasks.make_dataset(task_options("qa_disflqa"), "train", tokenizer=tok,
                            max_seq_length=16, batch_size=2, seed=0)
 
 
@@ -292,10 +288,10 @@ def test_file_formats_give_the_same_examples(tmp_path):
     jsonl.write_text("".join(json.dumps({"a": a, "b": b, "y": y}) + "\n" for a, b, y in rows))
     got = []
     for path in (tsv, str(csv_path), str(jsonl)):
-        cfg = task_config("file", train_path=path, dev_path=path, test_path=path,
-                          text_column="a", text_b_column="b", label_column="y", labels="no,yes")
-        assert tasks.task_spec(cfg).pair and tasks.task_spec(cfg).label_names == ("no", "yes")
-        ex = tasks.load_examples(cfg, "test")
+        task = task_options("file", train_path=path, dev_path=path, test_path=path,
+                            text_column="a", text_b_column="b", label_column="y", labels="no,yes")
+        assert tasks.task_spec(task).pair and tasks.task_spec(task).label_names == ("no", "yes")
+        ex = tasks.load_examples(task, "test")
         got.append((ex["text_a"], ex["text_b"], ex["labels"].tolist()))
     assert got[0] == got[1] == got[2]
     assert got[0][0][1] == 'premise "two"' and got[0][2][:2] == [1, 0]
@@ -305,57 +301,57 @@ def test_file_carves_dev_and_test(tmp_path, caplog, tok):
     caplog.set_level(logging.INFO)
     rows = [(f"text {i}", f"{i / 10:.1f}") for i in range(200)]
     path = _write_tsv(tmp_path / "reg.tsv", ("text", "score"), rows)
-    cfg = task_config("file", train_path=path, label_column="score", kind="regression")
-    sizes = [tasks.num_examples(cfg, s) for s in task_sources.SPLITS]
+    task = task_options("file", train_path=path, label_column="score", kind="regression")
+    sizes = [tasks.num_examples(task, s) for s in task_sources.SPLITS]
     assert sum(sizes) == 200 and 140 < sizes[0] < 180 and min(sizes) > 0
     assert "carved" in caplog.text
-    dev = tasks.load_examples(cfg, "dev")
+    dev = tasks.load_examples(task, "dev")
     assert dev["labels"].dtype == np.float32
     assert all(task_sources.split_of(t + "\t") == "dev" for t in dev["text_a"])
-    assert tasks.task_spec(cfg).metrics == ("pearson", "spearman")
-    batch = _batches(cfg, "train", tok, 1)[0]
+    assert tasks.task_spec(task).metrics == ("pearson", "spearman")
+    batch = _batches(task, "train", tok, 1)[0]
     _assert_schema(batch, "regression", 8, 16)
 
 
 def test_file_labels_inferred_when_not_given(tmp_path):
     path = _write_tsv(tmp_path / "t.tsv", ("text", "label"), [("x", "b"), ("y", "a"), ("z", "c")])
-    spec = tasks.task_spec(task_config("file", train_path=path))
+    spec = tasks.task_spec(task_options("file", train_path=path))
     assert spec.label_names == ("a", "b", "c") and spec.metrics == ("accuracy", "macro_f1")
 
 
 def test_file_errors_name_the_problem_and_the_fix(tmp_path):
     path = _write_tsv(tmp_path / "t.tsv", ("sentence", "label"), [("ok", "pos"), ("bad", "meh")])
-    cfg = task_config("file", train_path=path, labels="neg,pos")
+    task = task_options("file", train_path=path, labels="neg,pos")
     with pytest.raises(ValueError, match=r"t.tsv, line 2: no column 'text'.*\['label', "
                                          r"'sentence'\].*--config.task.text_column"):
-        tasks.load_examples(cfg, "train")
-    cfg.text_column = "sentence"
+        tasks.load_examples(task, "train")
+    task = dataclasses.replace(task, text_column="sentence")
     with pytest.raises(ValueError, match=r"line 3: label 'meh' is not one of.*\['neg', 'pos'\]"
                                          r".*--config.task.labels=neg,pos,meh"):
-        tasks.load_examples(cfg, "train")
-    cfg.update(kind="regression", labels="")
+        tasks.load_examples(task, "train")
+    task = dataclasses.replace(task, kind="regression", labels="")
     with pytest.raises(ValueError, match=r"line 2: label 'pos' is not a finite number"):
-        tasks.load_examples(cfg, "train")
+        tasks.load_examples(task, "train")
     jsonl = tmp_path / "t.jsonl"
     jsonl.write_text('{"text": "a", "label": 1}\n{oops\n')
     with pytest.raises(ValueError, match="t.jsonl, line 2: not valid JSON"):
-        tasks.load_examples(task_config("file", train_path=str(jsonl), labels="0,1"), "train")
+        tasks.load_examples(task_options("file", train_path=str(jsonl), labels="0,1"), "train")
     (tmp_path / "t.txt").write_text("text\tlabel\n")
     for name, problem in (("t.txt", "--config.task.format"), ("missing.tsv", "cannot read")):
         with pytest.raises(ValueError, match=problem):
-            tasks.load_examples(task_config("file", train_path=str(tmp_path / name),
-                                            labels="0,1"), "train")
+            tasks.load_examples(task_options("file", train_path=str(tmp_path / name),
+                                             labels="0,1"), "train")
 
 
 def test_file_empty_texts_skipped_with_one_warning(tmp_path, caplog):
     path = _write_tsv(tmp_path / "t.tsv", ("text", "label"),
                       [("", "a"), ("fine", "b"), ("  ", "a")])
-    cfg = task_config("file", train_path=path, dev_path=path, test_path=path, labels="a,b")
-    assert tasks.load_examples(cfg, "train")["text_a"] == ["fine"]
+    task = task_options("file", train_path=path, dev_path=path, test_path=path, labels="a,b")
+    assert tasks.load_examples(task, "train")["text_a"] == ["fine"]
     assert "t.tsv: 2 rows with an empty text were skipped (line 2, line 4); fill in" in caplog.text
     empty = _write_tsv(tmp_path / "e.tsv", ("text", "label"), [("", "a")])
     with pytest.raises(ValueError, match="no usable rows"):
-        tasks.load_examples(task_config("file", train_path=empty, labels="a,b"), "train")
+        tasks.load_examples(task_options("file", train_path=empty, labels="a,b"), "train")
 
 
 # TFDS: the embedded builders, and GLUE/SQuAD through TFDS's offline mock data.
@@ -366,12 +362,12 @@ def test_tfds_builder_matches_the_fast_path(tmp_path):
 
     ds = tfds.load("sentiment_rt", split="validation", data_dir=str(tmp_path))
     rows = list(tfds.as_numpy(ds))
-    fast = tasks.load_examples(task_config("sentiment_rt"), "dev")
+    fast = tasks.load_examples(task_options("sentiment_rt"), "dev")
     assert [r["text"].decode() for r in rows] == fast["text_a"]
     assert [int(r["label"]) for r in rows] == fast["labels"].tolist()
     # The generic TFDS loader (the GLUE path) gives exactly load_examples' dicts.
     via_tfds = task_tfds.tfds_examples("sentiment_rt", "test", str(tmp_path))
-    fast = tasks.load_examples(task_config("sentiment_rt"), "test")
+    fast = tasks.load_examples(task_options("sentiment_rt"), "test")
     assert via_tfds["text_a"] == fast["text_a"] and via_tfds["text_b"] is None
     np.testing.assert_array_equal(via_tfds["labels"], fast["labels"])
 
@@ -379,18 +375,18 @@ def test_tfds_builder_matches_the_fast_path(tmp_path):
 def test_glue_and_squad_through_mock_tfds(tok):
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, num_examples=12):
-        mrpc = task_config("glue/mrpc")
+        mrpc = task_options("glue/mrpc")
         ex = tasks.load_examples(mrpc, "dev")
         assert len(ex["text_a"]) == len(ex["text_b"]) == 12
         assert isinstance(ex["text_a"][0], str) and ex["labels"].dtype == np.int32
         batch = _batches(mrpc, "test", tok, 1)[0]
         _assert_schema(batch, "classification", 8, 16)
-        stsb = tasks.load_examples(task_config("glue/stsb"), "train")
+        stsb = tasks.load_examples(task_options("glue/stsb"), "train")
         assert stsb["labels"].dtype == np.float32
-        assert tasks.load_examples(task_config("glue/sst2"), "test")["text_b"] is None
-        mnli = tasks.load_examples(task_config("glue/mnli"), "test")
+        assert tasks.load_examples(task_options("glue/sst2"), "test")["text_b"] is None
+        mnli = tasks.load_examples(task_options("glue/mnli"), "test")
         assert set(mnli["labels"].tolist()) <= {0, 1, 2}
-        squad = tasks.load_examples(task_config("squad/v2.0"), "dev")
+        squad = tasks.load_examples(task_options("squad/v2.0"), "dev")
         assert len(squad) == 12
         first = squad[0]
         assert isinstance(first["id"], str) and isinstance(first["context"], str)

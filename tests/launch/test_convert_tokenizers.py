@@ -22,12 +22,13 @@ import jax  # noqa: E402
 
 from data import qa, tasks  # noqa: E402
 from data import tokenizer as tokenizer_lib  # noqa: E402
+from data.options import QaOptions  # noqa: E402
 from launch.configs import finetune as finetune_configs  # noqa: E402
 from launch.conversion import huggingface  # noqa: E402
 from launch.finetuning import run as finetuning  # noqa: E402
 from launch.finetuning import setup as finetune_setup  # noqa: E402
 from launch.generation import run as generating  # noqa: E402
-from launch.train import checkpoint, train_state  # noqa: E402
+from launch.train import checkpoint, data_options, train_state  # noqa: E402
 from launch.train import mesh as mesh_lib  # noqa: E402
 from lm import generation  # noqa: E402
 from tests.conftest import FIXTURES  # noqa: E402
@@ -133,7 +134,7 @@ def test_pair_ids_are_bert_tokenizers(bert):
     with pytest.raises(ValueError, match=r"span QA needs one of pretrax's SentencePiece "
                        r"tokenizers \(for its character offsets and special ids\), not hf:.*; "
                        r"fine-tune the converted model on a classification or regression task"):
-        qa.encode(ours, [], max_seq_length=32, is_training=True)
+        qa.encode(ours, [], QaOptions(max_seq_length=32), is_training=True)
 
 
 def test_converted_bert_finetunes_from_its_weights(bert, lines, tmp_path, capsys):
@@ -144,12 +145,13 @@ def test_converted_bert_finetunes_from_its_weights(bert, lines, tmp_path, capsys
         for i in range(16)))
     cfg = finetune_setup.resolve(_finetune_config(workdir, str(pairs_file)))
     tokenizer = tokenizer_lib.load(cfg.data.tokenizer)
-    spec = tasks.task_spec(cfg.task)
+    task = data_options.task_options(cfg.task)
+    spec = tasks.task_spec(task)
     model, model_cfg = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size,
                                                  tokenizer.special_ids)
     assert (model_cfg.pad_id, model_cfg.sep_id) == (0, 8)  # vocab.txt's [PAD] and [SEP]
     mesh = mesh_lib.make_mesh(cfg.mesh)
-    batch = next(tasks.make_dataset(cfg.task, "train", tokenizer=tokenizer, max_seq_length=32,
+    batch = next(tasks.make_dataset(task, "train", tokenizer=tokenizer, max_seq_length=32,
                                     batch_size=8, seed=0))
     abstract, shardings = finetune_setup.params_shardings(
         model, batch, mesh, mesh_lib.rules_from_config(cfg.logical_axis_rules))

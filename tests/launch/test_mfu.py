@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from data import pipeline
-from launch.train import flops, reporting
+from launch.train import data_options, flops, reporting
 from tests.launch.test_pretrain_e2e import read_metrics
 
 
@@ -61,7 +61,8 @@ def check_mfu_logged(workdir: str, cfg, stdout: str) -> None:
     1 compiles: it has no throughput), in metrics.jsonl, TensorBoard and its progress line.
     Called by test_multiprocess.py, whose single-process run gives a peak."""
     step = read_metrics(workdir)[2]
-    vocab = pipeline.load_corpus(cfg.data, process_index=0, process_count=1).vocab_size
+    vocab = pipeline.load_corpus(data_options.corpus_options(cfg.data), process_index=0,
+                                 process_count=1).vocab_size
     shape = flops.Shape(arch="bert", hidden=128, layers=2, heads=2, mlp=512, seq=64, batch=8,
                         vocab=vocab, predictions=10)
     peak = cfg.train.peak_flops_per_device

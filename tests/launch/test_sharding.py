@@ -14,7 +14,7 @@ import pytest
 
 from data import pipeline
 from launch.configs import bert
-from launch.train import checkpoint, optimizer, step_fns, train_state
+from launch.train import checkpoint, data_options, optimizer, step_fns, train_state
 from launch.train import mesh as mesh_lib
 from lm import axes, models
 from lm.config import TransformerConfig
@@ -38,7 +38,9 @@ def batch(request):
     corpus = str(request.config.rootpath / "tests" / "fixtures" / "corpus_slice.txt.gz")
     cfg.data.update(corpus=corpus, max_seq_length=64, max_predictions_per_seq=10,
                     eval_fraction=0.2)
-    return next(pipeline.make_dataset(cfg.data, "train", batch_size=16, seed=0))
+    return next(pipeline.make_dataset(data_options.corpus_options(cfg.data),
+                                      data_options.instance_options(cfg.data), "train",
+                                      batch_size=16, seed=0))
 
 
 def setup_state(mesh, batch):
