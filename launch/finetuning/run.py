@@ -7,10 +7,12 @@ test metrics and the dev learning curve.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -28,7 +30,6 @@ from launch.train import (
     optimizer,
     reporting,
     step_fns,
-    stopping,
     storage,
     train_state,
 )
@@ -200,71 +201,70 @@ def finetune(cfg, workdir: str, *, allow_config_change: bool = False) -> dict:
         split.batches = [mesh_lib.global_batch(b, batch_sh) for b in split.batches]
     best_manager = finetune_setup.best_manager(workdir)
     abstract = checkpoint.abstract_like(run.state.params, run.shardings.params)
-    progress = _loop(cfg, run.spec, workdir, run.steps, start_step, run.state, run.train_iter,
-                     train_fn, predict_fn, run.evals["dev"], batch_sh, manager, best_manager,
-                     progress)
+    rng = jax.random.fold_in(jax.random.key(cfg.seed), 2)
+    dev = _DevHooks(predict_fn, run.evals["dev"], run.spec, run.steps, progress, manager,
+                    best_manager)
+    _train(cfg, run, workdir, start_step,
+           lambda s: train_fn(s, mesh_lib.global_batch(next(run.train_iter), batch_sh), rng), dev)
     return _finish(cfg, run.spec, workdir, progress, best_manager, abstract, predict_fn,
                    run.evals, run.n_train, run.steps)
 
 
-def _loop(cfg, spec, workdir, steps, start_step, state, train_iter, train_fn, predict_fn, dev,
-          batch_sh, manager, best_manager, progress) -> dict:
-    """Train, evaluating on dev ``train.evals`` times; keep the best parameters."""
-    rng = jax.random.fold_in(jax.random.key(cfg.seed), 2)
-    eval_every = max(1, math.ceil(steps / max(1, cfg.train.evals)))
+@dataclasses.dataclass
+class _DevHooks:
+    """Fine-tuning's evaluate, save and finish hooks: dev scores go into ``progress`` (the
+    learning curve, the best so far), the best parameters into ``best/``, and ``progress`` is
+    saved with each checkpoint as its data position."""
+    predict_fn: Callable
+    dev: scoring.EvalSplit
+    spec: tasks.TaskSpec
+    steps: int
+    progress: dict
+    manager: object
+    best_manager: object
+    t0: float = 0.0  # when training started, for the elapsed time on each dev line
+
+    def evaluate(self, step: int, state) -> dict:
+        """Scores dev, reports it and adds it to ``progress``; returns the ``dev/`` row."""
+        dev_metrics = _evaluate(self.predict_fn, state.params, self.dev, self.spec)
+        value = _main_metric(dev_metrics, self.spec)
+        self.progress["curve"].append({"step": step, **dev_metrics})
+        reporting.say(f"step {step}/{self.steps}: dev {self.spec.main_metric} {value:.4f} "
+                      f"({time.perf_counter() - self.t0:.0f} s)")
+        if value > self.progress["best"]:
+            self.progress.update(best=value, best_step=step)
+        return {f"dev/{k}": v for k, v in dev_metrics.items()}
+
+    def save(self, step: int, state) -> None:
+        """Keeps the parameters in ``best/`` if ``step`` scored best, then checkpoints."""
+        if self.progress["best_step"] == step:
+            finetune_setup.save_best(self.best_manager, step, state.params)
+        checkpoint.save(self.manager, step, state, self.progress)
+
+    def finish(self) -> None:
+        self.best_manager.wait_until_finished()
+
+
+def _train(cfg, run: _Setup, workdir: str, start_step: int, train: Callable,
+           dev: _DevHooks) -> None:
+    """Trains ``run.state`` from ``start_step``, evaluating on dev and checkpointing
+    ``train.evals`` times; records ``train_seconds`` in ``dev.progress``."""
+    eval_every = max(1, math.ceil(run.steps / max(1, cfg.train.evals)))
+    schedule = loop.Schedule(steps=run.steps, start_step=start_step,
+                             log_every=cfg.train.log_every, eval_every=eval_every,
+                             checkpoint_every=eval_every,
+                             max_nonfinite_steps=cfg.train.max_nonfinite_steps)
     logger = reporting.MetricLogger(workdir, resume_step=start_step)
-    meter = reporting.Throughput(start_step, steps,
+    meter = reporting.Throughput(start_step, run.steps,
                                  cfg.train.batch_size * cfg.data.max_seq_length)
-    window, t0, saved = [], time.perf_counter(), start_step
+    hooks = loop.Hooks(train=train, log=functools.partial(logger.write, echo=False),
+                       evaluate=dev.evaluate, save=dev.save, finish=dev.finish)
+    dev.t0 = time.perf_counter()
     try:
-        with stopping.Preemption() as preemption:
-            for step in range(start_step + 1, steps + 1):
-                batch = mesh_lib.global_batch(next(train_iter), batch_sh)
-                state, metrics = train_fn(state, batch, rng)
-                window.append(metrics)
-                log = step % cfg.train.log_every == 0 or step == steps
-                run_eval = step % eval_every == 0 or step == steps
-                preempted = preemption.reached(step) and step != steps
-                if log:
-                    scalars = step_fns.reduce_metrics(window)
-                    scalars.update(skipped_steps=int(state.skipped_steps), **meter.update(step))
-                    logger.write(step, scalars, echo=False)
-                    window = []
-                if log or run_eval or preempted:
-                    loop.halt_if_diverged(state, step, cfg.train.max_nonfinite_steps,
-                                               manager)
-                if run_eval:
-                    _dev_eval(predict_fn, state, dev, spec, step, steps, progress, logger,
-                              best_manager, t0)
-                    checkpoint.save(manager, step, state, progress)
-                    saved = step
-                    meter.restart(step)
-                if preempted:
-                    if saved != step:
-                        checkpoint.save(manager, step, state, progress)
-                    best_manager.wait_until_finished()
-                    checkpoint.finish(manager)
-                    raise stopping.Preempted(step, str(manager.directory))
-        checkpoint.finish(manager)
-        best_manager.wait_until_finished()
+        loop.run(schedule, run.state, hooks, dev.manager, meter=meter)
     finally:
         logger.close()
-    progress["train_seconds"] = round(time.perf_counter() - t0, 1)
-    return progress
-
-
-def _dev_eval(predict_fn, state, dev, spec, step: int, steps: int, progress: dict, logger,
-              best_manager, t0: float) -> None:
-    """Scores dev, logs it, adds it to ``progress`` and saves the parameters if best so far."""
-    dev_metrics = _evaluate(predict_fn, state.params, dev, spec)
-    value = _main_metric(dev_metrics, spec)
-    progress["curve"].append({"step": step, **dev_metrics})
-    logger.write(step, {f"dev/{k}": v for k, v in dev_metrics.items()}, echo=False)
-    reporting.say(f"step {step}/{steps}: dev {spec.main_metric} {value:.4f} "
-                  f"({time.perf_counter() - t0:.0f} s)")
-    if value > progress["best"]:
-        progress.update(best=value, best_step=step)
-        finetune_setup.save_best(best_manager, step, state.params)
+    dev.progress["train_seconds"] = round(time.perf_counter() - dev.t0, 1)
 
 
 def _finish(cfg, spec, workdir, progress, best_manager, abstract, predict_fn, evals,

@@ -22,7 +22,6 @@ from launch.train import (
     optimizer,
     reporting,
     step_fns,
-    stopping,
     storage,
     train_state,
 )
@@ -115,58 +114,12 @@ def _data_position(cfg, step: int) -> dict:
             "batch_size": cfg.train.batch_size, "seed": cfg.seed}
 
 
-def _train_loop(cfg, state, start_step: int, train: Callable, evaluate: Callable,
-                save: Callable, manager, logger, meter, profiler):
-    """Steps ``start_step + 1 … train.steps``, logging, evaluating and saving on schedule.
-
-    ``train(state) -> (state, metrics)`` runs one step on the next batch; ``evaluate(params)``
-    gives eval metrics; ``save(step, state)`` starts a checkpoint; ``profiler`` traces the steps
-    of ``train.profile_steps``.
-
-    Returns:
-      (state, last step, the last eval metrics or {}).
-
-    Raises:
-      stopping.Preempted: after SIGTERM/SIGINT, once the state at that step is saved.
-      stopping.Diverged: the state is halted (``train.max_nonfinite_steps`` NaN/Inf steps in a
-        row); found at the next log, eval or checkpoint boundary, and never saved.
-      stopping.SaveFailed: a checkpoint could not be written.
-    """
-    lr_at = optimizer.learning_rate_schedule(cfg.train)
-    window, final, step, saved = [], {}, start_step, start_step
-    with stopping.Preemption() as preemption:
-        for step in range(start_step + 1, cfg.train.steps + 1):
-            state, metrics = train(state)
-            profiler.step(step, state)
-            window.append(metrics)
-            if step == start_step + 1:
-                jax.block_until_ready(state.step)
-                meter.restart(step)  # the first step compiles; keep it out of tokens/s
-            last = step == cfg.train.steps
-            log = step % cfg.train.log_every == 0 or last
-            run_eval = step % cfg.train.eval_every == 0 or last
-            due, preempted = checkpoint.is_due(step, cfg.train), preemption.reached(step)
-            if log:
-                scalars = step_fns.reduce_metrics(window)
-                scalars.update(learning_rate=float(lr_at(step - 1)),
-                               skipped_steps=int(state.skipped_steps), **meter.update(step))
-                logger.write(step, scalars)
-                window = []
-            if log or run_eval or due or preempted:
-                loop.halt_if_diverged(state, step, cfg.train.max_nonfinite_steps, manager)
-            if run_eval:
-                final = evaluate(state.params)
-                logger.write(step, final)
-                meter.restart(step)
-            if due:
-                save(step, state)
-                saved = step
-            if preempted and not last:  # at the last step the run is done: finish it
-                if saved != step:
-                    save(step, state)
-                checkpoint.finish(manager)
-                raise stopping.Preempted(step, str(manager.directory))
-    return state, step, final
+def _schedule(cfg, start_step: int) -> loop.Schedule:
+    """When the loop logs, evaluates, saves and halts: ``train.*``."""
+    t = cfg.train
+    return loop.Schedule(steps=t.steps, start_step=start_step, log_every=t.log_every,
+                         eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
+                         max_nonfinite_steps=t.max_nonfinite_steps)
 
 
 def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) -> dict:
@@ -231,17 +184,19 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
                                  cfg.train.batch_size * cfg.data.max_seq_length, **utilisation)
     profiler = reporting.Profiler(workdir, cfg.train.get("profile_steps", ""),
                                   first_step=start_step + 1, last_step=cfg.train.steps)
+    hooks = loop.Hooks(
+        train=lambda s: train_fn(s, mesh_lib.global_batch(next(train_iter), batch_sh), rng),
+        log=logger.write,
+        evaluate=lambda step, s: _evaluate(eval_fn, s.params, eval_batches, baseline,
+                                           inputs.eval_extras),
+        save=lambda step, s: checkpoint.save(manager, step, s, _data_position(cfg, step)),
+        learning_rate=optimizer.learning_rate_schedule(cfg.train))
     t0 = time.perf_counter()
     try:
-        state, step, final = _train_loop(
-            cfg, state, start_step,
-            lambda s: train_fn(s, mesh_lib.global_batch(next(train_iter), batch_sh), rng),
-            lambda p: _evaluate(eval_fn, p, eval_batches, baseline, inputs.eval_extras),
-            lambda step, s: checkpoint.save(manager, step, s, _data_position(cfg, step)),
-            manager, logger, meter, profiler)
-        if not final:
+        state, step, final = loop.run(_schedule(cfg, start_step), state, hooks, manager,
+                                      meter=meter, profiler=profiler)
+        if not final:  # a run restored at its last step
             final = _evaluate(eval_fn, state.params, eval_batches, baseline, inputs.eval_extras)
-        checkpoint.finish(manager)
     finally:
         logger.close()
     return _summary(workdir, step, final, time.perf_counter() - t0, start_step, inputs.summary)

@@ -21,7 +21,7 @@ _UNFINISHED = re.compile(r"^(\d+)\.orbax-checkpoint-tmp")
 def make_manager(workdir: str, cfg_train) -> ocp.CheckpointManager:
     """A manager over `workdir/checkpoints`: async saves, keep the newest N.
 
-    When to save is decided by `is_due` (Orbax's own policy would also save the first step).
+    When to save is decided by `loop.Schedule` (Orbax's own policy would also save the first step).
     A save cut short (the process killed mid-write, a full disk) leaves a
     ``<step>.orbax-checkpoint-tmp*`` directory that no restore reads; it is removed here, before
     anything else happens. Old steps are deleted only after a new one is complete, so a crash
@@ -50,11 +50,6 @@ def _remove_unfinished(directory: str) -> None:
             logging.warning("removing %s: a checkpoint save that never completed",
                             os.path.join(directory, name))
             storage.rmtree(os.path.join(directory, name))
-
-
-def is_due(step: int, cfg_train) -> bool:
-    """Every `checkpoint_every` steps and at the last step."""
-    return step % cfg_train.checkpoint_every == 0 or step == cfg_train.steps
 
 
 def save(manager: ocp.CheckpointManager, step: int, state, data_position: dict) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from launch.configs import bert
 from launch.pretraining import run as pretraining
-from launch.train import checkpoint, reporting, stopping, train_state
+from launch.train import checkpoint, loop, optimizer, reporting, stopping, train_state
 from tests.launch.test_multiprocess import _command, _env, _free_port
 from tests.launch.test_pretrain_e2e import REPO
 
@@ -40,8 +40,8 @@ def test_signals_set_a_flag_and_the_old_handlers_come_back():
 
 
 def _loop(tmp_path, signal_at: int, steps: int = 10, checkpoint_every: int = 4):
-    """pretraining's loop around a stand-in step (``w += 1``) that receives SIGTERM while it
-    runs step ``signal_at``; returns the saved steps and what stopped the loop."""
+    """The loop on pretraining's schedule around a stand-in step (``w += 1``) that receives
+    SIGTERM while it runs step ``signal_at``; returns the saved steps and what stopped it."""
     cfg = bert.get_config("tiny")
     cfg.train.update(steps=steps, checkpoint_every=checkpoint_every, log_every=1, eval_every=100)
     zero = jnp.zeros((), jnp.int32)
@@ -60,11 +60,12 @@ def _loop(tmp_path, signal_at: int, steps: int = 10, checkpoint_every: int = 4):
         saves.append(step)
         checkpoint.save(manager, step, s, {"steps": step})
     logger = reporting.MetricLogger(str(tmp_path))
+    hooks = loop.Hooks(train=train, log=logger.write, evaluate=lambda step, s: {}, save=save,
+                       learning_rate=optimizer.learning_rate_schedule(cfg.train))
     with pytest.raises(stopping.Preempted) as stop:
-        pretraining._train_loop(cfg, state, 0, train, lambda p: {}, save, manager, logger,
-                                reporting.Throughput(0, steps, 1),
-                                reporting.Profiler(str(tmp_path), "", first_step=1,
-                                                   last_step=steps))
+        loop.run(pretraining._schedule(cfg, 0), state, hooks, manager,
+                 meter=reporting.Throughput(0, steps, 1),
+                 profiler=reporting.Profiler(str(tmp_path), "", first_step=1, last_step=steps))
     logger.close()
     restored, position, step = checkpoint.restore_latest(manager, state)
     assert step == stop.value.step and position == {"steps": step}
