@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from objectives import OBJECTIVES, bert_pretrain, losses, total_loss
+from objectives import OBJECTIVES, losses, total_loss, weighted
 from objectives.mlm import mlm as _mlm
 from objectives.sentence import nsp as _nsp
 
@@ -19,7 +19,9 @@ weighted_cross_entropy = jax.jit(losses.weighted_cross_entropy,
 weighted_accuracy = jax.jit(losses.weighted_accuracy)
 mlm = jax.jit(_mlm, static_argnames=("label_smoothing", "z_loss"))
 nsp = jax.jit(_nsp)
-bert_pretrain_jit = jax.jit(bert_pretrain, static_argnames=("label_smoothing", "z_loss"))
+# BERT's objectives (launch/configs/bert.py).
+bert_pretrain_jit = jax.jit(weighted({"mlm": 1.0, "nsp": 1.0}),
+                           static_argnames=("label_smoothing", "z_loss"))
 
 
 def test_uniform_logits_cost_log_v_per_weighted_position():
@@ -118,9 +120,9 @@ def test_loss_metric_stays_plain_cross_entropy_when_the_optimised_loss_is_not():
     assert float(terms["mlm_loss"][0]) != pytest.approx(float(metrics["mlm_loss"][0]))
 
 
-def test_bert_pretrain_merges_and_total_loss_is_sum_of_means():
+def test_mlm_plus_nsp_merges_and_total_loss_is_sum_of_means():
     outputs, batch = _outputs_and_batch()
-    assert OBJECTIVES["bert_pretrain"] is bert_pretrain
+    assert OBJECTIVES["mlm"].loss is _mlm and OBJECTIVES["nsp"].loss is _nsp
     terms, metrics = bert_pretrain_jit(outputs, batch)
     assert set(terms) == {"mlm_loss", "nsp_loss"}
     assert set(metrics) == {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"}
