@@ -20,7 +20,7 @@ weighted_accuracy = jax.jit(losses.weighted_accuracy)
 mlm = jax.jit(_mlm, static_argnames=("label_smoothing", "z_loss"))
 nsp = jax.jit(_nsp)
 # BERT's objectives (launch/configs/bert.py).
-bert_pretrain_jit = jax.jit(weighted({"mlm": 1.0, "nsp": 1.0}),
+mlm_nsp_jit = jax.jit(weighted({"mlm": 1.0, "nsp": 1.0}),
                            static_argnames=("label_smoothing", "z_loss"))
 
 
@@ -123,7 +123,7 @@ def test_loss_metric_stays_plain_cross_entropy_when_the_optimised_loss_is_not():
 def test_mlm_plus_nsp_merges_and_total_loss_is_sum_of_means():
     outputs, batch = _outputs_and_batch()
     assert OBJECTIVES["mlm"].loss is _mlm and OBJECTIVES["nsp"].loss is _nsp
-    terms, metrics = bert_pretrain_jit(outputs, batch)
+    terms, metrics = mlm_nsp_jit(outputs, batch)
     assert set(terms) == {"mlm_loss", "nsp_loss"}
     assert set(metrics) == {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"}
     want = math.log(V) + (math.log(1 + math.exp(-2.0)) + math.log(1 + math.exp(1.0))) / 2
@@ -133,7 +133,7 @@ def test_mlm_plus_nsp_merges_and_total_loss_is_sum_of_means():
 def test_a_term_without_weight_contributes_zero():
     outputs, batch = _outputs_and_batch()
     batch["mlm_weights"] = jnp.zeros((2, 3))
-    terms, _ = bert_pretrain_jit(outputs, batch, label_smoothing=0.1, z_loss=1e-3)
+    terms, _ = mlm_nsp_jit(outputs, batch, label_smoothing=0.1, z_loss=1e-3)
     assert float(terms["mlm_loss"][1]) == 0.0
     np.testing.assert_allclose(total_loss(terms), total_loss({"nsp_loss": terms["nsp_loss"]}))
     assert float(total_loss({})) == 0.0
