@@ -9,7 +9,6 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from data import features
 from objectives import losses
 
 
@@ -48,6 +47,14 @@ def sop(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], *,
     return _labelled("sop", outputs, batch, label_smoothing, z_loss)
 
 
+def num_order_classes(max_segments: int) -> int:
+    """``Σ_{k=1..max_segments} k!``: the classes of order recovery with up to that many segments
+    (the class count of the order head)."""
+    if max_segments < 1:
+        raise ValueError(f"max_segments={max_segments} must be at least 1")
+    return sum(math.factorial(k) for k in range(1, max_segments + 1))
+
+
 def _class_offsets(num_classes: int) -> list[int]:
     """``[1!, 1! + 2!, …]`` up to ``num_classes``: where each segment count's classes end; [] if
     ``num_classes`` is not such a sum."""
@@ -58,9 +65,9 @@ def _class_offsets(num_classes: int) -> list[int]:
     return ends if ends[-1] == num_classes else []
 
 
-def segment_count_classes(token_ids_BL: jax.Array, num_classes: int) -> jax.Array:
+def segment_count_classes(token_ids_BL: jax.Array, num_classes: int, sep_id: int) -> jax.Array:
     """bool [B, C]: the order classes possible for each instance, those of its own segment count k
-    (one [SEP] ends each segment, so k is in the input for the model to see too).
+    (one ``sep_id`` token ends each segment, so k is in the input for the model to see too).
 
     Without this the head must also learn to count [SEP]s, and a model that only counts scores
     Σ_k 1/k! / k_max above 1/C while knowing nothing of order; restricted, chance is 1/k! for
@@ -70,25 +77,26 @@ def segment_count_classes(token_ids_BL: jax.Array, num_classes: int) -> jax.Arra
     if not ends:
         raise ValueError(f"{num_classes} order classes is not 1! + 2! + … + k! for any k")
     starts = [0] + ends[:-1]
-    k_B = jnp.clip(jnp.sum(token_ids_BL == features.SEP_ID, axis=-1), 1, len(ends))
+    k_B = jnp.clip(jnp.sum(token_ids_BL == sep_id, axis=-1), 1, len(ends))
     c_C = jnp.arange(num_classes)
     lo_B, hi_B = jnp.asarray(starts)[k_B - 1], jnp.asarray(ends)[k_B - 1]
     return (c_C >= lo_B[:, None]) & (c_C < hi_B[:, None])
 
 
-def order(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], *,
+def order(outputs: Mapping[str, jax.Array], batch: Mapping[str, jax.Array], *, sep_id: int,
           label_smoothing: float = 0.0, z_loss: float = 0.0
           ) -> tuple[dict[str, losses.Pair], dict[str, losses.Pair]]:
     """Order recovery: ``order_logits`` [B, C] against ``order_labels`` [B], the class of the
     permutation applied to the segments (``data.sentence_order.permutation_to_class``), among
-    the k! classes of the instance's segment count k (:func:`segment_count_classes`).
+    the k! classes of the instance's segment count k (:func:`segment_count_classes`: the
+    ``sep_id`` tokens of ``token_ids`` [B, L], the id the model's order head finds segments by).
 
     Returns:
       ``order_loss``, ``order_accuracy`` and, per segment count k, ``order_accuracy_k{k}`` over
       the instances of k segments (chance: 1/k!).
     """
     logits_BC, labels_B = outputs["order_logits"], batch["order_labels"]
-    valid_BC = segment_count_classes(batch["token_ids"], logits_BC.shape[-1])
+    valid_BC = segment_count_classes(batch["token_ids"], logits_BC.shape[-1], sep_id)
     terms, metrics = losses.classification(
         "order", logits_BC, labels_B, jnp.ones(labels_B.shape, jnp.float32),
         label_smoothing=label_smoothing, z_loss=z_loss, valid=valid_BC)

@@ -47,6 +47,7 @@ from launch.train import modeling, optimizer, step_fns, train_state
 from launch.train.flops import Shape, model_flops
 from lm import config as lm_config
 from lm import models
+from objectives import registry
 
 
 def cpu_devices_for(batch: int, cores: int) -> int:
@@ -95,7 +96,8 @@ def model_config(cfg, shape: Shape) -> lm_config.TransformerConfig:
 
 
 def objective_names(shape: Shape) -> tuple[str, ...]:
-    return ("clm",) if shape.arch == "gpt" else ("bert_pretrain",)
+    """The objectives of the measured step: BERT's MLM + NSP or GPT's causal LM."""
+    return (registry.CLM,) if shape.arch == "gpt" else (registry.MLM, registry.NSP)
 
 
 class JaxStep:
@@ -178,8 +180,7 @@ def pipeline_throughput(shape: Shape, batches: int = 30) -> dict[str, float]:
     corpus at ``shape``, after the first batch (which builds the corpus and tokenises it)."""
     from launch.pretraining.inputs import objective_data
     cfg = run_config(shape)
-    names = ("clm",) if shape.arch == "gpt" else ("mlm", "nsp")
-    inputs = objective_data(names)
+    inputs = objective_data(objective_names(shape))
     stream = inputs.make_dataset(cfg.data, "train", batch_size=shape.batch, seed=0)
     t0 = time.perf_counter()
     next(stream)

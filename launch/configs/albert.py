@@ -39,7 +39,6 @@ from launch.configs import bert
 
 def _albert(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """BERT's run config turned into ALBERT's: architecture, objectives, their data options."""
-    del c["objective"]  # replaced by the weighted `objectives`
     c.objectives = ml_collections.ConfigDict({"mlm": 1.0, "nsp": 0.0, "sop": 1.0, "order": 0.0})
     c.model.arch = "albert"
     c.model.dropout_rate = 0.0

@@ -24,7 +24,8 @@ from launch.configs import optimizer_mesh
 def _base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.objective = "bert_pretrain"
+    # name → weight (0 = not used); e.g. --config.objectives.nsp=0 pretrains MLM alone.
+    c.objectives = ml_collections.ConfigDict({"mlm": 1.0, "nsp": 1.0})
     # Continue from another run's parameters (e.g. task-adaptive pretraining on a task's text);
     # the optimizer and schedule start afresh. Used only when the workdir has no checkpoint.
     c.init_from = ""
@@ -53,6 +54,8 @@ def _base_config() -> ml_collections.ConfigDict:
     c.data.masked_lm_prob = 0.15
     c.data.short_seq_prob = 0.1
     c.data.nsp_random_prob = 0.5
+    # MLM alone (--config.objectives.nsp=0) trains on SOP instances (data.sentence_order).
+    c.data.sop_swap_prob = 0.5
     c.data.whole_word_masking = False
     c.data.eval_fraction = 0.02
     # Independent input streams; 0 = one per process. Fix it (e.g. to the largest host count you

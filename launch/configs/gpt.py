@@ -28,7 +28,7 @@ from launch.configs import optimizer_mesh
 def _base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
-    c.objective = "clm"
+    c.objectives = ml_collections.ConfigDict({"clm": 1.0})  # name → weight
     c.init_from = ""  # continue from another run's parameters (only when the workdir is new)
     c.init_step = -1
 

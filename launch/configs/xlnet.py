@@ -25,7 +25,7 @@ from launch.configs import bert
 
 def _base_config() -> ml_collections.ConfigDict:
     c = bert._base_config()
-    c.objective = "plm"
+    c.objectives = ml_collections.ConfigDict({"plm": 1.0})  # name → weight
     c.model.arch = "xlnet"
     c.model.preset = "xlnet_base"
     c.data.max_predictions_per_seq = 85  # P ≥ L / K

@@ -13,16 +13,16 @@ import numpy as np
 from data import clm, pipeline, sources
 from launch.generation import run as generating
 from launch.pretraining.run import unigram_baseline
-from launch.train import reporting
+from launch.train import modeling, reporting
 from launch.train import workdir as workdir_lib
 from launch.train.data_options import corpus_options
-from objectives import OBJECTIVES
+from objectives import registry
 
 
 def is_clm_workdir(run_dir: str) -> bool:
     """Whether ``run_dir`` holds a causal-LM pretraining run (False when it has no config)."""
     path = os.path.join(run_dir, "config.json")
-    return os.path.exists(path) and workdir_lib.read_config(run_dir).get("objective") == "clm"
+    return os.path.exists(path) and modeling.is_causal_lm(workdir_lib.read_config(run_dir))
 
 
 def _documents(cfg, text: str) -> list:
@@ -38,7 +38,7 @@ def perplexity(model, params, batches: list[dict]) -> tuple[float, float]:
     @jax.jit
     def sums(p, batch):
         outputs = model.apply({"params": p}, batch, deterministic=True)
-        return OBJECTIVES["clm"](outputs, batch)[1]["clm_loss"]
+        return registry.OBJECTIVES[registry.CLM].loss(outputs, batch)[1]["clm_loss"]
     total = np.zeros(2, np.float64)
     for b in batches:
         total += np.asarray(jax.device_get(sums(params, b)), np.float64)
@@ -64,7 +64,7 @@ def evaluate_clm_workdir(run_dir: str, *, text: str = "", output: str = "",
     loss, ppl = perplexity(model, params, batches)
     log_probs = clm.unigram_log_probs_from_counts(clm.unigram_counts(
         pipeline.load_corpus(corpus_options(cfg.data))))
-    unigram = unigram_baseline(batches, log_probs, targets="clm_targets", weights="clm_weights")
+    unigram = unigram_baseline(batches, log_probs, registry.OBJECTIVES[registry.CLM].baseline)
     metrics = {"step": step, "clm_loss": loss, "perplexity": ppl,
                "unigram_perplexity": math.exp(unigram),
                "tokens": int(sum(b["clm_weights"].sum() for b in batches))}

@@ -25,8 +25,8 @@ def load_model(workdir: str, step: int = -1):
       FileNotFoundError: it has no config.json or no checkpoint (at ``step``).
     """
     cfg = ml_collections.ConfigDict(workdir_lib.read_config(workdir))
-    if cfg.get("objective") != "clm":
-        raise ValueError(f"{workdir} was trained with objective={cfg.get('objective')!r}; "
+    if not modeling.is_causal_lm(cfg):
+        raise ValueError(f"{workdir} was trained with objectives={cfg.get('objectives')}; "
                          "generation needs a causal-LM (GPT) pretraining workdir, e.g. one of "
                          "launch/configs/gpt.py")
     tokenizer = tokenizer_lib.load(cfg.data.tokenizer)

@@ -1,7 +1,9 @@
-"""What pretraining needs from each objective's input side: its dataset, the unigram baseline's
-targets and counts, derived eval metrics and the closing line.
+"""What pretraining needs from its objectives' input side: the dataset, the unigram baseline's
+counts, derived eval metrics and the closing line.
 
-Add an objective here (and its schema in ``data/features.py``) to pretrain with it.
+The composition root of objectives and data: each objective's record (``objectives.registry``)
+names its input family; ``INPUT_FAMILIES`` maps that name to the ``data/`` pipeline. Add an
+objective there (and its schema in ``data/features.py``), and its family here if it is new.
 """
 
 from __future__ import annotations
@@ -13,21 +15,21 @@ from collections.abc import Callable, Sequence
 
 from data import clm, pipeline, plm
 from launch.train import data_options
-
-# The BERT/ALBERT family: MLM and/or one sentence task, all built by data/pipeline.py.
-SENTENCE_OBJECTIVES = ("mlm", "nsp", "sop", "order")
+from objectives import registry
 
 
-def sentence_summary(final: dict) -> str:
-    """``eval MLM loss … (unigram baseline …), MLM accuracy …, NSP accuracy …`` for what ran."""
+def _figures(final: dict, names: Sequence[str]) -> str:
+    """``eval MLM loss … (unigram baseline …), MLM accuracy …, NSP accuracy …`` for ``names``:
+    loss and baseline for a token-level objective, accuracy for each."""
     parts = []
-    if "eval/mlm_loss" in final:
-        parts.append(f"eval MLM loss {final['eval/mlm_loss']:.3f} (unigram baseline "
-                     f"{final['eval/unigram_entropy']:.3f}), MLM accuracy "
-                     f"{final['eval/mlm_accuracy']:.3f}")
-    for task in ("nsp", "sop", "order"):
-        if f"eval/{task}_accuracy" in final:
-            parts.append(f"{task.upper()} accuracy {final[f'eval/{task}_accuracy']:.3f}")
+    for name in names:
+        label = name.upper()
+        if registry.OBJECTIVES[name].baseline is not None:
+            parts.append(f"eval {label} loss {final[f'eval/{name}_loss']:.3f} (unigram baseline "
+                         f"{final['eval/unigram_entropy']:.3f}), {label} accuracy "
+                         f"{final[f'eval/{name}_accuracy']:.3f}")
+        else:
+            parts.append(f"{label} accuracy {final[f'eval/{name}_accuracy']:.3f}")
     return ", ".join(parts)
 
 
@@ -38,32 +40,30 @@ def _clm_eval_extras(out: dict) -> dict:
             "eval/unigram_perplexity": math.exp(out["eval/unigram_entropy"])}
 
 
-def _clm_summary(final: dict) -> str:
+def _clm_figures(final: dict, names: Sequence[str]) -> str:
+    del names  # clm alone
     return (f"eval loss {final['eval/clm_loss']:.3f}, perplexity {final['eval/perplexity']:.1f} "
             f"(unigram baseline {final['eval/unigram_perplexity']:.1f}), next-token accuracy "
             f"{final['eval/clm_accuracy']:.3f}")
 
 
 @dataclasses.dataclass(frozen=True)
-class ObjectiveData:
-    """What the loop needs from an objective's input side.
+class InputFamily:
+    """One ``data/`` pipeline and what goes with its batches.
 
     Attributes:
-      make_dataset: ``(data_cfg, split, **kw) -> iterator of host batches``; it turns the run
-        config's ``data`` section into the pipeline's option records (``_configured``).
-      targets, weights: the batch keys the unigram baseline scores.
+      make_dataset: the run's objective names → ``(data_cfg, split, **kw) -> iterator of host
+        batches``.
       unigram_counts: corpus → int64 [V] counts of the training targets' tokens.
       log_probs: summed counts → float32 [V] smoothed unigram log-probabilities.
       eval_extras: eval metrics → further metrics derived from them.
-      summary: final metrics → the closing line's figures.
+      figures: (final metrics, objective names) → the closing line's figures.
     """
-    make_dataset: Callable
-    targets: str
-    weights: str
+    make_dataset: Callable[[tuple[str, ...]], Callable]
     unigram_counts: Callable
     log_probs: Callable
-    eval_extras: Callable[[dict], dict]
-    summary: Callable[[dict], str]
+    eval_extras: Callable[[dict], dict] = lambda out: {}
+    figures: Callable[[dict, Sequence[str]], str] = _figures
 
 
 def _configured(make_dataset: Callable, options: Callable) -> Callable:
@@ -74,41 +74,67 @@ def _configured(make_dataset: Callable, options: Callable) -> Callable:
     return from_config
 
 
-def _sentence_data(objectives: tuple[str, ...]) -> ObjectiveData:
-    return ObjectiveData(_configured(functools.partial(pipeline.make_dataset,
-                                                       objectives=objectives),
-                                     data_options.instance_options),
-                         "mlm_targets", "mlm_weights", lambda corpus: corpus.unigram_counts,
-                         pipeline.unigram_log_probs_from_counts, lambda out: {},
-                         sentence_summary)
+def _corpus_counts(corpus):
+    return corpus.unigram_counts
 
 
-def _plm_summary(final: dict) -> str:
-    return (f"eval PLM loss {final['eval/plm_loss']:.3f} (unigram baseline "
-            f"{final['eval/unigram_entropy']:.3f}), PLM accuracy {final['eval/plm_accuracy']:.3f}")
-
-
-# Objectives that pretrain alone, with their own input pipeline.
-OBJECTIVE_DATA = {
-    # XLNet: the unigram baseline scores the permutation LM's predicted tokens.
-    "plm": ObjectiveData(_configured(plm.make_dataset, data_options.plm_options),
-                         "plm_targets", "plm_weights",
-                         lambda corpus: corpus.unigram_counts,
-                         pipeline.unigram_log_probs_from_counts, lambda out: {}, _plm_summary),
-    "clm": ObjectiveData(_configured(clm.make_dataset, data_options.clm_options),
-                         "clm_targets", "clm_weights", clm.unigram_counts,
-                         clm.unigram_log_probs_from_counts, _clm_eval_extras, _clm_summary),
+INPUT_FAMILIES: dict[str, InputFamily] = {
+    # MLM and/or one sentence task, all built by data/pipeline.py.
+    registry.SENTENCE_INPUTS: InputFamily(
+        lambda names: _configured(functools.partial(pipeline.make_dataset, objectives=names),
+                                  data_options.instance_options),
+        _corpus_counts, pipeline.unigram_log_probs_from_counts),
+    registry.CLM_INPUTS: InputFamily(lambda names: _configured(clm.make_dataset,
+                                                               data_options.clm_options),
+                                     clm.unigram_counts,
+                                     clm.unigram_log_probs_from_counts, _clm_eval_extras,
+                                     _clm_figures),
+    # XLNet's sentence pairs: the corpus's counts, scored on the predicted tokens.
+    registry.PLM_INPUTS: InputFamily(lambda names: _configured(plm.make_dataset,
+                                                               data_options.plm_options),
+                                     _corpus_counts,
+                                     pipeline.unigram_log_probs_from_counts),
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class ObjectiveData:
+    """What the loop needs from a run's input side.
+
+    Attributes:
+      make_dataset: ``(data_cfg, split, **kw) -> iterator of host batches``.
+      baseline: the batch keys the unigram baseline scores; None = no baseline (no token-level
+        objective, e.g. SOP alone).
+      unigram_counts, log_probs, eval_extras: as ``InputFamily``.
+      summary: final metrics → the closing line's figures.
+    """
+    make_dataset: Callable
+    baseline: registry.Baseline | None
+    unigram_counts: Callable
+    log_probs: Callable
+    eval_extras: Callable[[dict], dict]
+    summary: Callable[[dict], str]
+
+
+def _families() -> str:
+    """``sentence: mlm, nsp, …; clm: clm; …`` (for error messages)."""
+    members = {family: [n for n in registry.PRETRAINING if registry.OBJECTIVES[n].inputs == family]
+               for family in INPUT_FAMILIES}
+    return "; ".join(f"{family}: {', '.join(names)}" for family, names in members.items())
+
+
 def objective_data(objectives: Sequence[str]) -> ObjectiveData:
-    """The input side of a run's objectives (``train_lib.objective_weights``): MLM and/or one
-    sentence task share ``data/pipeline.py``; the others stand alone. A ValueError names what
-    combines."""
+    """The input side of a run's active objectives (``modeling.objective_weights``): they must
+    share one input family (the sentence family takes MLM and/or one sentence task,
+    ``data.sentence_order.sentence_task``). A ValueError names what combines."""
     names = tuple(objectives)
-    if names and set(names) <= set(SENTENCE_OBJECTIVES):
-        return _sentence_data(names)
-    if len(names) == 1 and names[0] in OBJECTIVE_DATA:
-        return OBJECTIVE_DATA[names[0]]
-    raise ValueError(f"objectives {list(names)} have no pretraining input: combine any of "
-                     f"{list(SENTENCE_OBJECTIVES)}, or use one of {sorted(OBJECTIVE_DATA)} alone")
+    families = {registry.get(n).inputs for n in names}
+    if len(families) != 1 or not families <= set(INPUT_FAMILIES):
+        raise ValueError(f"objectives {list(names)} have no common pretraining input: combine "
+                         f"objectives of one family ({_families()})")
+    family = INPUT_FAMILIES[families.pop()]
+    baseline = next((registry.OBJECTIVES[n].baseline for n in names
+                     if registry.OBJECTIVES[n].baseline is not None), None)
+    return ObjectiveData(family.make_dataset(names), baseline, family.unigram_counts,
+                         family.log_probs, family.eval_extras,
+                         functools.partial(family.figures, names=names))

@@ -13,7 +13,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from data import features, pipeline
-from launch.pretraining.inputs import objective_data, sentence_summary
+from launch.pretraining.inputs import objective_data
 from launch.train import (
     checkpoint,
     flops,
@@ -29,18 +29,20 @@ from launch.train import mesh as mesh_lib
 from launch.train import workdir as workdir_lib
 from launch.train.data_options import corpus_options
 from lm import models
+from objectives import registry
 
 
-def unigram_baseline(eval_batches: list[dict], log_probs: np.ndarray, *,
-                     targets: str = "mlm_targets", weights: str = "mlm_weights") -> float:
-    """Cross-entropy of the eval targets (masked or next tokens) under the training unigram
-    distribution.
+def unigram_baseline(eval_batches: list[dict], log_probs: np.ndarray,
+                     baseline: registry.Baseline) -> float:
+    """Cross-entropy of the eval targets (masked, permuted or next tokens: ``baseline.targets``
+    weighted by ``baseline.weights``) under the training unigram distribution.
 
     This is the loss of the best context-free guess: a model loss below it means the model uses
     context. Summed over all processes' eval shards, like the model's eval loss.
     """
-    if not eval_batches or targets not in eval_batches[0]:
-        return float("nan")  # no token-level objective in this run (e.g. SOP or order alone)
+    if not eval_batches:
+        return float("nan")
+    targets, weights = baseline.targets, baseline.weights
     sums = np.zeros(2, np.float64)
     for b in eval_batches:
         sums += (np.sum(-log_probs[b[targets]] * b[weights]), np.sum(b[weights]))
@@ -97,7 +99,7 @@ def _evaluate(eval_fn, params, eval_batches: list[dict], baseline: float,
 
 
 def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: int,
-             figures: Callable[[dict], str] = sentence_summary) -> dict:
+             figures: Callable[[dict], str]) -> dict:
     results = {"step": step, "train_seconds": round(seconds, 1), "resumed_from": start_step,
                **final}
     if jax.process_index() == 0:
@@ -128,14 +130,14 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
     A workdir written by another config is refused (`workdir.check_config`) unless
     `allow_config_change`."""
     changes = workdir_lib.check_config(workdir, cfg, allow_change=allow_config_change)
+    objectives = tuple(modeling.objective_weights(cfg))
+    inputs = objective_data(objectives)
     mesh = mesh_lib.make_mesh(cfg.mesh)
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     mesh_lib.check_batch_size(cfg.train.batch_size, mesh, rules)
     peak = flops.peak_flops_per_device(cfg.train.get("peak_flops_per_device", 0.0),
                                        jax.devices()[0].device_kind)
     per_process = cfg.train.batch_size // jax.process_count()
-    objectives = tuple(modeling.objective_weights(cfg))
-    inputs = objective_data(objectives)
     corpus = pipeline.load_corpus(corpus_options(cfg.data), process_index=jax.process_index(),
                                   process_count=jax.process_count())
     model_cfg = modeling.model_config(cfg, corpus.vocab_size, corpus.tokenizer.special_ids)
@@ -171,9 +173,10 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) 
                    process_count=jax.process_count())
     train_iter = inputs.make_dataset(cfg.data, "train", start_position=position, **data_kw)
     eval_batches = _eval_batches(cfg, inputs.make_dataset, data_kw)
-    baseline = unigram_baseline(
+    # No token-level objective (e.g. SOP or order alone): no baseline.
+    baseline = float("nan") if inputs.baseline is None else unigram_baseline(
         eval_batches, _unigram_log_probs(inputs.unigram_counts(corpus), inputs.log_probs),
-        targets=inputs.targets, weights=inputs.weights)
+        inputs.baseline)
     train_fn, eval_fn = step_fns.compile_steps(cfg, model, tx, shardings, mesh, rules)
     batch_sh = mesh_lib.batch_sharding(mesh, rules)
     # On the devices once, not at every evaluation.

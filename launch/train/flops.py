@@ -11,6 +11,8 @@ import dataclasses
 
 import jax
 
+from objectives import registry
+
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
@@ -85,7 +87,7 @@ def pretraining_shape(cfg, model_cfg, objectives) -> Shape | None:
     attention the formula does not count."""
     if cfg.model.arch not in ("bert", "albert", "gpt"):
         return None
-    predictions = cfg.data.get("max_predictions_per_seq", 0) if "mlm" in objectives else 0
+    predictions = cfg.data.get("max_predictions_per_seq", 0) if registry.MLM in objectives else 0
     return Shape(arch="gpt" if cfg.model.arch == "gpt" else "bert",
                  hidden=model_cfg.hidden_size, layers=model_cfg.num_layers,
                  heads=model_cfg.num_heads, mlp=model_cfg.mlp_dim, seq=cfg.data.max_seq_length,

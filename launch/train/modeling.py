@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from data import sentence_order
 from lm import config as lm_config
-from objectives import COMBINATIONS, OBJECTIVES, weighted
+from objectives import registry
 
 
 def model_config(cfg, vocab_size: int, special_ids=None) -> lm_config.TransformerConfig:
@@ -31,30 +30,42 @@ def model_config(cfg, vocab_size: int, special_ids=None) -> lm_config.Transforme
 
 
 def objective_weights(cfg) -> dict[str, float]:
-    """A pretraining run's objectives → weights: ``cfg.objectives`` without its zero weights, or
-    for a config that names one objective (``cfg.objective``) what that objective adds up
-    (``bert_pretrain`` = ``{"mlm": 1, "nsp": 1}``)."""
-    if "objectives" in cfg:
-        return {name: float(w) for name, w in cfg.objectives.items() if w}
-    return dict(COMBINATIONS.get(cfg.objective, {cfg.objective: 1.0}))
+    """A pretraining run's active objectives → weights: ``cfg.objectives`` without its zero
+    weights, in its order (``cfg`` a ConfigDict or a workdir's config.json as a dict).
+
+    Raises:
+      ValueError: (one line) for a config without ``objectives``, an unknown name, a negative
+        weight or none positive.
+    """
+    if "objectives" not in cfg:
+        raise ValueError("the run config has no `objectives` (name → weight, e.g. "
+                         "{'mlm': 1.0, 'nsp': 1.0}): not a pretraining config of this version")
+    return registry.active_weights(cfg["objectives"])
 
 
-def run_objective(cfg):
-    """The objective function of a pretraining run: ``weighted(cfg.objectives)``, or
-    ``OBJECTIVES[cfg.objective]`` for configs without ``objectives`` (BERT's)."""
-    if "objectives" in cfg:
-        return weighted(cfg.objectives)
-    return OBJECTIVES[cfg.objective]
+def is_causal_lm(cfg) -> bool:
+    """Whether ``cfg`` (a ConfigDict or a config.json dict) pretrains a causal LM alone (GPT):
+    what generation and perplexity need."""
+    return "objectives" in cfg and set(objective_weights(cfg)) == {registry.CLM}
+
+
+def run_objective(cfg, **options):
+    """The objective function of a pretraining run: ``weighted(cfg.objectives, **options)``;
+    ``options`` as the objectives declare them (``sep_id``: the model's)."""
+    return registry.weighted(objective_weights(cfg), **options)
+
+
+# Architectures whose pretraining model builds the heads its objectives need; the others have
+# fixed heads (BERT: MLM + NSP; GPT, XLNet: their LM head).
+_HEADS_FROM_OBJECTIVES = ("albert",)
 
 
 def model_options(cfg) -> dict:
-    """The pretraining model's options beyond its architecture: for a config with
-    ``objectives`` (ALBERT's), which heads to build (``mlm``, ``sentence_heads``); else none."""
-    if "objectives" not in cfg:
+    """The pretraining model's options beyond its architecture: for ALBERT, which heads to build
+    (``mlm``, ``sentence_heads`` with each objective's class count); else none."""
+    if cfg.model.arch not in _HEADS_FROM_OBJECTIVES:
         return {}
     names = objective_weights(cfg)
-    classes = {"nsp": 2, "sop": 2}
-    if "order" in names:
-        classes["order"] = sentence_order.num_order_classes(cfg.data.order_max_segments)
-    return {"mlm": "mlm" in names,
-            "sentence_heads": tuple((n, classes[n]) for n in names if n != "mlm")}
+    heads = tuple((n, registry.OBJECTIVES[n].head_classes(cfg.data)) for n in names
+                  if registry.OBJECTIVES[n].head_classes is not None)
+    return {"mlm": registry.MLM in names, "sentence_heads": heads}

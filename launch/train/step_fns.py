@@ -13,7 +13,7 @@ import optax
 from launch.train import mesh as mesh_lib
 from launch.train import modeling
 from launch.train.train_state import TrainState
-from objectives import OBJECTIVES, total_loss
+from objectives import registry, total_loss
 
 
 def _forward(model, objective, params, batch, *, deterministic, rng, objective_kw):
@@ -124,9 +124,12 @@ def compile_steps(cfg, model, tx, state_shardings, mesh, rules, *,
                   objective: str = "") -> tuple[Callable, Callable]:
     """jit the train and eval steps with explicit shardings; the state is donated.
 
-    ``objective`` names an entry of ``OBJECTIVES`` (default: the run's, ``modeling.run_objective``).
+    ``objective`` names a fine-tuning kind's record in ``objectives.OBJECTIVES``; by default the
+    run's pretraining objectives (``modeling.run_objective``), counting segments by the model's
+    ``sep_id`` like its heads.
     """
-    objective = OBJECTIVES[objective] if objective else modeling.run_objective(cfg)
+    objective = (registry.get(objective).loss if objective
+                 else modeling.run_objective(cfg, sep_id=model.config.sep_id))
     if cfg.train.max_nonfinite_steps < 1:
         raise ValueError(f"train.max_nonfinite_steps={cfg.train.max_nonfinite_steps}: use 1 or "
                          "more (the NaN/Inf steps in a row after which training stops)")

@@ -18,7 +18,7 @@ import jax  # noqa: E402
 from launch.configs import finetune as finetune_configs  # noqa: E402
 from launch.conversion import huggingface  # noqa: E402
 from launch.finetuning import setup as finetune_setup  # noqa: E402
-from launch.train import checkpoint  # noqa: E402
+from launch.train import checkpoint, modeling  # noqa: E402
 from lm import interop  # noqa: E402
 from tests.lm import test_hf_maps as hf  # noqa: E402
 
@@ -92,7 +92,7 @@ def test_pretrax_trained_workdir_exports_to_transformers(tmp_path, scan_layers):
     cfg = bert_configs.get_config("tiny")
     cfg.data.max_seq_length = 16
     cfg.model.scan_layers = scan_layers
-    config = huggingface.train_lib.model_config(cfg, Tokenizer.load().vocab_size)
+    config = modeling.model_config(cfg, Tokenizer.load().vocab_size)
     batch = hf._batch(5)
     params = hf.random_params(make_model("bert", config), batch, seed=7)
     assert ("layers" in params["encoder"]) == scan_layers

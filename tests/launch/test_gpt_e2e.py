@@ -79,9 +79,12 @@ def test_every_method_decodes(gpt_run, method):
 
 
 def test_generation_refuses_a_bert_workdir_and_too_many_tokens(gpt_run, tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"objective": "bert_pretrain"}))
-    with pytest.raises(ValueError, match="causal-LM"):
-        generating.load_model(str(tmp_path))
+    # BERT's objectives, and a config from before ``objectives`` (never read as a causal LM).
+    for config in ({"objectives": {"mlm": 1.0, "nsp": 1.0}}, {"objective": "clm"}):
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ValueError, match="causal-LM"):
+            generating.load_model(str(tmp_path))
+        assert not perplexity.is_clm_workdir(str(tmp_path))
     with pytest.raises(ValueError, match="positions"):
         generating.generate_from_workdir(gpt_run[0], ["The sea"], max_new_tokens=40)
 

@@ -17,7 +17,7 @@ from launch.train import checkpoint, optimizer, step_fns, stopping, train_state
 from launch.train import mesh as mesh_lib
 from lm import axes, models
 from lm.config import TransformerConfig
-from objectives import OBJECTIVES
+from objectives import weighted
 from tests.launch.test_pretrain_e2e import make_config, read_metrics
 
 VOCAB = 64
@@ -47,7 +47,7 @@ def step_fn():
     tx = optimizer.make_optimizer(bert.get_config("tiny").train)
     state, _ = train_state.create_train_state(model, tx, _batch(0), 0, mesh, rules)
     fn = jax.jit(functools.partial(
-        step_fns.train_step, model=model, tx=tx, objective=OBJECTIVES["bert_pretrain"],
+        step_fns.train_step, model=model, tx=tx, objective=weighted({"mlm": 1.0, "nsp": 1.0}),
         objective_kw={}, max_nonfinite_steps=2))
     step = step_fns.in_mesh(lambda s, b: fn(s, b, jax.random.key(1)), mesh, rules)
     return step, state

@@ -18,7 +18,7 @@ from launch.train import checkpoint, data_options, optimizer, step_fns, train_st
 from launch.train import mesh as mesh_lib
 from lm import axes, models
 from lm.config import TransformerConfig
-from objectives import OBJECTIVES
+from objectives import weighted
 
 # H=8 and F=128 divide by every tensor-axis size used below.
 MODEL = TransformerConfig(vocab_size=8192, hidden_size=64, num_layers=2, num_heads=8, mlp_dim=128,
@@ -54,7 +54,7 @@ def loss_and_grads(mesh, batch, microbatches=1):
     model, _, state, shardings = setup_state(mesh, batch)
     batch_sh = mesh_lib.batch_sharding(mesh, RULES)
     fn = jax.jit(functools.partial(
-        step_fns.grads_and_metrics, model=model, objective=OBJECTIVES["bert_pretrain"],
+        step_fns.grads_and_metrics, model=model, objective=weighted({"mlm": 1.0, "nsp": 1.0}),
         objective_kw={}, microbatches=microbatches),
         in_shardings=(shardings.params, batch_sh, None))
     with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):

@@ -9,7 +9,7 @@ import numpy as np
 
 from lm.config import TransformerConfig
 from lm.models import make_model
-from objectives import bert_pretrain, total_loss
+from objectives import total_loss, weighted
 
 TINY = TransformerConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=4, mlp_dim=64,
                          max_length=32)
@@ -18,7 +18,7 @@ B, L, P = 2, 16, 4
 
 def make_batch(seed: int = 0, *, batch: int = B, length: int = L, real: tuple[int, ...] = (16, 11),
                predictions: int = P) -> dict[str, jax.Array]:
-    """A bert_pretrain batch; sequence i has ``real[i]`` non-pad tokens then padding."""
+    """A BERT (MLM + NSP) batch; sequence i has ``real[i]`` non-pad tokens then padding."""
     rng = np.random.default_rng(seed)
     token_ids = rng.integers(7, TINY.vocab_size, (batch, length))
     type_ids = np.zeros((batch, length), np.int64)
@@ -78,6 +78,6 @@ def loss_and_grads(config: TransformerConfig, deterministic: bool = True):
     def loss_fn(params, batch):
         out = model.apply({"params": params}, batch, deterministic=deterministic,
                           rngs={"dropout": jax.random.key(7)})
-        return total_loss(bert_pretrain(out, batch)[0]), out
+        return total_loss(weighted({"mlm": 1.0, "nsp": 1.0})(out, batch)[0]), out
 
     return jit(jax.value_and_grad(loss_fn, has_aux=True))

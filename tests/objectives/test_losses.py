@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from objectives import OBJECTIVES, bert_pretrain, losses, total_loss
+from objectives import OBJECTIVES, losses, total_loss, weighted
 from objectives.mlm import mlm as _mlm
 from objectives.sentence import nsp as _nsp
 
@@ -19,7 +19,9 @@ weighted_cross_entropy = jax.jit(losses.weighted_cross_entropy,
 weighted_accuracy = jax.jit(losses.weighted_accuracy)
 mlm = jax.jit(_mlm, static_argnames=("label_smoothing", "z_loss"))
 nsp = jax.jit(_nsp)
-bert_pretrain_jit = jax.jit(bert_pretrain, static_argnames=("label_smoothing", "z_loss"))
+# BERT's objectives (launch/configs/bert.py).
+mlm_nsp_jit = jax.jit(weighted({"mlm": 1.0, "nsp": 1.0}),
+                           static_argnames=("label_smoothing", "z_loss"))
 
 
 def test_uniform_logits_cost_log_v_per_weighted_position():
@@ -118,10 +120,10 @@ def test_loss_metric_stays_plain_cross_entropy_when_the_optimised_loss_is_not():
     assert float(terms["mlm_loss"][0]) != pytest.approx(float(metrics["mlm_loss"][0]))
 
 
-def test_bert_pretrain_merges_and_total_loss_is_sum_of_means():
+def test_mlm_plus_nsp_merges_and_total_loss_is_sum_of_means():
     outputs, batch = _outputs_and_batch()
-    assert OBJECTIVES["bert_pretrain"] is bert_pretrain
-    terms, metrics = bert_pretrain_jit(outputs, batch)
+    assert OBJECTIVES["mlm"].loss is _mlm and OBJECTIVES["nsp"].loss is _nsp
+    terms, metrics = mlm_nsp_jit(outputs, batch)
     assert set(terms) == {"mlm_loss", "nsp_loss"}
     assert set(metrics) == {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"}
     want = math.log(V) + (math.log(1 + math.exp(-2.0)) + math.log(1 + math.exp(1.0))) / 2
@@ -131,7 +133,7 @@ def test_bert_pretrain_merges_and_total_loss_is_sum_of_means():
 def test_a_term_without_weight_contributes_zero():
     outputs, batch = _outputs_and_batch()
     batch["mlm_weights"] = jnp.zeros((2, 3))
-    terms, _ = bert_pretrain_jit(outputs, batch, label_smoothing=0.1, z_loss=1e-3)
+    terms, _ = mlm_nsp_jit(outputs, batch, label_smoothing=0.1, z_loss=1e-3)
     assert float(terms["mlm_loss"][1]) == 0.0
     np.testing.assert_allclose(total_loss(terms), total_loss({"nsp_loss": terms["nsp_loss"]}))
     assert float(total_loss({})) == 0.0
