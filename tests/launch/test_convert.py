@@ -90,7 +90,7 @@ def test_converted_bert_is_restored_by_finetuning(tmp_path, capsys):
 
 @pytest.mark.parametrize("scan_layers", [False, True])
 def test_pretrax_trained_workdir_exports_to_transformers(tmp_path, scan_layers):
-    """A workdir of launch.pretrain (preset shapes, the embedded tokenizer's vocabulary), its
+    """A workdir of launch.pretrain (bert.py:tiny's model, the embedded tokenizer's vocabulary), its
     layers stacked when it ran with ``scan_layers``."""
     from data.tokenizer import Tokenizer
     from launch.configs import bert as bert_configs
