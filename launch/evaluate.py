@@ -35,7 +35,7 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     binary.start(argv, multiprocess=False)
     from launch.evaluation import finetuned, perplexity
-    if perplexity.is_clm_workdir(_WORKDIR.value):
+    if binary.explain_errors(perplexity.is_clm_workdir, _WORKDIR.value):
         binary.explain_errors(perplexity.evaluate_clm_workdir, _WORKDIR.value,
                               text=_TEXT_FILE.value, output=_OUTPUT.value)
         return

@@ -1,4 +1,8 @@
-"""Architecture configuration: one frozen dataclass, derived values as properties, named presets."""
+"""Architecture configuration: one frozen dataclass, derived values as properties.
+
+The named shapes (BERT-base, GPT-2 small, ...) are run-config variants (launch/configs/), which
+state every field; nothing here fills in a shape by name.
+"""
 
 from __future__ import annotations
 
@@ -84,31 +88,3 @@ class TransformerConfig:
     def replace(self, **changes) -> TransformerConfig:
         return dataclasses.replace(self, **changes)
 
-
-# Shapes from the papers; vocab_size is the shipped tokenizer's and is replaced by the run's.
-PRESETS: dict[str, dict] = {
-    "tiny": dict(hidden_size=128, num_layers=2, num_heads=2, mlp_dim=512, max_length=128),
-    "bert_base": dict(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072, max_length=512),
-    "bert_large": dict(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096,
-                       max_length=512),
-    # GPT-2 (Radford et al. 2019): pre-LN, LayerNorm eps 1e-5, tanh GELU (set by the run config).
-    "gpt_tiny": dict(hidden_size=128, num_layers=2, num_heads=4, mlp_dim=512, max_length=128,
-                     layer_norm_eps=1e-5),
-    "gpt2_small": dict(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072,
-                       max_length=1024, layer_norm_eps=1e-5),
-    "gpt2_medium": dict(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096,
-                        max_length=1024, layer_norm_eps=1e-5),
-    # ALBERT: E = embed_dim, one layer shared N times (the architecture "albert" shares it).
-    "albert_tiny": dict(hidden_size=128, num_layers=4, num_heads=2, mlp_dim=512, max_length=128,
-                        embed_dim=64),
-    "albert_base": dict(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072,
-                        max_length=512, embed_dim=128),
-    "xlnet_base": dict(hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072, max_length=512),
-}
-
-
-def preset(name: str, *, vocab_size: int, **overrides) -> TransformerConfig:
-    """A named preset with the given vocabulary and any field overridden."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; known: {sorted(PRESETS)}")
-    return TransformerConfig(vocab_size=vocab_size, **{**PRESETS[name], **overrides})

@@ -70,7 +70,8 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> flo
 
 
 def run_config(shape: Shape):
-    """The run config of ``shape``: ``bert.py:tiny`` or ``gpt.py:tiny``, resized, its dropout."""
+    """The run config of ``shape``: ``bert.py:tiny`` or ``gpt.py:tiny`` with the shape's model
+    fields (vocabulary, D, N, H, F, positions), dropout and dtype."""
     if shape.arch == "gpt":
         cfg = gpt_configs.get_config("tiny")
     elif shape.arch == "bert":
@@ -78,10 +79,10 @@ def run_config(shape: Shape):
     else:
         raise ValueError(f"benchmark arch {shape.arch!r}: use bert or gpt")
     with cfg.unlocked():
-        cfg.model.dropout_rate = shape.dropout
-        cfg.model.attention_dropout_rate = shape.dropout
-        cfg.model.dtype = shape.dtype
-        cfg.model.max_length = shape.seq
+        cfg.model.update(vocab_size=shape.vocab, hidden_size=shape.hidden, num_layers=shape.layers,
+                         num_heads=shape.heads, mlp_dim=shape.mlp, max_length=shape.seq,
+                         dropout_rate=shape.dropout, attention_dropout_rate=shape.dropout,
+                         dtype=shape.dtype)
         cfg.data.max_seq_length = shape.seq
         if shape.arch == "bert":
             cfg.data.max_predictions_per_seq = shape.predictions
@@ -90,9 +91,7 @@ def run_config(shape: Shape):
 
 
 def model_config(cfg, shape: Shape) -> lm_config.TransformerConfig:
-    return dataclasses.replace(
-        modeling.model_config(cfg, shape.vocab), hidden_size=shape.hidden,
-        num_layers=shape.layers, num_heads=shape.heads, mlp_dim=shape.mlp)
+    return modeling.model_config(cfg, shape.vocab)
 
 
 def objective_names(shape: Shape) -> tuple[str, ...]:

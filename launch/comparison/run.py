@@ -53,9 +53,7 @@ def finetune_config(c, task: str, *, pretrain_cfg: dict, init_from: str, seed: i
     cfg = finetune_configs.get_config(task)
     _merge(cfg, c.finetune)
     cfg.seed, cfg.init_from, cfg.task.max_train_examples = seed, init_from, budget
-    for group, field in finetune_setup.INHERITED:
-        value = finetune_setup.pretrained_value(pretrain_cfg, group, field)
-        cfg[group][field] = type(cfg[group][field])(value)
+    finetune_setup.inherit(cfg, pretrain_cfg)
     return cfg
 
 

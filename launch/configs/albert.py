@@ -41,6 +41,7 @@ def _albert(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """BERT's run config turned into ALBERT's: architecture, objectives, their data options."""
     c.objectives = ml_collections.ConfigDict({"mlm": 1.0, "nsp": 0.0, "sop": 1.0, "order": 0.0})
     c.model.arch = "albert"
+    c.model.embed_dim = 128  # E: the token embedding's width, projected to D (ALBERT-base)
     c.model.dropout_rate = 0.0
     c.model.attention_dropout_rate = 0.0
     c.data.sop_swap_prob = 0.5
@@ -53,14 +54,13 @@ def _albert(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     """`tiny` (MLM + SOP), `tiny_order` (MLM + order recovery) or `base`."""
     if variant in ("tiny", "tiny_order"):
-        c = _albert(bert.get_config("tiny"))
-        c.model.preset = "albert_tiny"
+        c = _albert(bert.get_config("tiny"))  # its 64-token instances and position rows
+        c.model.update(embed_dim=64, hidden_size=128, num_layers=4, num_heads=2, mlp_dim=512)
         if variant == "tiny_order":
             c.objectives.sop = 0.0
             c.objectives.order = 1.0
     elif variant == "base":
-        c = _albert(bert.get_config("base"))
-        c.model.preset = "albert_base"
+        c = _albert(bert.get_config("base"))  # BERT-base's shape, with E = 128
     else:
         raise ValueError(f"unknown variant {variant!r}: use albert.py:tiny, :tiny_order or :base")
     return c

@@ -11,14 +11,19 @@ the command took 9.1 min wall (8.2 min in the training loop, 1,200 steps of 64 �
 
 Variants: `tiny` (D=128, N=2, H=2, F=512, 64-token pairs), `base` and `large` (the BERT paper's
 shapes: D=768/1024, N=12/24, H=12/16, F=3072/4096, 512 tokens, 256 sequences a batch, 1M steps,
-lr 1e-4 with 10k warmup steps). Everything can be overridden on the command line, e.g.
-`--config.train.steps=100`, `--config.data.corpus=/path/to/*.txt.gz` or
-`--config.data.corpus=tfds:wikipedia/20230601.en:text`.
+lr 1e-4 with 10k warmup steps); all with the shipped tokenizer's 8,192-id vocabulary. Everything
+can be overridden on the command line, e.g. `--config.train.steps=100`,
+`--config.model.hidden_size=192 --config.model.num_heads=3`,
+`--config.data.corpus=/path/to/*.txt.gz` or `--config.data.corpus=tfds:wikipedia/20230601.en:text`.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from launch.configs import optimizer_mesh
+
+# The ids of the shipped SentencePiece model (data.tokenizer = "embedded").
+EMBEDDED_VOCAB_SIZE = 8192
 
 
 def _base_config() -> ml_collections.ConfigDict:
@@ -29,21 +34,31 @@ def _base_config() -> ml_collections.ConfigDict:
     # Continue from another run's parameters (e.g. task-adaptive pretraining on a task's text);
     # the optimizer and schedule start afresh. Used only when the workdir has no checkpoint.
     c.init_from = ""
-    c.init_step = -1
+    c.init_step = config_dict.placeholder(int)  # that run's checkpoint step; None = its latest
 
+    # The model, field by field (BERT-base here; the variants below set their shapes).
     c.model = ml_collections.ConfigDict()
     c.model.arch = "bert"
-    c.model.preset = "bert_base"
+    # Rows of the token embedding: the shipped tokenizer's ids. A data.tokenizer with more ids
+    # needs --config.model.vocab_size=N (N ≥ its ids; the rows no id looks up stay unused).
+    c.model.vocab_size = EMBEDDED_VOCAB_SIZE
+    c.model.hidden_size = 768
+    c.model.num_layers = 12
+    c.model.num_heads = 12
+    c.model.mlp_dim = 3072
+    # Rows of the position table: the longest input the model accepts, in pretraining and in
+    # fine-tuning (data.max_seq_length may be shorter, never longer).
+    c.model.max_length = 512
+    c.model.type_vocab_size = 2
     c.model.dropout_rate = 0.1
     c.model.attention_dropout_rate = 0.1
-    c.model.norm_position = "post"
     c.model.activation = "gelu"
+    c.model.norm_position = "post"
+    c.model.layer_norm_eps = 1e-12
+    c.model.initializer_range = 0.02
     c.model.dtype = "float32"
     c.model.scan_layers = False
     c.model.remat = "none"
-    # Rows of the position table (the longest input the model accepts, in pretraining and in
-    # fine-tuning); 0 = data.max_seq_length.
-    c.model.max_length = 0
 
     c.data = ml_collections.ConfigDict()
     c.data.corpus = "embedded"
@@ -84,7 +99,8 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     """`tiny`, `base` or `large`."""
     c = _base_config()
     if variant == "tiny":
-        c.model.preset = "tiny"
+        # Position rows for the 64-token pairs below, no more.
+        c.model.update(hidden_size=128, num_layers=2, num_heads=2, mlp_dim=512, max_length=64)
         # About one pass over the corpus at this budget: dropout would only slow learning (and
         # costs ~20% of the step time on CPU).
         c.model.dropout_rate = 0.0
@@ -102,10 +118,8 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         c.train.eval_every = 300
         c.train.eval_batches = 50  # the held-out documents give 36 (2,304 pairs: NSP ±0.8%)
         c.train.checkpoint_every = 300
-    elif variant == "base":
-        c.model.preset = "bert_base"
     elif variant == "large":
-        c.model.preset = "bert_large"
-    else:
+        c.model.update(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096)
+    elif variant != "base":
         raise ValueError(f"unknown variant {variant!r}: use bert.py:tiny, :base or :large")
     return c

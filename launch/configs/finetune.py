@@ -10,14 +10,15 @@ qa_disflqa), a TFDS task (glue/sst2, glue/mnli, glue/qqp, glue/mrpc, glue/cola, 
 squad/v2.0; `--config.task.tfds_data_dir` says where they are), or `file` for your own
 TSV/CSV/JSONL (`--config.task.train_path=… --config.task.labels=negative,positive`).
 
-Without `init_from` the model trains from scratch. With it, the architecture (model.arch,
-model.preset, norm_position, activation, max_length) and the tokenizer are taken from the
-pretraining run's config.json wherever this config leaves them empty ("" or 0).
+Without `init_from` the model trains from scratch, as this config's model section states it (the
+tiny BERT). With it, the model's architecture (every model field but dropout, dtype, scan_layers,
+remat and pooling) and the tokenizer are the pretraining run's, as its config.json states them.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
-from launch.configs import optimizer_mesh
+from launch.configs import bert, optimizer_mesh
 
 # Per-task settings that differ from the defaults below.
 _TASKS = {
@@ -46,7 +47,7 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.init_from = ""  # a pretraining workdir; "" = from scratch
-    c.init_step = -1  # that run's checkpoint step; -1 = the latest
+    c.init_step = config_dict.placeholder(int)  # that run's checkpoint step; None = its latest
 
     c.task = ml_collections.ConfigDict()
     c.task.name = task
@@ -62,13 +63,23 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.task.kind = "classification"
     c.task.max_train_examples = 0  # a label budget; 0 = every training example
 
+    # The model trained from scratch: the tiny BERT of bert.py:tiny, with position rows for this
+    # task's inputs. With init_from, every field but dropout_rate, attention_dropout_rate, dtype,
+    # scan_layers, remat and pooling (what fine-tuning decides: launch/finetuning/setup.py:
+    # FINETUNE_FIELDS) is replaced by the pretraining run's, as its config.json states it.
     c.model = ml_collections.ConfigDict()
-    c.model.arch = ""  # "" = the pretraining run's (bert when from scratch)
-    c.model.preset = ""  # "" = the pretraining run's (tiny when from scratch)
-    c.model.norm_position = ""
-    c.model.activation = ""
-    c.model.max_length = 0  # position-table rows; 0 = the pretraining run's (else max_seq_length)
-    c.model.fields = ""  # "" = the pretraining run's (a converted checkpoint's exact shapes, JSON)
+    c.model.arch = "bert"
+    c.model.vocab_size = bert.EMBEDDED_VOCAB_SIZE
+    c.model.hidden_size = 128
+    c.model.num_layers = 2
+    c.model.num_heads = 2
+    c.model.mlp_dim = 512
+    c.model.max_length = _TASKS[task]["max_seq_length"]
+    c.model.type_vocab_size = 2
+    c.model.activation = "gelu"
+    c.model.norm_position = "post"
+    c.model.layer_norm_eps = 1e-12
+    c.model.initializer_range = 0.02
     c.model.dropout_rate = 0.1
     c.model.attention_dropout_rate = 0.1
     c.model.dtype = "float32"
@@ -77,7 +88,7 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.model.pooling = "pooler"  # pooler | cls | mean
 
     c.data = ml_collections.ConfigDict()
-    c.data.tokenizer = ""  # "" = the pretraining run's (embedded when from scratch)
+    c.data.tokenizer = "embedded"  # with init_from: the pretraining run's
     c.data.max_seq_length = _TASKS[task]["max_seq_length"]
     c.data.doc_stride = 128  # span QA: overlap of windows over a long context
     c.data.max_query_length = 64

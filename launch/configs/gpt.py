@@ -21,8 +21,9 @@ unigram distribution's perplexity on the same targets: the context-free baseline
 """
 
 import ml_collections
+from ml_collections import config_dict
 
-from launch.configs import optimizer_mesh
+from launch.configs import bert, optimizer_mesh
 
 
 def _base_config() -> ml_collections.ConfigDict:
@@ -30,19 +31,28 @@ def _base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.objectives = ml_collections.ConfigDict({"clm": 1.0})  # name → weight
     c.init_from = ""  # continue from another run's parameters (only when the workdir is new)
-    c.init_step = -1
+    c.init_step = config_dict.placeholder(int)  # that run's checkpoint step; None = its latest
 
+    # The model, field by field (GPT-2 small here; the variants below set their shapes):
+    # pre-LN, LayerNorm eps 1e-5, tanh GELU (Radford et al. 2019).
     c.model = ml_collections.ConfigDict()
     c.model.arch = "gpt"
-    c.model.preset = "gpt2_small"
+    c.model.vocab_size = bert.EMBEDDED_VOCAB_SIZE  # see bert.py
+    c.model.hidden_size = 768
+    c.model.num_layers = 12
+    c.model.num_heads = 12
+    c.model.mlp_dim = 3072
+    c.model.max_length = 1024  # position rows: the longest input (data.max_seq_length ≤ it)
+    c.model.type_vocab_size = 2
     c.model.dropout_rate = 0.1
     c.model.attention_dropout_rate = 0.1
-    c.model.norm_position = "pre"
     c.model.activation = "gelu_tanh"
+    c.model.norm_position = "pre"
+    c.model.layer_norm_eps = 1e-5
+    c.model.initializer_range = 0.02
     c.model.dtype = "float32"
     c.model.scan_layers = False
     c.model.remat = "none"
-    c.model.max_length = 0  # position-table rows; 0 = data.max_seq_length
 
     c.data = ml_collections.ConfigDict()
     c.data.corpus = "embedded"
@@ -77,7 +87,7 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     """`tiny`, `small` or `medium`."""
     c = _base_config()
     if variant == "tiny":
-        c.model.preset = "gpt_tiny"
+        c.model.update(hidden_size=128, num_layers=2, num_heads=4, mlp_dim=512, max_length=128)
         c.model.dropout_rate = 0.0  # well under one pass over the corpus: nothing to regularise
         c.model.attention_dropout_rate = 0.0
         c.data.max_seq_length = 128
@@ -91,13 +101,9 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         c.train.eval_every = 80
         c.train.eval_batches = 20
         c.train.checkpoint_every = 80
-    elif variant == "small":
-        c.model.preset = "gpt2_small"
-        c.model.max_length = 1024
     elif variant == "medium":
-        c.model.preset = "gpt2_medium"
-        c.model.max_length = 1024
+        c.model.update(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096)
         c.train.learning_rate = 3e-4
-    else:
+    elif variant != "small":
         raise ValueError(f"unknown variant {variant!r}: use gpt.py:tiny, :small or :medium")
     return c

@@ -3,10 +3,11 @@
 ``import_hf(DIR, OUT)`` reads ``DIR/config.json`` + ``DIR/model.safetensors`` (as transformers'
 ``save_pretrained`` writes them; sharded ``model.safetensors.index.json`` too) or Google's original
 TF BERT checkpoint (``bert_config.json`` + ``bert_model.ckpt.*``) and writes ``OUT/config.json`` (a
-pretrax run config whose ``model.fields`` pins the exact shapes) and an Orbax checkpoint at step 0
-whose encoder ``launch.finetune --config.init_from=OUT`` restores (fine-tuning inherits
-``model.fields``). ``export_hf(OUT, DIR)`` writes a pretrax workdir's checkpoint back as
-``config.json`` + ``model.safetensors`` for ``AutoModelForPreTraining.from_pretrained(DIR)``.
+pretrax run config whose model section states every field of the checkpoint's architecture) and an
+Orbax checkpoint at step 0 whose encoder ``launch.finetune --config.init_from=OUT`` restores
+(fine-tuning takes that model section). ``export_hf(OUT, DIR)`` writes a pretrax workdir's
+checkpoint back as ``config.json`` + ``model.safetensors`` for
+``AutoModelForPreTraining.from_pretrained(DIR)``.
 
 Only safetensors (and TF checkpoints, which hold plain tensors) are read: pickled PyTorch files can
 run code when loaded, so they are refused with the command that converts them. The name and shape
@@ -15,6 +16,7 @@ maps are ``lm.interop``'s.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -37,10 +39,6 @@ from launch.train import workdir as workdir_lib
 from lm import interop, models
 from lm.config import TransformerConfig
 
-# TransformerConfig fields a run config cannot express through a preset; ``model.fields``.
-SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "mlp_dim", "max_length",
-                "type_vocab_size", "head_dim", "embed_dim", "layer_norm_eps", "initializer_range",
-                "pad_id")
 # Our architecture → the launch config a converted workdir's run config starts from.
 RUN_CONFIGS = {"bert": ("bert", "base"), "gpt": ("gpt", "small"), "albert": ("albert", "base"),
                "xlnet": ("xlnet", "base")}
@@ -69,18 +67,16 @@ def read_hf(directory: str):
 
 def run_config(arch: str, config: TransformerConfig, source: str) -> ml_collections.ConfigDict:
     """The pretrax run config of a converted checkpoint: the family's launch config (BERT-base size)
-    with ``model.fields`` pinning every shape, the source's dropout, activation and norm."""
+    whose model section is ``config``, every field stated (the source's shapes, dropout,
+    activation, norm, epsilon, initializer range, padding id), but ``sep_id``: [SEP] is the
+    tokenizer's, set when it is loaded (``launch.train.modeling.model_config``)."""
     import importlib
     module, variant = RUN_CONFIGS[arch]
     cfg = importlib.import_module(f"launch.configs.{module}").get_config(variant)
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k != "sep_id"}
     with cfg.unlocked():
-        cfg.model.fields = json.dumps({f: getattr(config, f) for f in SHAPE_FIELDS})
+        cfg.model = ml_collections.ConfigDict({"arch": arch, **fields})
         cfg.converted_from = os.path.abspath(source)
-    cfg.model.max_length = config.max_length
-    cfg.model.dropout_rate = config.dropout_rate
-    cfg.model.attention_dropout_rate = config.attention_dropout_rate
-    cfg.model.activation = config.activation
-    cfg.model.norm_position = config.norm_position
     cfg.data.max_seq_length = config.max_length
     # The checkpoint's own tokenizer files (data.tokenizer.load → data/hf_tokenizers.py), with
     # its own special ids, for launch.finetune and launch.generate.
@@ -137,14 +133,10 @@ def abstract_params(model) -> dict:
 
 
 def load_workdir(workdir: str, step: int = -1):
-    """``(arch, TransformerConfig, params, step)`` of a pretrax workdir's checkpoint."""
+    """``(arch, TransformerConfig, params, step)`` of a pretrax workdir's checkpoint (its config's
+    model section as it stands: no tokenizer is loaded)."""
     cfg = ml_collections.ConfigDict(workdir_lib.read_config(workdir))
-    if cfg.model.get("fields"):
-        vocab_size = json.loads(cfg.model.fields)["vocab_size"]
-    else:
-        from data.tokenizer import Tokenizer
-        vocab_size = Tokenizer.load(cfg.data.tokenizer).vocab_size
-    config = modeling.model_config(cfg, vocab_size)
+    config = modeling.model_config(cfg, cfg.model.vocab_size)
     model = models.make_model(cfg.model.arch, config, **modeling.model_options(cfg))
     params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract_params(model), step)
     params = unstack_layers(jax.tree_util.tree_map(np.asarray, params), config.num_layers)

@@ -5,55 +5,47 @@ from __future__ import annotations
 import os
 
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 
 from launch.train import checkpoint, modeling, reporting, storage, workdir
 from lm import models
 
-# Fields a fine-tuning config may leave empty ("" / 0) to take the pretraining run's value, and
-# the values used for a from-scratch run.
-INHERITED = {("model", "arch"): "bert", ("model", "preset"): "tiny",
-             ("model", "norm_position"): "post", ("model", "activation"): "gelu",
-             ("model", "max_length"): 0, ("data", "tokenizer"): "embedded",
-             ("model", "fields"): ""}
+# The model fields fine-tuning decides for itself; every other one (the architecture) is the
+# pretraining run's when fine-tuning starts from it.
+FINETUNE_FIELDS = modeling.COMPUTE_FIELDS + ("pooling",)
 
 
-def pretrained_value(source: dict, group: str, field: str):
-    """A field of a pretraining run's config.json; ``max_length`` 0 there means its seq length,
-    no ``fields`` means none (a run trained here rather than converted)."""
-    value = source.get(group, {}).get(field)
-    if (group, field) == ("model", "max_length") and not value:
-        value = source.get("data", {}).get("max_seq_length", 0)
-    if (group, field) == ("model", "fields") and value is None:
-        value = ""  # trained here, not converted (launch.convert): the preset's shapes
-    return value
+def inherit(cfg, source: dict) -> None:
+    """Gives ``cfg`` (in place) the model and tokenizer of the pretraining run whose config.json
+    is ``source``: its model section whole, but for ``FINETUNE_FIELDS``, which stay ``cfg``'s."""
+    model = {k: v for k, v in source["model"].items() if k not in FINETUNE_FIELDS}
+    own = {k: cfg.model[k] for k in FINETUNE_FIELDS}
+    with cfg.unlocked():
+        cfg.model = ml_collections.ConfigDict({**model, **own})
+    cfg.data.tokenizer = source["data"]["tokenizer"]
 
 
 def resolve(cfg):
-    """A copy of ``cfg`` with the empty architecture fields filled in.
-
-    From the pretraining run's ``config.json`` when ``init_from`` is set, else from the scratch
-    defaults (``INHERITED``). Explicit values are kept: a mismatch with the checkpoint is caught
-    (and named) when the parameters are restored.
+    """A copy of ``cfg`` with the model it fine-tunes: with ``init_from`` the pretraining run's
+    (``inherit``, from its ``config.json``), else the config's own (from scratch).
 
     Raises:
-      ValueError: when ``data.max_seq_length`` exceeds the model's position table.
+      ValueError: when ``data.max_seq_length`` exceeds the model's position table, or a
+        converted (``hf:``) tokenizer cannot give the architecture's fine-tuning rows.
     """
     cfg = cfg.copy_and_resolve_references()
-    source = workdir.read_config(cfg.init_from) if cfg.init_from else None
-    for (group, field), default in INHERITED.items():
-        if cfg[group][field] in ("", 0):
-            value = pretrained_value(source, group, field) if source else default
-            cfg[group][field] = type(default)(value) if value is not None else default
+    if cfg.init_from:
+        inherit(cfg, workdir.read_config(cfg.init_from))
     check_hf_tokenizer(cfg)
-    if not cfg.model.max_length:
-        cfg.model.max_length = cfg.data.max_seq_length
-    if cfg.data.max_seq_length > cfg.model.max_length:
+    length, rows = cfg.data.max_seq_length, cfg.model.max_length
+    if length > rows:
+        # A pretrained position table cannot grow; a model trained from scratch can.
+        grow = "" if cfg.init_from else f" (or --config.model.max_length={length})"
         raise ValueError(
-            f"data.max_seq_length={cfg.data.max_seq_length} exceeds the model's position table "
-            f"(model.max_length={cfg.model.max_length}"
-            f"{', from ' + cfg.init_from if cfg.init_from else ''}); use "
-            f"--config.data.max_seq_length={cfg.model.max_length} or less")
+            f"data.max_seq_length={length} exceeds the model's position table (model.max_length="
+            f"{rows}{', from ' + cfg.init_from if cfg.init_from else ''}); use "
+            f"--config.data.max_seq_length={rows} or less{grow}")
     return cfg
 
 
@@ -88,12 +80,12 @@ def make_model(cfg, spec, vocab_size: int, special_ids=None):
     Raises:
       ValueError: when the tokenizer has more ids than the model's embedding has rows.
     """
-    model_cfg = modeling.model_config(cfg, vocab_size, special_ids)
-    if model_cfg.vocab_size < vocab_size:
+    if cfg.init_from and vocab_size > cfg.model.vocab_size:
         raise ValueError(
             f"the tokenizer {cfg.data.tokenizer} has {vocab_size} ids but the model's embedding "
-            f"has {model_cfg.vocab_size} rows (model.fields of {cfg.init_from or 'the config'}); "
-            "use the tokenizer saved with the checkpoint")
+            f"has {cfg.model.vocab_size} rows (model.vocab_size of {cfg.init_from}); use the "
+            "tokenizer saved with the checkpoint")
+    model_cfg = modeling.model_config(cfg, vocab_size, special_ids)
     model = models.make_finetune_model(cfg.model.arch, model_cfg, spec.kind,
                                        num_classes=len(spec.label_names),
                                        pooling=cfg.model.pooling)

@@ -288,7 +288,7 @@ def _check_fits(saved: dict, wanted: dict, step: int, where, *, partial: bool) -
                 f"\n  … and {len(problems) - 12} more" if len(problems) > 12 else ""))
 
 
-def restore_params_subtree(workdir: str, subtree: str, abstract, step: int = -1):
+def restore_params_subtree(workdir: str, subtree: str, abstract, step: int | None = None):
     """Parameters only: ``params/<subtree>`` (``""`` = all) of a checkpoint, resharded.
 
     Nothing else of the checkpoint (optimizer state, heads outside ``subtree``) is read.
@@ -298,7 +298,8 @@ def restore_params_subtree(workdir: str, subtree: str, abstract, step: int = -1)
       subtree: top-level parameter group to restore, e.g. ``"encoder"``.
       abstract: ShapeDtypeStructs with target shardings for this run's ``params[subtree]``; the
         checkpoint may hold more (e.g. a pooler this model does not use), never less.
-      step: the checkpoint step; -1 = the latest.
+      step: the checkpoint step; None (a config's unset ``init_step``) or -1 (the ``--step``
+        flags' default) = the latest.
 
     Returns:
       ``(params_subtree, step, saved_shapes)`` with ``saved_shapes`` the checkpoint's
@@ -315,12 +316,13 @@ def restore_params_subtree(workdir: str, subtree: str, abstract, step: int = -1)
         manager.close()
 
 
-def _restore_subtree(manager, workdir: str, subtree: str, abstract, step: int):
+def _restore_subtree(manager, workdir: str, subtree: str, abstract, step: int | None):
     steps = sorted(manager.all_steps())
-    if not steps or (step != -1 and step not in steps):
-        raise FileNotFoundError(f"no checkpoint at step {step} in {workdir}; it has steps "
-                                f"{steps}")
-    step = max(steps) if step == -1 else step
+    latest = step is None or step == -1
+    if not steps or (not latest and step not in steps):
+        raise FileNotFoundError(f"no checkpoint{'' if latest else f' at step {step}'} in "
+                                f"{workdir}; it has steps {steps}")
+    step = max(steps) if latest else step
     try:
         saved_params = _saved_param_shapes(manager, step)
     except _UNREADABLE as e:

@@ -2,31 +2,58 @@
 
 from __future__ import annotations
 
-import json
-
 from lm import config as lm_config
 from objectives import registry
 
+# The model section's fields that say what the parameters are: a checkpoint holds a model of
+# exactly these (fine-tuning takes them from the pretraining run; see launch/finetuning/setup.py).
+ARCHITECTURE_FIELDS = ("arch", "vocab_size", "hidden_size", "num_layers", "num_heads", "mlp_dim",
+                       "max_length", "type_vocab_size", "activation", "norm_position",
+                       "layer_norm_eps", "initializer_range")
+# How a run computes with them: each run states its own.
+COMPUTE_FIELDS = ("dropout_rate", "attention_dropout_rate", "dtype", "scan_layers", "remat")
+# Stated only where they apply: ALBERT's embed_dim; a converted checkpoint's head_dim and pad_id.
+# Absent, TransformerConfig derives them (E = D, K = D / H) or the tokenizer gives them.
+OPTIONAL_FIELDS = ("embed_dim", "head_dim", "pad_id", "sep_id")
 
-def model_config(cfg, vocab_size: int, special_ids=None) -> lm_config.TransformerConfig:
-    """The one place where the run config becomes an architecture config.
 
-    ``special_ids`` (the tokenizer's ``data.features.SpecialIds``) set ``pad_id`` and ``sep_id``
-    where the tokenizer has them, over a converted checkpoint's ``model.fields``: the model must
-    mask exactly the id the input pipeline pads with (GPT-2's ``<|endoftext|>``, whose config
-    has no padding id).
+def model_config(cfg, tokenizer_size: int, special_ids=None) -> lm_config.TransformerConfig:
+    """The one place where the run config becomes an architecture config: ``cfg.model`` field by
+    field (``ARCHITECTURE_FIELDS``, ``COMPUTE_FIELDS``, and any ``OPTIONAL_FIELDS`` it states).
+
+    Args:
+      cfg: a run config (its ``model`` and ``data`` sections).
+      tokenizer_size: the ids of the run's tokenizer; ``model.vocab_size`` may exceed it (rows no
+        id looks up, as vocabularies padded to a round size), never fall short of it.
+      special_ids: the tokenizer's ``data.features.SpecialIds``; they set ``pad_id`` and
+        ``sep_id`` where the tokenizer has them, over the model section's: the model must mask
+        exactly the id the input pipeline pads with (GPT-2's ``<|endoftext|>``, whose config has
+        no padding id).
+
+    Raises:
+      ValueError: in one line, when the model section lacks a field, the tokenizer has more ids
+        than ``model.vocab_size``, or ``data.max_seq_length`` exceeds ``model.max_length``.
     """
     m = cfg.model
-    # ``model.fields``: a converted checkpoint's exact shapes (JSON, see launch/converting.py).
-    fields = json.loads(m.get("fields") or "{}")
+    names = [f for f in ARCHITECTURE_FIELDS + COMPUTE_FIELDS if f != "arch"]
+    missing = [f for f in names if f not in m]
+    if missing:
+        raise ValueError(f"the run config's model section lacks {', '.join(missing)}; every "
+                         "run config states them (see launch/configs/bert.py)")
+    fields = {f: m[f] for f in names + [f for f in OPTIONAL_FIELDS if f in m]}
     if special_ids is not None:
         fields.update({f"{name}_id": getattr(special_ids, name) for name in ("pad", "sep")
                        if getattr(special_ids, name) is not None})
-    return lm_config.preset(m.preset, **{
-        "vocab_size": vocab_size, "max_length": m.max_length or cfg.data.max_seq_length,
-        "dropout_rate": m.dropout_rate, "attention_dropout_rate": m.attention_dropout_rate,
-        "norm_position": m.norm_position, "activation": m.activation, "dtype": m.dtype,
-        "scan_layers": m.scan_layers, "remat": m.remat, **fields})
+    if tokenizer_size > m.vocab_size:
+        raise ValueError(
+            f"the tokenizer {cfg.data.tokenizer} has {tokenizer_size} ids but model.vocab_size="
+            f"{m.vocab_size}; set --config.model.vocab_size={tokenizer_size} (or more)")
+    if cfg.data.max_seq_length > m.max_length:
+        raise ValueError(
+            f"data.max_seq_length={cfg.data.max_seq_length} exceeds the model's position table "
+            f"(model.max_length={m.max_length}); set --config.model.max_length="
+            f"{cfg.data.max_seq_length} or --config.data.max_seq_length={m.max_length} or less")
+    return lm_config.TransformerConfig(**fields)
 
 
 def objective_weights(cfg) -> dict[str, float]:

@@ -39,12 +39,18 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+# Model-section keys of the configs before every run config stated its model field by field: a
+# named shape (``preset``) and a converted checkpoint's shapes as a JSON string (``fields``).
+PREDATING_MODEL_KEYS = ("preset", "fields")
+
+
 def read_config(workdir: str) -> dict:
     """The config a workdir was last run with (``config.json``), as plain data (never code).
 
     Raises:
       FileNotFoundError: naming the file, when the workdir has none.
-      ValueError: naming the file, when it is not a JSON object.
+      ValueError: naming the file, when it is not a JSON object, or in one line when it predates
+        the explicit model sections (``PREDATING_MODEL_KEYS``) and says what to do instead.
     """
     path = os.path.join(workdir, "config.json")
     if not storage.exists(path):
@@ -59,6 +65,14 @@ def read_config(workdir: str) -> dict:
         reason = f"{config}" if isinstance(config, Exception) else "not a JSON object"
         raise ValueError(f"{path} is not a pretrax config ({reason}); restore it (e.g. from "
                          f"config.previous.json beside it) or use a new --workdir")
+    model = config.get("model")
+    old = [f"model.{k}" for k in PREDATING_MODEL_KEYS if isinstance(model, dict) and k in model]
+    if old:
+        raise ValueError(
+            f"{workdir} predates pretrax's explicit model configs (its config.json has "
+            f"{' and '.join(old)}, which pretrax no longer reads): re-run pretraining (or "
+            "fine-tuning) into a new --workdir, or re-convert a converted checkpoint with "
+            "python -m launch.convert --from_hf=DIR --workdir=NEW")
     return config
 
 

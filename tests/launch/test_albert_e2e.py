@@ -66,4 +66,4 @@ def test_finetune_restores_the_albert_encoder(tmp_path, albert_run, capsys):
     assert 0.0 <= results["test"]["accuracy"] <= 1.0
     with open(os.path.join(str(tmp_path / "ft"), "config.json")) as f:
         model = json.load(f)["model"]
-    assert (model["arch"], model["preset"]) == ("albert", "albert_tiny")
+    assert (model["arch"], model["embed_dim"], model["num_layers"]) == ("albert", 64, 4)

@@ -2,6 +2,7 @@
 workdir → model.safetensors → transformers' from_pretrained → the same weights and outputs; the
 workdir is restorable by fine-tuning; pickled weights are refused without being read."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ from launch.conversion import huggingface  # noqa: E402
 from launch.finetuning import setup as finetune_setup  # noqa: E402
 from launch.train import checkpoint, modeling  # noqa: E402
 from lm import interop  # noqa: E402
+from lm.config import TransformerConfig  # noqa: E402
 from tests.lm import test_hf_maps as hf  # noqa: E402
 
 XLNET = lambda: transformers.XLNetLMHeadModel(transformers.XLNetConfig(  # noqa: E731
@@ -65,10 +67,14 @@ def test_converted_bert_is_restored_by_finetuning(tmp_path, capsys):
     cfg.data.max_seq_length = 16
     cfg = finetune_setup.resolve(cfg)
     assert cfg.data.tokenizer == f"hf:{tmp_path / 'hf'}"  # its own (tests/launch/test_convert_
-    assert json.loads(cfg.model.fields)["hidden_size"] == 32  # tokenizers.py fine-tunes with it)
+    assert cfg.model.hidden_size == 32  # tokenizers.py fine-tunes with it)
+    written = json.loads((tmp_path / "wd" / "config.json").read_text())["model"]
+    every = {f.name for f in dataclasses.fields(TransformerConfig)}
+    assert set(written) == {"arch", *every} - {"sep_id"}  # [SEP]: the tokenizer's
+    assert (written["vocab_size"], written["head_dim"], written["pad_id"]) == (hf.V, None, 0)
     spec = type("Spec", (), {"kind": "classification", "label_names": ("a", "b")})
     with pytest.raises(ValueError, match=r"the tokenizer embedded has 8000 ids but the model's "
-                       r"embedding has 99 rows \(model\.fields of .*wd\); use the tokenizer "
+                       r"embedding has 99 rows \(model\.vocab_size of .*wd\); use the tokenizer "
                        r"saved with the checkpoint"):
         cfg.data.tokenizer = "embedded"  # a vocabulary larger than the converted embedding
         finetune_setup.make_model(cfg, spec, vocab_size=8000)
@@ -84,13 +90,13 @@ def test_converted_bert_is_restored_by_finetuning(tmp_path, capsys):
 
 @pytest.mark.parametrize("scan_layers", [False, True])
 def test_pretrax_trained_workdir_exports_to_transformers(tmp_path, scan_layers):
-    """A workdir of launch.pretrain (preset shapes, the embedded tokenizer's vocabulary), its
+    """A workdir of launch.pretrain (bert.py:tiny's model, the embedded tokenizer's vocabulary), its
     layers stacked when it ran with ``scan_layers``."""
     from data.tokenizer import Tokenizer
     from launch.configs import bert as bert_configs
     from lm.models import make_model
     cfg = bert_configs.get_config("tiny")
-    cfg.data.max_seq_length = 16
+    cfg.data.max_seq_length = cfg.model.max_length = 16
     cfg.model.scan_layers = scan_layers
     config = modeling.model_config(cfg, Tokenizer.load().vocab_size)
     batch = hf._batch(5)

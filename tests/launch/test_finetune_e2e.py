@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -77,8 +78,12 @@ def test_finetune_from_checkpoint_resumes_and_evaluates(tmp_path, pretrained, ca
 
 def test_unfit_checkpoint_is_refused_and_nothing_is_written(tmp_path, pretrained):
     before = _snapshot(pretrained)
-    cfg = finetune_config(pretrained)
-    cfg.model.max_length = 32  # the checkpoint's position table has 64 rows
+    source = tmp_path / "pretrain"  # a copy whose config.json no longer fits its checkpoint
+    shutil.copytree(pretrained, source)
+    config = json.loads((source / "config.json").read_text())
+    config["model"]["max_length"] = 32  # the checkpoint's position table has 64 rows
+    (source / "config.json").write_text(json.dumps(config))
+    cfg = finetune_config(str(source))
     run_dir = tmp_path / "ft"
     with pytest.raises(ValueError, match=r"position_embed/embedding: checkpoint \(64, 128\), "
                                          r"this model \(32, 128\)"):

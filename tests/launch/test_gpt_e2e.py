@@ -21,8 +21,9 @@ CORPUS = os.path.join(REPO, "tests", "fixtures", "corpus_slice.txt.gz")
 
 def make_config(steps: int):
     cfg = gpt.get_config("tiny")
-    overrides = {"data.corpus": CORPUS, "data.max_seq_length": 32, "data.eval_fraction": 0.2,
-                 "train.batch_size": 8, "train.warmup_steps": 2, "train.log_every": 1,
+    overrides = {"data.corpus": CORPUS, "data.max_seq_length": 32, "model.max_length": 32,
+                 "data.eval_fraction": 0.2, "train.batch_size": 8, "train.warmup_steps": 2,
+                 "train.log_every": 1,
                  "train.eval_every": 1000, "train.eval_batches": 2, "train.checkpoint_every": 2,
                  "train.steps": steps}
     for key, value in overrides.items():

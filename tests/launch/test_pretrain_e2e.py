@@ -51,9 +51,10 @@ def test_incompatible_checkpoint_is_refused_and_workdir_kept(tmp_path, fixture_c
     before = {name: open(os.path.join(workdir, name)).read()
               for name in ("config.json", "metrics.jsonl", "results.json")}
     wider = make_config(fixture_corpus, 4)
-    wider.data.max_seq_length = 32  # the position table no longer matches
+    wider.data.max_seq_length = wider.model.max_length = 32  # the position table no longer fits
     with pytest.raises(ValueError, match=r"written by another config \(changed: "
-                                         r"data.max_seq_length: 64 -> 32\)"):
+                                         r"data.max_seq_length: 64 -> 32; model.max_length: 64 "
+                                         r"-> 32\)"):
         pretraining.train_and_evaluate(wider, workdir)
     with pytest.raises(ValueError, match=r"does not fit this model; mismatched parameters:\n  "
                                          r"encoder/embeddings/position_embed/embedding: "

@@ -10,7 +10,7 @@ from launch.pretraining import run as pretraining
 
 def make_config(corpus: str, steps: int):
     cfg = xlnet.get_config("tiny")
-    overrides = {"data.corpus": corpus, "data.max_seq_length": 32,
+    overrides = {"data.corpus": corpus, "data.max_seq_length": 32, "model.max_length": 32,
                  "data.max_predictions_per_seq": 8, "data.eval_fraction": 0.2,
                  "train.batch_size": 8, "train.warmup_steps": 2, "train.log_every": 1,
                  "train.eval_every": 1000, "train.eval_batches": 2, "train.checkpoint_every": 2,

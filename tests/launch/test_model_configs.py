@@ -1,0 +1,87 @@
+"""Run configs state the model field by field: every variant's published shape, the shipped
+tokenizer's vocabulary, and any field overridden on the command line (no preset to fight)."""
+
+import os
+
+import numpy as np
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from data.tokenizer import Tokenizer
+from launch.configs import albert, bert, finetune, gpt, xlnet
+from launch.conversion import huggingface
+from launch.pretraining import run as pretraining
+from launch.train import checkpoint, modeling
+from lm import models
+from tests.launch.test_pretrain_e2e import REPO, tiny_overrides
+
+# (config module, variant) → (D, N, H, F, max_length, E or None), as the papers publish them
+# (the tiny ones: what they were before the model sections were spelled out).
+SHAPES = {
+    (bert, "tiny"): (128, 2, 2, 512, 64, None),
+    (bert, "base"): (768, 12, 12, 3072, 512, None),
+    (bert, "large"): (1024, 24, 16, 4096, 512, None),
+    (albert, "tiny"): (128, 4, 2, 512, 64, 64),
+    (albert, "tiny_order"): (128, 4, 2, 512, 64, 64),
+    (albert, "base"): (768, 12, 12, 3072, 512, 128),
+    (gpt, "tiny"): (128, 2, 4, 512, 128, None),
+    (gpt, "small"): (768, 12, 12, 3072, 1024, None),
+    (gpt, "medium"): (1024, 24, 16, 4096, 1024, None),
+    (xlnet, "tiny"): (128, 2, 2, 512, 64, None),
+    (xlnet, "base"): (768, 12, 12, 3072, 512, None),
+}
+
+
+@pytest.mark.parametrize("module,variant", sorted(SHAPES, key=lambda k: (k[0].__name__, k[1])),
+                         ids=lambda x: getattr(x, "__name__", x))
+def test_every_variant_states_its_model_and_builds_its_published_shape(module, variant):
+    cfg = module.get_config(variant)
+    stated = set(cfg.model.keys())
+    assert set(modeling.ARCHITECTURE_FIELDS + modeling.COMPUTE_FIELDS) <= stated
+    assert not stated & {"preset", "fields"}
+    config = modeling.model_config(cfg, Tokenizer.load().vocab_size)
+    d, n, h, f, length, e = SHAPES[module, variant]
+    assert (config.hidden_size, config.num_layers, config.num_heads, config.mlp_dim,
+            config.max_length, config.embed_dim) == (d, n, h, f, length, e)
+    gpt2 = module is gpt
+    assert (config.norm_position, config.activation, config.layer_norm_eps) == (
+        ("pre", "gelu_tanh", 1e-5) if gpt2 else ("post", "gelu", 1e-12))
+    assert config.vocab_size == cfg.model.vocab_size == Tokenizer.load().vocab_size
+
+
+def test_the_stated_vocabulary_is_the_shipped_tokenizers():
+    assert bert.EMBEDDED_VOCAB_SIZE == Tokenizer.load("embedded").vocab_size
+    cfg = finetune.get_config("qa_disflqa")
+    assert (cfg.model.vocab_size, cfg.model.max_length) == (bert.EMBEDDED_VOCAB_SIZE, 256)
+    assert cfg.init_step is None  # the latest checkpoint of init_from
+
+
+def _parsed(*overrides: str):
+    """bert.py:tiny as ``launch.pretrain`` parses it, with ``--config.…`` overrides."""
+    argv = ["pretrain", f"--config={os.path.join(REPO, 'launch', 'configs', 'bert.py')}:tiny",
+            *overrides]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", flag_values=flag_values, lock_config=True,
+                                    sys_argv=argv)
+    flag_values(argv)
+    return flag_values.config
+
+
+def test_a_shape_field_overridden_on_the_command_line_trains(tmp_path, fixture_corpus):
+    cfg = _parsed("--config.model.hidden_size=192", "--config.model.num_heads=3",
+                  "--config.train.steps=2", "--config.init_step=4")
+    assert cfg.init_step == 4 and _parsed().init_step is None
+    cfg.init_step = None
+    config = modeling.model_config(cfg, Tokenizer.load().vocab_size)
+    assert (config.hidden_size, config.num_heads, config.kv_dim, config.mlp_dim) == (192, 3, 64,
+                                                                                       512)
+    for key, value in tiny_overrides(fixture_corpus).items():
+        section, name = key.split(".")
+        cfg[section][name] = value
+    workdir = str(tmp_path / "run")
+    results = pretraining.train_and_evaluate(cfg, workdir)
+    assert results["step"] == 2 and np.isfinite(results["eval/mlm_loss"])
+    abstract = huggingface.abstract_params(models.make_model("bert", config))
+    _, step, saved = checkpoint.restore_params_subtree(workdir, "", abstract)  # it fits
+    assert step == 2 and saved["encoder/embeddings/token_embed/embedding"] == (8192, 192)
