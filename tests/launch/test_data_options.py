@@ -4,6 +4,7 @@ the records' errors for bad values."""
 
 import dataclasses
 
+import ml_collections
 import pytest
 
 from data.options import InstanceOptions
@@ -44,9 +45,11 @@ def test_pretraining_sections(get_config, variant):
         _assert_from(plm, data)
 
 
-def test_bert_takes_the_sentence_task_defaults_it_does_not_name():
-    data = bert.get_config("tiny").data
-    assert "sop_swap_prob" not in data and "order_max_segments" not in data
+def test_a_section_takes_the_sentence_task_defaults_it_does_not_name():
+    data = ml_collections.ConfigDict(bert.get_config("tiny").data.to_dict())
+    for name in ("sop_swap_prob", "order_min_segments", "order_max_segments"):
+        if name in data:
+            del data[name]
     instances = data_options.instance_options(data)
     assert (instances.sop_swap_prob, instances.order_min_segments,
             instances.order_max_segments) == (0.5, 1, 3)
