@@ -73,13 +73,29 @@ def make_layers(block: type[nn.Module], config: TransformerConfig, *,
 
 
 def run_layers(layers: nn.Module | list[nn.Module], config: TransformerConfig, carry: Any,
-               *args: Any, in_axes: Sequence[Any] = BROADCAST_ARGS) -> tuple[Any, Any]:
+               *args: Any, in_axes: Sequence[Any] = BROADCAST_ARGS, keep_inputs: bool = False
+               ) -> tuple[Any, Any]:
     """Runs what ``make_layers`` built (with the same ``in_axes``) on ``carry``.
 
+    Args:
+      layers, config: as ``make_layers`` built them.
+      carry: the first layer's input.
+      *args: the other arguments of every layer (see ``in_axes``).
+      in_axes: as given to ``make_layers``.
+      keep_inputs: return the carry each layer received (XLNet's memory for the next segment)
+        instead of the layers' outputs; taken outside the layer, so a rematerialised layer's
+        gradient is the same as without it. Unrolled layers only.
+
     Returns:
-      ``(carry, outs)``: the last layer's carry and every layer's ``out`` stacked on axis 0.
+      ``(carry, outs)``: the last layer's carry and every layer's ``out`` (or input carry, with
+      ``keep_inputs``) stacked on axis 0.
+
+    Raises:
+      ValueError: for ``keep_inputs`` with ``scan_layers``.
     """
     if config.scan_layers:
+        if keep_inputs:
+            raise ValueError("keep_inputs needs unrolled layers (scan_layers=False)")
         return layers(carry, *args)
     if not isinstance(layers, (list, tuple)):  # one shared layer
         layers = [layers] * config.num_layers
@@ -87,6 +103,7 @@ def run_layers(layers: nn.Module | list[nn.Module], config: TransformerConfig, c
     for i, layer in enumerate(layers):
         layer_args = [arg if axis is nn.broadcast else jax.tree.map(operator.itemgetter(i), arg)
                       for arg, axis in zip(args, in_axes, strict=True)]
+        carry_in = carry
         carry, out = layer(carry, *layer_args)
-        outs.append(out)
+        outs.append(carry_in if keep_inputs else out)
     return carry, jax.tree.map(lambda *xs: jnp.stack(xs), *outs)

@@ -56,7 +56,7 @@ class XLNetLayer(nn.Module):
 
         Args:
           streams: ``(h_BLD, g_BPD)``: the content stream [B, L, D] and the query stream
-            [B, P, D], or None (content stream only).
+            [B, P, D] (None: the content stream only).
           mem_BMD: memory [B, M - L, D] prepended to the keys, or None.
           pos_RD: sinusoids of the R = M + L distances (``rel.relative_distances``).
           differs_BLM: bool, query and key in different segments.
@@ -65,8 +65,7 @@ class XLNetLayer(nn.Module):
           deterministic: disables dropout (positional so ``nn.remat`` can make it static).
 
         Returns:
-          ``((h_BLD, g_BPD), h_in)``: the streams (``g_BPD`` is None when it came in None) and
-          the layer's input content stream, the memory this layer keeps for the next segment.
+          ``((h_BLD, g_BPD), None)``; ``g_BPD`` is None when it came in None.
         """
         h_BLD, g_BPD = streams
         attn = self.attention
@@ -78,14 +77,14 @@ class XLNetLayer(nn.Module):
         h_out = self._feed_forward(attn.post(h_BLD, a_BLHK, deterministic=deterministic),
                                    deterministic)
         if g_BPD is None:
-            return (nn.with_logical_constraint(h_out, _ACT_BLD), None), h_BLD
+            return (nn.with_logical_constraint(h_out, _ACT_BLD), None), None
         tm_BPL = target_mapping_BPL.astype(g_BPD.dtype)
         q_BLHK = jnp.einsum("BPHK,BPL->BLHK", attn.queries(g_BPD), tm_BPL)
         a_BLHK = attn.attend(q_BLHK, keys, differs_BLM, query_bias, deterministic=deterministic)
         a_BPHK = jnp.einsum("BLHK,BPL->BPHK", a_BLHK, tm_BPL)
         g_out = self._feed_forward(attn.post(g_BPD, a_BPHK, deterministic=deterministic),
                                    deterministic)
-        return (nn.with_logical_constraint(h_out, _ACT_BLD), g_out), h_BLD
+        return (nn.with_logical_constraint(h_out, _ACT_BLD), g_out), None
 
 
 # Per argument after the streams: each layer its own memory; the rest shared by every layer.
@@ -146,10 +145,11 @@ class XLNetEncoder(nn.Module):
             g_BPD = jnp.broadcast_to(self.mask_emb.astype(h_BLD.dtype),
                                      (b, tm_BPL.shape[1], cfg.hidden_size))
             g_BPD = self.dropout(g_BPD, deterministic=deterministic)
-        (h_BLD, g_BPD), new_mems = stack.run_layers(
+        # Each layer's input is the memory it keeps for the next segment.
+        (h_BLD, g_BPD), (new_mems, _) = stack.run_layers(
             self.layers, cfg, (h_BLD, g_BPD), mems, pos_RD, differs_BLM,
             rel.mask_bias(content_m), rel.mask_bias(query_m), tm_BPL, deterministic,
-            in_axes=_IN_AXES)
+            in_axes=_IN_AXES, keep_inputs=True)
         out = {"content": self.dropout(h_BLD, deterministic=deterministic),
                "new_mems": new_mems}
         if g_BPD is not None:

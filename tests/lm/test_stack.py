@@ -80,3 +80,28 @@ def test_shared_layers_have_one_parameter_set_in_both_forms():
     # N applications of one layer differ from one application.
     one, _ = _run(config.replace(num_layers=1), shared=True, params=loop_params)[1]
     assert not np.allclose(one, loop_x)
+
+
+def test_keep_inputs_returns_what_each_layer_received():
+    config = TINY.replace(num_layers=N)
+    params, _ = _run(config, shared=False)
+    model = Holder(config)
+    x_BD = jnp.ones((2, D), jnp.float32)
+    offset_ND = jnp.zeros((N, D), jnp.float32)
+
+    def inputs(module):
+        return stack.run_layers(module.layers, config, x_BD, offset_ND, jnp.float32(0.5), True,
+                                in_axes=IN_AXES, keep_inputs=True)
+
+    final, inputs_NBD = model.apply({"params": params}, method=inputs)
+    assert inputs_NBD.shape == (N, 2, D)
+    np.testing.assert_array_equal(inputs_NBD[0], x_BD)
+    # Layer i's input is layer i-1's output.
+    for i in range(1, N):
+        one = {"params": {"layers_0": params[f"layers_{i - 1}"]}}
+        prev = Holder(config.replace(num_layers=1)).apply(
+            one, inputs_NBD[i - 1], offset_ND[i - 1:i])[0]
+        np.testing.assert_allclose(inputs_NBD[i], prev, rtol=1e-6)
+    assert not np.allclose(final, inputs_NBD[-1])
+    with pytest.raises(ValueError, match="unrolled"):
+        stack.run_layers(None, config.replace(scan_layers=True), x_BD, keep_inputs=True)
