@@ -13,36 +13,22 @@ Two changes to BERT, both in the parameters, none in the computation of a layer:
 
 Pretraining heads: the masked LM and any sentence-level classifiers on the pooled [CLS] vector,
 e.g. sentence-order prediction (``sop``, 2 classes) or shuffled-segment order recovery
-(``order``, one class per permutation).
+(``order``, one class per permutation). Fine-tuning: BERT's models (``lm/bert.py``) with this
+encoder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
 
-from lm import heads
+from lm import heads, stack
+from lm.bert import BertForClassification, BertForSpanQa
 from lm.config import TransformerConfig
-from lm.encoder import Encoder, block_class
-
-
-def shared_block(config: TransformerConfig) -> type[nn.Module]:
-    """The block class run N times with one set of parameters.
-
-    Without ``scan_layers`` the encoder calls one block instance N times; with it, this is an
-    ``nn.scan`` over N steps whose ``params`` are broadcast (shared), while dropout gets a fresh
-    key at every step.
-    """
-    if not config.scan_layers:
-        return block_class(config)
-    return nn.scan(
-        block_class(config),
-        variable_broadcast="params",
-        split_rngs={"params": False, "dropout": True},
-        in_axes=(nn.broadcast, nn.broadcast),
-        length=config.num_layers)
+from lm.encoder import Encoder, TransformerBlock
 
 
 class AlbertEncoder(Encoder):
@@ -54,16 +40,15 @@ class AlbertEncoder(Encoder):
     """
 
     def setup_layers(self) -> None:
-        self.shared_layer = shared_block(self.config)(self.config)
+        """One block applied N times; with ``scan_layers`` an ``nn.scan`` whose ``params`` are
+        broadcast (shared) while dropout gets a fresh key at every step."""
+        self.shared_layer = stack.make_layers(TransformerBlock, self.config, shared=True)
 
     def run_layers(self, x_BLD: jax.Array, bias_BHLM: jax.Array, deterministic: bool
                    ) -> jax.Array:
         """The shared block N times: [B, L, D] → [B, L, D]."""
-        if self.config.scan_layers:
-            return self.shared_layer(x_BLD, bias_BHLM, deterministic)[0]
-        for _ in range(self.config.num_layers):
-            x_BLD, _ = self.shared_layer(x_BLD, bias_BHLM, deterministic)
-        return x_BLD
+        return stack.run_layers(self.shared_layer, self.config, x_BLD, bias_BHLM,
+                                deterministic)[0]
 
 
 class AlbertForPretraining(nn.Module):
@@ -115,3 +100,15 @@ class AlbertForPretraining(nn.Module):
                 outputs[f"{name}_logits"] = heads.SentencePairHead(
                     self.config, classes, name=f"{name}_head")(pooled_BD)
         return outputs
+
+
+class AlbertForClassification(BertForClassification):
+    """ALBERT's encoder (shared layer, factorised embedding) + the classification head."""
+
+    encoder_class: ClassVar[type[Encoder]] = AlbertEncoder
+
+
+class AlbertForSpanQa(BertForSpanQa):
+    """ALBERT's encoder + start/end scores per position."""
+
+    encoder_class: ClassVar[type[Encoder]] = AlbertEncoder

@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lm import attention, axes, layers
+from lm import attention, axes, layers, stack
 from lm.config import TransformerConfig
 
 _ACT_BLD = (axes.BATCH, axes.LENGTH, axes.ACT_EMBED)
@@ -121,20 +121,9 @@ class DecoderBlock(nn.Module):
         return nn.with_logical_constraint(x_BLD, _ACT_BLD), kv
 
 
-def _block_class(config: TransformerConfig) -> type[nn.Module]:
-    if config.remat == "full":
-        # Argnum 3 counts ``self``: (self, x, bias, deterministic, ...).
-        return nn.remat(DecoderBlock, static_argnums=(3,), prevent_cse=not config.scan_layers)
-    return DecoderBlock
-
-
-def _scanned_blocks(config: TransformerConfig) -> type[nn.Module]:
-    """All N layers as one ``nn.scan``: params stacked on ``layers``, the cache on its axis 0."""
-    return nn.scan(
-        _block_class(config), variable_axes={"params": 0},
-        split_rngs={"params": True, "dropout": True},
-        in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast), length=config.num_layers,
-        metadata_params={nn.PARTITION_NAME: axes.LAYERS})
+# Per argument after the carry: the bias and ``deterministic`` are the same for every layer; the
+# cache (key, value) [N, …] gives each layer its own slice; the slot index is shared.
+_IN_AXES = (nn.broadcast, nn.broadcast, 0, nn.broadcast)
 
 
 class GptEmbeddings(nn.Module):
@@ -173,10 +162,7 @@ class Decoder(nn.Module):
     def setup(self):
         cfg = self.config
         self.embeddings = GptEmbeddings(cfg)
-        if cfg.scan_layers:
-            self.layers = _scanned_blocks(cfg)(cfg)
-        else:
-            self.layers = [_block_class(cfg)(cfg) for _ in range(cfg.num_layers)]
+        self.layers = stack.make_layers(DecoderBlock, cfg, in_axes=_IN_AXES)
         self.final_norm = layers.layer_norm(cfg)
 
     def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool) -> jax.Array:
@@ -191,10 +177,7 @@ class Decoder(nn.Module):
           [B, L, D] in the compute dtype.
         """
         token_ids_BL = batch["token_ids"]
-        b, length = token_ids_BL.shape
-        positions_BL = batch.get("positions")
-        if positions_BL is None:
-            positions_BL = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
+        positions_BL = layers.positions_of(token_ids_BL, batch.get("positions"))
         segment_ids_BL = batch.get("segment_ids")
         if segment_ids_BL is None:
             segment_ids_BL = (token_ids_BL != self.config.pad_id).astype(jnp.int32)
@@ -224,16 +207,8 @@ class Decoder(nn.Module):
 
     def _blocks(self, x_BLD, bias, deterministic: bool, kv=None, index=None):
         """Runs the layers; ``kv`` is ``(key, value)`` stacked [N, B, M, H, K], or None."""
-        if self.config.scan_layers:
-            return self.layers(x_BLD, bias, deterministic, kv, index)
-        outs = []
-        for i, block in enumerate(self.layers):
-            layer_kv = None if kv is None else (kv[0][i], kv[1][i])
-            x_BLD, layer_kv = block(x_BLD, bias, deterministic, layer_kv, index)
-            outs.append(layer_kv)
-        if kv is None:
-            return x_BLD, None
-        return x_BLD, (jnp.stack([o[0] for o in outs]), jnp.stack([o[1] for o in outs]))
+        return stack.run_layers(self.layers, self.config, x_BLD, bias, deterministic, kv, index,
+                                in_axes=_IN_AXES)
 
     def attend(self, x_BLD: jax.Array) -> jax.Array:
         """The tied LM head: [..., D] → float32 [..., V]."""

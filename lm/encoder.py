@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lm import attention, axes, layers
+from lm import attention, axes, heads, layers, stack
 from lm.config import TransformerConfig
 
 _ACT_BLD = (axes.BATCH, axes.LENGTH, axes.ACT_EMBED)
@@ -59,27 +59,6 @@ class TransformerBlock(nn.Module):
         return nn.with_logical_constraint(x_BLD, _ACT_BLD), None
 
 
-def block_class(config: TransformerConfig) -> type[nn.Module]:
-    """``TransformerBlock``, wrapped in ``nn.remat`` when ``config.remat == "full"``."""
-    if config.remat == "full":
-        # Argnum 3 counts ``self``: (self, x, bias, deterministic). A Python bool must be static.
-        # CSE prevention only matters outside scan (scan already stops XLA merging the recompute).
-        return nn.remat(TransformerBlock, static_argnums=(3,),
-                        prevent_cse=not config.scan_layers)
-    return TransformerBlock
-
-
-def scanned_blocks(config: TransformerConfig) -> type[nn.Module]:
-    """All N layers as one ``nn.scan``: params stacked on a leading ``layers`` axis."""
-    return nn.scan(
-        block_class(config),
-        variable_axes={"params": 0},
-        split_rngs={"params": True, "dropout": True},
-        in_axes=(nn.broadcast, nn.broadcast),
-        length=config.num_layers,
-        metadata_params={nn.PARTITION_NAME: axes.LAYERS})
-
-
 def attention_bias(batch: Mapping[str, jax.Array], pad_id: int) -> jax.Array:
     """float32 bias [B, 1, 1|L, L]: never attend to padding; within a packed example only."""
     mask = attention.padding_mask(batch["token_ids"], pad_id)
@@ -119,10 +98,7 @@ class Encoder(nn.Module):
         """
         cfg = self.config
         token_ids_BL = batch["token_ids"]
-        b, length = token_ids_BL.shape
-        positions_BL = batch.get("positions")
-        if positions_BL is None:
-            positions_BL = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
+        positions_BL = layers.positions_of(token_ids_BL, batch.get("positions"))
         type_ids_BL = batch.get("type_ids")
         if type_ids_BL is None:
             type_ids_BL = jnp.zeros_like(token_ids_BL)
@@ -136,24 +112,19 @@ class Encoder(nn.Module):
 
     def setup_layers(self) -> None:
         """Creates the N blocks (called by ``setup``; ALBERT overrides it to share one block)."""
-        cfg = self.config
-        if cfg.scan_layers:
-            self.layers = scanned_blocks(cfg)(cfg)
-        else:
-            self.layers = [block_class(cfg)(cfg) for _ in range(cfg.num_layers)]
+        self.layers = stack.make_layers(TransformerBlock, self.config)
 
     def run_layers(self, x_BLD: jax.Array, bias_BHLM: jax.Array, deterministic: bool
                    ) -> jax.Array:
         """The N blocks in turn: [B, L, D] → [B, L, D]."""
-        if self.config.scan_layers:
-            return self.layers(x_BLD, bias_BHLM, deterministic)[0]
-        for block in self.layers:
-            x_BLD, _ = block(x_BLD, bias_BHLM, deterministic)
-        return x_BLD
+        return stack.run_layers(self.layers, self.config, x_BLD, bias_BHLM, deterministic)[0]
 
-    def pool(self, x_BLD: jax.Array) -> jax.Array:
-        """BERT's pooler: tanh(Dense D→D) of the first position. [B, L, D] → [B, D]."""
-        return jnp.tanh(self.pooler(x_BLD[:, 0]))
+    def pool(self, x_BLD: jax.Array, token_ids_BL: jax.Array | None = None,
+             method: str = "pooler") -> jax.Array:
+        """``heads.pooled`` with [CLS] as the summary token; ``pooler`` is BERT's pooler,
+        tanh(Dense D→D) of [CLS]. [B, L, D] → [B, D]."""
+        return heads.pooled(x_BLD, token_ids_BL, method, pad_id=self.config.pad_id,
+                            pooler=self.pooler)
 
     def attend(self, x_BPE: jax.Array) -> jax.Array:
         """The tied output layer: [..., E] → float32 [..., V] scores against the token table."""

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from lm import axes, heads
 from lm.config import TransformerConfig
@@ -56,17 +55,10 @@ class GptForPretraining(nn.Module):
         return self.encoder.attend(x_BLD), cache
 
 
-def last_token(x_BLD: jax.Array, token_ids_BL: jax.Array, pad_id: int) -> jax.Array:
-    """Hidden state of each row's last non-padding token: [B, L, D] → [B, D]."""
-    real_BL = token_ids_BL != pad_id
-    last_B = jnp.max(jnp.where(real_BL, jnp.arange(token_ids_BL.shape[1]), 0), axis=1)
-    return jnp.take_along_axis(x_BLD, last_B[:, None, None], axis=1)[:, 0]
-
-
 class GptForClassification(nn.Module):
     """GPT decoder + a linear head on the last real token (the only one that has seen the whole
-    input); ``pooling="mean"`` averages the real tokens instead. Any other pooling name (e.g.
-    the fine-tuning default ``pooler``, which GPT does not have) means the last token.
+    input); ``pooling="mean"`` averages the real tokens instead. ``last``, ``cls`` and the
+    fine-tuning default ``pooler`` (GPT has no pooler layer) all mean the last token.
 
     Parameter tree: ``encoder`` (restored from a GPT pretraining run) and ``classifier_head``.
     """
@@ -81,10 +73,9 @@ class GptForClassification(nn.Module):
         """``{"logits": float32 [B, C]}`` from right-padded ``token_ids`` [B, L]."""
         cfg = self.config
         x_BLD = Decoder(cfg, name="encoder")(batch, deterministic=deterministic)
-        if self.pooling == "mean":
-            pooled_BD = heads.mean_pool(x_BLD, batch["token_ids"], cfg.pad_id)
-        else:
-            pooled_BD = last_token(x_BLD, batch["token_ids"], cfg.pad_id)
+        # No pooler: ``pooler`` and ``cls`` mean the summary token itself, the last real token.
+        pooled_BD = heads.pooled(x_BLD, batch["token_ids"], self.pooling, pad_id=cfg.pad_id,
+                                 summary="last")
         logits_BC = heads.ClassifierHead(cfg, self.num_outputs, name="classifier_head")(
             pooled_BD, deterministic=deterministic)
         return {"logits": logits_BC}

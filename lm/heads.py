@@ -179,7 +179,70 @@ class SpanHead(nn.Module):
         return logits_BL2[..., 0], logits_BL2[..., 1]
 
 
+def span_outputs(start_BL: jax.Array, end_BL: jax.Array, token_ids_BL: jax.Array, pad_id: int
+                 ) -> dict[str, jax.Array]:
+    """The span-QA outputs: ``{"start_logits", "end_logits"}`` with padding positions at -1e9.
+
+    Padding can never be an answer; keeping it out of the softmax keeps the loss honest.
+    """
+    pad_BL = token_ids_BL == pad_id
+    return {"start_logits": jnp.where(pad_BL, -1e9, start_BL),
+            "end_logits": jnp.where(pad_BL, -1e9, end_BL)}
+
+
 def mean_pool(x_BLD: jax.Array, token_ids_BL: jax.Array, pad_id: int) -> jax.Array:
     """Mean of the hidden states over the non-padding positions: [B, L, D] → [B, D]."""
     keep_BL1 = (token_ids_BL != pad_id)[..., None].astype(x_BLD.dtype)
     return (x_BLD * keep_BL1).sum(axis=1) / jnp.maximum(keep_BL1.sum(axis=1), 1.0)
+
+
+def last_token(x_BLD: jax.Array, token_ids_BL: jax.Array, pad_id: int) -> jax.Array:
+    """The state of each sequence's last real token: [B, L, D] → [B, D].
+
+    Works with padding on either side: the last position that is not padding (GPT's only token
+    that has seen the whole input; XLNet's <cls>).
+    """
+    length = token_ids_BL.shape[1]
+    last_B = length - 1 - jnp.argmax((token_ids_BL != pad_id)[:, ::-1], axis=1)
+    return gather_positions(x_BLD, last_B[:, None])[:, 0]
+
+
+POOLING_METHODS = ("pooler", "cls", "mean", "last")
+
+
+def pooled(x_BLD: jax.Array, token_ids_BL: jax.Array | None, method: str, *, pad_id: int,
+           summary: str = "first", pooler: Callable[[jax.Array], jax.Array] | None = None
+           ) -> jax.Array:
+    """One vector per sequence for a sentence-level head: [B, L, D] → [B, D].
+
+    Args:
+      x_BLD: the body's output.
+      token_ids_BL: int [B, L]; only ``mean``, ``last`` and ``summary="last"`` read it (None
+        otherwise is fine).
+      method: ``pooler`` (tanh(pooler) of the summary token, as BERT's NSP and XLNet's sequence
+        summary train it; the raw summary token when the model has no ``pooler``), ``cls`` (the
+        summary token's raw state), ``mean`` (the average over real tokens) or ``last`` (the last
+        real token).
+      pad_id: the padding token id.
+      summary: the model's summary token: ``first`` ([CLS], BERT) or ``last`` (the last real
+        token, GPT and XLNet).
+      pooler: the Dense D→D of the ``pooler`` method, or None.
+
+    Raises:
+      ValueError: for an unknown ``method`` or ``summary``.
+    """
+    if method == "mean":
+        return mean_pool(x_BLD, token_ids_BL, pad_id)
+    if method == "last":
+        return last_token(x_BLD, token_ids_BL, pad_id)
+    if method not in POOLING_METHODS:
+        raise ValueError(f"unknown pooling {method!r}; use one of {POOLING_METHODS}")
+    if summary == "first":
+        token_BD = x_BLD[:, 0]
+    elif summary == "last":
+        token_BD = last_token(x_BLD, token_ids_BL, pad_id)
+    else:
+        raise ValueError(f"unknown summary token {summary!r}; use 'first' or 'last'")
+    if method == "pooler" and pooler is not None:
+        return jnp.tanh(pooler(token_BD))
+    return token_BD

@@ -237,6 +237,15 @@ class Mlp(nn.Module):
         return dense(cfg, cfg.hidden_size, (axes.MLP, axes.EMBED), name="wo")(h_BLF)
 
 
+def positions_of(token_ids_BL: jax.Array, positions_BL: jax.Array | None) -> jax.Array:
+    """``positions_BL`` if given (packed batches restart them per example), else 0..L-1 in every
+    row: int32 [B, L]."""
+    if positions_BL is not None:
+        return positions_BL
+    b, length = token_ids_BL.shape
+    return jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
+
+
 class Embeddings(nn.Module):
     """Token + learned position + type embeddings → LayerNorm → dropout (→ E→D projection).
 

@@ -13,6 +13,10 @@ Without ``plm_target_mapping`` only the content stream runs (fine-tuning); witho
 ``can_attend`` every position sees every real token. Positions enter only as distances
 (``relative_attention``), so left padding or a memory of earlier segments (``mems``) shifts no
 output.
+
+Fine-tuning (``XLNetForClassification``, ``XLNetForSpanQa``) runs the content stream only (no
+permutation, every real token visible) and keeps the body under ``encoder``, the subtree
+``XLNetForPretraining`` saves, so fine-tuning restores it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lm import axes, layers
+from lm import axes, heads, layers, stack
 from lm import relative_attention as rel
 from lm.config import TransformerConfig
 
@@ -46,13 +50,13 @@ class XLNetLayer(nn.Module):
         y = self.dropout(self.mlp(x), deterministic=deterministic)
         return self.mlp_norm(x + y)
 
-    def __call__(self, h_BLD, g_BPD, mem_BMD, pos_RD, differs_BLM, content_bias, query_bias,
+    def __call__(self, streams, mem_BMD, pos_RD, differs_BLM, content_bias, query_bias,
                  target_mapping_BPL, deterministic: bool):
-        """One layer of both streams.
+        """One layer of both streams (a ``lm.stack`` block: carry, then per-layer arguments).
 
         Args:
-          h_BLD: content stream [B, L, D].
-          g_BPD: query stream [B, P, D], or None (content stream only).
+          streams: ``(h_BLD, g_BPD)``: the content stream [B, L, D] and the query stream
+            [B, P, D] (None: the content stream only).
           mem_BMD: memory [B, M - L, D] prepended to the keys, or None.
           pos_RD: sinusoids of the R = M + L distances (``rel.relative_distances``).
           differs_BLM: bool, query and key in different segments.
@@ -61,8 +65,9 @@ class XLNetLayer(nn.Module):
           deterministic: disables dropout (positional so ``nn.remat`` can make it static).
 
         Returns:
-          ``(h_BLD, g_BPD)``; ``g_BPD`` is None when it came in None.
+          ``((h_BLD, g_BPD), None)``; ``g_BPD`` is None when it came in None.
         """
+        h_BLD, g_BPD = streams
         attn = self.attention
         context_BMD = h_BLD if mem_BMD is None else jnp.concatenate(
             [mem_BMD.astype(h_BLD.dtype), h_BLD], axis=1)
@@ -72,21 +77,19 @@ class XLNetLayer(nn.Module):
         h_out = self._feed_forward(attn.post(h_BLD, a_BLHK, deterministic=deterministic),
                                    deterministic)
         if g_BPD is None:
-            return nn.with_logical_constraint(h_out, _ACT_BLD), None
+            return (nn.with_logical_constraint(h_out, _ACT_BLD), None), None
         tm_BPL = target_mapping_BPL.astype(g_BPD.dtype)
         q_BLHK = jnp.einsum("BPHK,BPL->BLHK", attn.queries(g_BPD), tm_BPL)
         a_BLHK = attn.attend(q_BLHK, keys, differs_BLM, query_bias, deterministic=deterministic)
         a_BPHK = jnp.einsum("BLHK,BPL->BPHK", a_BLHK, tm_BPL)
         g_out = self._feed_forward(attn.post(g_BPD, a_BPHK, deterministic=deterministic),
                                    deterministic)
-        return nn.with_logical_constraint(h_out, _ACT_BLD), g_out
+        return (nn.with_logical_constraint(h_out, _ACT_BLD), g_out), None
 
 
-def layer_class(config: TransformerConfig) -> type[nn.Module]:
-    """``XLNetLayer``, wrapped in ``nn.remat`` when ``config.remat == "full"``."""
-    if config.remat == "full":
-        return nn.remat(XLNetLayer, static_argnums=(9,))  # counts self: deterministic
-    return XLNetLayer
+# Per argument after the streams: each layer its own memory; the rest shared by every layer.
+_IN_AXES = (0,) + (nn.broadcast,) * 6
+_DETERMINISTIC_ARGNUM = 8  # counts self: (self, streams, mem, …, deterministic)
 
 
 class XLNetEncoder(nn.Module):
@@ -105,7 +108,8 @@ class XLNetEncoder(nn.Module):
                                            (axes.VOCAB, axes.EMBED), cfg)
         self.mask_emb = self.param("mask_emb", layers.kernel_init(cfg, (axes.EMBED,)),
                                    (cfg.hidden_size,), layers.PARAM_DTYPE)
-        self.layers = [layer_class(cfg)(cfg) for _ in range(cfg.num_layers)]
+        self.layers = stack.make_layers(XLNetLayer, cfg, in_axes=_IN_AXES,
+                                        deterministic_argnum=_DETERMINISTIC_ARGNUM)
         self.dropout = layers.Dropout(cfg.dropout_rate)
 
     def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool,
@@ -141,14 +145,13 @@ class XLNetEncoder(nn.Module):
             g_BPD = jnp.broadcast_to(self.mask_emb.astype(h_BLD.dtype),
                                      (b, tm_BPL.shape[1], cfg.hidden_size))
             g_BPD = self.dropout(g_BPD, deterministic=deterministic)
-        new_mems = []
-        for n, layer in enumerate(self.layers):
-            new_mems.append(h_BLD)
-            h_BLD, g_BPD = layer(h_BLD, g_BPD, None if mems is None else mems[n], pos_RD,
-                                 differs_BLM, rel.mask_bias(content_m), rel.mask_bias(query_m),
-                                 tm_BPL, deterministic)
+        # Each layer's input is the memory it keeps for the next segment.
+        (h_BLD, g_BPD), (new_mems, _) = stack.run_layers(
+            self.layers, cfg, (h_BLD, g_BPD), mems, pos_RD, differs_BLM,
+            rel.mask_bias(content_m), rel.mask_bias(query_m), tm_BPL, deterministic,
+            in_axes=_IN_AXES, keep_inputs=True)
         out = {"content": self.dropout(h_BLD, deterministic=deterministic),
-               "new_mems": jnp.stack(new_mems)}
+               "new_mems": new_mems}
         if g_BPD is not None:
             out["query"] = self.dropout(g_BPD, deterministic=deterministic)
         return out
@@ -200,3 +203,54 @@ class LmBias(nn.Module):
     def __call__(self) -> jax.Array:
         return self.param("bias", layers.zeros_init((axes.VOCAB,)), (self.config.vocab_size,),
                           layers.PARAM_DTYPE)
+
+
+def _task_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """The inputs the content stream reads: ``token_ids`` and, when present, ``type_ids``."""
+    return {k: batch[k] for k in ("token_ids", "type_ids") if k in batch}
+
+
+class XLNetForClassification(nn.Module):
+    """XLNet + sequence summary + linear head: classification (C classes) or regression (C = 1).
+
+    Attributes:
+      config: the architecture.
+      num_outputs: C.
+      pooling: ``pooler`` (XLNet's summary: tanh(Dense) of the last real token), ``cls`` (that
+        token's raw state) or ``mean`` (the average over real tokens); see ``heads.pooled``.
+    """
+
+    config: TransformerConfig
+    num_outputs: int
+    pooling: str = "pooler"
+
+    @nn.compact
+    def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool = True
+                 ) -> dict[str, jax.Array]:
+        """``{"logits": float32 [B, C]}`` from ``token_ids``, ``type_ids`` [B, L]."""
+        cfg = self.config
+        x_BLD = XLNetEncoder(cfg, name="encoder")(_task_inputs(batch),
+                                                  deterministic=deterministic)["content"]
+        # Created (and so saved) only when the pooling calls it.
+        summary = layers.dense(cfg, cfg.hidden_size, (axes.EMBED, axes.MLP), name="summary")
+        pooled_BD = heads.pooled(x_BLD, batch["token_ids"], self.pooling, pad_id=cfg.pad_id,
+                                 summary="last", pooler=summary)
+        logits_BC = heads.ClassifierHead(cfg, self.num_outputs, name="classifier_head")(
+            pooled_BD, deterministic=deterministic)
+        return {"logits": logits_BC}
+
+
+class XLNetForSpanQa(nn.Module):
+    """XLNet + start/end scores per position (extractive QA; the data's no-answer position,
+    0, stays the "no answer" slot)."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool = True
+                 ) -> dict[str, jax.Array]:
+        """``{"start_logits", "end_logits"}``, float32 [B, L], padding positions at -1e9."""
+        x_BLD = XLNetEncoder(self.config, name="encoder")(
+            _task_inputs(batch), deterministic=deterministic)["content"]
+        start_BL, end_BL = heads.SpanHead(self.config, name="span_head")(x_BLD)
+        return heads.span_outputs(start_BL, end_BL, batch["token_ids"], self.config.pad_id)

@@ -8,6 +8,7 @@ import pytest
 
 from lm import models
 from lm.albert import AlbertEncoder
+from lm.encoder import Encoder
 from tests.lm.conftest import TINY, jit, make_batch
 
 ALBERT = TINY.replace(embed_dim=16)  # E = 16, D = 32
@@ -97,7 +98,7 @@ def test_layers_really_share_parameters():
     bert_params = dict(params["encoder"])
     block = bert_params.pop("shared_layer")
     bert_params.update(layers_0=block, layers_1=block)
-    bert = models.Encoder(ALBERT.replace(num_layers=2))
+    bert = Encoder(ALBERT.replace(num_layers=2))
     want = jit(lambda p, b: bert.apply({"params": p}, b, deterministic=True))(bert_params, batch)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 

@@ -10,7 +10,8 @@ import pytest
 
 from lm import axes, decoder
 from lm.config import TransformerConfig
-from lm.gpt import GptForClassification, GptForPretraining, last_token
+from lm.gpt import GptForClassification, GptForPretraining
+from lm.heads import last_token
 from lm.models import ARCHITECTURES, FINETUNE_MODELS, make_finetune_model, make_model
 from tests.lm.conftest import jit
 

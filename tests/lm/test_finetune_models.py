@@ -77,3 +77,34 @@ def test_unknown_kind_or_pooling_is_refused():
         models.make_finetune_model("bert", TINY, "ranking")
     with pytest.raises(ValueError, match="unknown pooling"):
         models.make_finetune_model("bert", TINY, "classification", num_classes=2, pooling="max")
+
+
+def _states_and_ids():
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 5, 4)), jnp.float32)
+    # Right-padded, left-padded, no padding.
+    ids = jnp.asarray([[9, 9, 9, 0, 0], [0, 0, 9, 9, 9], [9, 9, 9, 9, 9]])
+    return x, ids
+
+
+def test_last_token_is_the_last_real_position_on_either_side():
+    x, ids = _states_and_ids()
+    np.testing.assert_array_equal(heads.last_token(x, ids, 0),
+                                  x[jnp.arange(3), jnp.asarray([2, 4, 4])])
+
+
+def test_pooled_methods():
+    x, ids = _states_and_ids()
+    dense = lambda h: 2.0 * h + 1.0  # noqa: E731
+    first, last = x[:, 0], heads.last_token(x, ids, 0)
+    want = {("pooler", "first"): jnp.tanh(dense(first)), ("cls", "first"): first,
+            ("pooler", "last"): jnp.tanh(dense(last)), ("cls", "last"): last,
+            ("mean", "first"): heads.mean_pool(x, ids, 0), ("last", "first"): last}
+    for (method, summary), value in want.items():
+        got = heads.pooled(x, ids, method, pad_id=0, summary=summary, pooler=dense)
+        np.testing.assert_array_equal(got, value, err_msg=f"{method}/{summary}")
+    # Without a pooler layer (GPT), ``pooler`` is the summary token itself.
+    np.testing.assert_array_equal(heads.pooled(x, ids, "pooler", pad_id=0, summary="last"), last)
+    with pytest.raises(ValueError, match="unknown pooling"):
+        heads.pooled(x, ids, "max", pad_id=0)
+    with pytest.raises(ValueError, match="unknown summary"):
+        heads.pooled(x, ids, "cls", pad_id=0, summary="middle")

@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lm.models import ARCHITECTURES, BertForPretraining, make_model
+from lm.bert import BertForPretraining
+from lm.models import ARCHITECTURES, make_model
 from tests.lm.conftest import TINY, B, P, forward, init_params, loss_and_grads, make_batch
 
 KEY = jax.random.key(0)
