@@ -78,7 +78,8 @@ def _alive(holder: dict) -> bool | None:
     if stat is None:
         return not os.path.isdir("/proc/self")  # no /proc here: trust kill()
     state, start = stat
-    return state not in ("Z", "X") and start == holder.get("process_start", start)
+    recorded = holder.get("process_start")
+    return state not in ("Z", "X") and recorded in (None, start)
 
 
 def _describe(holder: dict) -> str:

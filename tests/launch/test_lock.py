@@ -88,6 +88,18 @@ def test_a_dead_process_lock_is_reclaimed_with_a_note(tmp_path, capsys):
         assert not (tmp_path / ".lock").exists()
 
 
+def test_a_live_process_lock_is_kept_without_its_start_time(tmp_path):
+    live = subprocess.Popen(["sleep", "60"])
+    try:  # a holder that recorded no start time (no /proc where it ran) counts as alive
+        theirs = _write_lock(tmp_path, pid=live.pid, process_start=None)
+        with pytest.raises(lock.WorkdirLocked, match=rf"stop it \(kill {live.pid}\)"):
+            lock.acquire(str(tmp_path), force=True)
+        assert _holder(tmp_path) == theirs
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_another_hosts_lock_is_refused_until_force_unlock(tmp_path, capsys):
     theirs = _write_lock(tmp_path, host="tpu-vm-7", pid=4242)
     with pytest.raises(lock.WorkdirLocked, match=(
