@@ -82,6 +82,16 @@ def define_resume_flags():
         "and checkpoint cadence, device layout; launch/train/workdir.py:SAFE_ON_RESUME).")
 
 
+def define_lock_flag():
+    """``--force_unlock`` (binaries that write a workdir, ``launch/train/lock.py``); returns its
+    holder."""
+    return flags.DEFINE_bool(
+        "force_unlock", False, "Remove --workdir's lock (WORKDIR/.lock) left by a run on another "
+        "machine, which cannot be checked from here, and run. Only when that run is surely gone: "
+        "two runs on one workdir log every step twice and delete each other's checkpoints. (A "
+        "lock of a process gone on this machine is reclaimed without it.)")
+
+
 def _config_spec(argv: list[str], name: str) -> str | None:
     for i, arg in enumerate(argv):
         if arg in (f"--{name}", f"-{name}") and i + 1 < len(argv):

@@ -10,12 +10,14 @@ WORKDIR/report.md, results.json and plots. Re-running continues an interrupted c
 from launch import binary
 
 _CONFIG, _WORKDIR = binary.define_flags("launch/configs/compare.py:quick")
+_FORCE_UNLOCK = binary.define_lock_flag()
 
 
 def main(argv):
     binary.start(argv)
     from launch.comparison import run as comparison
-    binary.explain_errors(comparison.compare, _CONFIG.value, _WORKDIR.value)
+    binary.explain_errors(comparison.compare, _CONFIG.value, _WORKDIR.value,
+                          force_unlock=_FORCE_UNLOCK.value)
 
 
 def run():

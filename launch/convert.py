@@ -21,6 +21,7 @@ _TO_HF = flags.DEFINE_string("to_hf", None, "A new directory to export --workdir
 _WORKDIR = flags.DEFINE_string("workdir", None, "The pretrax workdir (written by --from_hf, read "
                                "by --to_hf).")
 _STEP = flags.DEFINE_integer("step", -1, "With --to_hf: the checkpoint step; -1 = the latest.")
+_FORCE_UNLOCK = binary.define_lock_flag()
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -30,7 +31,8 @@ def main(argv):
         raise app.UsageError("give exactly one of --from_hf=DIR (import) or --to_hf=DIR (export)")
     from launch.conversion import huggingface
     if _FROM_HF.value is not None:
-        binary.explain_errors(huggingface.import_hf, _FROM_HF.value, _WORKDIR.value)
+        binary.explain_errors(huggingface.import_hf, _FROM_HF.value, _WORKDIR.value,
+                              force_unlock=_FORCE_UNLOCK.value)
     else:
         binary.explain_errors(huggingface.export_hf, _WORKDIR.value, _TO_HF.value,
                               step=_STEP.value)

@@ -13,6 +13,8 @@ A GPT pretraining workdir (objective clm) is scored by perplexity instead:
 Results go to WORKDIR/eval/<task or file name>/results.json (or --output).
 """
 
+import contextlib
+
 from absl import app, flags
 
 from launch import binary
@@ -28,12 +30,22 @@ _FORMAT = flags.DEFINE_enum("format", "", ["", "tsv", "csv", "jsonl"],
                             "File format; default: from the extension.")
 _TEXT_FILE = flags.DEFINE_string("text", "", "GPT workdirs: text to score (a corpus spec: "
                                  "file, glob, 'embedded'); default: the run's held-out split.")
-_OUTPUT = flags.DEFINE_string("output", "", "Directory for results.json.")
+_OUTPUT = flags.DEFINE_string("output", "", "Directory for results.json (then the workdir is "
+                              "only read, and not locked).")
+_FORCE_UNLOCK = binary.define_lock_flag()
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
     binary.start(argv, multiprocess=False)
+    from launch.train import lock
+    # Results go into the workdir unless --output: no other run may be writing it meanwhile.
+    with (contextlib.nullcontext() if _OUTPUT.value else binary.explain_errors(
+            lock.acquire, _WORKDIR.value, force=_FORCE_UNLOCK.value)):
+        _evaluate()
+
+
+def _evaluate():
     from launch.evaluation import finetuned, perplexity
     if binary.explain_errors(perplexity.is_clm_workdir, _WORKDIR.value):
         binary.explain_errors(perplexity.evaluate_clm_workdir, _WORKDIR.value,

@@ -12,13 +12,15 @@ from launch import binary
 
 _CONFIG, _WORKDIR = binary.define_flags("launch/configs/finetune.py:sentiment_rt")
 _ALLOW_CONFIG_CHANGE = binary.define_resume_flags()
+_FORCE_UNLOCK = binary.define_lock_flag()
 
 
 def main(argv):
     binary.start(argv)
     from launch.finetuning import run as finetuning
     binary.explain_errors(finetuning.finetune, _CONFIG.value, _WORKDIR.value,
-                          allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+                          allow_config_change=_ALLOW_CONFIG_CHANGE.value,
+                          force_unlock=_FORCE_UNLOCK.value)
 
 
 def run():

@@ -12,13 +12,15 @@ from absl import app, flags
 from launch import binary
 
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/quickstart", "Where everything is written.")
+_FORCE_UNLOCK = binary.define_lock_flag()
 
 
 def main(argv):
     binary.start(argv, multiprocess=False)
     from launch.comparison import run as comparison
     from launch.configs import compare
-    binary.explain_errors(comparison.compare, compare.get_config("quick"), _WORKDIR.value)
+    binary.explain_errors(comparison.compare, compare.get_config("quick"), _WORKDIR.value,
+                          force_unlock=_FORCE_UNLOCK.value)
 
 
 def run():

@@ -22,7 +22,7 @@ from launch.configs import finetune as finetune_configs
 from launch.finetuning import run as finetuning
 from launch.finetuning import setup as finetune_setup
 from launch.pretraining import run as pretraining
-from launch.train import reporting
+from launch.train import lock, reporting
 from launch.train import workdir as workdir_lib
 from launch.train.data_options import task_options
 
@@ -83,18 +83,18 @@ def write_task_corpus(task: str, path: str) -> int:
     return len(texts)
 
 
-def _pretrain(c, out_dir: str) -> str:
+def _pretrain(c, out_dir: str, force_unlock: bool) -> str:
     """The base pretraining workdir: ``pretrain_from``, or a run here (resumed if started)."""
     if c.pretrain_from:
         return c.pretrain_from
     run_dir = os.path.join(out_dir, "pretrain")
     if not os.path.exists(os.path.join(run_dir, "results.json")):
         reporting.say(f"== pretraining {c.pretrain.model.arch} → {run_dir}")
-        pretraining.train_and_evaluate(c.pretrain, run_dir)
+        pretraining.train_and_evaluate(c.pretrain, run_dir, force_unlock=force_unlock)
     return run_dir
 
 
-def _tapt(c, task: str, base_dir: str, out_dir: str) -> str:
+def _tapt(c, task: str, base_dir: str, out_dir: str, force_unlock: bool) -> str:
     """Continues pretraining ``base_dir``'s model on ``task``'s training texts."""
     run_dir = os.path.join(out_dir, "tapt", task.replace("/", "_"))
     if os.path.exists(os.path.join(run_dir, "results.json")):
@@ -108,7 +108,7 @@ def _tapt(c, task: str, base_dir: str, out_dir: str) -> str:
     cfg.train.eval_every = cfg.train.checkpoint_every = c.tapt_steps
     cfg.data.eval_fraction = 0.05
     reporting.say(f"== task-adaptive pretraining on {n} {task} training texts → {run_dir}")
-    pretraining.train_and_evaluate(cfg, run_dir)
+    pretraining.train_and_evaluate(cfg, run_dir, force_unlock=force_unlock)
     return run_dir
 
 
@@ -133,7 +133,8 @@ def _run_dir(out_dir: str, task: str, budget: int, variant: str, seed: int) -> s
                         variant.replace("+", "_"), f"seed{seed}")
 
 
-def _finetune(c, out_dir, pretrain_cfg, init_dirs, task, budget, variant, seed) -> dict:
+def _finetune(c, out_dir, pretrain_cfg, init_dirs, task, budget, variant, seed,
+              force_unlock: bool) -> dict:
     run_dir = _run_dir(out_dir, task, budget, variant, seed)
     path = os.path.join(run_dir, "results.json")
     cfg = finetune_config(c, task, pretrain_cfg=pretrain_cfg, init_from=init_dirs[variant],
@@ -144,7 +145,7 @@ def _finetune(c, out_dir, pretrain_cfg, init_dirs, task, budget, variant, seed) 
             raise ValueError(f"{run_dir} holds a finished run with another config ({changes}); "
                              "use a new --workdir for a different comparison")
     else:
-        finetuning.finetune(cfg, run_dir)
+        finetuning.finetune(cfg, run_dir, force_unlock=force_unlock)
     with open(path) as f:
         return {**json.load(f), "variant": variant, "budget": budget}
 
@@ -166,20 +167,29 @@ def _context(c, base_dir: str, seconds: float) -> dict:
     }
 
 
-def compare(c, out_dir: str) -> dict:
-    """Runs the comparison described by ``c`` (launch/configs/compare.py); returns the summary."""
+def compare(c, out_dir: str, *, force_unlock: bool = False) -> dict:
+    """Runs the comparison described by ``c`` (launch/configs/compare.py); returns the summary.
+
+    ``out_dir``'s lock (``lock.acquire``) is held throughout, and each run under it takes its
+    own; ``force_unlock`` removes those held on another host instead of refusing."""
+    with lock.acquire(out_dir, force=force_unlock):
+        return _compare(c, out_dir, force_unlock)
+
+
+def _compare(c, out_dir: str, force_unlock: bool) -> dict:
     t0 = time.perf_counter()
-    base_dir = _pretrain(c, out_dir)
+    base_dir = _pretrain(c, out_dir, force_unlock)
     pretrain_cfg = workdir_lib.read_config(base_dir)
     init_dirs = {SCRATCH: "", PRETRAINED: base_dir}
     runs, todo = [], plan(c)
     for task in _names(c.tapt_tasks):
-        init_dirs[TAPT] = _tapt(c, task, base_dir, out_dir)  # one TAPT task at a time
+        init_dirs[TAPT] = _tapt(c, task, base_dir, out_dir, force_unlock)  # one at a time
     for i, (task, budget, variant, seed) in enumerate(todo):
         start = time.perf_counter()
         if variant == TAPT:
             init_dirs[TAPT] = os.path.join(out_dir, "tapt", task.replace("/", "_"))
-        r = _finetune(c, out_dir, pretrain_cfg, init_dirs, task, budget, variant, seed)
+        r = _finetune(c, out_dir, pretrain_cfg, init_dirs, task, budget, variant, seed,
+                      force_unlock)
         runs.append(r)
         reporting.say(f"[{i + 1}/{len(todo)}] {task} labels={budget or 'all'} {variant} "
                       f"seed {seed}: test {r['main_metric']} "

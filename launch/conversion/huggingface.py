@@ -34,7 +34,7 @@ from launch.conversion.files import (
     read_json,
     read_safetensors,
 )
-from launch.train import checkpoint, modeling, storage
+from launch.train import checkpoint, lock, modeling, storage
 from launch.train import workdir as workdir_lib
 from lm import interop, models
 from lm.config import TransformerConfig
@@ -104,8 +104,9 @@ def write_workdir(workdir: str, cfg, params) -> None:
     manager.close()
 
 
-def import_hf(source: str, workdir: str) -> TransformerConfig:
-    """Converts a transformers (or TF BERT) checkpoint directory into a pretrax workdir."""
+def import_hf(source: str, workdir: str, *, force_unlock: bool = False) -> TransformerConfig:
+    """Converts a transformers (or TF BERT) checkpoint directory into a pretrax workdir, holding
+    its lock (``lock.acquire``; ``force_unlock``: one held on another host is removed)."""
     family, config, params = read_hf(source)
     cfg = run_config(family.ARCH, config, source)
     model = models.make_model(family.ARCH, config, **modeling.model_options(cfg))
@@ -113,7 +114,8 @@ def import_hf(source: str, workdir: str) -> TransformerConfig:
         interop.maps.check_shapes(params, interop.maps.flatten(abstract_params(model)))
     except ValueError as e:
         raise ValueError(f"{source}: {e}") from None
-    write_workdir(workdir, cfg, params)
+    with lock.acquire(workdir, force=force_unlock):
+        write_workdir(workdir, cfg, params)
     print(f"{source} ({family.HF_ARCHITECTURE}) → {workdir}: model.arch={family.ARCH}, "
           f"{sum(x.size for x in jax.tree_util.tree_leaves(params)):,} parameters", flush=True)
     try:  # launch.finetune and launch.generate will tokenise with it (data.tokenizer = hf:DIR)

@@ -26,6 +26,7 @@ from launch.evaluation import scoring
 from launch.finetuning import setup as finetune_setup
 from launch.train import (
     checkpoint,
+    lock,
     loop,
     optimizer,
     reporting,
@@ -185,10 +186,18 @@ def _start(cfg, run: _Setup, workdir: str, changes) -> tuple[int, dict, object]:
     return start_step, progress, manager
 
 
-def finetune(cfg, workdir: str, *, allow_config_change: bool = False) -> dict:
+def finetune(cfg, workdir: str, *, allow_config_change: bool = False,
+             force_unlock: bool = False) -> dict:
     """Fine-tunes per ``cfg`` (see launch/configs/finetune.py); returns and writes results.
 
-    A workdir written by another config is refused unless ``allow_config_change``."""
+    The workdir's lock (``lock.acquire``) is held throughout: a run already using it is refused
+    (``force_unlock``: one on another host is removed instead). A workdir written by another
+    config is refused unless ``allow_config_change``."""
+    with lock.acquire(workdir, force=force_unlock):
+        return _finetune(cfg, workdir, allow_config_change)
+
+
+def _finetune(cfg, workdir: str, allow_config_change: bool) -> dict:
     cfg = finetune_setup.resolve(cfg)
     changes = workdir_lib.check_config(workdir, cfg, allow_change=allow_config_change)
     run = _setup(cfg)

@@ -17,6 +17,7 @@ from launch.pretraining.inputs import objective_data
 from launch.train import (
     checkpoint,
     flops,
+    lock,
     loop,
     modeling,
     optimizer,
@@ -124,11 +125,18 @@ def _schedule(cfg, start_step: int) -> loop.Schedule:
                          max_nonfinite_steps=t.max_nonfinite_steps)
 
 
-def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False) -> dict:
+def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False,
+                       force_unlock: bool = False) -> dict:
     """Pretrains per `cfg`, resuming from `workdir`'s latest checkpoint. Returns final results.
 
-    A workdir written by another config is refused (`workdir.check_config`) unless
-    `allow_config_change`."""
+    The workdir's lock (`lock.acquire`) is held throughout: a run already using it is refused
+    (`force_unlock`: one on another host is removed instead). A workdir written by another config
+    is refused (`workdir.check_config`) unless `allow_config_change`."""
+    with lock.acquire(workdir, force=force_unlock):
+        return _train_and_evaluate(cfg, workdir, allow_config_change)
+
+
+def _train_and_evaluate(cfg, workdir: str, allow_config_change: bool) -> dict:
     changes = workdir_lib.check_config(workdir, cfg, allow_change=allow_config_change)
     objectives = tuple(modeling.objective_weights(cfg))
     inputs = objective_data(objectives)

@@ -48,6 +48,14 @@ def rmtree(path: str) -> None:
         _gfile().rmtree(os.fspath(path))
 
 
+def remove(path: str) -> None:
+    """Deletes the file ``path``."""
+    if is_remote(path):
+        _gfile().remove(os.fspath(path))
+    else:
+        os.remove(path)
+
+
 def replace(src: str, dst: str) -> None:
     """Renames ``src`` to ``dst``, replacing it (atomic on a local disk)."""
     if is_remote(src) or is_remote(dst):

@@ -95,11 +95,15 @@ def _kill_and_resume(workdir: str, corpus: str, env: dict, log_path: str) -> lis
     kinds = [signal.SIGKILL] * 3 + [signal.SIGTERM] * 2
     rng.shuffle(kinds)
     ckpt_dir, reached, kills = os.path.join(workdir, "checkpoints"), 0, []
+    lock = os.path.join(workdir, ".lock")
     for kind in kinds:
         # Past every step already logged, so the stale lines of a killed run never count.
         target = reached + rng.randint(1, 4)
         returncode, err = _run_until(workdir, corpus, env, target, kind, log_path)
         assert returncode in (-signal.SIGKILL, stopping.EXIT_PREEMPTED), err[-3000:]
+        # SIGKILL leaves the workdir's lock, which the next run reclaims (its pid is gone).
+        assert ("which is no longer running" in err) == (bool(kills) and kills[-1][0] == "SIGKILL")
+        assert os.path.exists(lock) == (kind == signal.SIGKILL)
         reached = max(r["step"] for r in _logged(workdir))
         saved = checkpoint.complete_steps(ckpt_dir)
         if kind == signal.SIGTERM:
@@ -124,6 +128,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, fixture_co
         last = subprocess.run(_command(chaos, fixture_corpus), cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=600)
         assert last.returncode == 0, last.stderr[-3000:]
+        assert ("which is no longer running" in last.stderr) == (kills[-1][0] == "SIGKILL")
         assert reference.wait(timeout=600) == 0, (tmp_path / "straight.log").read_text()[-3000:]
     finally:
         reference.kill()
@@ -144,5 +149,6 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, fixture_co
         k: v for k, v in results_a.items() if k.startswith("eval/")}
     jax.tree_util.tree_map(np.testing.assert_array_equal, _final_state(chaos),
                            _final_state(straight))
-    # Nothing half-written is left, and only the newest two steps are kept.
+    # Nothing half-written is left (nor the lock), and only the newest two steps are kept.
+    assert not os.path.exists(os.path.join(chaos, ".lock"))
     assert sorted(os.listdir(os.path.join(chaos, "checkpoints"))) == [str(STEPS - 1), str(STEPS)]

@@ -19,7 +19,7 @@ import jax  # noqa: E402
 from launch.configs import finetune as finetune_configs  # noqa: E402
 from launch.conversion import huggingface  # noqa: E402
 from launch.finetuning import setup as finetune_setup  # noqa: E402
-from launch.train import checkpoint, modeling  # noqa: E402
+from launch.train import checkpoint, lock, modeling  # noqa: E402
 from lm import interop  # noqa: E402
 from lm.config import TransformerConfig  # noqa: E402
 from tests.lm import test_hf_maps as hf  # noqa: E402
@@ -155,6 +155,16 @@ def test_bad_inputs_are_named_and_nothing_is_overwritten(tmp_path):
     assert not (tmp_path / "wd3").exists()
     with pytest.raises(ValueError, match=r"model\.safetensors exists; nothing was written"):
         huggingface.export_hf(str(tmp_path / "wd"), str(tmp_path / "hf"))
+
+
+def test_a_workdir_in_use_is_refused_before_anything_is_written(tmp_path):
+    _saved("gpt2", tmp_path / "hf")
+    with lock.acquire(str(tmp_path / "wd")):
+        with pytest.raises(lock.WorkdirLocked, match=r"wd is in use by another run: "):
+            huggingface.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
+        assert os.listdir(tmp_path / "wd") == [".lock"]
+    huggingface.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
+    assert sorted(os.listdir(tmp_path / "wd")) == ["checkpoints", "config.json"]
 
 
 def _google_name(hf_name: str) -> str:

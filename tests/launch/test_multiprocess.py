@@ -46,6 +46,7 @@ def test_two_processes_log_the_losses_of_one_then_resume_with_a_profile(tmp_path
     assert "[0] profile of steps 2-3:" in out
     assert not re.search(r"^\[1\] step=", out, re.M), "only process 0 prints progress"
     assert glob.glob(os.path.join(multi, "profile", "plugins", "profile", "*", "*.xplane.pb"))
+    assert not os.path.exists(os.path.join(multi, ".lock"))
 
     # One process with 8 devices (this one's, see conftest.py), the same config; a peak given
     # (no math changes), so it also logs MFU.

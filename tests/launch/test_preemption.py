@@ -125,3 +125,4 @@ def test_two_processes_save_the_same_step_when_one_is_preempted(tmp_path, fixtur
         saved += [int(n) for n in re.findall(r"preempted at step (\d+)", err)]
     assert len(saved) == 2 and saved[0] == saved[1] >= 2, saved
     assert checkpoint.complete_steps(os.path.join(workdir, "checkpoints")) == [saved[0]]
+    assert not os.path.exists(os.path.join(workdir, ".lock"))  # process 0 held it, and let go
