@@ -231,7 +231,8 @@ class _DevHooks:
         self.progress["curve"].append({"step": step, **dev_metrics})
         reporting.say(f"step {step}/{self.steps}: dev {self.spec.main_metric} {value:.4f} "
                       f"({time.perf_counter() - self.t0:.0f} s)")
-        if value > self.progress["best"]:
+        # During a NaN/Inf streak the loop saves nothing (loop.py), best/ included: no best then.
+        if value > self.progress["best"] and not int(state.nonfinite_run):
             self.progress.update(best=value, best_step=step)
         return {f"dev/{k}": v for k, v in dev_metrics.items()}
 
