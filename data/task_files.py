@@ -6,8 +6,10 @@ test file is carved from train: the rows whose text hashes (``task_sources.split
 10% bucket, so the carve is the same on every host and in every run.
 
 Every problem in a file is reported with the file, the line, what is wrong and how to fix it:
-a label outside the label set or empty, a missing column, text that is not UTF-8, a malformed
-row. A row with an empty text is skipped instead, counted, and reported once with its line.
+a label outside the label set or empty, a missing column, a column (or JSON key) named twice,
+text that is not UTF-8, a malformed row, a split left empty by the carving. A row with an empty
+text is skipped instead, counted, and reported once with its line. A field may be as long in a
+TSV/CSV file as in a JSONL one (the csv module's 128 KiB limit is lifted).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import io
 import json
 import math
 import os
+import sys
 from collections.abc import Iterator
 
 from absl import logging
@@ -88,7 +91,7 @@ def _table_rows(path: str, fmt: str) -> Iterator[tuple[int, dict]]:
             f"{path}, line {_first_bad_line(path)}: not valid UTF-8 ({err.reason}); a task file "
             "is UTF-8 text: re-encode it, e.g. `iconv -f latin1 -t utf-8 in.tsv > out.tsv` (a "
             "spreadsheet: export it as UTF-8 CSV/TSV)") from err
-    except csv.Error as err:  # e.g. a field over the csv limit: a quote never closed
+    except csv.Error as err:  # e.g. a NUL byte: a binary file
         raise ValueError(f"{path}: {err}; is it a {fmt} text file? Check the delimiter and "
                          "quoting, or set --config.task.format") from err
 
@@ -104,6 +107,19 @@ def _first_bad_line(path: str) -> int:
     return 0
 
 
+def _allow_any_field_size() -> None:
+    """Lifts the csv module's 128 KiB field limit, so a TSV/CSV field may be as long as a JSONL
+    one (a long document is a valid text); a quote never closed is caught by the field count."""
+    limit = sys.maxsize
+    while limit > csv.field_size_limit():
+        try:
+            csv.field_size_limit(limit)
+        except OverflowError:  # a C long of 32 bits (Windows)
+            limit = 2**31 - 1
+        else:
+            return
+
+
 def _layout_rows(path: str, fmt: str) -> Iterator[tuple[int, dict]]:
     if fmt == "tsv":  # No quoting: GLUE-style TSVs hold bare quote characters.
         reader_args = dict(delimiter="\t", quoting=csv.QUOTE_NONE)
@@ -113,19 +129,51 @@ def _layout_rows(path: str, fmt: str) -> Iterator[tuple[int, dict]]:
         if fmt == "jsonl":
             yield from _jsonl_rows(path, f)
             return
+        _allow_any_field_size()
         reader = csv.reader(f, **reader_args)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: the file is empty; a {fmt} file needs a header row")
+        header = _header(path, fmt, next(reader, None))
+        start = reader.line_num + 1
         for fields in reader:
-            if not any(fields):
-                continue  # Blank line.
-            if len(fields) != len(header):
-                raise ValueError(
-                    f"{path}, line {reader.line_num}: {len(fields)} fields but the header has "
-                    f"{len(header)} ({header}); check the delimiter and quoting, or set "
-                    "--config.task.format")
-            yield reader.line_num, dict(zip(header, fields, strict=True))
+            if any(fields):  # not a blank line
+                _check_fields(path, start, reader.line_num, fields, header)
+                yield start, dict(zip(header, fields, strict=True))
+            start = reader.line_num + 1
+
+
+def _header(path: str, fmt: str, header: list[str] | None) -> list[str]:
+    """The header row, refused when missing or when it names a column twice."""
+    if header is None:
+        raise ValueError(f"{path}: the file is empty; a {fmt} file needs a header row")
+    for i, name in enumerate(header):
+        if name in header[:i]:
+            raise ValueError(
+                f"{path}, line 1: the header names the column {name!r} twice (columns "
+                f"{header.index(name) + 1} and {i + 1}); rename or remove one, so each column "
+                "is read by its own name")
+    return header
+
+
+def _check_fields(path: str, start: int, end: int, fields: list[str], header: list[str]):
+    if len(fields) == len(header):
+        return
+    spans = (f" (one quoted field runs from line {start} to line {end}: is a quote never "
+             "closed?)" if end > start else "")
+    raise ValueError(
+        f"{path}, line {start}: {len(fields)} fields but the header has {len(header)} "
+        f"({header[:20]}){spans}; check the delimiter and quoting, or set --config.task.format")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def _jsonl_rows(path: str, f) -> Iterator[tuple[int, dict]]:
@@ -133,7 +181,10 @@ def _jsonl_rows(path: str, f) -> Iterator[tuple[int, dict]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_unique_keys)
+        except _DuplicateKey as err:
+            raise ValueError(f"{path}, line {number}: the key {str(err)!r} appears twice in one "
+                             "object; keep one, so each field is read by its own name") from err
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}, line {number}: not valid JSON ({err.msg}); a .jsonl file "
                              "holds one JSON object per line") from err
@@ -283,5 +334,26 @@ def file_examples(task: TaskOptions, split: str) -> dict:
     # The read depends only on the file fields (and the files' timestamps, which key the cache).
     key = dataclasses.replace(task, tfds_data_dir="", max_train_examples=0)
     stamps = tuple(_stamp(getattr(task, f"{s}_path")) for s in SPLITS)
-    records = _file_splits(key, stamps)[split]
-    return task_sources.records_to_examples(records, spec.kind, spec.pair)
+    splits = _file_splits(key, stamps)
+    if not splits[split]:
+        raise _empty_split(task, split, splits)
+    return task_sources.records_to_examples(splits[split], spec.kind, spec.pair)
+
+
+def _empty_split(task: TaskOptions, split: str, splits: dict[str, list]) -> ValueError:
+    """Why a split carved from the train file (or the train split left by the carving) is empty,
+    with the file's number of usable rows and what to do. (A file given for a split and empty
+    is refused when it is read.)"""
+    carved = [s for s in ("dev", "test") if not getattr(task, f"{s}_path")]
+    rows = len(splits["train"]) + sum(len(splits[s]) for s in carved)
+    plural = "row" if rows == 1 else "rows"
+    more = "or use more rows (with 50 or more, each split almost surely gets some)"
+    if split == "train":
+        return ValueError(
+            f"{task.train_path}: its {rows} usable {plural} all went to the {' and '.join(carved)} "
+            f"split{'s' if len(carved) > 1 else ''} carved from it, leaving none to train on; give "
+            f"{' and '.join(f'--config.task.{s}_path=FILE' for s in carved)}, {more}")
+    return ValueError(
+        f"{task.train_path} has {rows} usable {plural}; the {split} split is carved from it (the "
+        f"rows whose text hashes into its 10% bucket) and got none. Give a {split} file with "
+        f"--config.task.{split}_path=FILE, {more}")

@@ -54,13 +54,14 @@ def read_hf(directory: str):
         raise FileNotFoundError(f"--from_hf={directory} is not a directory")
     if os.path.exists(os.path.join(directory, f"{TF_CHECKPOINT}.index")):
         return tf_bert.read(directory)
-    hf = read_json(os.path.join(directory, "config.json"))
-    family = interop.family_for_hf(hf, os.path.join(directory, "config.json"))
-    config = family.config_from_hf(hf)
+    source = os.path.join(directory, "config.json")
+    hf = read_json(source)
+    family = interop.family_for_hf(hf, source)
+    config = family.config_from_hf(hf, source)  # every setting checked before it is used
     state = read_safetensors(directory)
     try:
         params = family.params_from_hf(state, config)
-    except ValueError as e:
+    except ValueError as e:  # e.g. a weight missing, or one whose size its config contradicts
         raise ValueError(f"{os.path.join(directory, WEIGHTS)}: {e}") from None
     return family, config, params
 
@@ -140,7 +141,8 @@ def load_workdir(workdir: str, step: int = -1):
     cfg = ml_collections.ConfigDict(workdir_lib.read_config(workdir))
     config = modeling.model_config(cfg, cfg.model.vocab_size)
     model = models.make_model(cfg.model.arch, config, **modeling.model_options(cfg))
-    params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract_params(model), step)
+    params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract_params(model), step,
+                                                     step_flag="--step")
     params = unstack_layers(jax.tree_util.tree_map(np.asarray, params), config.num_layers)
     return cfg.model.arch, config.replace(scan_layers=False, remat="none"), params, step
 

@@ -44,22 +44,29 @@ def read(directory: str):
 
     Raises:
       FileNotFoundError: without ``bert_config.json``.
-      ValueError: naming the weights the checkpoint lacks.
+      ValueError: naming a malformed setting of bert_config.json, checkpoint files that cannot
+        be read, or the weights the checkpoint lacks.
     """
     import tensorflow as tf
 
-    hf = {"model_type": "bert", **read_json(os.path.join(directory, CONFIG))}
-    config = bert.config_from_hf(hf)
+    source = os.path.join(directory, CONFIG)
+    hf = {"model_type": "bert", **read_json(source)}
+    config = bert.config_from_hf(hf, source)
     if hf.get("hidden_act", "gelu") == "gelu":
         config = config.replace(activation="gelu_tanh")
-    reader = tf.train.load_checkpoint(os.path.join(directory, CHECKPOINT))
-    state = {}
-    for tf_name in reader.get_variable_to_shape_map():
-        if _SKIP.search(tf_name):
-            continue
-        name, transpose = hf_name(tf_name)
-        value = np.asarray(reader.get_tensor(tf_name), np.float32)
-        state[name] = value.T if transpose else value
+    try:
+        reader = tf.train.load_checkpoint(os.path.join(directory, CHECKPOINT))
+        state = {}
+        for tf_name in reader.get_variable_to_shape_map():
+            if _SKIP.search(tf_name):
+                continue
+            name, transpose = hf_name(tf_name)
+            value = np.asarray(reader.get_tensor(tf_name), np.float32)
+            state[name] = value.T if transpose else value
+    except (tf.errors.OpError, ValueError) as e:  # a truncated or garbled .index/.data file
+        why = (getattr(e, "message", "") or str(e)).strip().splitlines()[0][:200]
+        raise ValueError(f"{os.path.join(directory, CHECKPOINT)}.*: not a readable TensorFlow "
+                         f"checkpoint ({why}); download Google's release again") from None
     try:
         return bert, config, bert.params_from_hf(state, config)
     except ValueError as e:

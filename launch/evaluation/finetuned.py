@@ -49,7 +49,8 @@ def _split(cfg, spec, tokenizer, split: str, batch_sh) -> scoring.EvalSplit:
 def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data: str = "",
                      text_column: str = "text", text_b_column: str = "",
                      label_column: str = "label", fmt: str = "", output: str = "") -> dict:
-    """Scores the best checkpoint of a fine-tuning workdir; writes ``results.json``.
+    """Scores the best checkpoint of a fine-tuning workdir (``best/``; when it cannot be read,
+    the run's checkpoint of that step or its newest, with a warning); writes ``results.json``.
 
     Args:
       run_dir: a ``launch.finetune`` workdir.
@@ -77,7 +78,8 @@ def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data:
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     dummy = {k: v[:1] for k, v in _dummy(spec, cfg).items()}
     abstract, shardings = finetune_setup.params_shardings(model, dummy, mesh, rules)
-    params = finetune_setup.restore_best(finetune_setup.best_manager(run_dir), abstract)
+    # best/, or the run's checkpoint that stands in for an unreadable one (with a warning)
+    params, step = finetune_setup.restore_best(run_dir, abstract)
     predict_fn = scoring.make_predict_fn(model, shardings, mesh, rules)
     evaluated = _split(cfg, tasks.task_spec(task_options(cfg.task)), tokenizer, split,
                        mesh_lib.batch_sharding(mesh, rules))
@@ -87,7 +89,7 @@ def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data:
         os.makedirs(output, exist_ok=True)
         with open(os.path.join(output, "results.json"), "w") as f:
             json.dump({"workdir": run_dir, "data": data or None, "task": cfg.task.name,
-                       "split": split, **metrics}, f, indent=2)
+                       "split": split, "step": step, **metrics}, f, indent=2)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "examples")
     reporting.say(f"{data or cfg.task.name + ' ' + split}: {shown} on "
                   f"{int(metrics.get('examples', evaluated.num_rows))} examples. Results: "

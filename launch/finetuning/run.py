@@ -215,8 +215,8 @@ def _finetune(cfg, workdir: str, allow_config_change: bool) -> dict:
                     best_manager)
     _train(cfg, run, workdir, start_step,
            lambda s: train_fn(s, mesh_lib.global_batch(next(run.train_iter), batch_sh), rng), dev)
-    return _finish(cfg, run.spec, workdir, progress, best_manager, abstract, predict_fn,
-                   run.evals, run.n_train, run.steps)
+    return _finish(cfg, run.spec, workdir, progress, abstract, predict_fn, run.evals,
+                   run.n_train, run.steps)
 
 
 @dataclasses.dataclass
@@ -240,7 +240,8 @@ class _DevHooks:
         self.progress["curve"].append({"step": step, **dev_metrics})
         reporting.say(f"step {step}/{self.steps}: dev {self.spec.main_metric} {value:.4f} "
                       f"({time.perf_counter() - self.t0:.0f} s)")
-        if value > self.progress["best"]:
+        # During a NaN/Inf streak the loop saves nothing (loop.py), best/ included: no best then.
+        if value > self.progress["best"] and not int(state.nonfinite_run):
             self.progress.update(best=value, best_step=step)
         return {f"dev/{k}": v for k, v in dev_metrics.items()}
 
@@ -251,7 +252,7 @@ class _DevHooks:
         checkpoint.save(self.manager, step, state, self.progress)
 
     def finish(self) -> None:
-        self.best_manager.wait_until_finished()
+        checkpoint.finish(self.best_manager)
 
 
 def _train(cfg, run: _Setup, workdir: str, start_step: int, train: Callable,
@@ -276,9 +277,9 @@ def _train(cfg, run: _Setup, workdir: str, start_step: int, train: Callable,
     dev.progress["train_seconds"] = round(time.perf_counter() - dev.t0, 1)
 
 
-def _finish(cfg, spec, workdir, progress, best_manager, abstract, predict_fn, evals,
-            n_train, steps) -> dict:
-    params = finetune_setup.restore_best(best_manager, abstract)
+def _finish(cfg, spec, workdir, progress, abstract, predict_fn, evals, n_train,
+            steps) -> dict:
+    params, scored_step = finetune_setup.restore_best(workdir, abstract, progress["best_step"])
     dev_metrics = _evaluate(predict_fn, params, evals["dev"], spec)
     test_metrics = _evaluate(predict_fn, params, evals["test"], spec)
     results = {"task": spec.name, "main_metric": spec.main_metric,
@@ -286,6 +287,8 @@ def _finish(cfg, spec, workdir, progress, best_manager, abstract, predict_fn, ev
                "train_examples": n_train, "best_step": progress["best_step"],
                "dev": dev_metrics, "test": test_metrics, "curve": progress["curve"],
                "train_seconds": progress.get("train_seconds")}
+    if scored_step != progress["best_step"]:  # best/ was unreadable (restore_best warned)
+        results["scored_step"] = scored_step
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("finetune results")
     if jax.process_index() == 0:

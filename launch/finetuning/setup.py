@@ -7,6 +7,7 @@ import os
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from absl import logging
 
 from launch.train import checkpoint, modeling, reporting, storage, workdir
 from lm import models
@@ -126,24 +127,63 @@ def load_pretrained(cfg, state, shardings):
 
 
 def best_manager(run_dir: str) -> ocp.CheckpointManager:
-    """Keeps the parameters of the best dev evaluation (``best/``), one step's worth."""
+    """Keeps the parameters of the best dev evaluation (``best/``), one step's worth. A save
+    there that never completed (the process killed, a full disk) is removed first, as in
+    ``checkpoints/``."""
+    directory = os.path.join(storage.absolute(run_dir), "best")
+    checkpoint.remove_unfinished(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=True,
-                                           create=True, cleanup_tmp_directories=True)
-    return ocp.CheckpointManager(os.path.join(storage.absolute(run_dir), "best"),
-                                 options=options, item_names=("params",))
+                                           create=True)
+    return ocp.CheckpointManager(directory, options=options, item_names=("params",))
 
 
 def save_best(manager: ocp.CheckpointManager, step: int, params) -> None:
-    manager.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)), force=True)
+    """Starts saving ``params`` as the best at ``step``; raises stopping.SaveFailed as
+    ``checkpoint.save`` does (e.g. the disk is full)."""
+    checkpoint.save_items(manager, step, params=ocp.args.StandardSave(params))
 
 
-def restore_best(manager: ocp.CheckpointManager, abstract):
-    """The best parameters, onto ``abstract``'s shardings."""
-    step = manager.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"no best checkpoint in {manager.directory}")
-    return manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract))).params
+def restore_best(run_dir: str, abstract, best_step: int | None = None) -> tuple[dict, int]:
+    """``(params, step)``: the best dev parameters of a fine-tuning run (``best/``), onto
+    ``abstract``'s shardings.
+
+    When ``best/`` holds nothing readable, the run's own checkpoint of the same step (``best/``'s,
+    else ``best_step``) stands in (the same parameters), else its newest readable one (not the
+    best dev step), with a warning saying which; nothing is moved or deleted.
+
+    Raises:
+      checkpoint.UnfitCheckpointError: the parameters do not fit this model.
+      ValueError: neither ``best/`` nor any checkpoint of the run can be read; says what to do.
+    """
+    directory = os.path.join(storage.absolute(run_dir), "best")
+    steps = checkpoint.complete_steps(directory)
+    if not steps:
+        return _stand_in(run_dir, abstract, best_step, "it holds no complete checkpoint")
+    params = checkpoint.try_restore_params(directory, steps[-1], abstract)
+    if not isinstance(params, str):
+        return params, steps[-1]
+    return _stand_in(run_dir, abstract, steps[-1], f"step {steps[-1]}: {params}")
+
+
+def _stand_in(run_dir: str, abstract, best_step: int | None, why: str) -> tuple[dict, int]:
+    """The parameters of the run's checkpoint at ``best_step``, else of its newest readable one."""
+    best = os.path.join(run_dir, "best")
+    steps = checkpoint.complete_steps(os.path.join(storage.absolute(run_dir), "checkpoints"))
+    for step in sorted(steps, key=lambda s: (s != best_step, -s)):
+        try:
+            params, _, _ = checkpoint.restore_params_subtree(run_dir, "", abstract, step)
+        except checkpoint.UnreadableCheckpointError:
+            continue
+        which = ("the same step: the same parameters" if step == best_step else
+                 "its newest readable one, not the best dev step: the scores are step "
+                 f"{step}'s")
+        logging.warning("%s cannot be read (%s); using the parameters of the run's checkpoint "
+                        "at step %d instead (%s)", best, why, step, which)
+        return params, step
+    raise ValueError(
+        f"{best} cannot be read ({why}), and no checkpoint of the run can stand in ("
+        f"{'steps ' + str(steps) + ' are unreadable too' if steps else 'it has none'}); nothing "
+        "was changed. Fine-tune again with a new --workdir")
 
 
 def params_shardings(model, batch: dict, mesh, rules):

@@ -45,7 +45,8 @@ def load_model(workdir: str, step: int = -1):
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     dummy = {"token_ids": np.zeros((1, 8), np.int32)}
     abstract, _ = finetune_setup.params_shardings(model, dummy, mesh, rules)
-    params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract, step)
+    params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract, step,
+                                                     step_flag="--step")
     return model, params, tokenizer, step
 
 

@@ -28,7 +28,7 @@ def make_manager(workdir: str, cfg_train) -> ocp.CheckpointManager:
     never costs an earlier checkpoint.
     """
     directory = os.path.join(storage.absolute(workdir), "checkpoints")
-    _remove_unfinished(directory)
+    remove_unfinished(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=cfg_train.keep_checkpoints,
         enable_async_checkpointing=True,
@@ -37,8 +37,9 @@ def make_manager(workdir: str, cfg_train) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(directory, options=options, item_names=("state", "data"))
 
 
-def _remove_unfinished(directory: str) -> None:
-    """Deletes the directories of saves that never completed (process 0; before any save).
+def remove_unfinished(directory: str) -> None:
+    """Deletes the directories of saves that never completed (process 0; before any save), in
+    ``checkpoints/`` and in fine-tuning's ``best/`` alike.
 
     Orbax's own ``cleanup_tmp_directories`` does this in a background thread that only a later
     save waits for, so a run that stops before saving would leave them behind.
@@ -59,11 +60,19 @@ def save(manager: ocp.CheckpointManager, step: int, state, data_position: dict) 
       stopping.SaveFailed: this save, or the previous one still being written, failed (e.g. the
         disk is full); names the step, the reason and the newest complete checkpoint.
     """
+    save_items(manager, step, state=ocp.args.StandardSave(state),
+               data=ocp.args.JsonSave(data_position))
+
+
+def save_items(manager: ocp.CheckpointManager, step: int, **items) -> None:
+    """Starts an async save of ``items`` (Orbax save args by item name), as ``save`` does.
+
+    Raises:
+      stopping.SaveFailed: as ``save``.
+    """
     finish(manager)  # a failure of the previous save is reported as that step's
     try:
-        manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_position)),
-            force=True)
+        manager.save(step, args=ocp.args.Composite(**items), force=True)
     except (OSError, ValueError, RuntimeError) as e:
         raise _save_failed(manager, step, e) from e
 
@@ -122,6 +131,10 @@ def abstract_like(state, shardings):
 
 class UnfitCheckpointError(ValueError):
     """A checkpoint whose parameters do not fit the model it would be restored into."""
+
+
+class UnreadableCheckpointError(ValueError):
+    """A checkpoint whose files cannot be read (truncated, missing, garbage metadata)."""
 
 
 # What reading a damaged checkpoint raises: TensorStore and Orbax report a truncated or missing
@@ -185,22 +198,45 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state):
 
 def _try_step(reader, manager: ocp.CheckpointManager, step: int, abstract_state):
     """(state, data_position, step), or why the step cannot be read (on any process)."""
+    return _attempt(lambda: _saved_param_shapes(reader, step),
+                    _flat_shapes(abstract_state.params),
+                    lambda: _restore_step(manager, step, abstract_state), step, manager.directory)
+
+
+def _attempt(read_shapes, wanted: dict, restore, step: int, where):
+    """``restore()``, or why the step cannot be read (on any process); raises
+    UnfitCheckpointError first when its shapes (``read_shapes()``) differ from ``wanted``."""
     try:
-        saved = _saved_param_shapes(reader, step)
+        saved = read_shapes()
     except _UNREADABLE as e:
         saved = e
     if not _agreed(not isinstance(saved, Exception)):
         return _why(saved) if isinstance(saved, Exception) else "unreadable on another process"
-    _check_fits(saved, _flat_shapes(abstract_state.params), step, manager.directory,
-                partial=False)
+    _check_fits(saved, wanted, step, where, partial=False)
     try:
-        restored = _restore_step(manager, step, abstract_state)
+        restored = restore()
     except _UNREADABLE as e:
         restored = e
     if not _agreed(not isinstance(restored, Exception)):
         return (_why(restored) if isinstance(restored, Exception) else
                 "unreadable on another process")
     return restored
+
+
+def try_restore_params(directory, step: int, abstract):
+    """The item ``params`` of the checkpoint at ``step`` in ``directory`` (fine-tuning's
+    ``best/``) onto ``abstract``'s shardings, or why it cannot be read; raises
+    UnfitCheckpointError when its parameters do not fit ``abstract``."""
+    reader = _reader(directory, "params")
+    item = ocp.args.PyTreeRestore(
+        item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract))
+    try:
+        return _attempt(lambda: _flat_shapes(dict(reader.item_metadata(step)["params"])),
+                        _flat_shapes(abstract),
+                        lambda: reader.restore(step, args=ocp.args.Composite(params=item)).params,
+                        step, directory)
+    finally:
+        reader.close()
 
 
 def _move_aside(manager: ocp.CheckpointManager, unreadable: list, restored_step: int) -> None:
@@ -233,15 +269,18 @@ def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
     return _reader(directory)
 
 
-def _reader(directory) -> ocp.CheckpointManager:
-    """A read-only manager that knows the items' types, so it can read their metadata."""
+def _reader(directory, tree_item: str = "state") -> ocp.CheckpointManager:
+    """A read-only manager that knows the items' types, so it can read their metadata: the
+    pytree ``tree_item`` and (for ``state``) the input position ``data``."""
+    handlers = {tree_item: ocp.PyTreeCheckpointHandler()}
+    if tree_item == "state":
+        handlers["data"] = ocp.JsonCheckpointHandler()
     level = logging.get_verbosity()
     logging.set_verbosity(logging.ERROR)  # Orbax warns that read-only means read-only
     try:
         return ocp.CheckpointManager(
             directory, options=ocp.CheckpointManagerOptions(read_only=True),
-            item_handlers={"state": ocp.PyTreeCheckpointHandler(),
-                           "data": ocp.JsonCheckpointHandler()})
+            item_handlers=handlers)
     finally:
         logging.set_verbosity(level)
 
@@ -257,17 +296,11 @@ def latest_step(workdir: str) -> int | None:
     return step
 
 
-def _shape_of(leaf) -> tuple:
-    return tuple(getattr(leaf, "shape", ()) or ())
-
-
 def _flat_shapes(tree, prefix: str = "") -> dict[str, tuple]:
-    if isinstance(tree, Mapping):
-        out = {}
-        for k, v in tree.items():
-            out.update(_flat_shapes(v, f"{prefix}{k}/"))
-        return out
-    return {prefix.rstrip("/"): _shape_of(tree)}
+    if not isinstance(tree, Mapping):
+        return {prefix.rstrip("/"): tuple(getattr(tree, "shape", ()) or ())}
+    return {name: shape for k, v in tree.items()
+            for name, shape in _flat_shapes(v, f"{prefix}{k}/").items()}
 
 
 def _saved_param_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
@@ -288,7 +321,8 @@ def _check_fits(saved: dict, wanted: dict, step: int, where, *, partial: bool) -
                 f"\n  … and {len(problems) - 12} more" if len(problems) > 12 else ""))
 
 
-def restore_params_subtree(workdir: str, subtree: str, abstract, step: int | None = None):
+def restore_params_subtree(workdir: str, subtree: str, abstract, step: int | None = None, *,
+                           step_flag: str = "--config.init_step"):
     """Parameters only: ``params/<subtree>`` (``""`` = all) of a checkpoint, resharded.
 
     Nothing else of the checkpoint (optimizer state, heads outside ``subtree``) is read.
@@ -300,6 +334,7 @@ def restore_params_subtree(workdir: str, subtree: str, abstract, step: int | Non
         checkpoint may hold more (e.g. a pooler this model does not use), never less.
       step: the checkpoint step; None (a config's unset ``init_step``) or -1 (the ``--step``
         flags' default) = the latest.
+      step_flag: the caller's flag that picks a step, named in the message of an unreadable one.
 
     Returns:
       ``(params_subtree, step, saved_shapes)`` with ``saved_shapes`` the checkpoint's
@@ -307,16 +342,19 @@ def restore_params_subtree(workdir: str, subtree: str, abstract, step: int | Non
 
     Raises:
       FileNotFoundError: no checkpoint (at that step).
-      ValueError: the checkpoint's parameters do not fit ``abstract``; names every mismatch.
+      UnfitCheckpointError: the checkpoint's parameters do not fit ``abstract``; names every
+        mismatch.
+      UnreadableCheckpointError: its files cannot be read; names another step to try.
     """
     manager = _read_only_manager(workdir)
     try:
-        return _restore_subtree(manager, workdir, subtree, abstract, step)
+        return _restore_subtree(manager, workdir, subtree, abstract, step, step_flag)
     finally:
         manager.close()
 
 
-def _restore_subtree(manager, workdir: str, subtree: str, abstract, step: int | None):
+def _restore_subtree(manager, workdir: str, subtree: str, abstract, step: int | None,
+                     step_flag: str):
     steps = sorted(manager.all_steps())
     latest = step is None or step == -1
     if not steps or (not latest and step not in steps):
@@ -326,7 +364,7 @@ def _restore_subtree(manager, workdir: str, subtree: str, abstract, step: int | 
     try:
         saved_params = _saved_param_shapes(manager, step)
     except _UNREADABLE as e:
-        raise _unreadable_init(workdir, step, steps, e) from e
+        raise _unreadable_init(workdir, step, steps, e, step_flag) from e
     prefix = f"{subtree}/" if subtree else ""
     wanted = {f"{prefix}{k}": shape for k, shape in _flat_shapes(abstract).items()}
     try:
@@ -341,15 +379,17 @@ def _restore_subtree(manager, workdir: str, subtree: str, abstract, step: int | 
             item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
             partial_restore=True)))
     except _UNREADABLE as e:
-        raise _unreadable_init(workdir, step, steps, e) from e
+        raise _unreadable_init(workdir, step, steps, e, step_flag) from e
     params = restored.state["params"]
     return (params[subtree] if subtree else params), step, saved_params
 
 
-def _unreadable_init(workdir: str, step: int, steps: list[int], e: Exception) -> ValueError:
+def _unreadable_init(workdir: str, step: int, steps: list[int], e: Exception,
+                     step_flag: str) -> UnreadableCheckpointError:
     others = [s for s in steps if s != step]
-    return ValueError(
+    scratch = ", or train from scratch without init_from" if "init_step" in step_flag else ""
+    return UnreadableCheckpointError(
         f"the checkpoint at step {step} in {workdir} cannot be read ({_why(e)}); it was not "
-        "changed. " + (f"Use another of its steps, e.g. --config.init_step={others[-1]} (it "
-                       f"has {others})" if others else "It has no other step; use another run") +
-        ", or train from scratch without init_from")
+        "changed. " + (f"Use another of its steps, e.g. {step_flag}={others[-1]} (it has "
+                       f"{others})" if others else "It has no other step; use another run") +
+        scratch)

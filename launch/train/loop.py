@@ -5,7 +5,9 @@ The job says what happens at each point (``Hooks``: its step, its eval, its save
 the loop says when, and owns how a run stops: a preempted run saves the step it reached and
 raises ``stopping.Preempted``; a halted one (``train_step`` counted
 ``max_nonfinite_steps`` NaN/Inf steps in a row) raises ``stopping.Diverged`` at the next
-boundary, before it evaluates or saves anything.
+boundary, before it evaluates or saves anything. While NaN/Inf steps are being skipped (fewer
+than the limit so far) nothing is saved either: the state is then the last good step's under a
+later step number, and saving it would rotate the checkpoints from before the streak away.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dataclasses
 from collections.abc import Callable
 
 import jax
+from absl import logging
 
 from launch.train import checkpoint, reporting, step_fns, stopping
 from launch.train.train_state import TrainState
@@ -53,7 +56,8 @@ class Hooks:
         (sum, weight) pairs (``step_fns.reduce_metrics``).
       log: ``(step, scalars)``: writes one metrics row (training or eval).
       evaluate: ``(step, state) -> metrics``: the eval metrics, logged as they are.
-      save: ``(step, state)``: starts the checkpoint of ``state`` at ``step``.
+      save: ``(step, state)``: starts the checkpoint of ``state`` at ``step``; never called
+        while the last update was NaN/Inf (skipped).
       learning_rate: the schedule (updates so far → rate), logged with the training metrics;
         None logs no rate.
       finish: waits for the saves the hooks started beyond the checkpoint manager's (e.g. the
@@ -82,7 +86,7 @@ def run(schedule: Schedule, state: TrainState, hooks: Hooks, manager, *,
     Raises:
       stopping.Preempted: after SIGTERM/SIGINT, once the state at that step is saved.
       stopping.Diverged: the state is halted; found at the next log, eval or checkpoint
-        boundary, and never saved.
+        boundary, and never saved (nor is any state since the first NaN/Inf step).
       stopping.SaveFailed: a checkpoint could not be written.
     """
     window, evaluated = [], {}
@@ -104,17 +108,21 @@ def run(schedule: Schedule, state: TrainState, hooks: Hooks, manager, *,
                 hooks.log(step, _train_scalars(window, step, state, hooks, meter))
                 window = []
             if log or run_eval or save or preempted:
-                halt_if_diverged(state, step, schedule.max_nonfinite_steps, manager)
+                in_a_row = halt_if_diverged(state, step, schedule.max_nonfinite_steps, manager)
             if run_eval:
                 evaluated = hooks.evaluate(step, state)
                 hooks.log(step, evaluated)
-            if save:
+            if save and in_a_row:
+                logging.warning("step %d: no checkpoint saved: the last %d update(s) were NaN/Inf "
+                                "and skipped; the newest checkpoint stays the one before step %d",
+                                step, in_a_row, step - in_a_row + 1)
+            elif save:
                 hooks.save(step, state)
                 saved = step
             if run_eval:  # the eval and its save are no training time
                 meter.restart(step)
             if preempted and step != schedule.steps:  # at the last step the run is done
-                _stop(step, state, saved, hooks, manager)
+                _stop(step, state, saved, hooks, manager, in_a_row)
     hooks.finish()
     checkpoint.finish(manager)
     return state, step, evaluated
@@ -130,30 +138,41 @@ def _train_scalars(window: list[dict], step: int, state: TrainState, hooks: Hook
     return scalars
 
 
-def _stop(step: int, state: TrainState, saved: int, hooks: Hooks, manager) -> None:
-    """Saves ``state`` at ``step`` (once) and waits for every save.
+def _stop(step: int, state: TrainState, saved: int, hooks: Hooks, manager,
+          in_a_row: int) -> None:
+    """Saves ``state`` at ``step`` (once; not while ``in_a_row`` NaN/Inf steps are being
+    skipped) and waits for every save.
 
     Raises:
-      stopping.Preempted: always, once the checkpoint at ``step`` is complete.
+      stopping.Preempted: always, once the checkpoint at ``step`` (or the newest) is complete.
     """
-    if saved != step:
+    if saved != step and not in_a_row:
         hooks.save(step, state)
     hooks.finish()
     checkpoint.finish(manager)
-    raise stopping.Preempted(step, str(manager.directory))
+    if not in_a_row:
+        raise stopping.Preempted(step, str(manager.directory))
+    steps = checkpoint.complete_steps(manager.directory)
+    raise stopping.Preempted(step, str(manager.directory), skipped_since=step - in_a_row + 1,
+                             resume_step=steps[-1] if steps else None)
 
 
-def halt_if_diverged(state: TrainState, step: int, limit: int, manager) -> None:
+def halt_if_diverged(state: TrainState, step: int, limit: int, manager) -> int:
     """At a log, eval or checkpoint boundary: stops a halted run (``train_step``) before it
     evaluates or saves anything, once the saves already started are complete.
 
+    Returns:
+      How many steps in a row, up to ``step``, were NaN/Inf (0: the last update was good).
+
     Raises:
-      stopping.Diverged: naming the step, the first NaN/Inf step and the last good checkpoint.
+      stopping.Diverged: naming the step, the first NaN/Inf step and the newest checkpoint from
+        before it.
     """
     in_a_row = int(jax.device_get(state.nonfinite_run))  # the only host sync, at a boundary
     if in_a_row < limit:
-        return
+        return in_a_row
     checkpoint.finish(manager)
-    steps = checkpoint.complete_steps(manager.directory)
-    raise stopping.Diverged(step, step - in_a_row + 1, limit, steps[-1] if steps else None,
+    first_bad = step - in_a_row + 1
+    good = [s for s in checkpoint.complete_steps(manager.directory) if s < first_bad]
+    raise stopping.Diverged(step, first_bad, limit, good[-1] if good else None,
                             str(manager.directory))

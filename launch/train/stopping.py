@@ -37,13 +37,24 @@ class Stopped(Exception):
 
 
 class Preempted(Stopped):
-    """A SIGTERM/SIGINT was honoured: the checkpoint at ``step`` is saved and complete."""
+    """A SIGTERM/SIGINT was honoured: the checkpoint at ``step`` is saved and complete; or, when
+    the updates since ``skipped_since`` were NaN/Inf (skipped), none was saved and a rerun
+    resumes from ``resume_step`` (None: from scratch)."""
     exit_status = EXIT_PREEMPTED
 
-    def __init__(self, step: int, directory: str):
-        self.step = step
-        super().__init__(f"preempted at step {step}: checkpoint saved in {directory}; run the "
-                         "same command again to resume")
+    def __init__(self, step: int, directory: str, *, skipped_since: int | None = None,
+                 resume_step: int | None = None):
+        self.step, self.resume_step = step, step if skipped_since is None else resume_step
+        if skipped_since is None:
+            super().__init__(f"preempted at step {step}: checkpoint saved in {directory}; run "
+                             "the same command again to resume")
+            return
+        resume = (f"the checkpoint at step {resume_step}" if resume_step is not None else
+                  "the start (no checkpoint was saved before them)")
+        super().__init__(
+            f"preempted at step {step}: no checkpoint saved, as every update since step "
+            f"{skipped_since} was NaN/Inf (skipped); run the same command again to resume from "
+            f"{resume} in {directory}")
 
 
 class Diverged(Stopped):

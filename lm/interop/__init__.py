@@ -22,10 +22,16 @@ def family_for_hf(hf_config: Mapping, source: str = "config.json") -> ModuleType
     Raises:
       ValueError: naming the model_type when pretrax has no map for it.
     """
+    if not isinstance(hf_config, Mapping):
+        raise ValueError(f"{source}: a JSON {type(hf_config).__name__}, not an object of "
+                         "settings; save the model again with transformers' save_pretrained")
     model_type = hf_config.get("model_type")
-    if model_type not in FAMILIES:
-        raise ValueError(f"{source}: model_type={model_type!r} is not one pretrax converts; "
-                         f"supported: {sorted(FAMILIES)}")
+    if model_type is None:
+        raise ValueError(f"{source}: no model_type; add the model's, one of {sorted(FAMILIES)} "
+                         "(transformers' save_pretrained writes it)")
+    if not isinstance(model_type, str) or model_type not in FAMILIES:
+        raise ValueError(f"{source}: model_type={repr(model_type)[:60]} is not one pretrax "
+                         f"converts; supported: {sorted(FAMILIES)}")
     return FAMILIES[model_type]
 
 

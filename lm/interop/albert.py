@@ -19,25 +19,27 @@ ARCH = "albert"
 HF_ARCHITECTURE = "AlbertForPreTraining"
 
 
-def config_from_hf(hf: Mapping) -> TransformerConfig:
-    """Our architecture config from an ``AlbertConfig`` dict.
+def config_from_hf(hf: Mapping, source: str = "config.json") -> TransformerConfig:
+    """Our architecture config from an ``AlbertConfig`` dict (``source`` named in errors).
 
     Raises:
-      ValueError: naming a setting our ALBERT does not implement.
+      ValueError: naming a missing or malformed setting, or one our ALBERT does not implement.
     """
-    maps.require(hf, {"num_hidden_groups": 1, "inner_group_num": 1,
-                      "position_embedding_type": "absolute"}, "ALBERT")
+    s = maps.Settings(hf, source, "ALBERT")
+    s.require({"num_hidden_groups": 1, "inner_group_num": 1,
+               "position_embedding_type": "absolute"})
+    hidden_size, num_heads = s.heads("hidden_size", "num_attention_heads")
     return TransformerConfig(
-        vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
-        num_layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
-        mlp_dim=hf["intermediate_size"], max_length=hf["max_position_embeddings"],
-        type_vocab_size=hf["type_vocab_size"], embed_dim=hf["embedding_size"],
-        dropout_rate=hf.get("hidden_dropout_prob", 0.0),
-        attention_dropout_rate=hf.get("attention_probs_dropout_prob", 0.0),
-        activation=maps.activation_from_hf(hf.get("hidden_act", "gelu_new"), "hidden_act"),
-        layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
-        initializer_range=hf.get("initializer_range", 0.02),
-        pad_id=hf.get("pad_token_id") or 0)
+        vocab_size=s.count("vocab_size"), hidden_size=hidden_size,
+        num_layers=s.count("num_hidden_layers"), num_heads=num_heads,
+        mlp_dim=s.count("intermediate_size"), max_length=s.count("max_position_embeddings"),
+        type_vocab_size=s.count("type_vocab_size"), embed_dim=s.count("embedding_size"),
+        dropout_rate=s.rate("hidden_dropout_prob", 0.0),
+        attention_dropout_rate=s.rate("attention_probs_dropout_prob", 0.0),
+        activation=s.activation("hidden_act", "gelu_new"),
+        layer_norm_eps=s.scale("layer_norm_eps", 1e-12),
+        initializer_range=s.scale("initializer_range", 0.02),
+        pad_id=s.token_id("pad_token_id", 0))
 
 
 def config_to_hf(c: TransformerConfig) -> dict:

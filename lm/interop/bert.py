@@ -17,25 +17,28 @@ ARCH = "bert"
 HF_ARCHITECTURE = "BertForPreTraining"
 
 
-def config_from_hf(hf: Mapping) -> TransformerConfig:
-    """Our architecture config from a ``BertConfig`` dict (``config.json``).
+def config_from_hf(hf: Mapping, source: str = "config.json") -> TransformerConfig:
+    """Our architecture config from a ``BertConfig`` dict (``config.json``, named ``source`` in
+    errors).
 
     Raises:
-      ValueError: naming a setting our BERT does not implement.
+      ValueError: naming a missing or malformed setting, or one our BERT does not implement.
     """
-    maps.require(hf, {"position_embedding_type": "absolute", "is_decoder": False,
-                      "add_cross_attention": False}, "BERT")
+    s = maps.Settings(hf, source, "BERT")
+    s.require({"position_embedding_type": "absolute", "is_decoder": False,
+               "add_cross_attention": False})
+    hidden_size, num_heads = s.heads("hidden_size", "num_attention_heads")
     return TransformerConfig(
-        vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
-        num_layers=hf["num_hidden_layers"], num_heads=hf["num_attention_heads"],
-        mlp_dim=hf["intermediate_size"], max_length=hf["max_position_embeddings"],
-        type_vocab_size=hf["type_vocab_size"],
-        dropout_rate=hf.get("hidden_dropout_prob", 0.1),
-        attention_dropout_rate=hf.get("attention_probs_dropout_prob", 0.1),
-        activation=maps.activation_from_hf(hf.get("hidden_act", "gelu"), "hidden_act"),
-        layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
-        initializer_range=hf.get("initializer_range", 0.02),
-        pad_id=hf.get("pad_token_id") or 0)
+        vocab_size=s.count("vocab_size"), hidden_size=hidden_size,
+        num_layers=s.count("num_hidden_layers"), num_heads=num_heads,
+        mlp_dim=s.count("intermediate_size"), max_length=s.count("max_position_embeddings"),
+        type_vocab_size=s.count("type_vocab_size"),
+        dropout_rate=s.rate("hidden_dropout_prob", 0.1),
+        attention_dropout_rate=s.rate("attention_probs_dropout_prob", 0.1),
+        activation=s.activation("hidden_act", "gelu"),
+        layer_norm_eps=s.scale("layer_norm_eps", 1e-12),
+        initializer_range=s.scale("initializer_range", 0.02),
+        pad_id=s.token_id("pad_token_id", 0))
 
 
 def config_to_hf(c: TransformerConfig) -> dict:

@@ -22,29 +22,28 @@ HF_ARCHITECTURE = "GPT2LMHeadModel"
 _QKV = ("query", "key", "value")
 
 
-def config_from_hf(hf: Mapping) -> TransformerConfig:
-    """Our architecture config from a ``GPT2Config`` dict.
+def config_from_hf(hf: Mapping, source: str = "config.json") -> TransformerConfig:
+    """Our architecture config from a ``GPT2Config`` dict (``source`` named in errors).
 
     GPT-2 has no padding token: ``pad_id`` becomes -1 (no id is padding), so every token is
     attended, as in transformers without an attention mask.
 
     Raises:
-      ValueError: naming a setting our decoder does not implement.
+      ValueError: naming a missing or malformed setting, or one our decoder does not implement.
     """
-    maps.require(hf, {"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
-                      "reorder_and_upcast_attn": False, "add_cross_attention": False}, "GPT-2")
-    d = hf["n_embd"]
-    pad = hf.get("pad_token_id")
+    s = maps.Settings(hf, source, "GPT-2")
+    s.require({"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+               "reorder_and_upcast_attn": False, "add_cross_attention": False})
+    d, num_heads = s.heads("n_embd", "n_head")
     return TransformerConfig(
-        vocab_size=hf["vocab_size"], hidden_size=d, num_layers=hf["n_layer"],
-        num_heads=hf["n_head"], mlp_dim=hf.get("n_inner") or 4 * d,
-        max_length=hf["n_positions"], type_vocab_size=1,
-        dropout_rate=hf.get("resid_pdrop", 0.1), attention_dropout_rate=hf.get("attn_pdrop", 0.1),
-        activation=maps.activation_from_hf(hf.get("activation_function", "gelu_new"),
-                                           "activation_function"),
-        norm_position="pre", layer_norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-        initializer_range=hf.get("initializer_range", 0.02),
-        pad_id=-1 if pad is None else pad)
+        vocab_size=s.count("vocab_size"), hidden_size=d, num_layers=s.count("n_layer"),
+        num_heads=num_heads, mlp_dim=s.count("n_inner", None) or 4 * d,
+        max_length=s.count("n_positions"), type_vocab_size=1,
+        dropout_rate=s.rate("resid_pdrop", 0.1), attention_dropout_rate=s.rate("attn_pdrop", 0.1),
+        activation=s.activation("activation_function", "gelu_new"),
+        norm_position="pre", layer_norm_eps=s.scale("layer_norm_epsilon", 1e-5),
+        initializer_range=s.scale("initializer_range", 0.02),
+        pad_id=s.token_id("pad_token_id", -1))
 
 
 def config_to_hf(c: TransformerConfig) -> dict:

@@ -7,6 +7,8 @@ Pure NumPy: no torch, no file I/O. Our paths are ``/``-joined parameter-tree key
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -122,7 +124,7 @@ def check_shapes(params: Mapping, expected: Mapping[str, tuple]) -> None:
         raise ValueError("converted parameters do not fit the model: " + "; ".join(problems[:8]))
 
 
-def activation_from_hf(name: str, key: str) -> str:
+def activation_from_hf(name: str, key: str, source: str = "config.json") -> str:
     """Our activation for a transformers activation name (``hidden_act`` etc.).
 
     Raises:
@@ -130,8 +132,8 @@ def activation_from_hf(name: str, key: str) -> str:
     """
     known = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
              "gelu_fast": "gelu_tanh", "relu": "relu"}
-    if name not in known:
-        raise ValueError(f"config.json: {key}={name!r} is not supported; pretrax implements "
+    if not isinstance(name, str) or name not in known:
+        raise ValueError(f"{source}: {key}={_short(name)} is not supported; pretrax implements "
                          f"{sorted(known)}")
     return known[name]
 
@@ -139,10 +141,115 @@ def activation_from_hf(name: str, key: str) -> str:
 ACTIVATION_TO_HF = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
 
 
-def require(hf: Mapping, expected: Mapping[str, object], family: str) -> None:
+def require(hf: Mapping, expected: Mapping[str, object], family: str,
+            source: str = "config.json") -> None:
     """Raises ValueError naming each setting of ``hf`` that differs from what our model computes."""
     bad = {k: hf[k] for k, v in expected.items() if k in hf and hf[k] != v}
     if bad:
-        raise ValueError(f"config.json: {family} settings pretrax does not implement: "
-                         + ", ".join(f"{k}={v!r} (supported: {expected[k]!r})"
+        raise ValueError(f"{source}: {family} settings pretrax does not implement: "
+                         + ", ".join(f"{k}={_short(v)} (supported: {expected[k]!r})"
                                      for k, v in bad.items()))
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+REQUIRED = object()  # a setting without a default
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """A transformers config dict (``config.json``) read with checks: each value's type and
+    range, before anything is built from it. Every refusal is one line naming ``source``, the
+    key and the fix. A missing or ``null`` value takes the default, if there is one.
+
+    Example::
+
+        s = Settings(hf, "DIR/config.json", "BERT")
+        TransformerConfig(vocab_size=s.count("vocab_size"), …)
+    """
+    hf: Mapping
+    source: str
+    family: str
+
+    def __post_init__(self):
+        if not isinstance(self.hf, Mapping):
+            raise ValueError(f"{self.source}: a JSON {type(self.hf).__name__}, not an object of "
+                             "settings; save the model again with transformers' save_pretrained")
+
+    def _get(self, key: str, default, what: str):
+        value = self.hf.get(key)
+        if value is None and default is REQUIRED:
+            raise ValueError(
+                f"{self.source}: no {key}, which {self.family} configs need ({what}); add it, "
+                "with the value the weights were saved with, or save the model again with "
+                "transformers' save_pretrained")
+        return value
+
+    def _bad(self, key: str, what: str) -> ValueError:
+        return ValueError(
+            f"{self.source}: {key}={_short(self.hf[key])} is not {what}; set it to the value the "
+            "weights were saved with (or save the model again with transformers' "
+            "save_pretrained)")
+
+    def count(self, key: str, default=REQUIRED) -> int:
+        """A positive integer (a size: vocab_size, hidden_size, …)."""
+        value = self._get(key, default, "a positive integer")
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self._bad(key, "a positive integer")
+        return value
+
+    def integer(self, key: str, default: int) -> int:
+        """Any integer (e.g. XLNet's clamp_len, -1 = off)."""
+        value = self._get(key, default, "an integer")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise self._bad(key, "an integer")
+        return default if value is None else value
+
+    def token_id(self, key: str, default: int) -> int:
+        """A token id (>= 0), ``default`` when missing or null."""
+        value = self._get(key, default, "a token id")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or
+                                  value < 0):
+            raise self._bad(key, "a token id (an integer >= 0)")
+        return default if value is None else value
+
+    def number(self, key: str, default: float, low: float, high: float, what: str) -> float:
+        """A number in ``[low, high)``, described as ``what`` in a refusal."""
+        value = self._get(key, default, what)
+        if value is None:
+            return default
+        if (isinstance(value, bool) or not isinstance(value, int | float) or
+                not low <= value < high):
+            raise self._bad(key, what)
+        return float(value)
+
+    def rate(self, key: str, default: float) -> float:
+        """A dropout probability, in [0, 1)."""
+        return self.number(key, default, 0.0, 1.0, "a probability in [0, 1)")
+
+    def scale(self, key: str, default: float) -> float:
+        """A positive number (an epsilon, an initialiser's standard deviation)."""
+        return self.number(key, default, 1e-300, math.inf, "a positive number")
+
+    def activation(self, key: str, default: str) -> str:
+        """Our activation for the transformers name under ``key``."""
+        value = self._get(key, default, "an activation name")
+        return activation_from_hf(default if value is None else value, key, self.source)
+
+    def heads(self, width_key: str, heads_key: str) -> tuple[int, int]:
+        """(width, heads), both positive and the width a multiple of the heads."""
+        width, heads = self.count(width_key), self.count(heads_key)
+        if width % heads:
+            raise ValueError(f"{self.source}: {width_key}={width} is not a multiple of "
+                             f"{heads_key}={heads}; set them to the values the weights were "
+                             "saved with")
+        return width, heads
+
+    def require(self, expected: Mapping[str, object]) -> None:
+        """``require`` for this config."""
+        require(self.hf, expected, self.family, self.source)

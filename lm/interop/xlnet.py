@@ -23,24 +23,27 @@ ARCH = "xlnet"
 HF_ARCHITECTURE = "XLNetLMHeadModel"
 
 
-def config_from_hf(hf: Mapping) -> TransformerConfig:
-    """Our architecture config from an ``XLNetConfig`` dict.
+def config_from_hf(hf: Mapping, source: str = "config.json") -> TransformerConfig:
+    """Our architecture config from an ``XLNetConfig`` dict (``source`` named in errors).
 
     Raises:
-      ValueError: for XLNet variants our model does not implement.
+      ValueError: naming a missing or malformed setting, or an XLNet variant our model does not
+        implement.
     """
-    maps.require(hf, {"attn_type": "bi", "bi_data": False, "same_length": False,
-                      "untie_r": True}, "XLNet")
-    if (hf.get("clamp_len") or -1) > 0:
-        raise ValueError(f"config.json: XLNet settings pretrax does not implement: clamp_len="
-                         f"{hf['clamp_len']} (supported: -1)")
+    s = maps.Settings(hf, source, "XLNet")
+    s.require({"attn_type": "bi", "bi_data": False, "same_length": False, "untie_r": True})
+    if (clamp_len := s.integer("clamp_len", -1)) > 0:
+        raise ValueError(f"{source}: XLNet settings pretrax does not implement: clamp_len="
+                         f"{clamp_len} (supported: -1)")
+    dropout = s.rate("dropout", maps.REQUIRED)
     return TransformerConfig(
-        vocab_size=hf["vocab_size"], hidden_size=hf["d_model"], num_layers=hf["n_layer"],
-        num_heads=hf["n_head"], mlp_dim=hf["d_inner"], head_dim=hf["d_head"],
-        dropout_rate=hf["dropout"], attention_dropout_rate=hf["dropout"],
-        activation=maps.activation_from_hf(hf["ff_activation"], "ff_activation"),
-        layer_norm_eps=hf["layer_norm_eps"], initializer_range=hf["initializer_range"],
-        pad_id=hf.get("pad_token_id", 5))
+        vocab_size=s.count("vocab_size"), hidden_size=s.count("d_model"),
+        num_layers=s.count("n_layer"), num_heads=s.count("n_head"), mlp_dim=s.count("d_inner"),
+        head_dim=s.count("d_head"), dropout_rate=dropout, attention_dropout_rate=dropout,
+        activation=s.activation("ff_activation", maps.REQUIRED),
+        layer_norm_eps=s.scale("layer_norm_eps", maps.REQUIRED),
+        initializer_range=s.scale("initializer_range", maps.REQUIRED),
+        pad_id=s.token_id("pad_token_id", 5))
 
 
 def config_to_hf(c: TransformerConfig) -> dict:

@@ -7,6 +7,7 @@ as a run does; task cases through ``data.tasks.load_examples``.
 
 import gzip
 import itertools
+import json
 import logging
 import time
 
@@ -260,9 +261,20 @@ def _task(tmp_path, name: str, content: bytes, **overrides):
     ("t.tsv", "text\tlabel\nfine\tpos\nDéjà vu\tneg\n".encode("latin-1"), dict(labels="neg,pos"),
      r"t\.tsv, line 3: not valid UTF-8 \(invalid continuation byte\); a task file is UTF-8 "
      r"text: re-encode it, e\.g\. `iconv -f latin1 -t utf-8 in\.tsv > out\.tsv`"),
+    # Any field size is read (as in JSONL), so a quote never closed swallows the rest of the file
+    # into one field: the field count names where it opened.
     ("t.csv", b'text,label\n"a quote never closed,pos\n' + b"more text\n" * 20_000,
-     dict(labels="neg,pos"), r"t\.csv: field larger than field limit \(131072\); is it a csv "
-                             r"text file\? Check the delimiter and quoting"),
+     dict(labels="neg,pos"), r"t\.csv, line 2: 1 fields but the header has 2 \(\['text', "
+                             r"'label'\]\) \(one quoted field runs from line 2 to line 20002: is "
+                             r"a quote never closed\?\); check the delimiter and quoting"),
+    ("t.tsv", b"text\tlabel\tlabel\nfine\tpos\tneg\n", dict(labels="neg,pos"),
+     r"t\.tsv, line 1: the header names the column 'label' twice \(columns 2 and 3\); rename or "
+     r"remove one"),
+    ("t.csv", b"label,text,label\npos,fine,neg\n", {},
+     r"t\.csv, line 1: the header names the column 'label' twice \(columns 1 and 3\)"),
+    ("t.jsonl", b'{"text": "a", "label": "pos"}\n{"text": "b", "label": "pos", "label": "neg"}\n',
+     dict(labels="neg,pos"), r"t\.jsonl, line 2: the key 'label' appears twice in one object; "
+                             r"keep one"),
 ])
 def test_task_file_errors_name_file_line_and_fix(tmp_path, name, content, overrides, problem):
     with pytest.raises(ValueError, match=problem):
@@ -292,3 +304,46 @@ def test_a_damaged_embedded_task_file_says_so(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"topic\.tsv\.gz, line 2: label 'noun\.nope' is not one "
                                          r"of .*; the shipped file is damaged: reinstall pretrax"):
         task_sources._read_classification("topic_wordnet")
+
+
+@pytest.mark.parametrize("name", ["t.tsv", "t.csv", "t.jsonl"])
+def test_a_20mb_field_reads_the_same_in_tsv_csv_and_jsonl(tmp_path, name):
+    long_text = "word " * 4_000_000  # 20 MB in one field, past the csv module's 128 KiB
+    rows = [(long_text, "pos")] + [(f"short text {i}", "neg") for i in range(30)]
+    if name.endswith("jsonl"):
+        content = "".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows)
+    else:
+        sep = "\t" if name.endswith("tsv") else ","
+        content = f"text{sep}label\n" + "".join(f"{t}{sep}{lab}\n" for t, lab in rows)
+    task = _task(tmp_path, name, content.encode(), labels="neg,pos")
+    examples = tasks.load_examples(task, "test")
+    assert examples["text_a"] == [t.strip() for t, _ in rows]
+    assert examples["labels"].tolist() == [1] + [0] * 30
+
+
+def _texts_in(split: str, n: int) -> list[str]:
+    """``n`` texts whose hash puts them in ``split`` when carved from a train file."""
+    texts = (f"row {i}" for i in itertools.count())
+    return list(itertools.islice((t for t in texts if task_sources.split_of(t + "\t") == split),
+                                 n))
+
+
+def test_a_split_left_empty_by_the_carving_says_how_many_rows_and_what_to_do(tmp_path):
+    (tmp_path / "one.tsv").write_text(f"text\tlabel\n{_texts_in('train', 1)[0]}\tpos\n")
+    task = task_options("file", train_path=str(tmp_path / "one.tsv"), labels="neg,pos")
+    assert len(tasks.load_examples(task, "train")["labels"]) == 1
+    with pytest.raises(ValueError, match=r"one\.tsv has 1 usable row; the dev split is carved "
+                       r"from it \(the rows whose text hashes into its 10% bucket\) and got "
+                       r"none\. Give a dev file with --config\.task\.dev_path=FILE, or use more "
+                       r"rows"):
+        tasks.load_examples(task, "dev")
+    (tmp_path / "two.tsv").write_text("text\tlabel\n" + "".join(
+        f"{t}\tpos\n" for t in _texts_in("dev", 1) + _texts_in("test", 1)))
+    task = task_options("file", train_path=str(tmp_path / "two.tsv"), labels="neg,pos")
+    with pytest.raises(ValueError, match=r"two\.tsv: its 2 usable rows all went to the dev and "
+                       r"test splits carved from it, leaving none to train on; give "
+                       r"--config\.task\.dev_path=FILE and --config\.task\.test_path=FILE"):
+        tasks.num_examples(task, "train")
+    task = task_options("file", train_path=str(tmp_path / "two.tsv"), labels="neg,pos",
+                        dev_path=str(tmp_path / "one.tsv"), test_path=str(tmp_path / "one.tsv"))
+    assert tasks.num_examples(task, "train") == 2  # nothing carved: every row trains

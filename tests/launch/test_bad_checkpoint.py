@@ -12,8 +12,9 @@ import numpy as np
 import optax
 import pytest
 
+from launch.finetuning import setup as finetune_setup
 from launch.pretraining import run as pretraining
-from launch.train import checkpoint, train_state
+from launch.train import checkpoint, stopping, train_state
 from tests.launch.test_pretrain_e2e import make_config, read_metrics
 
 TX = optax.adam(1e-3)
@@ -166,6 +167,11 @@ def test_init_from_a_damaged_checkpoint_names_it_and_another_step(workdir):
     params, step, _ = checkpoint.restore_params_subtree(workdir, "encoder", abstract, 2)
     assert step == 2
     np.testing.assert_array_equal(params["dense"]["kernel"], 2.0)
+    # launch.generate / launch.convert --to_hf / launch.evaluate pick a step with --step.
+    with pytest.raises(checkpoint.UnreadableCheckpointError) as e:
+        checkpoint.restore_params_subtree(workdir, "encoder", abstract, step_flag="--step")
+    assert str(e.value).endswith("it was not changed. Use another of its steps, e.g. --step=2 "
+                                 "(it has [1, 2])")
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +198,114 @@ def test_pretraining_resumes_from_the_step_before_a_truncated_one(tmp_path, pret
     assert sorted(after) == [1, 2, 3]
     # Step 3 again, from step 2's state and input position: the same loss.
     assert after[3]["loss"] == pytest.approx(before[3]["loss"], rel=1e-6, abs=1e-6)
+
+
+# Fine-tuning's best/: an unreadable one falls back to the run's own checkpoints, saying so.
+
+def _finetuned(tmp_path, best_step: int = 3, steps=(2, 3)) -> str:
+    """A run whose checkpoints at ``steps`` and best/ (at ``best_step``) hold kernels of that
+    step's value."""
+    run_dir = str(tmp_path / "ft")
+    manager = _manager(run_dir)
+    for step in steps:
+        checkpoint.save(manager, step, _state(scale=float(step)), {"best_step": best_step})
+    manager.wait_until_finished()
+    manager.close()
+    best = finetune_setup.best_manager(run_dir)
+    finetune_setup.save_best(best, best_step, _state(scale=float(best_step)).params)
+    checkpoint.finish(best)
+    best.close()
+    return run_dir
+
+
+def _params_file(run_dir: str, step: int) -> str:
+    directory = os.path.join(run_dir, "best", str(step), "params", "d")
+    return max((os.path.join(directory, f) for f in os.listdir(directory)), key=os.path.getsize)
+
+
+def _best(run_dir: str, best_step=None):
+    return finetune_setup.restore_best(run_dir, _abstract(_state()).params, best_step)
+
+
+def test_a_readable_best_is_restored(tmp_path):
+    params, step = _best(_finetuned(tmp_path))
+    assert step == 3
+    np.testing.assert_array_equal(params["encoder"]["dense"]["kernel"], 3.0)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage metadata", "deleted"])
+def test_an_unreadable_best_is_stood_in_for_by_the_same_step(tmp_path, caplog, damage):
+    run_dir = _finetuned(tmp_path)
+    if damage == "truncated":
+        _truncate(_params_file(run_dir, 3))
+    elif damage == "garbage metadata":
+        _garble(os.path.join(run_dir, "best", "3", "params", "_METADATA"))
+    else:
+        shutil.rmtree(os.path.join(run_dir, "best"))
+    before = _files(run_dir)
+    with caplog.at_level(logging.WARNING):  # without best/, its step is the run's progress's
+        params, step = _best(run_dir, best_step=3 if damage == "deleted" else None)
+    assert step == 3
+    np.testing.assert_array_equal(params["encoder"]["dense"]["kernel"], 3.0)
+    warning = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(warning) == 1 and "\n" not in warning[0]
+    why = "it holds no complete checkpoint" if damage == "deleted" else "step 3: "
+    assert warning[0].startswith(f"{run_dir}/best cannot be read ({why}")
+    assert warning[0].endswith("using the parameters of the run's checkpoint at step 3 instead "
+                               "(the same step: the same parameters)")
+    assert _files(run_dir) == before  # nothing moved or deleted
+
+
+def test_without_that_step_the_newest_readable_checkpoint_stands_in_and_says_so(tmp_path,
+                                                                                caplog):
+    run_dir = _finetuned(tmp_path, best_step=2, steps=(3, 4))  # keep_checkpoints rotated 2 away
+    _truncate(_params_file(run_dir, 2))
+    _truncate(_array_file(os.path.join(run_dir, "checkpoints", "4")))
+    with caplog.at_level(logging.WARNING):
+        params, step = _best(run_dir)
+    assert step == 3
+    np.testing.assert_array_equal(params["encoder"]["dense"]["kernel"], 3.0)
+    assert ("using the parameters of the run's checkpoint at step 3 instead (its newest readable "
+            "one, not the best dev step: the scores are step 3's)") in caplog.text
+
+
+def test_nothing_readable_for_best_is_one_clear_error(tmp_path):
+    run_dir = _finetuned(tmp_path)
+    for path in (_params_file(run_dir, 3), _array_file(os.path.join(run_dir, "checkpoints", "2")),
+                 _array_file(os.path.join(run_dir, "checkpoints", "3"))):
+        _truncate(path)
+    with pytest.raises(ValueError, match=r"ft/best cannot be read \(step 3: .*\), and no "
+                       r"checkpoint of the run can stand in \(steps \[2, 3\] are unreadable "
+                       r"too\); nothing was changed\. Fine-tune again with a new --workdir") as e:
+        _best(run_dir)
+    assert "\n" not in str(e.value)
+
+
+def test_best_of_another_model_is_named_not_stood_in_for(tmp_path):
+    run_dir = _finetuned(tmp_path)
+    with pytest.raises(checkpoint.UnfitCheckpointError, match=r"encoder/dense/kernel: "
+                       r"checkpoint \(4, 3\), this model \(4, 5\)"):
+        finetune_setup.restore_best(run_dir, _abstract(_state(width=5)).params)
+
+
+def test_an_unfinished_best_save_is_removed_at_the_next_start(tmp_path):
+    run_dir = _finetuned(tmp_path)
+    leftover = os.path.join(run_dir, "best", "6.orbax-checkpoint-tmp-1712345678")
+    os.makedirs(os.path.join(leftover, "params"))  # what a full disk left mid-save
+    finetune_setup.best_manager(run_dir).close()
+    assert sorted(os.listdir(os.path.join(run_dir, "best"))) == ["3"]
+
+
+def test_a_best_save_that_fails_is_a_save_failure(tmp_path, monkeypatch):
+    run_dir = _finetuned(tmp_path)
+    best = finetune_setup.best_manager(run_dir)
+
+    def full(*args, **kwargs):
+        raise OSError(28, os.strerror(28))
+    monkeypatch.setattr(best, "save", full)
+    with pytest.raises(stopping.SaveFailed, match=r"saving the checkpoint at step 6 in .*ft/best "
+                       r"failed: \[Errno 28\] No space left on device; the checkpoint at step 3 "
+                       r"is intact") as e:
+        finetune_setup.save_best(best, 6, _state().params)
+    assert e.value.exit_status == 74
+    best.close()

@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -74,6 +76,24 @@ def test_finetune_from_checkpoint_resumes_and_evaluates(tmp_path, pretrained, ca
     assert metrics["examples"] == 3 and metrics["accuracy"] in (0.0, 1 / 3, 2 / 3, 1.0)
     with open(os.path.join(run_dir, "eval", "reviews.tsv", "results.json")) as f:
         assert json.load(f)["accuracy"] == metrics["accuracy"]
+
+    # A damaged best/: launch.evaluate scores the run's newest checkpoint instead, says so in
+    # one line, and changes nothing of best/.
+    best = os.path.join(run_dir, "best", str(results["best_step"]))
+    with open(os.path.join(best, "params", "_METADATA"), "wb") as f:
+        f.write(b"\x00garbage{")
+    damaged = _snapshot(os.path.join(run_dir, "best"))
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-m", "launch.evaluate", f"--workdir={run_dir}",
+                           f"--data={reviews}", f"--output={tmp_path / 'eval'}"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert (f"{run_dir}/best cannot be read (step {results['best_step']}: " in done.stderr and
+            "using the parameters of the run's checkpoint at step 6 instead" in done.stderr)
+    with open(tmp_path / "eval" / "results.json") as f:
+        assert json.load(f)["step"] == 6  # keep_checkpoints=1: the newest stands in
+    assert _snapshot(os.path.join(run_dir, "best")) == damaged
 
 
 def test_unfit_checkpoint_is_refused_and_nothing_is_written(tmp_path, pretrained):

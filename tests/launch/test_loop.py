@@ -1,6 +1,7 @@
 """The training loop itself, around fake hooks (no model): when it logs, evaluates and saves,
 how a preemption stops it and how a halted state stops it before anything is evaluated or saved."""
 
+import logging
 import os
 import signal
 
@@ -22,11 +23,14 @@ class _FakeManager:
 
 class _Job:
     """Hooks that record every call as (what, step, ...) in ``events``; the step ``signal_at``
-    receives SIGTERM while it runs, and from ``bad_from`` on every step is NaN/Inf."""
+    receives SIGTERM while it runs, and from ``bad_from`` on (up to ``bad_until``, exclusive,
+    when given) every step is NaN/Inf."""
 
-    def __init__(self, tmp_path, *, signal_at: int = 0, bad_from: int = 0, with_rate=True):
+    def __init__(self, tmp_path, *, signal_at: int = 0, bad_from: int = 0, bad_until: int = 0,
+                 with_rate=True):
         self.manager = _FakeManager(tmp_path / "checkpoints")
         self.events, self.signal_at, self.bad_from = [], signal_at, bad_from
+        self.bad_until = bad_until
         self.hooks = loop.Hooks(
             train=self.train, log=lambda step, row: self.events.append(("log", step, row)),
             evaluate=self.evaluate, save=self.save, finish=self.finish,
@@ -37,7 +41,8 @@ class _Job:
         self.events.append(("train", step))
         if step == self.signal_at:
             os.kill(os.getpid(), signal.SIGTERM)
-        bad = bool(self.bad_from) and step >= self.bad_from
+        bad = bool(self.bad_from) and step >= self.bad_from and not (
+            self.bad_until and step >= self.bad_until)
         return (s.replace(step=np.int32(step), skipped_steps=s.skipped_steps + bad,
                           nonfinite_run=(s.nonfinite_run + 1) * bad),
                 {"loss": (np.float32(step), np.float32(1.0))})
@@ -147,3 +152,41 @@ def test_a_halted_state_stops_at_the_next_boundary_before_evaluating_or_saving(t
     assert job.kinds("save") == [3] and job.kinds("evaluate") == [] and job.rows() == []
     assert job.manager.waits == 1  # the saves in flight were waited for before it names one
     assert checkpoint.complete_steps(job.manager.directory) == [3]
+
+
+def test_nothing_is_saved_while_nonfinite_steps_are_being_skipped(tmp_path, caplog):
+    """Steps 4-6 are NaN/Inf (under the limit of 5): the save due at 5 would hold step 3's
+    parameters under step 5's number and rotate older checkpoints away; it is skipped, said so."""
+    job = _Job(tmp_path, bad_from=4, bad_until=7)
+    with caplog.at_level(logging.WARNING):
+        _, step, _ = _run(job, steps=12, log=12, evals=12, saves=5, limit=5)
+    assert step == 12 and job.kinds("save") == [10, 12]
+    assert job.kinds("evaluate") == [12]
+    assert "step 5: no checkpoint saved: the last 2 update(s) were NaN/Inf and skipped; the " \
+           "newest checkpoint stays the one before step 4" in caplog.text
+
+
+def test_a_preemption_during_a_nonfinite_streak_saves_nothing_and_says_where_it_resumes(
+        tmp_path):
+    job = _Job(tmp_path, signal_at=7, bad_from=6)
+    with pytest.raises(stopping.Preempted) as stop:
+        _run(job, saves=5, limit=5)
+    assert stop.value.step == 7 and stop.value.resume_step == 5
+    assert stop.value.exit_status == 75
+    assert job.kinds("save") == [5] and job.events[-1] == ("finish",)
+    assert str(stop.value) == (
+        "preempted at step 7: no checkpoint saved, as every update since step 6 was NaN/Inf "
+        "(skipped); run the same command again to resume from the checkpoint at step 5 in "
+        f"{tmp_path}/checkpoints")
+    job = _Job(tmp_path / "fresh", signal_at=2, bad_from=1)
+    with pytest.raises(stopping.Preempted, match=r"resume from the start \(no checkpoint was "
+                                                 r"saved before them\)"):
+        _run(job, limit=5)
+
+
+def test_the_halt_names_the_newest_checkpoint_from_before_the_streak(tmp_path):
+    job = _Job(tmp_path, bad_from=4)
+    (job.manager.directory / "4").mkdir(parents=True)  # e.g. written mid-streak by older code
+    with pytest.raises(stopping.Diverged, match=r"the last good checkpoint, step 3 in") as stop:
+        _run(job, log=7, evals=6, saves=3)
+    assert stop.value.last_good == 3 and stop.value.first_bad == 4

@@ -147,12 +147,40 @@ def test_a_diverged_run_stops_with_the_last_good_checkpoint(tmp_path, fixture_co
     message = str(stop.value)
     assert stop.value.exit_status == stopping.EXIT_DIVERGED == 65
     assert "training stopped at step 8" in message and "since step 6" in message
-    assert "the last good checkpoint, step 6" in message and "train.learning_rate" in message
-    # Step 6 (one bad step, not yet halted) was saved; the halted state at step 8 was not.
+    assert "the last good checkpoint, step 4" in message and "train.learning_rate" in message
+    # Nothing from the streak was saved: neither step 6 (one bad step, not yet halted: step 5's
+    # parameters under a later number) nor the halted state at step 8.
     directory = os.path.join(workdir, "checkpoints")
-    assert checkpoint.complete_steps(directory) == [2, 4, 6]
+    assert checkpoint.complete_steps(directory) == [2, 4]
     assert not [d for d in os.listdir(directory) if not d.isdigit()]
     metrics = read_metrics(workdir)
     assert [metrics[s]["skipped_steps"] for s in (5, 6, 7, 8)] == [0, 1, 2, 3]
     assert np.isfinite(metrics[5]["loss"]) and np.isnan(metrics[6]["loss"])
     assert not os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def test_finetuning_keeps_no_best_from_a_nonfinite_streak(monkeypatch):
+    """The loop saves nothing while NaN/Inf steps are being skipped, best/ included, so a dev
+    score then cannot become the best: results.json's best_step always has its parameters."""
+    from data.task_sources import TaskSpec
+    from launch.finetuning import run as finetuning
+
+    scores = iter([0.5, 0.9, 0.7])
+    monkeypatch.setattr(finetuning, "_evaluate", lambda *a: {"accuracy": next(scores)})
+    saved = []
+    monkeypatch.setattr(finetuning.finetune_setup, "save_best",
+                        lambda manager, step, params: saved.append(step))
+    monkeypatch.setattr(checkpoint, "save", lambda *a: None)
+    spec = TaskSpec("t", "classification", ("a", "b"), False, ("accuracy",), "accuracy")
+    progress = {"best": -np.inf, "best_step": 0, "curve": []}
+    dev = finetuning._DevHooks(None, None, spec, 9, progress, None, None)
+    zero = np.int32(0)
+    state = train_state.TrainState(step=zero, params={}, opt_state=(), skipped_steps=zero,
+                                   nonfinite_run=zero)
+    dev.evaluate(3, state)
+    dev.save(3, state)
+    dev.evaluate(6, state.replace(nonfinite_run=np.int32(2)))  # the best score, mid-streak
+    dev.evaluate(9, state)
+    dev.save(9, state)
+    assert [c["step"] for c in progress["curve"]] == [3, 6, 9]  # every score is on the curve
+    assert progress["best_step"] == 9 and progress["best"] == 0.7 and saved == [3, 9]
