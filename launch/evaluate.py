@@ -13,7 +13,7 @@ A GPT pretraining workdir (objective clm) is scored by perplexity instead:
 Results go to WORKDIR/eval/<task or file name>/results.json (or --output).
 """
 
-from absl import app, flags
+from absl import flags
 
 from launch import binary
 
@@ -47,7 +47,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (`pretrax-evaluate`)."""
-    app.run(main)
+    binary.run(main)
 
 
 if __name__ == "__main__":
