@@ -13,7 +13,7 @@ from ml_collections import config_dict, config_flags
 
 from launch import errors
 
-_VERBOSE = flags.DEFINE_bool(
+flags.DEFINE_bool(  # read through verbose(), which works before flags are parsed too
     "verbose", False, "On an error, print Python's traceback before the one-line message (it is "
     "also appended to WORKDIR/error.log), and leave Orbax's background errors on stderr.")
 

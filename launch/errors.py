@@ -9,6 +9,7 @@ import datetime
 import errno
 import logging
 import os
+import re
 import sys
 import traceback
 
@@ -66,8 +67,16 @@ def describe(error: BaseException, log: str | None, *, verbose: bool = False) ->
     return f"{what} ({where}); {_advice(error)}; {trace}"
 
 
+def _errno(error: BaseException) -> int | None:
+    """The OS error code of ``error``, or the one TensorStore quotes in its message."""
+    if getattr(error, "errno", None):
+        return error.errno
+    quoted = re.search(r"os_error_code='?(\d+)", str(error))
+    return int(quoted.group(1)) if quoted else None
+
+
 def _advice(error: BaseException) -> str:
-    code = getattr(error, "errno", None)
+    code = _errno(error)
     if isinstance(error, NotADirectoryError):
         return ("part of that path is a file, not a directory: give --workdir a directory, or "
                 "a path that does not exist yet")
@@ -78,7 +87,7 @@ def _advice(error: BaseException) -> str:
                 "the permissions (or the read-only mount)")
     if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return "free disk space (or raise the quota), then run the same command again"
-    if isinstance(error, OSError):
+    if isinstance(error, OSError) or code is not None:
         return "check that path and the disk or bucket it is on, then run the same command again"
     if isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in str(error):
         return ("out of memory: lower train.batch_size, raise train.microbatches, or set "
