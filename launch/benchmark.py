@@ -68,7 +68,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (`pretrax-benchmark`)."""
-    app.run(main)
+    binary.run(main)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_dict, config_flags
+
+from launch import errors
+
+flags.DEFINE_bool(  # read through verbose(), which works before flags are parsed too
+    "verbose", False, "On an error, print Python's traceback before the one-line message (it is "
+    "also appended to WORKDIR/error.log), and leave Orbax's background errors on stderr.")
 
 
 def define_flags(config_example: str):
@@ -170,9 +177,10 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(f"error: {problem}")
 
 
-def run(main) -> None:
-    """``app.run(main)`` with the flag errors of ``parse_flags``."""
-    app.run(main, flags_parser=parse_flags)
+def run(main, argv: list[str] | None = None) -> None:
+    """``app.run(main)`` with the flag errors of ``parse_flags``, and any exception ``main``
+    raises ended in one line (``explain_errors``). ``argv`` defaults to ``sys.argv``."""
+    app.run(functools.partial(explain_errors, main), argv=argv, flags_parser=parse_flags)
 
 
 def start(argv, *, multiprocess: bool = True) -> None:
@@ -191,6 +199,7 @@ def start(argv, *, multiprocess: bool = True) -> None:
             set_cpu_devices(flags.FLAGS.cpu_devices)
         except ValueError as e:
             raise app.UsageError(str(e)) from e
+    errors.route_background_errors(_flag("workdir"), verbose=verbose())
     if not multiprocess:
         return
     from launch.train import distributed
@@ -198,22 +207,36 @@ def start(argv, *, multiprocess: bool = True) -> None:
     distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
 
 
+def verbose() -> bool:
+    """``--verbose``, or absl's ``--verbosity=1`` (or more): show tracebacks."""
+    return bool(_flag("verbose")) or _flag("verbosity") >= logging.DEBUG
+
+
+def _flag(name: str):
+    """A flag's value (its default before parsing), or None where no binary defined it."""
+    return flags.FLAGS[name].value if name in flags.FLAGS else None
+
+
 def explain_errors(fn, *args, **kwargs):
-    """Runs ``fn``; a ValueError or FileNotFoundError (bad input, a config or checkpoint that does
-    not fit) ends the program with its message alone and exit status 1, not a traceback; a run
-    that stopped early (``launch.train.stopping``: preempted, diverged, a failed save) with its
-    own."""
-    from launch.train import stopping
+    """Runs ``fn``; ANY exception ends the program with one line on stderr (``errors.explain``) and
+    its exit status, instead of a traceback (``--verbose`` prints the traceback first).
+    ``app.UsageError`` passes (absl prints the usage), and so does ``SystemExit``."""
     try:
         return fn(*args, **kwargs)
-    except stopping.Stopped as e:
-        prefix = "" if isinstance(e, stopping.Preempted) else "error: "
-        # One write with its newline: print() writes the text and the newline separately, and
-        # a background thread (Orbax's, after a failed save) could land between them.
-        sys.stderr.write(f"{prefix}{e}\n")
-        sys.stderr.flush()
-        sys.exit(e.exit_status)
-    except (ValueError, FileNotFoundError) as e:
-        if flags.FLAGS["verbosity"].value >= logging.DEBUG:
-            raise  # --verbosity=1 (or more) keeps the traceback for debugging
-        sys.exit(f"error: {e}")
+    except app.UsageError:
+        raise
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - one line for every exception
+        message, status = errors.explain(e, _flag("workdir"), verbose=verbose())
+        _end(e, message, status)
+
+
+def _end(error: BaseException, message: str, status: int):
+    if verbose():
+        sys.stderr.write(errors.traceback_text(error))
+    # One write with its newline: print() writes the text and the newline separately, and a
+    # background thread (Orbax's, after a failed save) could land between them.
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+    sys.exit(status)
+
+

@@ -40,7 +40,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (`pretrax-convert`)."""
-    app.run(main)
+    binary.run(main)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ Results go to WORKDIR/eval/<task or file name>/results.json (or --output).
 
 import contextlib
 
-from absl import app, flags
+from absl import flags
 
 from launch import binary
 
@@ -59,7 +59,7 @@ def _evaluate():
 
 def run():
     """Console-script entry point (`pretrax-evaluate`)."""
-    app.run(main)
+    binary.run(main)
 
 
 if __name__ == "__main__":

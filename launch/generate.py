@@ -8,22 +8,27 @@
       --method=beam --beam_width=4 --length_penalty=0.6
 
 Decoding uses a KV cache and one compiled loop; it stops at </s> or after --max_new_tokens.
+Options out of range are refused in one line naming the flag, before the checkpoint is read.
 """
 
-from absl import app, flags
+from absl import flags
 
 from launch import binary
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A launch.pretrain workdir of a GPT config.")
 _PROMPT = flags.DEFINE_multi_string("prompt", None, "Text to continue (repeat for a batch).")
 _METHOD = flags.DEFINE_enum("method", "greedy", ["greedy", "sample", "beam"], "Decoding.")
-_TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature.")
-_TOP_K = flags.DEFINE_integer("top_k", 0, "Sample from the k likeliest tokens (0 = all).")
-_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus: the likeliest tokens holding this mass.")
-_BEAM_WIDTH = flags.DEFINE_integer("beam_width", 4, "Beams (--method=beam).")
+_TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature, > 0 "
+                                  "(--method=sample).")
+_TOP_K = flags.DEFINE_integer("top_k", 0, "Sample from the k likeliest tokens (0 = all; at most "
+                             "the vocabulary).")
+_TOP_P = flags.DEFINE_float("top_p", 1.0, "Nucleus: the likeliest tokens holding this mass, "
+                            "0 < p <= 1 (the likeliest token always stays).")
+_BEAM_WIDTH = flags.DEFINE_integer("beam_width", 4, "Beams, >= 1 (--method=beam).")
 _LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 0.6, "GNMT alpha (--method=beam).")
-_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 40, "Tokens to add at most.")
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 40, "Tokens to add at most, >= 1; the longest "
+                                "prompt plus these must fit the model's positions.")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed, 0 to 2**32 - 1.")
 _STEP = flags.DEFINE_integer("step", -1, "Checkpoint step; -1 = the latest.")
 flags.mark_flags_as_required(["workdir", "prompt"])
 
@@ -40,7 +45,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (`pretrax-generate`)."""
-    app.run(main)
+    binary.run(main)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ It is `launch.compare` with launch/configs/compare.py:quick; WORKDIR/report.md h
 plots. Re-running the command continues (or re-reports) what is already done.
 """
 
-from absl import app, flags
+from absl import flags
 
 from launch import binary
 
@@ -25,7 +25,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (`pretrax-quickstart`)."""
-    app.run(main)
+    binary.run(main)
 
 
 if __name__ == "__main__":

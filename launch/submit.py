@@ -16,7 +16,7 @@ reaches a command, script or manifest quoted as one word or one string
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from launch import binary
 from launch.cluster import submission
@@ -63,7 +63,7 @@ def main(argv):
 
 def run():
     """Console-script entry point (`pretrax-submit`)."""
-    app.run(main)
+    binary.run(main)
 
 
 if __name__ == "__main__":

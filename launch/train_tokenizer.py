@@ -14,6 +14,7 @@ import time
 from absl import app, flags, logging
 
 from data import sources, tokenizer
+from launch import binary
 
 _CORPUS = flags.DEFINE_string(
     "corpus", "embedded", "Comma-separated text files or globs (one sentence per line, blank line "
@@ -46,7 +47,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console-script entry point."""
-    app.run(main)
+    binary.run(main)
 
 
 if __name__ == "__main__":

@@ -62,18 +62,33 @@ def _step(model, params, token_B, position_B, cache):
 
 def filter_logits(logits_BV: jax.Array, *, top_k: int = 0, top_p: float = 1.0) -> jax.Array:
     """Logits with everything outside the top ``top_k`` (0 = all) and outside the smallest set
-    whose probability reaches ``top_p`` (nucleus; 1.0 = all) set to -inf."""
+    whose probability reaches ``top_p`` (nucleus; 1.0 = all) set to -inf.
+
+    The most likely token always stays, whatever ``top_p`` (even one below its own
+    probability); tokens tied with the last one kept stay too, and -inf logits never come back.
+    """
     if top_k:
         kth_B1 = jax.lax.top_k(logits_BV, top_k)[0][:, -1:]
         logits_BV = jnp.where(logits_BV < kth_B1, -jnp.inf, logits_BV)
     if top_p < 1.0:
         sorted_BV = jnp.sort(logits_BV, axis=-1)[:, ::-1]
         probs_BV = jax.nn.softmax(sorted_BV, axis=-1)
-        # Keep a token while the mass before it is below top_p (the most likely always stays).
-        keep_BV = jnp.cumsum(probs_BV, axis=-1) - probs_BV < top_p
+        # Keep a token while the mass before it is below top_p. The first is kept explicitly:
+        # "0 < top_p" alone would drop it for top_p <= 0, and a NaN mass would drop it too.
+        first_V = jnp.arange(sorted_BV.shape[-1]) == 0
+        keep_BV = (jnp.cumsum(probs_BV, axis=-1) - probs_BV < top_p) | first_V
         threshold_B1 = jnp.min(jnp.where(keep_BV, sorted_BV, jnp.inf), axis=-1, keepdims=True)
         logits_BV = jnp.where(logits_BV < threshold_B1, -jnp.inf, logits_BV)
     return logits_BV
+
+
+def scale_logits(logits_BV: jax.Array, temperature) -> jax.Array:
+    """``logits / temperature``, computed from the row's maximum down: the most likely tokens
+    get 0 and the others negative values (-inf past float32's range, or for a temperature that
+    rounds to 0), so a vanishing temperature tends to greedy decoding instead of overflowing to
+    inf - inf = NaN."""
+    shifted_BV = logits_BV - jnp.max(logits_BV, axis=-1, keepdims=True)
+    return jnp.where(shifted_BV == 0, 0.0, shifted_BV / temperature)
 
 
 @functools.partial(jax.jit, static_argnames=(*_STATIC, "greedy", "top_k", "top_p"))
@@ -86,7 +101,7 @@ def generate(model, params, prompt_BP: jax.Array, rng: jax.Array, temperature=1.
       model, params: the model (static) and its parameters.
       prompt_BP: int32 [B, P], left-padded (``left_pad``).
       rng: key for sampling (unused when ``greedy``).
-      temperature: logits are divided by it before sampling.
+      temperature: logits are divided by it before sampling (``scale_logits``); > 0.
       max_new_tokens: T.
       greedy: argmax instead of sampling.
       top_k, top_p: sampling filters (``filter_logits``).
@@ -102,7 +117,8 @@ def generate(model, params, prompt_BP: jax.Array, rng: jax.Array, temperature=1.
     def choose(logits_BV, key):
         if greedy:
             return jnp.argmax(logits_BV, axis=-1).astype(jnp.int32)
-        scaled_BV = filter_logits(logits_BV / temperature, top_k=top_k, top_p=top_p)
+        scaled_BV = filter_logits(scale_logits(logits_BV, temperature), top_k=top_k,
+                                  top_p=top_p)
         return jax.random.categorical(key, scaled_BV, axis=-1).astype(jnp.int32)
 
     def body(state):

@@ -32,12 +32,6 @@ def make_config(steps: int):
     return cfg
 
 
-@pytest.fixture(scope="module")
-def gpt_run(tmp_path_factory):
-    run_dir = str(tmp_path_factory.mktemp("gpt"))
-    return run_dir, pretraining.train_and_evaluate(make_config(3), run_dir)
-
-
 def test_pretraining_logs_perplexity_and_the_unigram_baseline(gpt_run):
     run_dir, results = gpt_run
     assert results["step"] == 3

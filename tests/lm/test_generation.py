@@ -98,3 +98,47 @@ def test_beam_scores_are_length_normalised_log_probs_best_first(alpha):
         total = sum(float(log_probs[len(prompt) - 1 + i, seq[i]]) for i in range(n))
         norm = ((5 + n) / 6) ** alpha
         assert score == pytest.approx(total / norm, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("top_p", [0.5, 0.0, -1.0, 1e-9])
+def test_top_p_keeps_the_most_likely_token_when_it_alone_holds_more_than_p(top_p):
+    logits = jnp.log(jnp.asarray([[0.05, 0.9, 0.05], [0.6, 0.1, 0.3]]))
+    kept = np.isfinite(generation.filter_logits(logits, top_p=top_p))
+    assert kept.tolist() == [[False, True, False], [True, False, False]]
+
+
+def test_top_p_keeps_ties_and_never_restores_minus_inf():
+    tied = jnp.asarray([[1.0, 0.0, 1.0, -1.0]])  # the two likeliest tie: both stay
+    assert np.isfinite(generation.filter_logits(tied, top_p=0.1)).tolist() == [
+        [True, False, True, False]]
+    masked = jnp.asarray([[-jnp.inf, 2.0, -jnp.inf, 1.0, 0.0]])
+    for top_p in (0.0, 0.5, 0.99):
+        out = np.asarray(generation.filter_logits(masked, top_p=top_p))
+        assert out[0, 1] == 2.0 and np.isneginf(out[0, [0, 2]]).all()
+    # top-k's -inf, then a nucleus smaller than the top token: only the top token is left.
+    both = generation.filter_logits(jnp.log(jnp.asarray([[0.5, 0.3, 0.2]])), top_k=2, top_p=0.1)
+    assert np.isfinite(both).tolist() == [[True, False, False]]
+    # Logits that overflowed to +inf make the nucleus' mass NaN: the top token still stays.
+    assert np.isfinite(generation.filter_logits(jnp.asarray([[jnp.inf, 0.0, 1.0]]), top_p=0.5)
+                       ).tolist() == [[False, False, False]]
+    assert generation.filter_logits(jnp.asarray([[jnp.inf, 0.0, 1.0]]), top_p=0.5)[0, 0] == jnp.inf
+
+
+def test_scale_logits_divides_from_the_maximum_down():
+    logits = jnp.asarray([[1.0, 3.0, -2.0]])
+    np.testing.assert_allclose(generation.scale_logits(logits, 0.5), [[-4.0, 0.0, -10.0]])
+    for temperature in (1e-37, 1e-40, 1e-45, 0.0):  # huge; overflows; subnormal (XLA may
+        tiny = np.asarray(generation.scale_logits(logits, temperature))  # flush it to 0); 0
+        assert tiny[0, 1] == 0.0 and (tiny[0, [0, 2]] <= -1e37).all()  # no inf - inf = NaN
+    assert np.isneginf(generation.scale_logits(logits, 1e-40)[0, [0, 2]]).all()
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=1e-37), dict(top_p=0.0), dict(top_p=1e-9),
+                                dict(temperature=1e-30, top_p=0.5)])
+def test_a_vanishing_temperature_or_nucleus_samples_the_greedy_tokens(kw):
+    prompts = _prompts()
+    kw = {"temperature": 1.0, **kw}
+    sampled = generation.generate(MODEL, params(), generation.left_pad(prompts),
+                                  jax.random.key(5), kw.pop("temperature"), max_new_tokens=6,
+                                  eos_id=EOS, **kw)
+    np.testing.assert_array_equal(sampled, _greedy(prompts))

@@ -1,0 +1,13 @@
+"""Workdirs shared by the launch tests of one session."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def gpt_run(tmp_path_factory):
+    """``(workdir, results)`` of a 3-step gpt.py:tiny pretraining run (32 positions), made once
+    per test session; tests read it, and write only under ``eval/`` and ``error.log``."""
+    from launch.pretraining import run as pretraining
+    from tests.launch.test_gpt_e2e import make_config
+    run_dir = str(tmp_path_factory.mktemp("gpt"))
+    return run_dir, pretraining.train_and_evaluate(make_config(3), run_dir)
