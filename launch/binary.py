@@ -11,7 +11,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_dict, config_flags
 
-from launch import errors
+from launch.train import errors
 
 flags.DEFINE_bool(  # read through verbose(), which works before flags are parsed too
     "verbose", False, "On an error, print Python's traceback before the one-line message (it is "

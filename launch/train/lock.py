@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import json
 import os
 import shlex
@@ -237,6 +238,9 @@ def _missing_dirs(workdir: str) -> list[str]:
 
 
 def _acquire_here(workdir: str, force: bool) -> WorkdirLock:
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        # The OS's own error, named by the binaries in one line (gfile's would not say which).
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), workdir)
     created = _missing_dirs(workdir)
     storage.makedirs(workdir)
     path, owner = os.path.join(workdir, LOCK_FILE), _owner(uuid.uuid4().hex)

@@ -14,7 +14,8 @@ from absl import flags, logging
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-from launch import binary, errors
+from launch import binary
+from launch.train import errors
 
 
 @pytest.fixture(scope="module")

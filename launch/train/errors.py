@@ -15,7 +15,7 @@ import traceback
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program that Ctrl-C ended
 ERROR_LOG = "error.log"
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _PACKAGES = ("launch", "data", "lm", "objectives")  # pretrax's own code, for where errors arise
 
 
