@@ -33,7 +33,7 @@ setup(
         "numpy>=1.26",
         "matplotlib>=3.8",  # the comparison report's plots (written as PNG, no display needed)
         "safetensors>=0.4,<1",  # launch.convert: Hugging Face weights without pickle
-        "regex>=2023.0",  # data/hf_tokenizers.py: GPT-2's byte-level BPE pre-tokenizer (\p{L} classes)
+        "regex>=2023.0",  # data/hf_tokenizers.py: GPT-2 byte-level BPE pre-tokenizer (\p{L})
     ],
     extras_require={
         # torch + transformers: the Hugging Face parity tests and launch.benchmark's PyTorch side
