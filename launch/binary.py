@@ -23,8 +23,7 @@ def define_flags(config_example: str):
 
     Call once at module level in a binary.
     """
-    config = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. "
-                                             f"{config_example}", lock_config=True)
+    config = define_config_flag(config_example)
     workdir = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results "
                                   "(shared by all processes).")
     flags.DEFINE_string("coordinator_address", "", "host:port of process 0, for multi-process "
@@ -34,8 +33,16 @@ def define_flags(config_example: str):
     flags.DEFINE_integer("process_id", -1, "This process, 0..num_processes-1 (with "
                          "--coordinator_address).")
     define_cpu_devices_flag(0)
-    flags.mark_flags_as_required(["config", "workdir"])
+    flags.mark_flag_as_required("workdir")
     return config, workdir
+
+
+def define_config_flag(config_example: str):
+    """``--config`` (required) alone, for binaries without a workdir; returns its holder."""
+    config = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. "
+                                             f"{config_example}", lock_config=True)
+    flags.mark_flag_as_required("config")
+    return config
 
 
 def define_cpu_devices_flag(default: int):
@@ -183,17 +190,19 @@ def run(main, argv: list[str] | None = None) -> None:
     app.run(functools.partial(explain_errors, main), argv=argv, flags_parser=parse_flags)
 
 
-def start(argv, *, multiprocess: bool = True) -> None:
-    """Checks argv, quiets logging, hides accelerators from TF, joins the other processes
-    (``multiprocess``: the binary defined the flags of ``define_flags``)."""
+def start(argv, *, multiprocess: bool = True, tensorflow: bool = True) -> None:
+    """Checks argv, quiets logging, hides accelerators from TF (``tensorflow``: the binary reads
+    data through tf.data), joins the other processes (``multiprocess``: the binary defined the
+    flags of ``define_flags``)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax is chatty at INFO; progress is printed
     # Before anything else touches TensorFlow: keep it quiet and off accelerators (JAX's).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    tf.config.set_visible_devices([], "GPU")
+    if tensorflow:
+        import tensorflow as tf
+        tf.config.set_visible_devices([], "GPU")
     if "cpu_devices" in flags.FLAGS:
         try:
             set_cpu_devices(flags.FLAGS.cpu_devices)

@@ -56,8 +56,10 @@ def _base_config() -> ml_collections.ConfigDict:
     c.model.norm_position = "post"
     c.model.layer_norm_eps = 1e-12
     c.model.initializer_range = 0.02
-    c.model.dtype = "float32"
-    c.model.scan_layers = False
+    # Accelerator compute (every variant but tiny): bfloat16 matmuls and activations, float32
+    # parameters, optimizer state, softmax and losses; the layers scanned (one compiled layer).
+    c.model.dtype = "bfloat16"
+    c.model.scan_layers = True
     c.model.remat = "none"
 
     c.data = ml_collections.ConfigDict()
@@ -105,6 +107,8 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         # costs ~20% of the step time on CPU).
         c.model.dropout_rate = 0.0
         c.model.attention_dropout_rate = 0.0
+        c.model.dtype = "float32"  # CPU: no bfloat16 units; unrolled layers run faster there
+        c.model.scan_layers = False
         # Pairs of 64 tokens, 64 a batch: the tokens (and MLM predictions) of 32 × 128, but twice
         # the sentence pairs, which NSP needs more than long context at this budget.
         c.data.max_seq_length = 64

@@ -12,12 +12,17 @@ perplexity 307.4 (eval loss 5.728, next-token accuracy 0.111) against a unigram 
 666.9 on the same targets; already below it at the first evaluation (step 80: 577.5; step 160:
 414.6; step 240: 333.0). Under other jobs (load average 5-9) the same run took 10.4 min.
 
-Variants: `tiny` (D=128, N=2, H=4, F=512, rows of 128 tokens), `small` and `medium` (GPT-2's
-124M and 355M shapes: D=768/1024, N=12/24, H=12/16, F=3072/4096, 1024 positions; 512 rows of 1024
-tokens a batch, lr 6e-4/3e-4 with 2k warmup steps). Logged evaluation: `eval/clm_loss` (nats per
-held-out target token), `eval/perplexity` = exp of it, `eval/unigram_perplexity` (the training
-unigram distribution's perplexity on the same targets: the context-free baseline to beat),
-`eval/clm_accuracy` (next-token argmax).
+Variants: `tiny` (D=128, N=2, H=4, F=512, rows of 128 tokens; float32), `small`, `medium` and
+`large` (GPT-2's 124M, 355M and 774M shapes: D=768/1024/1280, N=12/24/36, H=12/16/20,
+F=3072/4096/5120, 1024 positions; 512 rows of 1024 tokens a batch, lr 6e-4/3e-4/2.5e-4 with 2k
+warmup steps), `1b3` and `7b` (GPT-3 XL's and 6.7B's shapes: D=2048/4096, N=24/32, H=16/32,
+F=4D, 2,048 tokens, 512/1,024 rows a batch, no dropout, full remat, FSDP over every device). All
+but `tiny` compute in bfloat16 with float32 parameters and optimizer state, layers scanned; how
+each compiles on TPU topologies (memory, roofline MFU): the README's "Choosing a mesh".
+
+Logged evaluation: `eval/clm_loss` (nats per held-out target token), `eval/perplexity` = exp of
+it, `eval/unigram_perplexity` (the training unigram distribution's perplexity on the same
+targets: the context-free baseline to beat), `eval/clm_accuracy` (next-token argmax).
 """
 
 import ml_collections
@@ -50,8 +55,9 @@ def _base_config() -> ml_collections.ConfigDict:
     c.model.norm_position = "pre"
     c.model.layer_norm_eps = 1e-5
     c.model.initializer_range = 0.02
-    c.model.dtype = "float32"
-    c.model.scan_layers = False
+    # Accelerator compute (every variant but tiny), as in bert.py: bfloat16, float32 state.
+    c.model.dtype = "bfloat16"
+    c.model.scan_layers = True
     c.model.remat = "none"
 
     c.data = ml_collections.ConfigDict()
@@ -83,13 +89,40 @@ def _base_config() -> ml_collections.ConfigDict:
     return c
 
 
+# Decoders beyond GPT-2, at GPT-3's shapes (Brown et al. 2020, Table 2.1: XL and 6.7B), with
+# 2,048-token rows, no dropout (as large decoders are trained today, and what lets attention run
+# fused: docs/performance.md), full remat, and the state sharded over every device (FSDP). With
+# the shipped 8,192-id vocabulary they have 1.2B and 6.5B parameters.
+_LARGE_DECODERS = {
+    "1b3": dict(hidden_size=2048, num_layers=24, num_heads=16, mlp_dim=8192, lr=2e-4,
+                batch_size=512),
+    "7b": dict(hidden_size=4096, num_layers=32, num_heads=32, mlp_dim=16384, lr=1.2e-4,
+               batch_size=1024),
+}
+
+
+def _large_decoder(c: ml_collections.ConfigDict, shape: dict) -> None:
+    shape = dict(shape)
+    c.train.learning_rate = shape.pop("lr")
+    c.train.batch_size = shape.pop("batch_size")
+    c.model.update(max_length=2048, dropout_rate=0.0, attention_dropout_rate=0.0, remat="full",
+                   **shape)
+    c.data.max_seq_length = 2048
+    c.train.steps = 300_000
+    c.train.warmup_steps = 2000
+    c.mesh.data = 1
+    c.mesh.fsdp = -1
+
+
 def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
-    """`tiny`, `small` or `medium`."""
+    """`tiny`, `small`, `medium`, `large` (GPT-2's shapes), `1b3` or `7b` (GPT-3's)."""
     c = _base_config()
     if variant == "tiny":
         c.model.update(hidden_size=128, num_layers=2, num_heads=4, mlp_dim=512, max_length=128)
         c.model.dropout_rate = 0.0  # well under one pass over the corpus: nothing to regularise
         c.model.attention_dropout_rate = 0.0
+        c.model.dtype = "float32"  # CPU: no bfloat16 units; unrolled layers run faster there
+        c.model.scan_layers = False
         c.data.max_seq_length = 128
         c.data.eval_fraction = 0.03
         c.train.steps = 320
@@ -104,6 +137,12 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
     elif variant == "medium":
         c.model.update(hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096)
         c.train.learning_rate = 3e-4
+    elif variant == "large":
+        c.model.update(hidden_size=1280, num_layers=36, num_heads=20, mlp_dim=5120)
+        c.train.learning_rate = 2.5e-4
+    elif variant in _LARGE_DECODERS:
+        _large_decoder(c, _LARGE_DECODERS[variant])
     elif variant != "small":
-        raise ValueError(f"unknown variant {variant!r}: use gpt.py:tiny, :small or :medium")
+        raise ValueError(f"unknown variant {variant!r}: use gpt.py:tiny, :small, :medium, "
+                         ":large, :1b3 or :7b")
     return c

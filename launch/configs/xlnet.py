@@ -27,6 +27,7 @@ def _base_config() -> ml_collections.ConfigDict:
     c = bert._base_config()  # the model section: BERT-base's shape is XLNet-base's
     c.objectives = ml_collections.ConfigDict({"plm": 1.0})  # name → weight
     c.model.arch = "xlnet"
+    c.model.scan_layers = False  # two-stream attention's layers are not scanned (lm/xlnet.py)
     c.data.max_predictions_per_seq = 85  # P ≥ L / K
     # Partial prediction: predict the last 1/K of the factorisation order (XLNet-base: K = 6).
     c.data.plm_k = 6.0
@@ -44,6 +45,7 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         c.model.update(hidden_size=128, num_layers=2, num_heads=2, mlp_dim=512, max_length=64)
         c.model.dropout_rate = 0.0  # about one pass over the corpus: dropout only slows learning
         c.model.attention_dropout_rate = 0.0
+        c.model.dtype = "float32"  # CPU-sized
         c.data.max_seq_length = 64
         c.data.max_predictions_per_seq = 12
         c.data.eval_fraction = 0.03

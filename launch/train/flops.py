@@ -49,18 +49,47 @@ def model_flops(shape: Shape, embed_dim: int | None = None) -> float:
     return 3.0 * forward
 
 
-# Published dense bf16 peaks, FLOP/s per JAX device (one chip), by the ``device_kind`` JAX
-# reports (lower case). TPU v5e and v6e report themselves as "lite".
-PEAK_FLOPS = {
-    "tpu v4": 275e12,
-    "tpu v5 lite": 197e12, "tpu v5e": 197e12,
-    "tpu v5": 459e12, "tpu v5p": 459e12,
-    "tpu v6 lite": 918e12, "tpu v6e": 918e12,
+@dataclasses.dataclass(frozen=True)
+class Chip:
+    """One accelerator chip's published figures (one JAX device each; TPU v4 and v5p as
+    megacores).
+
+    Attributes:
+      peak_flops: dense bf16 FLOP/s.
+      hbm_bytes: high-bandwidth memory.
+      hbm_bandwidth: HBM bytes/s.
+    """
+    peak_flops: float
+    hbm_bytes: float
+    hbm_bandwidth: float
+
+
+_GIB = 2 ** 30
+# By the ``device_kind`` JAX reports (lower case); TPU v5e and v6e report themselves as "lite",
+# v5p as "TPU v5". Sources: the Cloud TPU system-architecture pages (v4, v5e, v5p, v6e) and
+# NVIDIA's datasheets (SXM boards; dense, without sparsity).
+CHIPS = {
+    "tpu v4": Chip(275e12, 32 * _GIB, 1228e9),
+    "tpu v5 lite": Chip(197e12, 16 * _GIB, 819e9), "tpu v5e": Chip(197e12, 16 * _GIB, 819e9),
+    "tpu v5": Chip(459e12, 95 * _GIB, 2765e9), "tpu v5p": Chip(459e12, 95 * _GIB, 2765e9),
+    "tpu v6 lite": Chip(918e12, 32 * _GIB, 1640e9), "tpu v6e": Chip(918e12, 32 * _GIB, 1640e9),
 }
 # NVIDIA kinds carry the board after the chip ("NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"):
-# matched by prefix. The PCIe H100 is clocked lower than the SXM one.
-_NVIDIA_PEAK_FLOPS = (("nvidia h100 pcie", 756e12), ("nvidia a100", 312e12),
-                      ("nvidia h100", 989e12), ("nvidia h200", 989e12))
+# matched by prefix, the first that matches. The PCIe H100 is clocked lower than the SXM one.
+_NVIDIA_CHIPS = (("nvidia h100 pcie", Chip(756e12, 80e9, 2000e9)),
+                 ("nvidia a100-sxm4-40gb", Chip(312e12, 40e9, 1555e9)),
+                 ("nvidia a100", Chip(312e12, 80e9, 2039e9)),
+                 ("nvidia h100", Chip(989e12, 80e9, 3350e9)),
+                 ("nvidia h200", Chip(989e12, 141e9, 4800e9)))
+PEAK_FLOPS = {kind: chip.peak_flops for kind, chip in CHIPS.items()}
+
+
+def chip(device_kind: str) -> Chip | None:
+    """The published figures of ``device_kind``, or None (a CPU, an unlisted accelerator)."""
+    kind = device_kind.strip().lower()
+    if kind in CHIPS:
+        return CHIPS[kind]
+    return next((c for prefix, c in _NVIDIA_CHIPS if kind.startswith(prefix)), None)
 
 
 def peak_flops_per_device(given: float, device_kind: str) -> float | None:
@@ -76,10 +105,8 @@ def peak_flops_per_device(given: float, device_kind: str) -> float | None:
                          "for a TPU v4 chip), or 0 to look it up by the device kind")
     if given:
         return float(given)
-    kind = device_kind.strip().lower()
-    if kind in PEAK_FLOPS:
-        return PEAK_FLOPS[kind]
-    return next((peak for prefix, peak in _NVIDIA_PEAK_FLOPS if kind.startswith(prefix)), None)
+    found = chip(device_kind)
+    return None if found is None else found.peak_flops
 
 
 def pretraining_shape(cfg, model_cfg, objectives) -> Shape | None:

@@ -48,14 +48,32 @@ def _misfit(sizes, device_count: int,
             f"(data={device_count}).")
 
 
+def num_slices(devices) -> int:
+    """How many slices (TPU pods joined over the data-centre network) ``devices`` span."""
+    return len({getattr(d, "slice_index", 0) for d in devices})
+
+
 def make_mesh(cfg_mesh, devices=None) -> Mesh:
-    """A ("data", "fsdp", "tensor") mesh over `devices` (default: all devices)."""
+    """A ("data", "fsdp", "tensor") mesh over `devices` (default: all devices).
+
+    Over several slices the data axis spans them (only data parallelism crosses the slower
+    network between slices: one gradient all-reduce a step); fsdp and tensor stay in a slice.
+    """
     devices = jax.devices() if devices is None else devices
     shape = mesh_shape(cfg_mesh, len(devices))
-    try:
-        device_array = mesh_utils.create_device_mesh(shape, devices)
-    except (AssertionError, NotImplementedError, ValueError):
-        device_array = np.asarray(devices).reshape(shape)
+    slices = num_slices(devices)
+    if slices > 1:
+        if shape[0] % slices:
+            raise ValueError(
+                f"mesh data={shape[0]} does not divide over the {slices} slices: the data axis "
+                f"spans the slices; use --config.mesh.data=-1 or a multiple of {slices}")
+        ici = (shape[0] // slices, *shape[1:])
+        device_array = mesh_utils.create_hybrid_device_mesh(ici, (slices, 1, 1), devices)
+    else:
+        try:
+            device_array = mesh_utils.create_device_mesh(shape, devices)
+        except (AssertionError, NotImplementedError, ValueError):
+            device_array = np.asarray(devices).reshape(shape)
     auto = (jax.sharding.AxisType.Auto,) * len(axes.MESH_AXES)
     return Mesh(device_array, axes.MESH_AXES, axis_types=auto)
 
@@ -116,14 +134,17 @@ def data_parallel_size(mesh: Mesh, rules) -> int:
     return math.prod(mesh.shape[a] for a in _mesh_axes_of(axes.BATCH, rules))
 
 
-def check_batch_size(global_batch: int, mesh: Mesh, rules) -> None:
-    """A global batch must divide over the data-parallel devices and over the processes."""
+def check_batch_size(global_batch: int, mesh: Mesh, rules,
+                     process_count: int | None = None) -> None:
+    """A global batch must divide over the data-parallel devices and over the processes
+    (``process_count``: this run's, by default)."""
     dp = data_parallel_size(mesh, rules)
-    if global_batch % dp or global_batch % jax.process_count():
-        need = math.lcm(dp, jax.process_count())
+    processes = jax.process_count() if process_count is None else process_count
+    if global_batch % dp or global_batch % processes:
+        need = math.lcm(dp, processes)
         raise ValueError(
             f"global batch {global_batch} does not divide by the data-parallel size {dp} "
-            f"(mesh {dict(mesh.shape)}) and process count {jax.process_count()}; use a multiple "
+            f"(mesh {dict(mesh.shape)}) and process count {processes}; use a multiple "
             f"of {need}, e.g. --config.train.batch_size={max(need, global_batch // need * need)}")
 
 

@@ -120,9 +120,11 @@ def eval_step(params, batch: dict, *, model, objective, objective_kw) -> dict:
     return metrics
 
 
-def compile_steps(cfg, model, tx, state_shardings, mesh, rules, *,
-                  objective: str = "") -> tuple[Callable, Callable]:
-    """jit the train and eval steps with explicit shardings; the state is donated.
+def jit_steps(cfg, model, tx, state_shardings, mesh, rules, *,
+              objective: str = "") -> tuple[Callable, Callable]:
+    """The train and eval steps jitted with explicit shardings (the state donated), not yet run
+    under the mesh: ``compile_steps`` for running them, ``.lower(...)`` for compiling ahead of
+    time (launch/compiling/).
 
     ``objective`` names a fine-tuning kind's record in ``objectives.OBJECTIVES``; by default the
     run's pretraining objectives (``modeling.run_objective``), counting segments by the model's
@@ -146,7 +148,14 @@ def compile_steps(cfg, model, tx, state_shardings, mesh, rules, *,
         functools.partial(eval_step, model=model, objective=objective,
                           objective_kw={"label_smoothing": 0.0, "z_loss": 0.0}),
         in_shardings=(state_shardings.params, batch_sh), out_shardings=replicated)
+    return train, evaluate
 
+
+def compile_steps(cfg, model, tx, state_shardings, mesh, rules, *,
+                  objective: str = "") -> tuple[Callable, Callable]:
+    """``jit_steps``' train and eval steps, each run under the mesh and the logical rules."""
+    train, evaluate = jit_steps(cfg, model, tx, state_shardings, mesh, rules,
+                                objective=objective)
     return in_mesh(train, mesh, rules), in_mesh(evaluate, mesh, rules)
 
 

@@ -35,6 +35,37 @@ def dummy_batch(feature_shapes: dict) -> dict[str, np.ndarray]:
     return {k: np.zeros(shape, dtype) for k, (shape, dtype) in feature_shapes.items()}
 
 
+def _init_fn(model: nn.Module, tx):
+    """(key, batch) → the boxed initial state (``nn.LogicallyPartitioned`` leaves carry their
+    axes)."""
+    def init_boxed(key, batch):
+        params_key, dropout_key = jax.random.split(key)
+        variables = model.init({"params": params_key, "dropout": dropout_key}, batch,
+                               deterministic=True)
+        params = variables["params"]
+        zero = jnp.zeros((), jnp.int32)
+        return TrainState(step=zero, params=params, opt_state=tx.init(params),
+                          skipped_steps=zero, nonfinite_run=zero)
+    return init_boxed
+
+
+def abstract_train_state(model: nn.Module, tx, batch: dict, mesh, rules):
+    """The state's shapes and dtypes without computing it (``jax.eval_shape``), each leaf a
+    ``jax.ShapeDtypeStruct`` carrying its sharding: what an ahead-of-time compile lowers with.
+
+    Returns:
+      (abstract_state, state_shardings)
+    """
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        boxed = jax.eval_shape(_init_fn(model, tx), key, batch)
+        shardings = mesh_lib.logical_shardings(boxed, mesh, rules)
+    abstract = jax.tree_util.tree_map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), nn.unbox(boxed),
+        shardings)
+    return abstract, shardings
+
+
 def create_train_state(model: nn.Module, tx, batch: dict, seed: int, mesh, rules):
     """Initialises the state directly in its sharded layout.
 
@@ -43,18 +74,10 @@ def create_train_state(model: nn.Module, tx, batch: dict, seed: int, mesh, rules
     Returns:
       (state, state_shardings)
     """
-    def init_boxed(key):
-        params_key, dropout_key = jax.random.split(key)
-        variables = model.init({"params": params_key, "dropout": dropout_key}, batch,
-                               deterministic=True)
-        params = variables["params"]
-        zero = jnp.zeros((), jnp.int32)
-        return TrainState(step=zero, params=params, opt_state=tx.init(params),
-                          skipped_steps=zero, nonfinite_run=zero)
-
+    init_boxed = _init_fn(model, tx)
     key = jax.random.key(seed)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        abstract = jax.eval_shape(init_boxed, key)
+        abstract = jax.eval_shape(lambda k: init_boxed(k, batch), key)
         shardings = mesh_lib.logical_shardings(abstract, mesh, rules)
-        state = jax.jit(lambda k: nn.unbox(init_boxed(k)), out_shardings=shardings)(key)
+        state = jax.jit(lambda k: nn.unbox(init_boxed(k, batch)), out_shardings=shardings)(key)
     return state, shardings

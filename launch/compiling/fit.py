@@ -1,0 +1,70 @@
+"""When a step does not fit: the settings to try, cheapest in speed first, and the search.
+
+Each candidate is a set of config overrides, in the order a practitioner would reach for them:
+recompute activations in the backward pass (``model.remat=full``: ~⅓ more FLOPs), shard
+parameters, gradients and optimizer state over every device (``mesh.fsdp``: ZeRO-3, an
+all-gather of each layer's weights per step), both, then the same batch in more, smaller
+microbatches (activations shrink with each split; the update is the same). The first candidate
+whose compiled step fits is the suggestion.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+
+
+def _set(cfg, path: str, value) -> None:
+    node, *rest = path.split(".")
+    if rest:
+        _set(cfg[node], ".".join(rest), value)
+    else:
+        cfg[node] = value
+
+
+def apply(cfg, overrides: dict):
+    """A copy of ``cfg`` with ``overrides`` (dotted path → value)."""
+    out = copy.deepcopy(cfg)
+    with out.unlocked():
+        for path, value in overrides.items():
+            _set(out, path, value)
+    return out
+
+
+def candidates(cfg, device_count: int) -> Iterator[dict]:
+    """Overrides to try, in order (module docstring); each includes the ones before it where
+    they save memory together."""
+    base = {}
+    if cfg.model.remat != "full":
+        base = {"model.remat": "full"}
+        yield dict(base)
+    if int(cfg.mesh.fsdp) != -1 and int(cfg.mesh.fsdp) != device_count // int(cfg.mesh.tensor):
+        fsdp = {"mesh.data": 1, "mesh.fsdp": -1}
+        yield dict(fsdp)
+        if base:
+            yield {**fsdp, **base}
+        base = {**fsdp, **base}
+    batch_ways = device_count // max(1, int(cfg.mesh.tensor))
+    microbatches = int(cfg.train.microbatches)
+    while True:
+        microbatches *= 2
+        per_microbatch = cfg.train.batch_size // microbatches
+        if cfg.train.batch_size % microbatches or per_microbatch < batch_ways or \
+                per_microbatch % batch_ways:
+            return
+        yield {**base, "train.microbatches": microbatches}
+
+
+def flags_of(overrides: dict) -> str:
+    """``--config.PATH=VALUE`` for each override."""
+    return " ".join(f"--config.{k}={v}" for k, v in overrides.items())
+
+
+def search(cfg, device_count: int, try_config: Callable) -> tuple[dict, object] | None:
+    """The first candidate for which ``try_config(cfg with it)`` returns figures that fit, as
+    (overrides, figures); None when none does. ``try_config`` prints as it goes."""
+    for overrides in candidates(cfg, device_count):
+        found = try_config(apply(cfg, overrides), overrides)
+        if found is not None and found.fits:
+            return overrides, found
+    return None

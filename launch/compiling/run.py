@@ -1,0 +1,65 @@
+"""``launch.compile``: compile, report, and when the step does not fit, search for a setting
+that does (launch/compiling/fit.py)."""
+
+from __future__ import annotations
+
+import jax
+
+from launch.compiling import aot, fit
+from launch.compiling import figures as figures_lib
+from launch.train import reporting
+
+
+def _try(cfg, devices, label: str):
+    """Compiles ``cfg`` for ``devices`` and prints its figures; None (and why) when the config
+    cannot even be compiled that way (e.g. a mesh that does not divide the batch)."""
+    reporting.say(f"compiling {label} …")
+    try:
+        compiled = aot.compile_train_step(cfg, devices)
+    except ValueError as e:  # a setting that does not apply here: say so, try the next
+        reporting.say(f"  not compiled: {e}")
+        return None
+    found = figures_lib.figures(cfg, compiled)
+    print(figures_lib.report(found), flush=True)
+    return found
+
+
+def compile_and_report(cfg, *, topology: str = "", num_slices: int = 1,
+                       suggest: bool = True) -> dict:
+    """Compiles ``cfg``'s train step for the topology (or this host's devices), prints its
+    figures, and when it does not fit and ``suggest``, the first candidate setting that fits.
+
+    Returns:
+      {"fits": bool, "figures": …, "suggestion": flags or None, "suggested_figures": …}.
+
+    Raises:
+      ValueError: (one line) for a topology libtpu cannot make or a config that cannot compile.
+    """
+    devices = aot.tpu_devices(topology, num_slices) if topology else jax.devices()
+    where = f"{topology}{f' × {num_slices} slices' if num_slices > 1 else ''}" if topology \
+        else f"this host's {len(devices)} × {devices[0].device_kind}"
+    compiled = aot.compile_train_step(cfg, devices)
+    found = figures_lib.figures(cfg, compiled)
+    reporting.say(f"{cfg.model.arch}, batch {cfg.train.batch_size} × {cfg.data.max_seq_length} "
+                  f"tokens, {cfg.model.dtype}, remat {cfg.model.remat}, attention "
+                  f"{cfg.model.get('attention_impl', 'xla')}, on {where}:")
+    print(figures_lib.report(found), flush=True)
+    result = {"fits": bool(found.fits), "figures": figures_lib.as_json(found),
+              "suggestion": None, "suggested_figures": None}
+    if found.fits is not False or not suggest:
+        return result
+    reporting.say("does not fit; compiling candidate settings (launch/compiling/fit.py) …")
+    hit = fit.search(cfg, len(devices),
+                     lambda c, o: _try(c, devices, fit.flags_of(o)))
+    if hit is None:
+        need = found.argument_bytes / 2 ** 30
+        reporting.say(f"no candidate fits: the state alone needs {need:.1f} GiB a device on this "
+                      "mesh; use more chips (a larger --topology or --num_slices) or a smaller "
+                      "batch")
+        return result
+    overrides, suggested = hit
+    reporting.say(f"suggestion: {fit.flags_of(overrides)} (total "
+                  f"{suggested.total_bytes / 2 ** 30:.2f} GiB a device)")
+    result.update(suggestion=fit.flags_of(overrides),
+                  suggested_figures=figures_lib.as_json(suggested))
+    return result
