@@ -42,7 +42,7 @@ def main(argv):
     if _JSON.value:
         with open(_JSON.value, "w") as f:
             json.dump(result, f, indent=2, default=str)
-    if not result["fits"]:
+    if result["fits"] is False:
         sys.exit(1)
 
 

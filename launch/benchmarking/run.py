@@ -42,8 +42,8 @@ import numpy as np
 from launch.benchmarking.shapes import synthetic_batch
 from launch.configs import bert as bert_configs
 from launch.configs import gpt as gpt_configs
+from launch.train import flops, modeling, optimizer, step_fns, train_state
 from launch.train import mesh as mesh_lib
-from launch.train import modeling, optimizer, step_fns, train_state
 from launch.train.flops import Shape, model_flops
 from lm import config as lm_config
 from lm import models
@@ -208,8 +208,12 @@ def benchmark(shape: Shape, *, steps: int = 10, rounds: int = 3, warmup: int = 2
               log: Callable[[str], None] = print) -> dict:
     """Everything in the module docstring for one shape. Returns a JSON-able dict."""
     device = jax.devices()[0]
+    published = (flops.peak_flops_per_device(0.0, device.device_kind)
+                 if device.platform != "cpu" else None)
     if peak_tflops:
         peak, peak_source = peak_tflops * 1e12, "given (--peak_tflops)"
+    elif published:
+        peak, peak_source = published, f"the published bf16 peak of a {device.device_kind}"
     else:
         log("measuring the matmul peak …")
         peak = matmul_peak_flops(dtype=jnp.dtype(shape.dtype))

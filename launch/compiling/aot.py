@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from data import features
+from launch.compiling import fit
 from launch.train import mesh as mesh_lib
 from launch.train import modeling, optimizer, step_fns, train_state
 from lm import models
@@ -62,13 +63,19 @@ def tpu_devices(topology: str, num_slices: int = 1) -> list:
 
 @dataclasses.dataclass
 class Compiled:
-    """One compiled train step and what it was compiled for."""
+    """One compiled train step and what it was compiled for.
+
+    ``cost``: the step's FLOPs and HBM bytes accessed per device (``flops``,
+    ``bytes accessed``), and ``cost_method``: how they were counted (``step_cost``).
+    """
     executable: object
     mesh: jax.sharding.Mesh
     devices: list
     parameters: int
     state_bytes: int
     seconds: float
+    cost: dict
+    cost_method: str
 
 
 def _abstract_batch(cfg, objectives, sharding) -> dict:
@@ -113,14 +120,43 @@ def _rules(rules):
     return nn.logical_axis_rules(rules)
 
 
-def compile_train_step(cfg, devices) -> Compiled:
+def _cost(executable) -> dict:
+    cost = executable.cost_analysis()
+    if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
+        cost = cost[0] if cost else {}
+    return {k: float((cost or {}).get(k, 0.0)) for k in ("flops", "bytes accessed")}
+
+
+def step_cost(cfg, devices, executable) -> tuple[dict, str]:
+    """FLOPs and HBM bytes a device spends on one step, and how they were counted.
+
+    XLA's cost analysis counts a ``while`` body once, whatever its trip count, so a program with
+    scanned layers or microbatches under-reports by about N (or the microbatch count). Then the
+    step is compiled twice more with 1 and 2 unrolled layers on one microbatch's rows, and the
+    cost of N layers and all microbatches extrapolated: ``m · (c₁ + (N − 1)(c₂ − c₁))`` (exact
+    for identical layers; the optimizer update, counted m times, is a small excess).
+    """
+    m = int(cfg.train.microbatches)
+    if not cfg.model.scan_layers and m == 1:
+        return _cost(executable), "the compiled step"
+    small = {n: _cost(lower_train_step(fit.apply(cfg, {
+        "model.scan_layers": False, "model.num_layers": n, "train.microbatches": 1,
+        "train.batch_size": cfg.train.batch_size // m}), devices)[0].compile()) for n in (1, 2)}
+    n = int(cfg.model.num_layers)
+    cost = {k: m * (small[1][k] + (n - 1) * (small[2][k] - small[1][k])) for k in small[1]}
+    return cost, f"extrapolated from 1- and 2-layer unrolled compiles of {m} microbatch(es)"
+
+
+def compile_train_step(cfg, devices, *, with_cost: bool = True) -> Compiled:
     """Lowers and compiles ``cfg``'s train step for ``devices`` (``tpu_devices`` or
-    ``jax.devices()``)."""
+    ``jax.devices()``), and counts its cost (``step_cost``; skipped without ``with_cost``)."""
     start = time.perf_counter()
     lowered, mesh, state = lower_train_step(cfg, devices)
     executable = lowered.compile()
+    seconds = time.perf_counter() - start
+    cost, method = step_cost(cfg, devices, executable) if with_cost else ({}, "not counted")
     params = jax.tree_util.tree_leaves(state.params)
     state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(state))
     return Compiled(executable=executable, mesh=mesh, devices=devices,
                     parameters=sum(x.size for x in params), state_bytes=state_bytes,
-                    seconds=time.perf_counter() - start)
+                    seconds=seconds, cost=cost, cost_method=method)

@@ -45,6 +45,7 @@ class Figures:
     tokens: int
     collectives: list
     compile_seconds: float
+    cost_method: str
 
     @property
     def total_bytes(self) -> int:
@@ -82,19 +83,12 @@ def _local_hbm(device) -> float | None:
     return float(stats["bytes_limit"]) if stats and "bytes_limit" in stats else None
 
 
-def _cost(executable) -> dict:
-    cost = executable.cost_analysis()
-    if isinstance(cost, (list, tuple)):  # older JAX: one dict per program
-        cost = cost[0] if cost else {}
-    return cost or {}
-
-
 def figures(cfg, compiled) -> Figures:
     """The figures of ``compiled`` (an ``aot.Compiled``) for run config ``cfg``."""
     device = compiled.devices[0]
     chip = flops.chip(device.device_kind)
     memory = compiled.executable.memory_analysis()
-    cost = _cost(compiled.executable)
+    cost = compiled.cost
     model_cfg = modeling.model_config(cfg, cfg.model.vocab_size)
     shape = flops.pretraining_shape(cfg, model_cfg, tuple(modeling.objective_weights(cfg)))
     hbm = _local_hbm(device) if getattr(device, "platform", "") != "tpu" else None
@@ -112,7 +106,7 @@ def figures(cfg, compiled) -> Figures:
         model_flops=None if shape is None else flops.model_flops(shape, model_cfg.embed_dim),
         tokens=cfg.train.batch_size * cfg.data.max_seq_length,
         collectives=hlo.collectives(compiled.executable.as_text()),
-        compile_seconds=compiled.seconds)
+        compile_seconds=compiled.seconds, cost_method=compiled.cost_method)
 
 
 def _gib(n: float) -> str:
@@ -125,18 +119,18 @@ def _flop(n: float) -> str:
 
 def report(f: Figures) -> str:
     """The figures as the lines ``launch.compile`` prints."""
-    hbm = _gib(f.hbm_bytes) if f.hbm_bytes else "unknown"
-    verdict = {True: "fits", False: "DOES NOT FIT", None: "HBM unknown"}[f.fits]
+    verdict = {True: "fits", False: "DOES NOT FIT", None: "fit unknown"}[f.fits]
+    of = f"of {_gib(f.hbm_bytes)} HBM" if f.hbm_bytes else "(this device's memory is unknown)"
     lines = [
         f"compiled for {f.devices} × {f.device_kind}, mesh {f.mesh}, in {f.compile_seconds:.0f} s; "
         f"{f.parameters / 1e6:,.1f}M parameters",
         f"memory per device: arguments {_gib(f.argument_bytes)}, temporaries "
         f"{_gib(f.temp_bytes)}, outputs {_gib(f.output_bytes)} ({_gib(f.alias_bytes)} aliased "
-        f"to arguments), code {_gib(f.code_bytes)}; total {_gib(f.total_bytes)} of {hbm} HBM: "
-        f"{verdict}",
-        f"FLOPs per device per step: {_flop(f.flops_per_device)} compiled"
-        + (f", {_flop(f.model_flops / f.devices)} model" if f.model_flops else "")
-        + f"; HBM bytes accessed {f.bytes_accessed / 1e9:,.1f} GB"]
+        f"to arguments), code {_gib(f.code_bytes)}; total {_gib(f.total_bytes)} {of}: {verdict}",
+        (f"FLOPs per device per step: {_flop(f.flops_per_device)} compiled"
+         + (f", {_flop(f.model_flops / f.devices)} model" if f.model_flops else "")
+         + f"; HBM bytes accessed {f.bytes_accessed / 1e9:,.1f} GB ({f.cost_method})")
+        if f.flops_per_device else "FLOPs per device per step: not counted"]
     bound = f.step_seconds_bound
     if bound:
         limit = ("compute" if f.flops_per_device / f.peak_flops >= f.bytes_accessed /
@@ -145,6 +139,8 @@ def report(f: Figures) -> str:
         lines.append(f"roofline: step ≥ {bound * 1e3:,.1f} ms ({limit}-bound; peak "
                      f"{f.peak_flops / 1e12:.0f} TFLOP/s, {f.hbm_bandwidth / 1e9:,.0f} GB/s), "
                      f"≤ {f.tokens / bound:,.0f} tokens/s, {kind} ≤ {f.mfu_bound:.1%}")
+    elif not f.flops_per_device:
+        lines.append("roofline: not computed (the cost is counted only for a step that fits)")
     else:
         lines.append("roofline: the chip's peak FLOP/s and HBM bandwidth are unknown")
     lines.append("collectives per step: " + ("; ".join(

@@ -14,14 +14,26 @@ def _try(cfg, devices, label: str):
     """Compiles ``cfg`` for ``devices`` and prints its figures; None (and why) when the config
     cannot even be compiled that way (e.g. a mesh that does not divide the batch)."""
     reporting.say(f"compiling {label} …")
-    try:
-        compiled = aot.compile_train_step(cfg, devices)
+    try:  # the cost (two more compiles with scanned layers) only for a candidate that fits
+        compiled = aot.compile_train_step(cfg, devices, with_cost=False)
     except ValueError as e:  # a setting that does not apply here: say so, try the next
         reporting.say(f"  not compiled: {e}")
         return None
     found = figures_lib.figures(cfg, compiled)
+    if found.fits:
+        compiled.cost, compiled.cost_method = aot.step_cost(cfg, devices, compiled.executable)
+        found = figures_lib.figures(cfg, compiled)
     print(figures_lib.report(found), flush=True)
     return found
+
+
+def _run_summary(cfg) -> dict:
+    m = cfg.model
+    return {"arch": m.arch, "hidden_size": m.hidden_size, "num_layers": m.num_layers,
+            "dtype": m.dtype, "remat": m.remat, "scan_layers": m.scan_layers,
+            "attention_impl": m.get("attention_impl", "xla"), "seq": cfg.data.max_seq_length,
+            "batch": cfg.train.batch_size, "microbatches": cfg.train.microbatches,
+            "mesh": dict(cfg.mesh)}
 
 
 def compile_and_report(cfg, *, topology: str = "", num_slices: int = 1,
@@ -30,7 +42,8 @@ def compile_and_report(cfg, *, topology: str = "", num_slices: int = 1,
     figures, and when it does not fit and ``suggest``, the first candidate setting that fits.
 
     Returns:
-      {"fits": bool, "figures": …, "suggestion": flags or None, "suggested_figures": …}.
+      {"fits": True, False or None (the device's memory is unknown, e.g. a CPU), "where": …,
+      "run": …, "figures": …, "suggestion": flags or None, "suggested_figures": …}.
 
     Raises:
       ValueError: (one line) for a topology libtpu cannot make or a config that cannot compile.
@@ -44,8 +57,9 @@ def compile_and_report(cfg, *, topology: str = "", num_slices: int = 1,
                   f"tokens, {cfg.model.dtype}, remat {cfg.model.remat}, attention "
                   f"{cfg.model.get('attention_impl', 'xla')}, on {where}:")
     print(figures_lib.report(found), flush=True)
-    result = {"fits": bool(found.fits), "figures": figures_lib.as_json(found),
-              "suggestion": None, "suggested_figures": None}
+    result = {"fits": found.fits, "where": where, "run": _run_summary(cfg),
+              "figures": figures_lib.as_json(found), "suggestion": None,
+              "suggested_figures": None}
     if found.fits is not False or not suggest:
         return result
     reporting.say("does not fit; compiling candidate settings (launch/compiling/fit.py) …")
