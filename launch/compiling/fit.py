@@ -60,11 +60,31 @@ def flags_of(overrides: dict) -> str:
     return " ".join(f"--config.{k}={v}" for k, v in overrides.items())
 
 
+def _microbatch_floor(found, microbatches: int) -> float:
+    """The fewest microbatches that could fit, from a step that did not: its temporaries (mostly
+    activations, which shrink about in proportion) against the HBM left beside the rest."""
+    hbm = getattr(found, "hbm_bytes", None)
+    if not hbm:
+        return 0.0
+    spare = hbm - (found.total_bytes - found.temp_bytes)
+    return float("inf") if spare <= 0 else microbatches * found.temp_bytes / spare
+
+
 def search(cfg, device_count: int, try_config: Callable) -> tuple[dict, object] | None:
-    """The first candidate for which ``try_config(cfg with it)`` returns figures that fit, as
-    (overrides, figures); None when none does. ``try_config`` prints as it goes."""
+    """The first candidate for which ``try_config(cfg with it, overrides)`` returns figures that
+    fit, as (overrides, figures); None when none does. ``try_config`` prints as it goes (and
+    returns None for a candidate that cannot compile). Microbatch counts that a failed step's
+    memory shows cannot fit (``_microbatch_floor``) are skipped, not compiled."""
+    floor = 0.0
     for overrides in candidates(cfg, device_count):
+        microbatches = overrides.get("train.microbatches", int(cfg.train.microbatches))
+        if "train.microbatches" in overrides and microbatches < floor:
+            continue
         found = try_config(apply(cfg, overrides), overrides)
-        if found is not None and found.fits:
+        if found is None:
+            continue
+        if found.fits:
             return overrides, found
+        if "train.microbatches" in overrides or "mesh.fsdp" in overrides:
+            floor = max(floor, _microbatch_floor(found, microbatches))
     return None

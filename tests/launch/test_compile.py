@@ -118,3 +118,32 @@ def test_fit_candidates_in_order_and_search_stops_at_first_fit():
         "--config.mesh.data=1 --config.mesh.fsdp=-1 --config.model.remat=full "
         "--config.train.microbatches=4")
     assert fit.search(_cfg(), 8, lambda c, o: Found(False)) is None
+
+
+def test_fit_search_skips_microbatch_counts_that_cannot_fit():
+    gib = 2 ** 30
+
+    class Found:  # 16 GiB: 6 GiB of state etc. beside activations of 40 GiB / microbatches
+        def __init__(self, microbatches):
+            self.hbm_bytes, self.temp_bytes = 16 * gib, 40 * gib / microbatches
+            self.total_bytes = 6 * gib + self.temp_bytes
+            self.fits = self.total_bytes <= self.hbm_bytes
+    tried = []
+
+    def try_config(cfg, overrides):
+        tried.append(cfg.train.microbatches)
+        return Found(cfg.train.microbatches)
+    overrides, _ = fit.search(_cfg(remat="full", batch=1024), 8, try_config)
+    # fsdp at 1 microbatch: 40 GiB of activations for 10 spare → at least 4; 2 is skipped.
+    assert overrides["train.microbatches"] == 4 and tried == [1, 4]
+    # State alone over the HBM: no microbatch count helps, none is compiled.
+    tried.clear()
+
+    class Full(Found):
+        def __init__(self, microbatches):
+            super().__init__(microbatches)
+            self.total_bytes += 20 * gib
+            self.fits = False
+    assert fit.search(_cfg(remat="full", batch=1024), 8,
+                      lambda c, o: tried.append(o) or Full(c.train.microbatches)) is None
+    assert tried == [{"mesh.data": 1, "mesh.fsdp": -1}]
