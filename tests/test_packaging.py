@@ -4,6 +4,7 @@ install (a wheel's files, no checkout) running a console script with a shipped c
 import importlib.metadata
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -92,3 +93,16 @@ def test_a_non_editable_install_runs_a_shipped_config_from_any_directory(tmp_pat
     assert "Done: 2 steps" in out.stdout
     assert (elsewhere / "run" / "results.json").exists()
     assert sorted(os.listdir(elsewhere)) == ["run"]
+
+
+def test_the_dockerfile_installs_extras_pyproject_declares():
+    """The image launch.submit --image uses: the checkout installed with a JAX extra."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    text = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^ARG JAX_EXTRA=tpu$", text, re.M)
+    assert set(re.findall(r"JAX_EXTRA=(\w+)", text)) == {"tpu", "cuda12"} <= set(extras)
+    assert re.search(r'^RUN pip install --no-cache-dir "\.\[\$\{JAX_EXTRA\}\]"$', text, re.M)
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert {".git", ".venv", "workdirs"} <= set(ignored)  # a context of sources only
