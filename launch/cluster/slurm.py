@@ -93,8 +93,8 @@ def _run_and_requeue(job: Job, srun: str) -> list[str]:
     """``srun``, then, with --requeue, the job requeued when the run saved and stopped early."""
     if not job.requeue:
         return [srun]
-    return ["# Exit status 75: the run saved a checkpoint and stopped (the time-limit warning,",
-            "# SIGUSR1, or a SIGTERM): requeue the job, which resumes from that checkpoint.",
+    return ["# Exit status 75: the run saved a checkpoint and stopped (SIGUSR1, Slurm's warning",
+            "# before the time limit, or SIGTERM): requeue the job; it resumes from there.",
             "set +e", srun, "status=$?", "set -e",
             'if [[ $status == 75 ]]; then scontrol requeue "$SLURM_JOB_ID"; fi',
             'exit "$status"']
