@@ -50,7 +50,6 @@ class MetricLogger:
     def __init__(self, workdir: str, *, resume_step: int = 0,
                  writers: str = writers_lib.DEFAULT, config: dict | None = None):
         self.active = jax.process_index() == 0
-        self.path = os.path.join(workdir, writers_lib.JSONL)
         self._writers: list[writers_lib.Writer] = []
         if not self.active:
             return
