@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import pathlib
 import re
 import sys
 
@@ -38,11 +39,57 @@ def define_flags(config_example: str):
 
 
 def define_config_flag(config_example: str):
-    """``--config`` (required) alone, for binaries without a workdir; returns its holder."""
-    config = config_flags.DEFINE_config_file("config", None, "Run config file, e.g. "
-                                             f"{config_example}", lock_config=True)
+    """``--config`` (required): a run config file, or a shipped one named from any directory
+    (``config_path``); returns its holder. ``define_flags`` calls it; binaries without a
+    workdir call it alone."""
+    config = config_flags.DEFINE_config_file(
+        "config", None, f"Run config file, e.g. {config_example}; a path that does not exist "
+        "here names a shipped config (bert.py:tiny, launch/configs/bert.py:tiny)",
+        lock_config=True)
+    flags.FLAGS[config.name].parser = _ShippedConfigParser(flags.FLAGS[config.name].parser)
     flags.mark_flag_as_required("config")
     return config
+
+
+SHIPPED_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def config_path(spec: str) -> str:
+    """``spec`` (``PATH[:ARG]``) as is when PATH exists here (or is absolute), else the shipped
+    config it names: ``bert.py:tiny`` or ``launch/configs/bert.py:tiny`` from any directory, and
+    from a non-editable install, which has no checkout to be in.
+
+    Raises:
+      ValueError: PATH is neither here nor a shipped config (the message lists those).
+    """
+    path, sep, arg = spec.partition(":")
+    if not path or os.path.isabs(path) or os.path.exists(path):
+        return spec
+    name = os.path.normpath(path).removeprefix(os.path.join("launch", "configs", ""))
+    shipped = os.path.join(SHIPPED_CONFIGS, name)
+    if os.path.dirname(name) == "" and os.path.isfile(shipped):
+        return shipped + sep + arg
+    raise ValueError(f"{path}: no such file in {os.getcwd()}, nor a shipped config (those are "
+                     f"{', '.join(shipped_configs())}, e.g. --config=bert.py:tiny)")
+
+
+def shipped_configs() -> list[str]:
+    """The run configs (files with a ``get_config``) in the package's ``launch/configs/``."""
+    return sorted(p.name for p in pathlib.Path(SHIPPED_CONFIGS).glob("*.py")
+                  if "def get_config" in p.read_text(encoding="utf-8"))
+
+
+class _ShippedConfigParser(flags.ArgumentParser):
+    """ml_collections' config-file parser, given ``config_path(spec)`` instead of ``spec``."""
+
+    def __init__(self, parser: flags.ArgumentParser):
+        self._parser = parser
+
+    def parse(self, argument):
+        return self._parser.parse(config_path(argument))
+
+    def flag_type(self) -> str:
+        return self._parser.flag_type()
 
 
 def define_cpu_devices_flag(default: int):

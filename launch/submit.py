@@ -45,12 +45,18 @@ flags.DEFINE_integer("chips_per_host", 4, "gke: TPU chips a host (node).")
 F("gpu_type", "", "gke: GPU node label, e.g. nvidia-h100-80gb.")
 flags.DEFINE_integer("gpus_per_node", 8, "gke, slurm: GPUs a node.")
 flags.DEFINE_integer("num_nodes", 1, "gke: GPU nodes (one pod and one process each).")
-F("image", "python:3.11", "gke: the container image (needs git for --repo).")
+F("image", "", "gke: an image with pretrax installed (docker build the repository's "
+  "Dockerfile), used as is: no --repo/--wheel, nothing installed at a pod's start. With "
+  "--repo (it needs git) or --wheel: the image to install into (default python:3.11).")
 flags.DEFINE_integer("nodes", 1, "slurm: nodes.")
 flags.DEFINE_enum("process_per", "gpu", ["gpu", "node"], "slurm: one process per GPU or node.")
 F("time", "24:00:00", "slurm: the time limit.")
 F("partition", "", "slurm: the partition (default: the cluster's).")
 F("account", "", "slurm: the account to charge (default: yours).")
+flags.DEFINE_bool("requeue", True, "slurm: requeue the job when Slurm preempts it, and when the "
+                  "run saved and stopped at the time-limit warning (it resumes from there).")
+flags.DEFINE_integer("signal_seconds", 120, "slurm: send SIGUSR1 this many seconds before the "
+                     "time limit: every process saves a checkpoint and stops (0: none).")
 F("out_dir", "workdirs/submit", "gke, slurm: where the manifest or script is written.")
 flags.mark_flag_as_required("target")
 

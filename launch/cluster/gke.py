@@ -4,6 +4,10 @@ TPU slices: one pod per TPU VM host of the slice (selected by the GKE TPU node l
 each pod ``TPU_WORKER_HOSTNAMES``/``TPU_WORKER_ID`` and JAX joins them by itself. GPU nodes: one
 pod per node with all its GPUs; the coordinator is pod 0 behind the JobSet's headless service,
 and each pod's process id is its Job completion index.
+
+Where pods get pretrax: an image with it installed (``--image``, built from the repository's
+``Dockerfile``), used as is, so a (re)started pod trains at once; or, with ``--repo``/``--wheel``,
+a plain Python image (``DEFAULT_IMAGE``) that installs pretrax and JAX at every start.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from launch.cluster import command, values
 
 COORDINATOR_PORT = 1234  # jax.distributed's coordinator on pod 0 (GPU)
 TPU_PORT = 8471  # the TPU runtime's port between hosts, as GKE's TPU examples open it
+DEFAULT_IMAGE = "python:3.11"  # what --repo/--wheel install into when no --image is given
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,23 +82,58 @@ def _placement(hosts: Hosts) -> tuple[dict, dict]:
             {"nvidia.com/gpu": hosts.gpus_per_node})
 
 
+def prebuilt(source: command.Source) -> bool:
+    """Whether pods use their image as is (no --repo or --wheel to install)."""
+    return not source.repo and not source.wheel
+
+
 def container_script(hosts: Hosts, source: command.Source, argv: list[str],
                      python: str = "python3") -> str:
-    """What every pod runs: install pretrax, then the training command (+ the GPU join flags)."""
+    """What every pod runs: install pretrax (unless the image has it), then the training command
+    (+ the GPU join flags).
+
+    Raises:
+      ValueError: --jax_extra with a prebuilt image (nothing is installed), or a bad source.
+    """
+    join = () if hosts.is_tpu else ("--coordinator_address=$COORDINATOR_ADDRESS",
+                                    "--num_processes=$NUM_PROCESSES", "--process_id=$PROCESS_ID")
+    train = command.python_command(python, argv, join)
+    if prebuilt(source):
+        if source.jax_extra:
+            raise ValueError(f"--jax_extra={source.jax_extra!r}: a prebuilt --image is used as "
+                             "is, nothing is installed; build it with that extra (docker build "
+                             "--build-arg JAX_EXTRA=…), or install at every start with --repo "
+                             "or --wheel")
+        return train  # in the image's working directory (the Dockerfile's: its checkout)
     extra = dataclasses.replace(source, jax_extra=source.jax_extra or
                                 ("tpu" if hosts.is_tpu else "cuda12"))
     install, where = command.install_script(extra, python)
-    join = () if hosts.is_tpu else ("--coordinator_address=$COORDINATOR_ADDRESS",
-                                    "--num_processes=$NUM_PROCESSES", "--process_id=$PROCESS_ID")
-    return f"{install} && cd {where} && {command.python_command(python, argv, join)}"
+    return f"{install} && cd {where} && {train}"
+
+
+def _image(image: str, source: command.Source) -> str:
+    """The pods' image: ``image``, else (installing at start) ``DEFAULT_IMAGE``.
+
+    Raises:
+      ValueError: no --image, --repo or --wheel, or an image outside its character set.
+    """
+    if not image and prebuilt(source):
+        raise ValueError("say where pods get pretrax: --image=IMAGE built from pretrax's "
+                         "Dockerfile (used as is), or --repo=GIT_URL / --wheel=WHEEL to install "
+                         "it at every start")
+    return values.IMAGE.check("image", image or DEFAULT_IMAGE)
 
 
 def manifest(name: str, hosts: Hosts, source: command.Source, argv: list[str], *,
-             image: str = "python:3.11", python: str = "python3", max_restarts: int = 3) -> str:
+             image: str = "", python: str = "python3", max_restarts: int = 3) -> str:
     """The JobSet as YAML: one replicated Job of ``hosts.count()`` indexed pods.
 
+    ``image``: one with pretrax installed, used as is when ``source`` names no --repo/--wheel;
+    else the image to install into (default ``DEFAULT_IMAGE``).
+
     Raises:
-      ValueError: a name, image or label Kubernetes would refuse, bad hosts, or a local workdir.
+      ValueError: a name, image or label Kubernetes would refuse, bad hosts, no source, or a
+        local workdir.
     """
     values.GKE_NAME.check("name", name)
     n = hosts.count()
@@ -102,7 +142,7 @@ def manifest(name: str, hosts: Hosts, source: command.Source, argv: list[str], *
         raise ValueError(f"--workdir={workdir} is a local path, but a pod's disk is lost when "
                          "the pod ends (and pods do not share it): use --workdir=gs://BUCKET/PATH")
     selector, limits = _placement(hosts)
-    container = {"name": "train", "image": values.IMAGE.check("image", image),
+    container = {"name": "train", "image": _image(image, source),
                  "command": ["bash", "-c", container_script(hosts, source, argv, python)],
                  "ports": [{"containerPort": TPU_PORT if hosts.is_tpu else COORDINATOR_PORT}],
                  **_env(name, hosts), "resources": {"limits": limits}}

@@ -46,7 +46,7 @@ def plan(target: str, argv: list[str], f) -> tuple[list[str], dict[str, str]]:
     if target == "slurm":
         job = slurm.Job(name=f.name or "pretrax", nodes=f.nodes, gpus_per_node=f.gpus_per_node,
                         process_per=f.process_per, time=f.time, partition=f.partition,
-                        account=f.account)
+                        account=f.account, requeue=f.requeue, signal_seconds=f.signal_seconds)
         text = slurm.script(job, argv, python=f.python)
         path = _out_path(f.out_dir, f"{job.name}.sbatch")
         return [slurm.sbatch_command(path)], {path: text}

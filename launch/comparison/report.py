@@ -2,7 +2,7 @@
 
 A run is a fine-tuning ``results.json`` plus ``variant`` ("scratch", "pretrained", ...), ``budget``
 (labelled examples, 0 = all) and ``label``, as `launch.compare` makes them. Differences are
-variant − scratch with Welch's 95% t interval; the t quantile is computed here (no scipy).
+variant − scratch with Welch's 95% t interval (SciPy's t distribution).
 """
 
 from __future__ import annotations
@@ -15,60 +15,27 @@ import re
 
 import numpy as np
 from matplotlib.figure import Figure  # Agg, without pyplot's global backend: headless, notebooks
+from scipy import stats
 
 BASELINE = "scratch"
 SPLITS = ("test", "dev")
 LEVEL = 0.95
 
 
-def _beta_fraction(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz, Numerical Recipes)."""
-    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    h = d = 1.0 / (d if abs(d) > tiny else tiny)
-    for m in range(1, 100_000):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta function I_x(a, b) for a, b > 0 and 0 ≤ x ≤ 1."""
-    if x <= 0.0 or x >= 1.0:
-        return 0.0 if x <= 0.0 else 1.0
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                 + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):  # the fraction converges fast here; else I = 1 - I_1-x(b,a)
-        return math.exp(log_front) * _beta_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _beta_fraction(b, a, 1.0 - x) / b
-
-
 def t_cdf(t: float, df: float) -> float:
     """P(T ≤ t) for Student's t with ``df`` > 0 (real) degrees of freedom."""
-    if df > 1e7:  # the normal limit is within 1e-6 in t there, and the fraction would crawl
-        return 0.5 * math.erfc(-t / math.sqrt(2.0))
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
+    return float(stats.t.cdf(t, df))
 
 
 def t_quantile(p: float, df: float) -> float:
-    """The ``p`` quantile of Student's t with ``df`` degrees of freedom, by bisection on `t_cdf`."""
+    """The ``p`` quantile of Student's t with ``df`` degrees of freedom.
+
+    Raises:
+      ValueError: p outside (0, 1) or df ≤ 0 (SciPy would return NaN).
+    """
     if not (0.0 < p < 1.0 and df > 0):
         raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, 2.0 * hi
-    while lo < (mid := 0.5 * (lo + hi)) < hi:  # down to adjacent floats
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-    return 0.5 * (lo + hi)
+    return float(stats.t.ppf(p, df))
 
 
 def describe(values: list[float]) -> dict:

@@ -88,6 +88,7 @@ def _base_config() -> ml_collections.ConfigDict:
     optimizer_mesh.add_optimizer(c.train)
     optimizer_mesh.add_profiling(c.train)
     c.train.log_every = 100
+    c.train.writers = "jsonl,tensorboard"  # metrics.jsonl, TensorBoard; add ",wandb" for W&B
     c.train.eval_every = 10_000
     c.train.eval_batches = 50
     c.train.checkpoint_every = 10_000

@@ -104,6 +104,7 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.train.layer_decay = 1.0  # layer-wise lr decay: layer i of N gets lr · decay^(N + 1 - i)
     optimizer_mesh.add_optimizer(c.train)
     c.train.log_every = 50
+    c.train.writers = "jsonl,tensorboard"  # metrics.jsonl, TensorBoard; add ",wandb" for W&B
     c.train.evals = 8  # dev evaluations over the run (the learning curve); the best is kept
     c.train.keep_checkpoints = 1
 

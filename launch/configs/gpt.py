@@ -80,6 +80,7 @@ def _base_config() -> ml_collections.ConfigDict:
     c.train.adam_b2 = 0.95
     c.train.adam_eps = 1e-8
     c.train.log_every = 100
+    c.train.writers = "jsonl,tensorboard"  # metrics.jsonl, TensorBoard; add ",wandb" for W&B
     c.train.eval_every = 5000
     c.train.eval_batches = 50
     c.train.checkpoint_every = 5000

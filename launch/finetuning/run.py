@@ -193,6 +193,7 @@ def finetune(cfg, workdir: str, *, allow_config_change: bool = False,
     The workdir's lock (``lock.acquire``) is held throughout: a run already using it is refused
     (``force_unlock``: one on another host is removed instead). A workdir written by another
     config is refused unless ``allow_config_change``."""
+    reporting.check_writers(cfg)
     with lock.acquire(workdir, force=force_unlock):
         return _finetune(cfg, workdir, allow_config_change)
 
@@ -264,7 +265,7 @@ def _train(cfg, run: _Setup, workdir: str, start_step: int, train: Callable,
                              log_every=cfg.train.log_every, eval_every=eval_every,
                              checkpoint_every=eval_every,
                              max_nonfinite_steps=cfg.train.max_nonfinite_steps)
-    logger = reporting.MetricLogger(workdir, resume_step=start_step)
+    logger = reporting.MetricLogger.for_run(cfg, workdir, resume_step=start_step)
     meter = reporting.Throughput(start_step, run.steps,
                                  cfg.train.batch_size * cfg.data.max_seq_length)
     hooks = loop.Hooks(train=train, log=functools.partial(logger.write, echo=False),

@@ -132,6 +132,7 @@ def train_and_evaluate(cfg, workdir: str, *, allow_config_change: bool = False,
     The workdir's lock (`lock.acquire`) is held throughout: a run already using it is refused
     (`force_unlock`: one on another host is removed instead). A workdir written by another config
     is refused (`workdir.check_config`) unless `allow_config_change`."""
+    reporting.check_writers(cfg)
     with lock.acquire(workdir, force=force_unlock):
         return _train_and_evaluate(cfg, workdir, allow_config_change)
 
@@ -190,7 +191,7 @@ def _train_and_evaluate(cfg, workdir: str, allow_config_change: bool) -> dict:
     # On the devices once, not at every evaluation.
     eval_batches = [mesh_lib.global_batch(b, batch_sh) for b in eval_batches]
     rng = jax.random.fold_in(jax.random.key(cfg.seed), 1)
-    logger = reporting.MetricLogger(workdir, resume_step=start_step)
+    logger = reporting.MetricLogger.for_run(cfg, workdir, resume_step=start_step)
     meter = reporting.Throughput(start_step, cfg.train.steps,
                                  cfg.train.batch_size * cfg.data.max_seq_length, **utilisation)
     profiler = reporting.Profiler(workdir, cfg.train.get("profile_steps", ""),

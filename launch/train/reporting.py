@@ -1,8 +1,8 @@
-"""Where numbers go: stdout progress lines, `metrics.jsonl`, TensorBoard. Process 0 only."""
+"""Where numbers go: stdout progress lines and the metric writers (`metrics.jsonl`, TensorBoard,
+W&B: `writers.py`). Process 0 only."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -10,6 +10,7 @@ import time
 import jax
 
 from launch.train import storage
+from launch.train import writers as writers_lib
 
 
 def say(message: str) -> None:
@@ -24,67 +25,59 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _step_of(line: str) -> float:
-    """A metrics.jsonl line's step; inf (dropped on resume) for a blank or torn line, which a
-    write cut short by a crash or a full disk can leave at the end."""
-    try:
-        return json.loads(line)["step"]
-    except (ValueError, KeyError, TypeError):
-        return math.inf
+def writers_of(cfg) -> str:
+    """``train.writers``; the default for a config from before it existed."""
+    return cfg.train.get("writers", writers_lib.DEFAULT)
+
+
+def check_writers(cfg) -> None:
+    """Refuses writers the run could not make (before it starts; ``writers.check``).
+
+    Raises:
+      ValueError: an unknown writer, or wandb without the wandb package.
+    """
+    writers_lib.check(writers_of(cfg))
 
 
 class MetricLogger:
-    """Appends one JSON object per logged step to `metrics.jsonl`; mirrors to TensorBoard.
+    """Each logged step's scalars to the writers ``train.writers`` names (``writers.py``:
+    ``metrics.jsonl``, TensorBoard, W&B), and a progress line to stdout. Process 0 only.
 
-    A resumed run first drops lines past the restored step, so the file reads as one run.
+    A resumed run first drops rows past the restored step from ``metrics.jsonl``, so it reads
+    as one run.
     """
 
-    def __init__(self, workdir: str, *, resume_step: int = 0):
+    def __init__(self, workdir: str, *, resume_step: int = 0,
+                 writers: str = writers_lib.DEFAULT, config: dict | None = None):
         self.active = jax.process_index() == 0
-        self.path = os.path.join(workdir, "metrics.jsonl")
-        self._tb = None
+        self._writers: list[writers_lib.Writer] = []
         if not self.active:
             return
         storage.makedirs(workdir)
-        self._lines = self._truncate_after(resume_step)
-        import tensorflow as tf  # only the writer; binaries hide accelerators from TF first
-        self._summary = tf.summary
-        self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+        self._writers = writers_lib.make(writers, workdir, resume_step=resume_step,
+                                         config=config)
 
-    def _truncate_after(self, step: int) -> list[str]:
-        """Drops the lines past ``step``; returns the lines kept."""
-        if not storage.exists(self.path):
-            return []
-        with storage.open_file(self.path) as f:
-            kept = [line for line in f.read().splitlines(keepends=True) if _step_of(line) <= step]
-        tmp = self.path + ".tmp"
-        with storage.open_file(tmp, "w") as f:
-            f.write("".join(kept))
-        storage.replace(tmp, self.path)
-        return kept
+    @classmethod
+    def for_run(cls, cfg, workdir: str, *, resume_step: int = 0) -> MetricLogger:
+        """The logger of a run of ``cfg`` (its ``train.writers``; W&B gets the config)."""
+        return cls(workdir, resume_step=resume_step, writers=writers_of(cfg),
+                   config=cfg.to_dict())
 
     def write(self, step: int, scalars: dict, *, echo: bool = True) -> None:
         if not self.active:
             return
-        record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
-        line = json.dumps(record) + "\n"
-        if storage.is_remote(self.path):  # a bucket object cannot be appended to: rewrite it
-            self._lines.append(line)
-            with storage.open_file(self.path, "w") as f:
-                f.write("".join(self._lines))
-        else:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line)
-        with self._tb.as_default(step=int(step)):
-            for k, v in scalars.items():
-                self._summary.scalar(k, float(v))
-        self._tb.flush()
+        values = {k: float(v) for k, v in scalars.items()}
+        for writer in self._writers:
+            writer.write_scalars(int(step), values)
+            writer.flush()
         if echo:
+            record = {"step": int(step), **values}
             print(" ".join(f"{k}={_fmt(v)}" for k, v in record.items()), flush=True)
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers = []
 
 
 class Throughput:

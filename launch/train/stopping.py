@@ -3,16 +3,18 @@
 Each reason is an exception carrying its exit status; the binaries print its message and exit
 with that status (``binary.explain_errors``), so a job scheduler can tell them apart:
 
-  EXIT_PREEMPTED = 75  (EX_TEMPFAIL) SIGTERM/SIGINT: a checkpoint was saved; run the same command
-                       again to resume.
+  EXIT_PREEMPTED = 75  (EX_TEMPFAIL) SIGTERM/SIGINT/SIGUSR1: a checkpoint was saved; run the same
+                       command again to resume.
   EXIT_DIVERGED = 65   (EX_DATAERR) the loss or gradient norm stayed NaN/Inf; the last good
                        checkpoint is intact.
   EXIT_SAVE_FAILED = 74 (EX_IOERR) a checkpoint could not be written (e.g. disk full); the previous
                        one is intact.
 
-``Preemption`` turns SIGTERM/SIGINT into a request to stop after the current step. With several
-processes all must save the same step: SIGTERM is left to JAX's preemption service (its notifier
-owns SIGTERM once ``jax.distributed`` is initialised, and tells every process), and
+``Preemption`` turns SIGTERM/SIGINT into a request to stop after the current step, and SIGUSR1
+too: the warning a scheduler sends ahead of a time limit (the Slurm script ``launch.submit``
+writes asks for it 120 s before, ``--signal``, and requeues the job). With several processes all
+must save the same step: SIGTERM is left to JAX's preemption service (its notifier owns SIGTERM
+once ``jax.distributed`` is initialised, and tells every process), and
 ``multihost_utils.reached_preemption_sync_point(step)`` says when the agreed step is reached.
 """
 
@@ -37,9 +39,9 @@ class Stopped(Exception):
 
 
 class Preempted(Stopped):
-    """A SIGTERM/SIGINT was honoured: the checkpoint at ``step`` is saved and complete; or, when
-    the updates since ``skipped_since`` were NaN/Inf (skipped), none was saved and a rerun
-    resumes from ``resume_step`` (None: from scratch)."""
+    """A SIGTERM/SIGINT/SIGUSR1 was honoured: the checkpoint at ``step`` is saved and complete;
+    or, when the updates since ``skipped_since`` were NaN/Inf (skipped), none was saved and a
+    rerun resumes from ``resume_step`` (None: from scratch)."""
     exit_status = EXIT_PREEMPTED
 
     def __init__(self, step: int, directory: str, *, skipped_since: int | None = None,
@@ -90,7 +92,8 @@ class SaveFailed(Stopped):
 
 
 class Preemption:
-    """While active (``with Preemption() as p``), SIGTERM and SIGINT ask the loop to stop.
+    """While active (``with Preemption() as p``), SIGTERM, SIGINT and SIGUSR1 ask the loop to
+    stop.
 
     ``p.reached(step)`` is True at the step to save and stop at: on one process, the first step
     that ends after a signal (a Python flag: no host sync); on several, the step all processes
@@ -109,7 +112,7 @@ class Preemption:
             return self  # only the main thread may set handlers; signals then act as usual
         # With several processes, SIGTERM belongs to JAX's preemption notifier (installed by
         # jax.distributed.initialize); replacing it would hide the notice from the other hosts.
-        signals = (signal.SIGINT,) if self._multiprocess else (signal.SIGINT, signal.SIGTERM)
+        signals = (signal.SIGINT, signal.SIGUSR1) + ((signal.SIGTERM,) * (not self._multiprocess))
         for s in signals:
             self._previous[s] = signal.signal(s, self._handle)
         return self
@@ -127,7 +130,7 @@ class Preemption:
         first = self.signal is None
         self.signal = signum
         if self._multiprocess:
-            # SIGINT reaches JAX's notifier as a SIGTERM, so every process learns of it.
+            # SIGINT and SIGUSR1 reach JAX's notifier as a SIGTERM, so every process learns of it.
             os.kill(os.getpid(), signal.SIGTERM)
         if first and jax.process_index() == 0:
             print(f"\nreceived {signal.Signals(signum).name}: saving a checkpoint after this "

@@ -19,7 +19,7 @@ SAFE_ON_RESUME = (
     "train.steps",
     # What is logged, evaluated and saved, and how often: reporting only.
     "train.log_every", "train.eval_every", "train.eval_batches", "train.evals",
-    "train.profile_steps", "train.peak_flops_per_device",
+    "train.profile_steps", "train.peak_flops_per_device", "train.writers",
     "train.checkpoint_every", "train.keep_checkpoints",
     # Where the devices are and how the arrays lie on them: checkpoints restore onto any mesh,
     # and the math is the same (a job resumed on another slice).

@@ -201,7 +201,7 @@ def check_gke(text: str, target: str, argv, f, cwd: pathlib.Path) -> None:
                  "cloud.google.com/gke-tpu-topology": f.tpu_topology} if tpu else
                 {"cloud.google.com/gke-accelerator": f.gpu_type})
     pod = {"restartPolicy": "Never", "nodeSelector": selector, "containers": [{
-        "name": "train", "image": f.image, "command": ["bash", "-c", script],
+        "name": "train", "image": f.image or "python:3.11", "command": ["bash", "-c", script],
         "ports": [{"containerPort": 8471 if tpu else 1234}], **({} if tpu else {"env": env}),
         "resources": {"limits": {"google.com/tpu": f.chips_per_host} if tpu else
                       {"nvidia.com/gpu": f.gpus_per_node}}}]}
@@ -215,10 +215,13 @@ def check_gke(text: str, target: str, argv, f, cwd: pathlib.Path) -> None:
                  "replicatedJobs": [{"name": "workers", "replicas": 1,
                                      "template": {"spec": job}}]}}
     pod_env = {"COORDINATOR_ADDRESS": "c0:1234", "NUM_PROCESSES": "7", "PROCESS_ID": "5"}
-    install, find, where = install_calls(f, str(cwd / "home"), "tpu" if tpu else "cuda12")
     join = [] if tpu else ["--coordinator_address=c0:1234", "--num_processes=7",
                            "--process_id=5"]
     calls = run_recorded(script, [*_REMOTE, f.python], cwd, pod_env)
+    if not f.repo and not f.wheel:  # a prebuilt image: nothing installed, run where it starts
+        assert f.image and calls == [[f.python, "-m", *argv, *join]]
+        return
+    install, find, where = install_calls(f, str(cwd / "home"), "tpu" if tpu else "cuda12")
     assert calls == [*install, *find, ["cd", where], [f.python, "-m", *argv, *join]]
 
 
@@ -231,7 +234,9 @@ def check_slurm(text: str, target: str, argv, f, cwd: pathlib.Path) -> None:
     want = [f"--job-name={name}", f"--nodes={f.nodes}", f"--ntasks-per-node={tasks}",
             f"--gpus-per-node={f.gpus_per_node}", f"--time={f.time}",
             "--output=slurm-%x-%j.out", *([f"--partition={f.partition}"] * bool(f.partition)),
-            *([f"--account={f.account}"] * bool(f.account))]
+            *([f"--account={f.account}"] * bool(f.account)),
+            *(["--requeue", "--open-mode=append"] if f.requeue else []),
+            *([f"--signal=USR1@{f.signal_seconds}"] if f.signal_seconds else [])]
     lines = script.split("\n")
     assert lines[0] == "#!/bin/bash"
     assert lines[1:1 + len(want)] == [f"#SBATCH {d}" for d in want]

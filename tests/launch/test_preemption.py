@@ -1,5 +1,5 @@
-"""Preemption: SIGTERM/SIGINT finish the step, save it, and stop with exit status 75; the run
-resumes exactly. On several processes all save the step JAX's preemption service agreed on."""
+"""Preemption: SIGTERM/SIGINT/SIGUSR1 finish the step, save it, and stop with exit status 75; the
+run resumes exactly. On several processes all save the step JAX's preemption service agreed on."""
 
 import os
 import re
@@ -39,9 +39,10 @@ def test_signals_set_a_flag_and_the_old_handlers_come_back():
             signal.signal(s, handler)
 
 
-def _loop(tmp_path, signal_at: int, steps: int = 10, checkpoint_every: int = 4):
+def _loop(tmp_path, signal_at: int, steps: int = 10, checkpoint_every: int = 4,
+          signum: int = signal.SIGTERM):
     """The loop on pretraining's schedule around a stand-in step (``w += 1``) that receives
-    SIGTERM while it runs step ``signal_at``; returns the saved steps and what stopped it."""
+    ``signum`` while it runs step ``signal_at``; returns the saved steps and what stopped it."""
     cfg = bert.get_config("tiny")
     cfg.train.update(steps=steps, checkpoint_every=checkpoint_every, log_every=1, eval_every=100)
     zero = jnp.zeros((), jnp.int32)
@@ -50,7 +51,7 @@ def _loop(tmp_path, signal_at: int, steps: int = 10, checkpoint_every: int = 4):
 
     def train(s):
         if int(s.step) + 1 == signal_at:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
         return (s.replace(step=s.step + 1, params={"w": s.params["w"] + 1}),
                 {"loss": (jnp.float32(1.0), jnp.float32(1.0))})
     manager = checkpoint.make_manager(str(tmp_path), cfg.train)
@@ -82,6 +83,14 @@ def test_sigterm_finishes_the_step_saves_it_and_stops(tmp_path):
                          "run the same command again to resume")
     assert checkpoint.complete_steps(tmp_path / "checkpoints") == [4, 6]
     assert signal.getsignal(signal.SIGTERM) is handler
+
+
+def test_sigusr1_the_schedulers_warning_saves_and_stops_like_sigterm(tmp_path):
+    handler = signal.getsignal(signal.SIGUSR1)
+    saves, stop = _loop(tmp_path, signal_at=6, signum=signal.SIGUSR1)
+    assert saves == [4, 6] and stop.step == 6 and stop.exit_status == 75
+    assert checkpoint.complete_steps(tmp_path / "checkpoints") == [4, 6]
+    assert signal.getsignal(signal.SIGUSR1) is handler
 
 
 def test_sigterm_at_a_checkpoint_step_saves_it_once(tmp_path):

@@ -1,18 +1,14 @@
-"""launch.comparison.report: statistics by hand and against scipy; a whole report from synthetic
-runs."""
+"""launch.comparison.report: statistics by hand, against scipy and against the figures of the
+hand-written t distribution it had before; a whole report from synthetic runs."""
 
 import json
 import math
 import os
 
 import pytest
+from scipy import stats as scipy_stats
 
 from launch.comparison import report
-
-try:
-    from scipy import stats as scipy_stats
-except ImportError:  # scipy is not a dependency: the cross-checks are extras
-    scipy_stats = None
 
 
 def run(task, variant, seed, value, *, budget=0, steps=(100, 200, 300), metric="accuracy",
@@ -47,14 +43,50 @@ def test_t_quantile_one_df_is_the_cauchy_quantile():
     assert report.t_quantile(0.975, 1) == pytest.approx(math.tan(math.pi * 0.475), rel=1e-10)
 
 
-@pytest.mark.skipif(scipy_stats is None, reason="scipy not installed")
 @pytest.mark.parametrize("df", [1, 1.44, 2.5, 3, 7.3, 30, 250, 5e4])
 def test_t_quantile_and_cdf_match_scipy(df):
     for p in (0.6, 0.9, 0.95, 0.975, 0.995, 0.9995):
         assert report.t_quantile(p, df) == pytest.approx(scipy_stats.t.ppf(p, df), rel=1e-9)
     for t in (-3.0, -0.4, 0.0, 1.0, 2.5, 8.0):
-        # lgamma(a + 1/2) - lgamma(a) cancels at large df: ~1e-11 at df 5e4, far below a CI's needs.
         assert report.t_cdf(t, df) == pytest.approx(scipy_stats.t.cdf(t, df), rel=1e-9)
+
+
+# t_quantile(0.975, df), t_cdf(2.0, df) as the hand-written incomplete beta gave them (by a
+# continued fraction and bisection) before SciPy replaced it: a report's figures stay the same.
+HAND_WRITTEN = [(1, 12.706204736174659, 0.8524163823495668),
+                (2.5, 3.5746548420036772, 0.9213042521210172),
+                (4, 2.7764451051977908, 0.9419417382415922),
+                (7.3, 2.3450667365477003, 0.9580294803329484),
+                (30, 2.042272456301233, 0.9726874775185086)]
+
+
+@pytest.mark.parametrize("df,quantile,cdf", HAND_WRITTEN)
+def test_scipy_gives_the_figures_of_the_hand_written_t(df, quantile, cdf):
+    assert report.t_quantile(0.975, df) == pytest.approx(quantile, rel=1e-9)
+    assert report.t_cdf(2.0, df) == pytest.approx(cdf, rel=1e-9)
+
+
+def test_past_1e7_df_the_hand_written_normal_limit_was_within_2e9():
+    # The old code switched to the normal distribution there; SciPy keeps the t (1.2e-9 apart).
+    assert report.t_quantile(0.975, 1e9) == pytest.approx(1.9599639845400532, rel=2e-9)
+    assert report.t_cdf(2.0, 1e9) == pytest.approx(0.9772498680518208, rel=2e-9)
+
+
+@pytest.mark.parametrize("values,baseline,ci,df", [
+    ([0.80, 0.82, 0.84], [0.70, 0.75], [-0.08081265540471319, 0.2708126554047131],
+     1.439422909786196),
+    ([71.2, 69.8, 73.5, 70.1], [64.0, 66.3, 61.9], [2.6966094039221655, 11.47005726274452],
+     3.6608519964036974)])
+def test_welch_intervals_are_those_of_the_hand_written_t(values, baseline, ci, df):
+    c = report.compare(values, baseline)
+    assert c["df"] == pytest.approx(df, rel=1e-12)
+    assert c["ci"] == pytest.approx(ci, rel=1e-9)
+
+
+def test_t_quantile_refuses_what_has_no_quantile():
+    for p, df in ((0.0, 3), (1.0, 3), (0.5, 0), (0.5, -1)):
+        with pytest.raises(ValueError, match="t_quantile needs 0 < p < 1 and df > 0"):
+            report.t_quantile(p, df)
 
 
 def test_welch_interval_by_hand():
@@ -76,9 +108,8 @@ def test_welch_unequal_variances():
     assert c["df"] == pytest.approx(df)
     half = report.t_quantile(0.975, df) * math.sqrt(va + vb)
     assert c["ci"] == pytest.approx([0.095 - half, 0.095 + half])
-    if scipy_stats is not None:
-        ci = scipy_stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-        assert c["ci"] == pytest.approx([ci.low, ci.high], rel=1e-8)
+    ci = scipy_stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert c["ci"] == pytest.approx([ci.low, ci.high], rel=1e-8)
 
 
 def test_beats_by_2std_false_when_spread_is_large():

@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from launch.cluster import local
+from launch.cluster import local, slurm
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -194,6 +194,63 @@ def test_slurm_script_one_process_per_node_sees_every_gpu(tmp_path):
     assert "export JAX_LOCAL_DEVICE_IDS=0,1,2,3" in script
 
 
+def _slurm_run(tmp_path, script: str, srun_status: int) -> tuple[int, list[str]]:
+    """Runs ``script`` with an ``srun`` that exits with ``srun_status`` and an ``scontrol`` that
+    records its arguments; returns (the script's exit status, scontrol's calls)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "srun").write_text(f"#!/bin/bash\nexit {srun_status}\n")
+    (bin_dir / "scontrol").write_text('#!/bin/bash\necho "$*" >> "$(dirname $0)/calls"\n')
+    for tool in ("srun", "scontrol"):
+        (bin_dir / tool).chmod(0o755)
+    p = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                       env={"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_ID": "4711"})
+    calls = bin_dir / "calls"
+    text = calls.read_text() if calls.exists() else ""
+    calls.unlink(missing_ok=True)
+    return p.returncode, text.splitlines()
+
+
+def test_slurm_warns_before_the_time_limit_and_requeues_a_run_that_saved(tmp_path):
+    job = slurm.Job(name="bert", time="4:00:00")
+    script = slurm.script(job, [*TRAIN[:2], "--workdir=/shared/bert"])
+    bash_ok(script)
+    directives = [line.split(" ", 1)[1] for line in script.splitlines()
+                  if line.startswith("#SBATCH")]
+    # SIGUSR1 to every training process 120 s before 4:00:00: each saves, then exits with 75.
+    assert directives[-3:] == ["--requeue", "--open-mode=append", "--signal=USR1@120"]
+    assert _slurm_run(tmp_path, script, 75) == (75, ["requeue 4711"])
+    assert _slurm_run(tmp_path, script, 0) == (0, [])  # finished: nothing to requeue
+    assert _slurm_run(tmp_path, script, 1) == (1, [])  # failed: a requeue would fail again
+
+
+def test_slurm_without_requeue_or_signal_only_runs_srun(tmp_path):
+    job = slurm.Job(requeue=False, signal_seconds=0)
+    script = slurm.script(job, [*TRAIN[:2], "--workdir=/shared/bert"])
+    assert not [line for line in script.splitlines()
+                if line.startswith("#SBATCH --") and line.split()[1].startswith(
+                    ("--requeue", "--open-mode", "--signal"))]
+    assert script.splitlines()[-1].startswith("srun --kill-on-bad-exit=1 ")
+    assert _slurm_run(tmp_path, script, 75) == (75, [])
+    job = slurm.Job(requeue=False, signal_seconds=300)  # a warning, without the requeue
+    assert "#SBATCH --signal=USR1@300" in slurm.script(job, [*TRAIN[:2], "--workdir=/s/b"])
+
+
+def test_gke_prebuilt_image_runs_the_command_as_is(tmp_path):
+    image = "us-docker.pkg.dev/p/r/pretrax@sha256:0a"
+    code, out, err = submit("--target=gke", "--name=job1", "--gpu_type=g", f"--image={image}",
+                            f"--out_dir={tmp_path}", "--dry_run")
+    assert code == 0, err
+    _, container, script = _manifest(out, tmp_path)
+    assert container["image"] == image
+    assert script == (f"{TRAIN_LINE} --coordinator_address=$COORDINATOR_ADDRESS "
+                      "--num_processes=$NUM_PROCESSES --process_id=$PROCESS_ID")
+    code, out, err = submit("--target=gke", "--name=job1", "--gpu_type=g", REPO_FLAG,
+                            f"--out_dir={tmp_path}", "--dry_run")
+    assert code == 0, err
+    assert _manifest(out, tmp_path)[1]["image"] == "python:3.11"  # installing at every start
+
+
 def test_local_dry_run_is_the_same_command_per_process():
     code, out, err = submit("--target=local", "--num_processes=3", "--devices_per_process=2",
                             "--port=4321", "--dry_run")
@@ -251,6 +308,15 @@ def test_local_dry_run_is_the_same_command_per_process():
      "e.g. 24:00:00 or 2-00:00:00"),
     (["--target=slurm", "--nodes=0"], None,
      "error: --nodes=0 and --gpus_per_node=8: use 1 or more"),
+    (["--target=slurm", "--signal_seconds=-1"], None,
+     "error: --signal_seconds=-1: use 0 to 65535"),
+    (["--target=gke", "--name=j", "--gpu_type=g"], None, "error: say where pods get pretrax: "
+     "--image=IMAGE built from pretrax's Dockerfile (used as is), or --repo=GIT_URL / "
+     "--wheel=WHEEL to install it at every start"),
+    (["--target=gke", "--name=j", "--gpu_type=g", "--image=r/pretrax:1", "--jax_extra=tpu"], None,
+     "error: --jax_extra='tpu': a prebuilt --image is used as is, nothing is installed; build it "
+     "with that extra (docker build --build-arg JAX_EXTRA=…), or install at every start with "
+     "--repo or --wheel"),
 ])
 def test_bad_submissions_say_what_to_fix(flags, train, message):
     code, out, err = submit(*flags, "--dry_run", train=TRAIN if train is None else train)

@@ -60,6 +60,7 @@ _ONE = st.fixed_dictionaries({
     "time": st.sampled_from(["24:00:00", "2-00:00:00", "30"]),
     "partition": st.sampled_from(["", "a100", "a100,h100"]),
     "account": st.sampled_from(["", "acct_1.x"]),
+    "requeue": st.booleans(), "signal_seconds": st.sampled_from([0, 1, 120, 65535]),
     "out_dir": st.sampled_from(["workdirs/submit", h.NASTY_DIR, "", "-x", "."]),
     "num_processes": st.integers(1, 3), "devices_per_process": st.integers(1, 4),
     "port": st.sampled_from([0, 4321])})
@@ -69,10 +70,11 @@ _ARGV = st.lists(st.one_of(st.sampled_from(h.NASTY_ARGS), _FREE), max_size=3).ma
                    "--workdir=gs://b/run", *extra])
 
 _SMALL = st.one_of(st.integers(-2, 9), st.sampled_from([-(2 ** 31), 2 ** 40]))
-_BAD = {"create": st.booleans(), "spot": st.booleans(), "port": st.sampled_from(
-    [-1, 0, 1, 65535, 65536, 2 ** 40]), "num_processes": st.integers(-2, 9),
-        "gpus_per_node": st.integers(-2, 9), "out_dir": _STR.map(
-    lambda v: v.lstrip("/").replace("..", "_."))}  # never outside the test's directory
+_BAD = {"create": st.booleans(), "spot": st.booleans(), "requeue": st.booleans(),
+        "port": st.sampled_from([-1, 0, 1, 65535, 65536, 2 ** 40]),
+        "num_processes": st.integers(-2, 9), "gpus_per_node": st.integers(-2, 9),
+        # never outside the test's directory
+        "out_dir": _STR.map(lambda v: v.lstrip("/").replace("..", "_."))}
 _BAD_ARGV = st.one_of(
     st.just([]), st.tuples(_STR).map(list),
     st.builds(lambda m, a: [m, *a[1:]], _STR, _ARGV),
