@@ -44,6 +44,7 @@ def _albert(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.model.embed_dim = 128  # E: the token embedding's width, projected to D (ALBERT-base)
     c.model.dropout_rate = 0.0
     c.model.attention_dropout_rate = 0.0
+    c.model.attention_impl = "xla"  # no attention dropout: "auto" would fuse (docs/performance.md)
     c.data.sop_swap_prob = 0.5
     # ERNIE 2.0 draws k uniformly in [min, max]; Σ_{k ≤ max} k! classes (9 for max 3).
     c.data.order_min_segments = 1

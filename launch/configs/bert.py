@@ -59,6 +59,7 @@ def _base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"
     c.model.scan_layers = False
     c.model.remat = "none"
+    c.model.attention_impl = "xla"  # | dot_product | cudnn | flash | auto: docs/performance.md
 
     c.data = ml_collections.ConfigDict()
     c.data.corpus = "embedded"
