@@ -214,9 +214,12 @@ def attend(config: TransformerConfig, q_BLHK: jax.Array, k_BMHK: jax.Array, v_BM
         q_seg_BL, kv_seg_BL = mask.segments(q_BLHK.shape[0], length)
         return flash_attention.splash_attention(q_BLHK, k_BMHK, v_BMHK, q_seg_BL, kv_seg_BL,
                                                 causal=mask.causal, interpret=name != "tpu")
-    return jax.nn.dot_product_attention(
-        q_BLHK, k_BMHK, v_BMHK, mask=mask.allowed(length, kv_length, with_causal=False),
-        is_causal=mask.causal, implementation="cudnn" if impl == "cudnn" else None)
+    allowed = mask.allowed(length, kv_length, with_causal=False)
+    if impl == "cudnn" and allowed is not None:  # cuDNN takes a mask (as a bias) of [·, ·, L, M]
+        allowed = jnp.broadcast_to(allowed, (allowed.shape[0], 1, length, kv_length))
+    return jax.nn.dot_product_attention(q_BLHK, k_BMHK, v_BMHK, mask=allowed,
+                                        is_causal=mask.causal,
+                                        implementation="cudnn" if impl == "cudnn" else None)
 
 
 class SelfAttention(nn.Module):

@@ -163,6 +163,32 @@ def test_flash_under_a_mesh_runs_per_device():
         loss_outputs_grads("gpt", "flash", odd)
 
 
+@pytest.mark.parametrize("arch", ["bert", "gpt"])
+def test_cudnn_is_asked_with_a_causal_flag_and_a_full_mask(arch, monkeypatch):
+    """No GPU here: on a pretend one, the call ``cudnn`` makes (cuDNN wants the mask as [B, 1,
+    L, M], the causal part as its flag) is run by the XLA implementation instead and matches
+    xla. What cuDNN itself does runs only on a GPU."""
+    calls = []
+
+    def spy(*args, implementation=None, **kwargs):
+        calls.append((implementation, kwargs["is_causal"], kwargs["mask"].shape))
+        return dot_product(*args, implementation="xla", **kwargs)
+
+    dot_product = jax.nn.dot_product_attention
+    monkeypatch.setattr(attention, "platform", lambda: "gpu")
+    monkeypatch.setattr(jax.nn, "dot_product_attention", spy)
+    config = (BERT if arch == "bert" else GPT).replace(attention_impl="cudnn", dtype="bfloat16")
+    model, batch = make_model(arch, config), batch_of(arch)
+    got = model.apply({"params": params(arch)}, batch, deterministic=True)
+    want = make_model(arch, config.replace(attention_impl="xla")).apply(
+        {"params": params(arch)}, batch, deterministic=True)
+    b, length = batch["token_ids"].shape
+    assert calls == [("cudnn", arch == "gpt", (b, 1, length, length))] * config.num_layers
+    if arch == "gpt":
+        got, want = real_positions(got, batch), real_positions(want, batch)
+    assert_close(got, want, 2e-2, 2e-2, "bfloat16 outputs")
+
+
 def test_one_parameter_tree_for_every_impl():
     shapes = {}
     for impl in ("xla", "dot_product", "flash", "auto"):
