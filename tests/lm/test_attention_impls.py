@@ -178,10 +178,14 @@ def test_cudnn_is_asked_with_a_causal_flag_and_a_full_mask(arch, monkeypatch):
     monkeypatch.setattr(attention, "platform", lambda: "gpu")
     monkeypatch.setattr(jax.nn, "dot_product_attention", spy)
     config = (BERT if arch == "bert" else GPT).replace(attention_impl="cudnn", dtype="bfloat16")
-    model, batch = make_model(arch, config), batch_of(arch)
-    got = model.apply({"params": params(arch)}, batch, deterministic=True)
-    want = make_model(arch, config.replace(attention_impl="xla")).apply(
-        {"params": params(arch)}, batch, deterministic=True)
+    batch = batch_of(arch)
+
+    def forward(c):
+        model = make_model(arch, c)
+        return jit(lambda p, b: model.apply({"params": p}, b, deterministic=True))(params(arch),
+                                                                                    batch)
+
+    got, want = forward(config), forward(config.replace(attention_impl="xla"))
     b, length = batch["token_ids"].shape
     assert calls == [("cudnn", arch == "gpt", (b, 1, length, length))] * config.num_layers
     if arch == "gpt":
