@@ -144,15 +144,16 @@ def test_flash_kernel_interpreted_matches_xla(arch):
 
 
 def test_flash_under_a_mesh_runs_per_device():
-    """shard_map over 2 × 1 × 4 CPU devices: batch on (data, fsdp), heads on tensor; a batch
-    that does not divide is refused in one line."""
+    """shard_map over 2 × 1 × 4 CPU devices: batch on (data, fsdp), heads on tensor, inside
+    scanned, rematerialised layers; a batch that does not divide is refused in one line."""
     devices = np.asarray(jax.devices())
     if devices.size < 8:
         pytest.skip("needs 8 devices (the suite forces 8 CPU devices)")
     mesh = jax.sharding.Mesh(devices[:8].reshape(2, 1, 4), axes.MESH_AXES,
                              axis_types=(jax.sharding.AxisType.Auto,) * 3)
-    loss, out, grads = loss_outputs_grads("gpt", "xla")
-    got_loss, got_out, got_grads = loss_outputs_grads("gpt", "flash", mesh)
+    stack = {"scan_layers": True, "remat": "full"}
+    loss, out, grads = loss_outputs_grads("gpt", "xla", **stack)
+    got_loss, got_out, got_grads = loss_outputs_grads("gpt", "flash", mesh, **stack)
     np.testing.assert_allclose(got_loss, loss, rtol=1e-6)
     assert_close(real_positions(got_out, gpt_batch()), real_positions(out, gpt_batch()), 1e-5,
                  1e-5, "outputs")
