@@ -25,7 +25,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 
-from lm import heads, stack
+from lm import attention, heads, stack
 from lm.bert import BertForClassification, BertForSpanQa
 from lm.config import TransformerConfig
 from lm.encoder import Encoder, TransformerBlock
@@ -44,11 +44,10 @@ class AlbertEncoder(Encoder):
         broadcast (shared) while dropout gets a fresh key at every step."""
         self.shared_layer = stack.make_layers(TransformerBlock, self.config, shared=True)
 
-    def run_layers(self, x_BLD: jax.Array, bias_BHLM: jax.Array, deterministic: bool
+    def run_layers(self, x_BLD: jax.Array, mask: attention.AttentionMask, deterministic: bool
                    ) -> jax.Array:
         """The shared block N times: [B, L, D] → [B, L, D]."""
-        return stack.run_layers(self.shared_layer, self.config, x_BLD, bias_BHLM,
-                                deterministic)[0]
+        return stack.run_layers(self.shared_layer, self.config, x_BLD, mask, deterministic)[0]
 
 
 class AlbertForPretraining(nn.Module):

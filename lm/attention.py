@@ -1,7 +1,27 @@
-"""Multi-head self-attention and the mask builders it consumes.
+"""Multi-head self-attention, the masks it takes, and its implementations.
 
-Masks are boolean with True = may attend, shaped to broadcast against scores [B, H, L, M]; they
-combine with ``&`` and become an additive float32 bias through ``mask_to_bias``.
+A layer is told which keys each query may see by an ``AttentionMask``: the structure (key
+validity, packed-segment ids, causal), never a dense array, so a fused kernel can use it as it is
+(a causal flag, segment ids) while the einsum path builds today's additive bias from it. Boolean
+masks are True = may attend, shaped to broadcast against scores [B, H, L, M]; they combine with
+``&`` and become an additive float32 bias through ``mask_to_bias``.
+
+``TransformerConfig.attention_impl`` chooses how softmax(Q Kᵀ / √K + mask) V is computed:
+
+* ``xla``: the einsum below (``dot_product_attention``), scores materialised in float32
+  [B, H, L, M]; the only one with attention-probability dropout; the default.
+* ``dot_product``: ``jax.nn.dot_product_attention`` (in JAX 0.10 its XLA implementation).
+* ``cudnn``: the same with ``implementation="cudnn"``: cuDNN's fused flash attention (GPU,
+  bfloat16).
+* ``flash``: the Pallas splash-attention kernel JAX ships for TPUs (``lm/flash_attention.py``);
+  on CPU its interpreter, a slow reference for tests.
+* ``auto``: ``flash`` on TPU, ``cudnn`` on GPU in bfloat16, ``xla`` otherwise, and ``xla``
+  whenever ``attention_dropout_rate > 0``: the fused kernels have no attention-probability
+  dropout.
+
+The KV-cache decoding path (a mask with ``query_offset``) always takes ``xla``. XLNet's
+two-stream relative attention (``lm/relative_attention.py``) has its own einsum path and ignores
+``attention_impl``. Every implementation has the same parameters.
 """
 
 from __future__ import annotations
@@ -9,8 +29,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import struct
 
-from lm import axes, layers
+from lm import axes, flash_attention, layers
 from lm.config import TransformerConfig
 
 # Finite rather than -inf, so a fully masked row softmaxes to uniform instead of NaN, and small
@@ -47,6 +68,66 @@ def mask_to_bias(mask: jax.Array, dtype=jnp.float32) -> jax.Array:
     return jnp.where(mask, 0.0, NEG_BIAS).astype(dtype)
 
 
+@struct.dataclass
+class AttentionMask:
+    """Which keys each query may see: the AND of the parts given (none = every key).
+
+    Attributes:
+      key_valid_BM: bool [B, M]; False keys (padding, empty cache slots) are seen by none.
+      segment_ids_BL: int [B, L] (self-attention, L = M): queries see keys of their own packed
+        example only; segment 0 is padding, seen by none.
+      causal: each query sees itself and earlier keys (static).
+      query_offset: int32 []: the key slot of the first query (decoding into a KV cache, where
+        query i sits at slot ``query_offset + i``); None = 0. Only ``xla`` takes it.
+    """
+
+    key_valid_BM: jax.Array | None = None
+    segment_ids_BL: jax.Array | None = None
+    causal: bool = struct.field(pytree_node=False, default=False)
+    query_offset: jax.Array | None = None
+
+    def allowed(self, length: int, kv_length: int, *, with_causal: bool = True
+                ) -> jax.Array | None:
+        """bool broadcastable to [B, 1, L, M] (None when every key is seen); ``with_causal=False``
+        leaves the causal part to a kernel's flag."""
+        mask = None
+        if self.key_valid_BM is not None:
+            mask = self.key_valid_BM[:, None, None, :]
+        if self.segment_ids_BL is not None:
+            mask = _and(mask, packing_mask(self.segment_ids_BL))
+        if self.causal and with_causal:
+            if self.query_offset is None:
+                causal = causal_mask(length)
+            else:
+                query_slot_L = self.query_offset + jnp.arange(length)
+                causal = (jnp.arange(kv_length)[None, :] <= query_slot_L[:, None])[None, None]
+            mask = _and(mask, causal)
+        return mask
+
+    def bias(self, length: int, kv_length: int) -> jax.Array | None:
+        """float32 additive bias broadcastable to [B, 1, L, M] (``mask_to_bias``), or None."""
+        mask = self.allowed(length, kv_length)
+        return None if mask is None else mask_to_bias(mask)
+
+    def segments(self, batch: int, length: int) -> tuple[jax.Array, jax.Array]:
+        """The mask but its causal part as (query, key) segment ids, int32 [B, L] each, for
+        segment-id kernels (self-attention): query i sees key j iff their ids are equal. Hidden
+        keys get -1, which no query has."""
+        if self.segment_ids_BL is not None:
+            q_BL = self.segment_ids_BL.astype(jnp.int32)
+            visible_BL = q_BL != 0
+        else:
+            q_BL = jnp.ones((batch, length), jnp.int32)
+            visible_BL = jnp.ones((batch, length), bool)
+        if self.key_valid_BM is not None:
+            visible_BL = visible_BL & self.key_valid_BM
+        return q_BL, jnp.where(visible_BL, q_BL, -1)
+
+
+def _and(a: jax.Array | None, b: jax.Array) -> jax.Array:
+    return b if a is None else a & b
+
+
 def dot_product_attention(q_BLHK: jax.Array, k_BMHK: jax.Array, v_BMHK: jax.Array,
                           bias_BHLM: jax.Array | None = None, *, dropout_rate: float = 0.0,
                           dropout_rng: jax.Array | None = None) -> jax.Array:
@@ -74,19 +155,86 @@ def dot_product_attention(q_BLHK: jax.Array, k_BMHK: jax.Array, v_BMHK: jax.Arra
     return jnp.einsum("BHLM,BMHK->BLHK", probs_BHLM.astype(v_BMHK.dtype), v_BMHK)
 
 
+def platform() -> str:
+    """The platform of the computation being traced: the context mesh's (``jax.set_mesh``; a
+    compile for a TPU topology on a CPU host says ``tpu``), else JAX's default backend."""
+    mesh = jax.sharding.get_abstract_mesh()
+    device = None if mesh.empty else mesh.abstract_device
+    return device.platform if device is not None else jax.default_backend()
+
+
+_GPU = ("gpu", "cuda", "rocm")
+
+
+def resolve_impl(config: TransformerConfig, platform_name: str) -> str:
+    """``config.attention_impl`` on ``platform_name``, ``auto`` made concrete (module docstring).
+
+    Raises:
+      ValueError: in one line, for ``cudnn`` off a GPU or ``flash`` on one.
+    """
+    impl = config.attention_impl
+    if impl == "auto":
+        if config.attention_dropout_rate > 0.0:
+            return "xla"
+        if platform_name == "tpu":
+            return "flash"
+        return "cudnn" if platform_name in _GPU and config.dtype == "bfloat16" else "xla"
+    if impl == "cudnn" and platform_name not in _GPU:
+        raise ValueError(f"attention_impl='cudnn' runs on GPUs only, and this computation runs "
+                         f"on {platform_name}: use attention_impl='auto' or 'xla'")
+    if impl == "flash" and platform_name in _GPU:
+        raise ValueError("attention_impl='flash' is the TPU Pallas kernel (interpreted on CPU, "
+                         "for tests); on GPUs use attention_impl='cudnn' or 'auto'")
+    return impl
+
+
+def attend(config: TransformerConfig, q_BLHK: jax.Array, k_BMHK: jax.Array, v_BMHK: jax.Array,
+           mask: AttentionMask, dropout_rng: jax.Array | None = None) -> jax.Array:
+    """softmax(Q Kᵀ / √K + mask) V by ``config.attention_impl`` (see the module docstring).
+
+    Args:
+      config: ``attention_impl``, ``attention_dropout_rate`` and ``dtype``.
+      q_BLHK: queries [B, L, H, K].
+      k_BMHK, v_BMHK: keys and values [B, M, H, K].
+      mask: which keys each query sees; one with ``query_offset`` (a KV cache) always takes xla.
+      dropout_rng: the key of attention-probability dropout (xla only); None disables it.
+
+    Returns:
+      [B, L, H, K] in the dtype of ``v_BMHK``.
+    """
+    name = platform()
+    impl = resolve_impl(config, name)
+    length, kv_length = q_BLHK.shape[1], k_BMHK.shape[1]
+    if impl == "xla" or mask.query_offset is not None:
+        return dot_product_attention(q_BLHK, k_BMHK, v_BMHK, mask.bias(length, kv_length),
+                                     dropout_rate=config.attention_dropout_rate,
+                                     dropout_rng=dropout_rng)
+    if impl == "flash":
+        q_BLHK = q_BLHK * jnp.asarray(q_BLHK.shape[-1] ** -0.5, q_BLHK.dtype)
+        q_seg_BL, kv_seg_BL = mask.segments(q_BLHK.shape[0], length)
+        return flash_attention.splash_attention(q_BLHK, k_BMHK, v_BMHK, q_seg_BL, kv_seg_BL,
+                                                causal=mask.causal, interpret=name != "tpu")
+    allowed = mask.allowed(length, kv_length, with_causal=False)
+    if impl == "cudnn" and allowed is not None:  # cuDNN takes a mask (as a bias) of [·, ·, L, M]
+        allowed = jnp.broadcast_to(allowed, (allowed.shape[0], 1, length, kv_length))
+    return jax.nn.dot_product_attention(q_BLHK, k_BMHK, v_BMHK, mask=allowed,
+                                        is_causal=mask.causal,
+                                        implementation="cudnn" if impl == "cudnn" else None)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention: projections D→(H, K), attention, projection (H, K)→D."""
 
     config: TransformerConfig
 
     @nn.compact
-    def __call__(self, x_BLD: jax.Array, bias_BHLM: jax.Array | None, *,
-                 deterministic: bool) -> jax.Array:
+    def __call__(self, x_BLD: jax.Array, mask: AttentionMask, *, deterministic: bool
+                 ) -> jax.Array:
         """Attends over the sequence itself.
 
         Args:
           x_BLD: [B, L, D].
-          bias_BHLM: additive float32 bias broadcastable to [B, H, L, L] (see ``mask_to_bias``).
+          mask: which keys each query sees.
           deterministic: disables attention-probability dropout.
 
         Returns:
@@ -102,8 +250,7 @@ class SelfAttention(nn.Module):
         q_BLHK = nn.with_logical_constraint(q_BLHK, act_axes)
         rate = cfg.attention_dropout_rate
         rng = None if deterministic or rate == 0.0 else self.make_rng("dropout")
-        out_BLHK = dot_product_attention(q_BLHK, k_BLHK, v_BLHK, bias_BHLM, dropout_rate=rate,
-                                         dropout_rng=rng)
+        out_BLHK = attend(cfg, q_BLHK, k_BLHK, v_BLHK, mask, rng)
         out_BLHK = nn.with_logical_constraint(out_BLHK, act_axes)
         return layers.dense(cfg, cfg.hidden_size, (axes.HEADS, axes.KV, axes.EMBED),
                             contract=2, name="out")(out_BLHK)

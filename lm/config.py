@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 
+# How attention is computed (lm/attention.py); the fused ones have no attention-probability dropout.
+ATTENTION_IMPLS = ("xla", "dot_product", "cudnn", "flash", "auto")
+FUSED_ATTENTION = ("dot_product", "cudnn", "flash")
+
 
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig:
@@ -33,6 +37,12 @@ class TransformerConfig:
       scan_layers: run the layers with ``nn.scan`` (one compiled layer; params stacked on
         ``layers``).
       remat: ``"none"`` or ``"full"``: recompute each layer's activations in the backward pass.
+      attention_impl: how attention is computed (``lm/attention.py``): ``"xla"`` (einsum, the
+        only one with attention-probability dropout), ``"dot_product"``
+        (``jax.nn.dot_product_attention``), ``"cudnn"`` (its cuDNN kernel: GPU, bfloat16),
+        ``"flash"`` (Pallas splash attention: TPU; interpreted on CPU), or ``"auto"``: flash on
+        TPU, cuDNN on GPU in bfloat16, else xla, and xla whenever ``attention_dropout_rate > 0``.
+        XLNet's relative attention ignores it. Parameters are the same for all.
       pad_id: the token id that marks padding (attention never looks at it).
       sep_id: the token id that ends each segment ([SEP]); the order-recovery head finds the
         segments by it.
@@ -56,6 +66,7 @@ class TransformerConfig:
     dtype: str = "float32"
     scan_layers: bool = False
     remat: str = "none"
+    attention_impl: str = "xla"
     pad_id: int = 0
     sep_id: int = 3
 
@@ -72,8 +83,24 @@ class TransformerConfig:
             problems.append(f"dtype {self.dtype!r} is not 'float32' or 'bfloat16'")
         if self.remat not in ("none", "full"):
             problems.append(f"remat {self.remat!r} is not 'none' or 'full'")
+        problems += self._attention_problems()
         if problems:
             raise ValueError("invalid TransformerConfig: " + "; ".join(problems))
+
+    def _attention_problems(self) -> list[str]:
+        impl = self.attention_impl
+        if impl not in ATTENTION_IMPLS:
+            return [f"attention_impl {impl!r} is not one of {', '.join(ATTENTION_IMPLS)}"]
+        problems = []
+        if impl in FUSED_ATTENTION and self.attention_dropout_rate > 0.0:
+            problems.append(f"attention_impl {impl!r} has no attention-probability dropout but "
+                            f"attention_dropout_rate={self.attention_dropout_rate}; set "
+                            "attention_dropout_rate=0, or attention_impl='auto' (xla when "
+                            "there is dropout) or 'xla'")
+        if impl == "cudnn" and self.dtype != "bfloat16":
+            problems.append(f"attention_impl 'cudnn' computes in bfloat16, not {self.dtype}; set "
+                            "dtype='bfloat16' or attention_impl='dot_product'")
+        return problems
 
     @property
     def kv_dim(self) -> int:

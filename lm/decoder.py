@@ -37,18 +37,15 @@ def init_cache(config: TransformerConfig, batch_size: int, max_length: int) -> d
             "index": jnp.zeros((), jnp.int32)}
 
 
-def causal_packing_bias(segment_ids_BL: jax.Array) -> jax.Array:
-    """float32 [B, 1, L, L]: each token sees itself and earlier tokens of its own document."""
-    mask = attention.causal_mask(segment_ids_BL.shape[1]) & attention.packing_mask(segment_ids_BL)
-    return attention.mask_to_bias(mask)
+def causal_packing_mask(segment_ids_BL: jax.Array) -> attention.AttentionMask:
+    """Each token sees itself and earlier tokens of its own document (segment 0: padding)."""
+    return attention.AttentionMask(segment_ids_BL=segment_ids_BL, causal=True)
 
 
-def cache_bias(is_real_BM: jax.Array, index: jax.Array, length: int) -> jax.Array:
-    """float32 [B, 1, L, M] for ``length`` new tokens at slots ``index …``: each sees the real
-    slots up to and including its own."""
-    query_slot_L = index + jnp.arange(length)
-    causal_LM = jnp.arange(is_real_BM.shape[1])[None, :] <= query_slot_L[:, None]
-    return attention.mask_to_bias(causal_LM[None, None] & is_real_BM[:, None, None, :])
+def cache_mask(is_real_BM: jax.Array, index: jax.Array) -> attention.AttentionMask:
+    """New tokens at slots ``index …`` of a cache of M slots: each sees the real slots up to and
+    including its own (``xla`` only: the KV-cache path)."""
+    return attention.AttentionMask(key_valid_BM=is_real_BM, causal=True, query_offset=index)
 
 
 class CausalSelfAttention(nn.Module):
@@ -57,13 +54,13 @@ class CausalSelfAttention(nn.Module):
     config: TransformerConfig
 
     @nn.compact
-    def __call__(self, x_BLD: jax.Array, bias_BHLM: jax.Array, *, deterministic: bool,
+    def __call__(self, x_BLD: jax.Array, mask: attention.AttentionMask, *, deterministic: bool,
                  kv=None, index=None):
         """Attends over the sequence, or over the cache after writing this chunk into it.
 
         Args:
           x_BLD: [B, L, D].
-          bias_BHLM: float32 bias broadcastable to [B, H, L, L] (no cache) or [B, H, L, M].
+          mask: which keys each query sees (with ``kv``: the cache's M slots).
           deterministic: disables attention dropout.
           kv: None, or this layer's cached ``(key, value)``, each [B, M, H, K].
           index: int32 [], the cache slot of the first of the L tokens (with ``kv``).
@@ -84,8 +81,7 @@ class CausalSelfAttention(nn.Module):
             kv = (k_BMHK, v_BMHK)
         rate = cfg.attention_dropout_rate
         rng = None if deterministic or rate == 0.0 else self.make_rng("dropout")
-        out_BLHK = attention.dot_product_attention(q_BLHK, k_BMHK, v_BMHK, bias_BHLM,
-                                                   dropout_rate=rate, dropout_rng=rng)
+        out_BLHK = attention.attend(cfg, q_BLHK, k_BMHK, v_BMHK, mask, rng)
         out_BLHK = nn.with_logical_constraint(out_BLHK, _ACT_BLHK)
         y_BLD = layers.dense(cfg, cfg.hidden_size, (axes.HEADS, axes.KV, axes.EMBED),
                              contract=2, name="out")(out_BLHK)
@@ -101,8 +97,8 @@ class DecoderBlock(nn.Module):
     config: TransformerConfig
 
     @nn.compact
-    def __call__(self, x_BLD: jax.Array, bias_BHLM: jax.Array, deterministic: bool, kv=None,
-                 index=None):
+    def __call__(self, x_BLD: jax.Array, mask: attention.AttentionMask, deterministic: bool,
+                 kv=None, index=None):
         """One layer; ``deterministic`` is positional for ``nn.remat``/``nn.scan``.
 
         Returns:
@@ -113,7 +109,7 @@ class DecoderBlock(nn.Module):
         x_BLD = nn.with_logical_constraint(x_BLD, _ACT_BLD)
         h_BLD = layers.layer_norm(cfg, name="attention_norm")(x_BLD)
         h_BLD, kv = CausalSelfAttention(cfg, name="attention")(
-            h_BLD, bias_BHLM, deterministic=deterministic, kv=kv, index=index)
+            h_BLD, mask, deterministic=deterministic, kv=kv, index=index)
         x_BLD = x_BLD + drop(h_BLD, deterministic=deterministic)
         h_BLD = layers.layer_norm(cfg, name="mlp_norm")(x_BLD)
         h_BLD = layers.Mlp(cfg, name="mlp")(h_BLD)
@@ -121,7 +117,7 @@ class DecoderBlock(nn.Module):
         return nn.with_logical_constraint(x_BLD, _ACT_BLD), kv
 
 
-# Per argument after the carry: the bias and ``deterministic`` are the same for every layer; the
+# Per argument after the carry: the mask and ``deterministic`` are the same for every layer; the
 # cache (key, value) [N, …] gives each layer its own slice; the slot index is shared.
 _IN_AXES = (nn.broadcast, nn.broadcast, 0, nn.broadcast)
 
@@ -182,7 +178,7 @@ class Decoder(nn.Module):
         if segment_ids_BL is None:
             segment_ids_BL = (token_ids_BL != self.config.pad_id).astype(jnp.int32)
         x_BLD = self.embeddings(token_ids_BL, positions_BL, deterministic=deterministic)
-        x_BLD, _ = self._blocks(x_BLD, causal_packing_bias(segment_ids_BL), deterministic)
+        x_BLD, _ = self._blocks(x_BLD, causal_packing_mask(segment_ids_BL), deterministic)
         return nn.with_logical_constraint(self.final_norm(x_BLD), _ACT_BLD)
 
     def extend(self, token_ids_BL: jax.Array, positions_BL: jax.Array, is_real_BL: jax.Array,
@@ -200,14 +196,14 @@ class Decoder(nn.Module):
         index, length = cache["index"], token_ids_BL.shape[1]
         is_real_BM = jax.lax.dynamic_update_slice(cache["is_real"], is_real_BL, (0, index))
         x_BLD = self.embeddings(token_ids_BL, positions_BL, deterministic=True)
-        x_BLD, (k, v) = self._blocks(x_BLD, cache_bias(is_real_BM, index, length), True,
+        x_BLD, (k, v) = self._blocks(x_BLD, cache_mask(is_real_BM, index), True,
                                      (cache["key"], cache["value"]), index)
         new = {"key": k, "value": v, "is_real": is_real_BM, "index": index + length}
         return self.final_norm(x_BLD), new
 
-    def _blocks(self, x_BLD, bias, deterministic: bool, kv=None, index=None):
+    def _blocks(self, x_BLD, mask, deterministic: bool, kv=None, index=None):
         """Runs the layers; ``kv`` is ``(key, value)`` stacked [N, B, M, H, K], or None."""
-        return stack.run_layers(self.layers, self.config, x_BLD, bias, deterministic, kv, index,
+        return stack.run_layers(self.layers, self.config, x_BLD, mask, deterministic, kv, index,
                                 in_axes=_IN_AXES)
 
     def attend(self, x_BLD: jax.Array) -> jax.Array:

@@ -24,7 +24,7 @@ class TransformerBlock(nn.Module):
     config: TransformerConfig
 
     @nn.compact
-    def __call__(self, x_BLD: jax.Array, bias_BHLM: jax.Array | None, deterministic: bool
+    def __call__(self, x_BLD: jax.Array, mask: attention.AttentionMask, deterministic: bool
                  ) -> tuple[jax.Array, None]:
         """One layer.
 
@@ -33,7 +33,7 @@ class TransformerBlock(nn.Module):
 
         Args:
           x_BLD: [B, L, D] in the compute dtype.
-          bias_BHLM: additive attention bias broadcastable to [B, H, L, L], or None.
+          mask: which keys each query sees.
           deterministic: disables dropout.
 
         Returns:
@@ -48,7 +48,7 @@ class TransformerBlock(nn.Module):
 
         h_BLD = attn_norm(x_BLD) if pre else x_BLD
         h_BLD = attention.SelfAttention(cfg, name="attention")(
-            h_BLD, bias_BHLM, deterministic=deterministic)
+            h_BLD, mask, deterministic=deterministic)
         x_BLD = x_BLD + drop(h_BLD, deterministic=deterministic)
         x_BLD = x_BLD if pre else attn_norm(x_BLD)
 
@@ -59,12 +59,10 @@ class TransformerBlock(nn.Module):
         return nn.with_logical_constraint(x_BLD, _ACT_BLD), None
 
 
-def attention_bias(batch: Mapping[str, jax.Array], pad_id: int) -> jax.Array:
-    """float32 bias [B, 1, 1|L, L]: never attend to padding; within a packed example only."""
-    mask = attention.padding_mask(batch["token_ids"], pad_id)
-    if "segment_ids" in batch:
-        mask = mask & attention.packing_mask(batch["segment_ids"])
-    return attention.mask_to_bias(mask)
+def attention_mask(batch: Mapping[str, jax.Array], pad_id: int) -> attention.AttentionMask:
+    """Never attend to padding; within a packed example only (with ``segment_ids``)."""
+    return attention.AttentionMask(key_valid_BM=batch["token_ids"] != pad_id,
+                                   segment_ids_BL=batch.get("segment_ids"))
 
 
 class Encoder(nn.Module):
@@ -104,8 +102,7 @@ class Encoder(nn.Module):
             type_ids_BL = jnp.zeros_like(token_ids_BL)
         x_BLD = self.embeddings(token_ids_BL, type_ids_BL, positions_BL,
                                 deterministic=deterministic)
-        bias_BHLM = attention_bias(batch, cfg.pad_id)
-        x_BLD = self.run_layers(x_BLD, bias_BHLM, deterministic)
+        x_BLD = self.run_layers(x_BLD, attention_mask(batch, cfg.pad_id), deterministic)
         if cfg.norm_position == "pre":
             x_BLD = self.final_norm(x_BLD)
         return nn.with_logical_constraint(x_BLD, _ACT_BLD)
@@ -114,10 +111,10 @@ class Encoder(nn.Module):
         """Creates the N blocks (called by ``setup``; ALBERT overrides it to share one block)."""
         self.layers = stack.make_layers(TransformerBlock, self.config)
 
-    def run_layers(self, x_BLD: jax.Array, bias_BHLM: jax.Array, deterministic: bool
+    def run_layers(self, x_BLD: jax.Array, mask: attention.AttentionMask, deterministic: bool
                    ) -> jax.Array:
         """The N blocks in turn: [B, L, D] → [B, L, D]."""
-        return stack.run_layers(self.layers, self.config, x_BLD, bias_BHLM, deterministic)[0]
+        return stack.run_layers(self.layers, self.config, x_BLD, mask, deterministic)[0]
 
     def pool(self, x_BLD: jax.Array, token_ids_BL: jax.Array | None = None,
              method: str = "pooler") -> jax.Array:

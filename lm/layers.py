@@ -166,17 +166,36 @@ def _mix32(x: jax.Array) -> jax.Array:
     return x ^ (x >> 16)
 
 
-def element_index(shape: Sequence[int]) -> jax.Array:
-    """uint32 [shape]: each element's row-major position (< 2³²), as fused iotas."""
+def element_index(shape: Sequence[int], dims: range | None = None) -> jax.Array:
+    """uint32 [shape]: each element's row-major position within the dims ``dims`` of ``shape``
+    (default all; the other dims broadcast), as fused iotas. Wraps modulo 2³² past 2³²."""
     index = jnp.zeros(shape, jnp.uint32)
     stride = 1
-    for dim in reversed(range(len(shape))):
+    for dim in reversed(range(len(shape)) if dims is None else dims):
         index = index + jax.lax.broadcasted_iota(jnp.uint32, shape, dim) * jnp.uint32(stride)
         stride *= shape[dim]
     return index
 
 
-def keep_mask(rng: jax.Array, rate: float, shape: Sequence[int]) -> tuple[jax.Array, float]:
+# Elements one hash of a 32-bit position covers; beyond it keep_mask splits the position in two.
+INDEX_LIMIT = 2 ** 32
+
+
+def _split_dim(shape: Sequence[int], limit: int) -> int:
+    """The first dim of the longest suffix of ``shape`` whose size fits ``limit``.
+
+    Raises:
+      ValueError: when the leading dims before it do not fit ``limit`` either.
+    """
+    split = next(k for k in range(len(shape) + 1) if math.prod(shape[k:]) <= limit)
+    if split == len(shape) or math.prod(shape[:split]) > limit:
+        raise ValueError(f"dropout on shape {tuple(shape)}: neither its last dim nor its "
+                         f"leading dims fit 2^32 positions; reshape it")
+    return split
+
+
+def keep_mask(rng: jax.Array, rate: float, shape: Sequence[int], *,
+              _limit: int = INDEX_LIMIT) -> tuple[jax.Array, float]:
     """Dropout's keep mask and the scale of what it keeps.
 
     The key gives two 32-bit words (one small PRNG draw); each element's uniform is a hash of its
@@ -188,15 +207,34 @@ def keep_mask(rng: jax.Array, rate: float, shape: Sequence[int]) -> tuple[jax.Ar
     sharded. The keep probability is ``round((1 - rate) · 2³²) / 2³²`` and the scale its exact
     inverse, so the kept values stay unbiased.
 
+    Positions are 32-bit, so an array of more than 2³² elements (GPT-2 small's attention
+    probabilities, 512 × 12 × 1,024² ≈ 6.4e9) is split at the longest suffix of dims that fits:
+    ``index`` is the position within that suffix and each leading-dims position gets its own
+    second word, ``mix(lead ^ w1)`` (distinct for distinct leads, the mixer being bijective), so
+    every slice is a mask of the same form under its own word. Still fused iotas, still a few
+    integer operations per element; arrays of up to 2³² elements keep exactly the mask above.
+
+    Args:
+      rng: the dropout key.
+      rate: probability of dropping an element.
+      shape: the mask's shape.
+      _limit: positions one hash covers (2³²); tests lower it to reach the split path cheaply.
+
     Returns:
       (bool mask of ``shape``, float scale).
+
+    Raises:
+      ValueError: for a shape whose last dim alone, or whose leading dims, exceed 2³².
     """
-    if math.prod(shape) > 2 ** 32:
-        raise ValueError(f"dropout on {math.prod(shape)} elements: at most 2^32 per call "
-                         "(element positions are 32-bit)")
     threshold = min(int(round((1.0 - rate) * 2 ** 32)), 2 ** 32 - 1)
     words = jax.random.bits(rng, (2,), jnp.uint32)
-    uniform = _mix32(_mix32(element_index(shape) ^ words[0]) + words[1])
+    if math.prod(shape) <= _limit:
+        index, w1 = element_index(shape), words[1]
+    else:
+        split = _split_dim(shape, _limit)
+        index = element_index(shape, range(split, len(shape)))
+        w1 = _mix32(element_index(shape, range(split)) ^ words[1])
+    uniform = _mix32(_mix32(index ^ words[0]) + w1)
     return uniform < jnp.uint32(threshold), 2 ** 32 / threshold
 
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from lm import axes
 from lm.config import TransformerConfig
 
-BROADCAST_ARGS = (nn.broadcast, nn.broadcast)  # (attention bias, deterministic)
+BROADCAST_ARGS = (nn.broadcast, nn.broadcast)  # (attention mask, deterministic)
 
 
 def _remat(block: type[nn.Module], config: TransformerConfig, deterministic_argnum: int

@@ -47,6 +47,8 @@ def tpu_devices(topology: str, num_slices: int = 1) -> list:
     chip = topology.split(":")[0].lower()
     os.environ.setdefault("TPU_ACCELERATOR_TYPE", _ACCELERATOR_TYPES.get(chip, "v5litepod-8"))
     os.environ.setdefault("TPU_WORKER_HOSTNAMES", "localhost")
+    # Compiling only: several processes may load libtpu at once (its lock file guards a real TPU).
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
     try:
         options = {"chip_config_name": "megacore"} if chip in _MEGACORE else {}

@@ -61,6 +61,10 @@ def _base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "bfloat16"
     c.model.scan_layers = True
     c.model.remat = "none"
+    # auto: a fused kernel where the platform has one (TPU: splash; GPU: cuDNN) and attention
+    # dropout is 0 (fused kernels have none), else xla. xla | dot_product | cudnn | flash | auto:
+    # docs/performance.md. BERT keeps the paper's attention dropout 0.1, so xla unless it is 0.
+    c.model.attention_impl = "auto"
 
     c.data = ml_collections.ConfigDict()
     c.data.corpus = "embedded"
@@ -110,6 +114,7 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         c.model.attention_dropout_rate = 0.0
         c.model.dtype = "float32"  # CPU: no bfloat16 units; unrolled layers run faster there
         c.model.scan_layers = False
+        c.model.attention_impl = "xla"
         # Pairs of 64 tokens, 64 a batch: the tokens (and MLM predictions) of 32 × 128, but twice
         # the sentence pairs, which NSP needs more than long context at this budget.
         c.data.max_seq_length = 64

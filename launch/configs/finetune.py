@@ -85,6 +85,7 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.model.dtype = "float32"
     c.model.scan_layers = False
     c.model.remat = "none"
+    c.model.attention_impl = "xla"  # fine-tuning's own, like remat (FINETUNE_FIELDS)
     c.model.pooling = "pooler"  # pooler | cls | mean
 
     c.data = ml_collections.ConfigDict()

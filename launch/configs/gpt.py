@@ -59,6 +59,7 @@ def _base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "bfloat16"
     c.model.scan_layers = True
     c.model.remat = "none"
+    c.model.attention_impl = "auto"  # fused where it can be (as in bert.py): 1b3 and 7b
 
     c.data = ml_collections.ConfigDict()
     c.data.corpus = "embedded"
@@ -124,6 +125,7 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         c.model.attention_dropout_rate = 0.0
         c.model.dtype = "float32"  # CPU: no bfloat16 units; unrolled layers run faster there
         c.model.scan_layers = False
+        c.model.attention_impl = "xla"
         c.data.max_seq_length = 128
         c.data.eval_fraction = 0.03
         c.train.steps = 320

@@ -28,6 +28,7 @@ def _base_config() -> ml_collections.ConfigDict:
     c.objectives = ml_collections.ConfigDict({"plm": 1.0})  # name → weight
     c.model.arch = "xlnet"
     c.model.scan_layers = False  # two-stream attention's layers are not scanned (lm/xlnet.py)
+    c.model.attention_impl = "xla"  # unused: XLNet's relative attention has its own einsum path
     c.data.max_predictions_per_seq = 85  # P ≥ L / K
     # Partial prediction: predict the last 1/K of the factorisation order (XLNet-base: K = 6).
     c.data.plm_k = 6.0

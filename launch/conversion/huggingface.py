@@ -139,7 +139,8 @@ def load_workdir(workdir: str, step: int = -1):
     """``(arch, TransformerConfig, params, step)`` of a pretrax workdir's checkpoint (its config's
     model section as it stands: no tokenizer is loaded)."""
     cfg = ml_collections.ConfigDict(workdir_lib.read_config(workdir))
-    config = modeling.model_config(cfg, cfg.model.vocab_size)
+    # Traced here for its parameter shapes only: the einsum path, whatever platform trained it.
+    config = modeling.model_config(cfg, cfg.model.vocab_size).replace(attention_impl="xla")
     model = models.make_model(cfg.model.arch, config, **modeling.model_options(cfg))
     params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract_params(model), step,
                                                      step_flag="--step")

@@ -11,7 +11,11 @@ ARCHITECTURE_FIELDS = ("arch", "vocab_size", "hidden_size", "num_layers", "num_h
                        "max_length", "type_vocab_size", "activation", "norm_position",
                        "layer_norm_eps", "initializer_range")
 # How a run computes with them: each run states its own.
-COMPUTE_FIELDS = ("dropout_rate", "attention_dropout_rate", "dtype", "scan_layers", "remat")
+COMPUTE_FIELDS = ("dropout_rate", "attention_dropout_rate", "dtype", "scan_layers", "remat",
+                  "attention_impl")
+# Compute fields added since: a workdir's config.json from before one lacks it, and its run
+# computed as this value does.
+ADDED_COMPUTE_FIELDS = {"attention_impl": "xla"}
 # Stated only where they apply: ALBERT's embed_dim; a converted checkpoint's head_dim and pad_id.
 # Absent, TransformerConfig derives them (E = D, K = D / H) or the tokenizer gives them.
 OPTIONAL_FIELDS = ("embed_dim", "head_dim", "pad_id", "sep_id")
@@ -36,11 +40,12 @@ def model_config(cfg, tokenizer_size: int, special_ids=None) -> lm_config.Transf
     """
     m = cfg.model
     names = [f for f in ARCHITECTURE_FIELDS + COMPUTE_FIELDS if f != "arch"]
-    missing = [f for f in names if f not in m]
+    missing = [f for f in names if f not in m and f not in ADDED_COMPUTE_FIELDS]
     if missing:
         raise ValueError(f"the run config's model section lacks {', '.join(missing)}; every "
                          "run config states them (see launch/configs/bert.py)")
-    fields = {f: m[f] for f in names + [f for f in OPTIONAL_FIELDS if f in m]}
+    fields = {f: m.get(f, ADDED_COMPUTE_FIELDS.get(f))
+              for f in names + [f for f in OPTIONAL_FIELDS if f in m]}
     if special_ids is not None:
         fields.update({f"{name}_id": getattr(special_ids, name) for name in ("pad", "sep")
                        if getattr(special_ids, name) is not None})

@@ -27,6 +27,9 @@ SAFE_ON_RESUME = (
     # Memory for compute: the same update (remat recomputes activations; microbatches
     # accumulate the same gradient in pieces).
     "model.remat", "train.microbatches",
+    # How attention is computed: the same function of the same parameters (a fused kernel
+    # rounds differently; none of them takes attention dropout); absent before it existed.
+    "model.attention_impl",
     # Where the same TFDS data lives on this machine.
     "data.tfds_data_dir", "task.tfds_data_dir",
 )

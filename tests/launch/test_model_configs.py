@@ -1,8 +1,10 @@
 """Run configs state the model field by field: every variant's published shape, the shipped
 tokenizer's vocabulary, and any field overridden on the command line (no preset to fight)."""
 
+import json
 import os
 
+import ml_collections
 import numpy as np
 import pytest
 from absl import flags
@@ -13,6 +15,7 @@ from launch.configs import albert, bert, finetune, gpt, xlnet
 from launch.conversion import huggingface
 from launch.pretraining import run as pretraining
 from launch.train import checkpoint, modeling
+from launch.train import workdir as workdir_lib
 from lm import models
 from tests.launch.test_pretrain_e2e import REPO, tiny_overrides
 
@@ -85,3 +88,28 @@ def test_a_shape_field_overridden_on_the_command_line_trains(tmp_path, fixture_c
     abstract = huggingface.abstract_params(models.make_model("bert", config))
     _, step, saved = checkpoint.restore_params_subtree(workdir, "", abstract)  # it fits
     assert step == 2 and saved["encoder/embeddings/token_embed/embedding"] == (8192, 192)
+
+
+def test_attention_impl_is_stated_everywhere_and_checked_in_one_line(tmp_path):
+    """Every variant computes attention with xla unless told; a fused impl is refused with
+    attention dropout; a workdir from before the field computed with xla and resumes."""
+    vocab = Tokenizer.load().vocab_size
+    assert {module.get_config(variant).model.attention_impl
+            for module, variant in SHAPES} == {"xla"}
+    assert finetune.get_config("sentiment_rt").model.attention_impl == "xla"
+    fused = _parsed("--config.model.attention_impl=dot_product")  # bert.py:tiny: no dropout
+    assert modeling.model_config(fused, vocab).attention_impl == "dot_product"
+    base = bert.get_config("base")
+    base.model.attention_impl = "flash"
+    with pytest.raises(ValueError, match=r"^invalid TransformerConfig: attention_impl 'flash' has "
+                                         r"no attention-probability dropout but "
+                                         r"attention_dropout_rate=0.1; set "):
+        modeling.model_config(base, vocab)
+    old = json.loads(bert.get_config("tiny").to_json())
+    del old["model"]["attention_impl"]
+    assert modeling.model_config(ml_collections.ConfigDict(old), vocab).attention_impl == "xla"
+    workdir = tmp_path / "old"
+    workdir.mkdir()
+    (workdir / "config.json").write_text(json.dumps(old))
+    assert workdir_lib.check_config(str(workdir), bert.get_config("tiny")) == [
+        "model.attention_impl: None -> 'xla'"]

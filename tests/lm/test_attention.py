@@ -40,15 +40,17 @@ def test_fully_masked_row_stays_finite():
 def test_self_attention_matches_numpy_reference():
     cfg = TINY
     x = jax.random.normal(jax.random.key(0), (2, 5, cfg.hidden_size))
-    mask = attention.padding_mask(jnp.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]), 0)
-    bias = attention.mask_to_bias(mask)
+    mask = attention.AttentionMask(key_valid_BM=jnp.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]) != 0)
+    bias = attention.mask_to_bias(attention.padding_mask(jnp.array([[1, 1, 1, 1, 1],
+                                                                    [1, 1, 1, 0, 0]]), 0))
+    np.testing.assert_array_equal(mask.bias(5, 5), bias)
     module = attention.SelfAttention(cfg)
 
-    def init_and_apply(x, bias):
-        params = nn.unbox(module.init(jax.random.key(1), x, bias, deterministic=True))["params"]
-        return params, module.apply({"params": params}, x, bias, deterministic=True)
+    def init_and_apply(x, mask):
+        params = nn.unbox(module.init(jax.random.key(1), x, mask, deterministic=True))["params"]
+        return params, module.apply({"params": params}, x, mask, deterministic=True)
 
-    params, got = jit(init_and_apply)(x, bias)
+    params, got = jit(init_and_apply)(x, mask)
 
     p = jax.tree.map(np.asarray, params)
     xn = np.asarray(x, np.float64)
