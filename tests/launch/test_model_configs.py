@@ -31,6 +31,9 @@ SHAPES = {
     (gpt, "tiny"): (128, 2, 4, 512, 128, None),
     (gpt, "small"): (768, 12, 12, 3072, 1024, None),
     (gpt, "medium"): (1024, 24, 16, 4096, 1024, None),
+    (gpt, "large"): (1280, 36, 20, 5120, 1024, None),
+    (gpt, "1b3"): (2048, 24, 16, 8192, 2048, None),
+    (gpt, "7b"): (4096, 32, 32, 16384, 2048, None),
     (xlnet, "tiny"): (128, 2, 2, 512, 64, None),
     (xlnet, "base"): (768, 12, 12, 3072, 512, None),
 }
@@ -91,11 +94,15 @@ def test_a_shape_field_overridden_on_the_command_line_trains(tmp_path, fixture_c
 
 
 def test_attention_impl_is_stated_everywhere_and_checked_in_one_line(tmp_path):
-    """Every variant computes attention with xla unless told; a fused impl is refused with
-    attention dropout; a workdir from before the field computed with xla and resumes."""
+    """CPU-sized (tiny) variants compute attention with xla, the accelerator ones with auto
+    (fused where it can be); a fused impl is refused with attention dropout; a workdir from
+    before the field computed with xla and resumes."""
     vocab = Tokenizer.load().vocab_size
-    assert {module.get_config(variant).model.attention_impl
-            for module, variant in SHAPES} == {"xla"}
+    impls = {(module.__name__, variant): module.get_config(variant).model.attention_impl
+             for module, variant in SHAPES}
+    assert {i for (m, v), i in impls.items() if v.startswith("tiny") or "xlnet" in m} == {"xla"}
+    assert {i for (m, v), i in impls.items()
+            if not v.startswith("tiny") and "xlnet" not in m} == {"auto"}
     assert finetune.get_config("sentiment_rt").model.attention_impl == "xla"
     fused = _parsed("--config.model.attention_impl=dot_product")  # bert.py:tiny: no dropout
     assert modeling.model_config(fused, vocab).attention_impl == "dot_product"
