@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import os
+import re
 import time
 
 import jax
@@ -69,6 +71,9 @@ class Compiled:
 
     ``cost``: the step's FLOPs and HBM bytes accessed per device (``flops``,
     ``bytes accessed``), and ``cost_method``: how they were counted (``step_cost``).
+    ``device_state_bytes``: one device's shard of the train state. ``refused``: (bytes required,
+    bytes available) when the TPU compiler refused the step for want of HBM (``executable`` is
+    then None): XLA checks the fit itself and stops there.
     """
     executable: object
     mesh: jax.sharding.Mesh
@@ -78,6 +83,8 @@ class Compiled:
     seconds: float
     cost: dict
     cost_method: str
+    device_state_bytes: int = 0
+    refused: tuple[float, float] | None = None
 
 
 def _abstract_batch(cfg, objectives, sharding) -> dict:
@@ -149,16 +156,42 @@ def step_cost(cfg, devices, executable) -> tuple[dict, str]:
     return cost, f"extrapolated from 1- and 2-layer unrolled compiles of {m} microbatch(es)"
 
 
+_OOM = re.compile(r"required for HLO temporaries \(([\d.]+)G\) exceeds available HBM "
+                  r"\(([\d.]+)G\)")
+
+
+def _refusal(error: Exception) -> tuple[float, float] | None:
+    """(required, available) bytes from the TPU compiler's out-of-HBM refusal, else None."""
+    match = _OOM.search(str(error)) if "RESOURCE_EXHAUSTED" in str(error) else None
+    return None if match is None else tuple(float(g) * 2 ** 30 for g in match.groups())
+
+
+def _device_bytes(tree) -> int:
+    """One device's share of an abstract, sharded tree."""
+    return sum(math.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize
+               for x in jax.tree_util.tree_leaves(tree))
+
+
 def compile_train_step(cfg, devices, *, with_cost: bool = True) -> Compiled:
     """Lowers and compiles ``cfg``'s train step for ``devices`` (``tpu_devices`` or
-    ``jax.devices()``), and counts its cost (``step_cost``; skipped without ``with_cost``)."""
+    ``jax.devices()``), and counts its cost (``step_cost``; skipped without ``with_cost``).
+    A step the compiler refuses for want of HBM comes back ``refused`` (``Compiled``)."""
     start = time.perf_counter()
     lowered, mesh, state = lower_train_step(cfg, devices)
-    executable = lowered.compile()
+    params = jax.tree_util.tree_leaves(state.params)
+    common = dict(mesh=mesh, devices=devices, parameters=sum(x.size for x in params),
+                  state_bytes=sum(x.size * x.dtype.itemsize
+                                  for x in jax.tree_util.tree_leaves(state)),
+                  device_state_bytes=_device_bytes(state))
+    try:
+        executable = lowered.compile()
+    except Exception as e:  # noqa: BLE001 - only the out-of-HBM refusal is an answer here
+        refused = _refusal(e)
+        if refused is None:
+            raise
+        return Compiled(executable=None, seconds=time.perf_counter() - start, cost={},
+                        cost_method="not counted", refused=refused, **common)
     seconds = time.perf_counter() - start
     cost, method = step_cost(cfg, devices, executable) if with_cost else ({}, "not counted")
-    params = jax.tree_util.tree_leaves(state.params)
-    state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(state))
-    return Compiled(executable=executable, mesh=mesh, devices=devices,
-                    parameters=sum(x.size for x in params), state_bytes=state_bytes,
-                    seconds=seconds, cost=cost, cost_method=method)
+    return Compiled(executable=executable, seconds=seconds, cost=cost, cost_method=method,
+                    **common)

@@ -17,6 +17,7 @@ compiled FLOPs (hardware FLOPs utilisation).
 from __future__ import annotations
 
 import dataclasses
+import types
 
 from launch.compiling import hlo
 from launch.train import flops, modeling
@@ -46,6 +47,7 @@ class Figures:
     collectives: list
     compile_seconds: float
     cost_method: str
+    refused: bool = False
 
     @property
     def total_bytes(self) -> int:
@@ -56,6 +58,8 @@ class Figures:
 
     @property
     def fits(self) -> bool | None:
+        if self.refused:
+            return False
         return None if self.hbm_bytes is None else self.total_bytes <= self.hbm_bytes
 
     @property
@@ -87,7 +91,15 @@ def figures(cfg, compiled) -> Figures:
     """The figures of ``compiled`` (an ``aot.Compiled``) for run config ``cfg``."""
     device = compiled.devices[0]
     chip = flops.chip(device.device_kind)
-    memory = compiled.executable.memory_analysis()
+    if compiled.refused:
+        required, available = compiled.refused
+        state = compiled.device_state_bytes  # the donated state in and out, in place
+        memory = types.SimpleNamespace(
+            argument_size_in_bytes=state, output_size_in_bytes=state, alias_size_in_bytes=state,
+            temp_size_in_bytes=int(required), generated_code_size_in_bytes=0)
+        chip = dataclasses.replace(chip, hbm_bytes=available) if chip else None
+    else:
+        memory = compiled.executable.memory_analysis()
     cost = compiled.cost
     model_cfg = modeling.model_config(cfg, cfg.model.vocab_size)
     shape = flops.pretraining_shape(cfg, model_cfg, tuple(modeling.objective_weights(cfg)))
@@ -105,8 +117,9 @@ def figures(cfg, compiled) -> Figures:
         hbm_bandwidth=chip.hbm_bandwidth if chip else None,
         model_flops=None if shape is None else flops.model_flops(shape, model_cfg.embed_dim),
         tokens=cfg.train.batch_size * cfg.data.max_seq_length,
-        collectives=hlo.collectives(compiled.executable.as_text()),
-        compile_seconds=compiled.seconds, cost_method=compiled.cost_method)
+        collectives=[] if compiled.refused else hlo.collectives(compiled.executable.as_text()),
+        compile_seconds=compiled.seconds, cost_method=compiled.cost_method,
+        refused=compiled.refused is not None)
 
 
 def _gib(n: float) -> str:
@@ -121,6 +134,12 @@ def report(f: Figures) -> str:
     """The figures as the lines ``launch.compile`` prints."""
     verdict = {True: "fits", False: "DOES NOT FIT", None: "fit unknown"}[f.fits]
     of = f"of {_gib(f.hbm_bytes)} HBM" if f.hbm_bytes else "(this device's memory is unknown)"
+    if f.refused:
+        return (f"refused by the compiler for {f.devices} × {f.device_kind}, mesh {f.mesh}, after "
+                f"{f.compile_seconds:.0f} s: its temporaries need {_gib(f.temp_bytes)}, more "
+                f"than the {_gib(f.hbm_bytes)} of HBM it has (the train state: "
+                f"{_gib(f.argument_bytes)} a device); {f.parameters / 1e6:,.1f}M parameters: "
+                "DOES NOT FIT")
     lines = [
         f"compiled for {f.devices} × {f.device_kind}, mesh {f.mesh}, in {f.compile_seconds:.0f} s; "
         f"{f.parameters / 1e6:,.1f}M parameters",
