@@ -131,10 +131,21 @@ def test_pair_ids_are_bert_tokenizers(bert):
             assert rows["token_ids"][i, :n].tolist() == want["input_ids"]
             assert rows["type_ids"][i, :n].tolist() == want["token_type_ids"]
             assert (rows["token_ids"][i, n:] == theirs.pad_token_id).all()
-    with pytest.raises(ValueError, match=r"span QA needs one of pretrax's SentencePiece "
-                       r"tokenizers \(for its character offsets and special ids\), not hf:.*; "
-                       r"fine-tune the converted model on a classification or regression task"):
-        qa.encode(ours, [], QaOptions(max_seq_length=32), is_training=True)
+    # Span QA windows with its ids and its offsets: [CLS] question [SEP] context [SEP], the
+    # context's tokens those of BertTokenizer, and the gold span's characters the answer's.
+    context, answer = PAIRS[0][1], "a single man"
+    example = {"id": "q", "question": PAIRS[1][0], "context": context, "is_impossible": False,
+               "answers": [{"text": answer, "answer_start": context.index(answer)}]}
+    feats = qa.encode(ours, [example], QaOptions(max_seq_length=128, max_query_length=16),
+                      is_training=True)
+    question = theirs(example["question"], add_special_tokens=False)["input_ids"]
+    body = theirs(context, add_special_tokens=False)["input_ids"]
+    row, start = feats.arrays["token_ids"][0], len(question) + 2
+    assert row[:start + len(body) + 1].tolist() == [theirs.cls_token_id, *question,
+                                                    theirs.sep_token_id, *body, theirs.sep_token_id]
+    assert (row[start + len(body) + 1:] == theirs.pad_token_id).all()
+    s, e = feats.arrays["start_positions"][0], feats.arrays["end_positions"][0]
+    assert context[feats.token_char_start[0, s]:feats.token_char_end[0, e]] == answer
 
 
 def test_converted_bert_finetunes_from_its_weights(bert, lines, tmp_path, capsys):
