@@ -63,6 +63,21 @@ def _json(path: str) -> dict:
     return value
 
 
+def _lines(path: str, why: str) -> list[str]:
+    """The lines of a UTF-8 text file (``why``: who needs it, when it is absent).
+
+    Raises:
+      FileNotFoundError / ValueError: naming the file and the fix.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: {why}; {_RESAVE}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f]
+    except (UnicodeDecodeError, OSError) as e:
+        raise ValueError(f"{path}: not a readable text file ({e}); {_RESAVE}") from None
+
+
 def _settings(directory: str) -> dict:
     """``special_tokens_map.json`` overlaid by ``tokenizer_config.json``."""
     return {**_json(os.path.join(directory, SPECIAL_MAP)), **_json(os.path.join(directory, CONFIG))}
@@ -87,7 +102,7 @@ def _with_specials(tokenizer: tokenizers.Tokenizer, tokens) -> None:
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in present])
 
 
-def _template(tokenizer, first: str, last: str, xlnet: bool = False) -> None:
+def add_template(tokenizer, first: str, last: str, xlnet: bool = False) -> None:
     """``first A last`` (``A <sep> <cls>`` for XLNet) as transformers adds around a text."""
     ids = [(t, tokenizer.token_to_id(t)) for t in (first, last)]
     if any(i is None for _, i in ids):
@@ -101,9 +116,13 @@ def _template(tokenizer, first: str, last: str, xlnet: bool = False) -> None:
 
 def _wordpiece(directory: str, settings: dict) -> tokenizers.Tokenizer:
     """BERT's ``vocab.txt`` as transformers' ``BertTokenizer`` builds it."""
-    with open(os.path.join(directory, "vocab.txt"), encoding="utf-8") as f:
-        vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
+    path = os.path.join(directory, "vocab.txt")
+    vocab = {line: i for i, line in enumerate(_lines(path, "BERT's vocabulary"))}
     tokens = {n: _token(settings, n, d) for n, d in BERT_TOKENS.items()}
+    if tokens["unk"] not in vocab:
+        raise ValueError(f"{path} has no {tokens['unk']} token, which WordPiece gives for a word "
+                         f"it cannot spell; {_RESAVE} (or name the vocabulary's unk_token in "
+                         f"{CONFIG})")
     tokenizer = tokenizers.Tokenizer(models.WordPiece(vocab, unk_token=tokens["unk"]))
     tokenizer.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=settings.get("tokenize_chinese_chars", True),
@@ -112,16 +131,19 @@ def _wordpiece(directory: str, settings: dict) -> tokenizers.Tokenizer:
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     _with_specials(tokenizer, tokens.values())
-    _template(tokenizer, tokens["cls"], tokens["sep"])
+    add_template(tokenizer, tokens["cls"], tokens["sep"])
     return tokenizer
 
 
 def _byte_level_bpe(directory: str, settings: dict) -> tokenizers.Tokenizer:
     """GPT-2's ``vocab.json`` + ``merges.txt`` as transformers' ``GPT2Tokenizer`` builds them."""
     vocab = _json(os.path.join(directory, "vocab.json"))
-    with open(os.path.join(directory, "merges.txt"), encoding="utf-8") as f:
-        merges = [tuple(line.split()) for line in f
-                  if line.strip() and not line.startswith("#version")]
+    merges = [tuple(line.split()) for line in _lines(os.path.join(directory, "merges.txt"),
+                                                     "GPT-2's vocab.json needs its merges")
+              if line.strip() and not line.startswith("#version")]
+    if not all(isinstance(i, int) for i in vocab.values()) or any(len(m) != 2 for m in merges):
+        raise ValueError(f"{directory}: vocab.json (token → id) or merges.txt (two tokens a "
+                         f"line) is malformed; {_RESAVE}")
     tokenizer = tokenizers.Tokenizer(models.BPE(vocab, merges, continuing_subword_prefix="",
                                                 end_of_word_suffix="", fuse_unk=False))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(
@@ -144,7 +166,7 @@ def _spiece(directory: str, settings: dict) -> tokenizers.Tokenizer:
     tokens = {n: _token(settings, n, d) for n, d in (XLNET_TOKENS if xlnet else
                                                      ALBERT_TOKENS).items()}
     _with_specials(tokenizer, [*tokens.values(), *(["<eop>", "<eod>"] if xlnet else [])])
-    _template(tokenizer, tokens["cls"], tokens["sep"], xlnet)
+    add_template(tokenizer, tokens["cls"], tokens["sep"], xlnet)
     return tokenizer
 
 

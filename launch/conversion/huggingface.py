@@ -9,7 +9,10 @@ Orbax checkpoint at step 0 whose encoder ``launch.finetune --config.init_from=OU
 ``BertForMaskedLM``, ``BertForSequenceClassification``, …): the parts it holds are loaded, the
 pretraining heads it lacks initialised as pretrax initialises them, and both are printed.
 ``export_hf(OUT, DIR)`` writes a pretrax workdir's checkpoint back as ``config.json`` +
-``model.safetensors`` for ``AutoModelForPreTraining.from_pretrained(DIR)``.
+``model.safetensors`` for ``AutoModelForPreTraining.from_pretrained(DIR)``, with its tokenizer
+(``tokenizer.json`` + ``tokenizer_config.json`` + ``special_tokens_map.json``, for
+``AutoTokenizer`` and transformers' pipelines), a model card (``README.md``) and the run config
+(``pretrax_config.json``): ``export_files``.
 
 Only safetensors (and TF checkpoints, which hold plain tensors) are read: pickled PyTorch files can
 run code when loaded, so they are refused with the command that converts them. The name and shape
@@ -29,7 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from data import hf_tokenizers
-from launch.conversion import tf_bert
+from launch.conversion import export_files, tf_bert
 from launch.conversion.files import (
     TF_CHECKPOINT,
     WEIGHTS,
@@ -203,24 +206,45 @@ def unstack_layers(params: dict, num_layers: int) -> dict:
     return {**params, "encoder": encoder}
 
 
+EXPORTED = (WEIGHTS, "config.json", hf_tokenizers.TOKENIZER_JSON, "README.md")
+
+
 def export_hf(workdir: str, target: str, step: int = -1) -> str:
-    """Writes ``target/config.json`` + ``target/model.safetensors`` from a workdir's checkpoint.
+    """Writes ``target/config.json`` + ``target/model.safetensors`` from a workdir's checkpoint,
+    its tokenizer's files, ``README.md`` (the model card) and ``pretrax_config.json``; a tokenizer
+    that cannot be exported is said in a ``note:`` line, the rest written.
 
     Raises:
-      ValueError: when ``target`` already holds a ``model.safetensors`` (never overwritten), or
-        the architecture has no transformers counterpart.
+      ValueError: when ``target`` already holds an export's file (never overwritten), or the
+        architecture has no transformers counterpart.
     """
     from safetensors.numpy import save_file
-    if os.path.exists(os.path.join(target, WEIGHTS)):
-        raise ValueError(f"{os.path.join(target, WEIGHTS)} exists; nothing was written. Choose a "
-                         "new --to_hf directory")
+    for name in EXPORTED:
+        if os.path.exists(os.path.join(target, name)):
+            raise ValueError(f"{os.path.join(target, name)} exists; nothing was written. Choose "
+                             "a new --to_hf directory")
+    command = (f"python -m launch.convert --workdir={workdir} --to_hf={target}"
+               + (f" --step={step}" if step >= 0 else ""))
     arch, config, params, step = load_workdir(workdir, step)
     family = interop.family_for_arch(arch)
     state = family.params_to_hf(params, config)
+    cfg = workdir_lib.read_config(workdir)
+    hf_config, tokenizer = family.config_to_hf(config), {}
+    try:
+        tokenizer = export_files.tokenizer_files(cfg["data"]["tokenizer"], arch, config.max_length)
+        hf_config.update(export_files.token_ids(cfg["data"]["tokenizer"]))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"note: the export has no tokenizer files: {e}", flush=True)
+    files = {"config.json": json.dumps(hf_config, indent=2, sort_keys=True).encode(), **tokenizer,
+             "README.md": export_files.model_card(
+                 cfg, hf_config, workdir=workdir, step=step, command=command,
+                 parameters=sum(x.size for x in state.values()), tokenizer=bool(tokenizer)
+             ).encode(), "pretrax_config.json": json.dumps(cfg, indent=2, sort_keys=True).encode()}
     os.makedirs(target, exist_ok=True)
-    with open(os.path.join(target, "config.json"), "w") as f:
-        json.dump(family.config_to_hf(config), f, indent=2, sort_keys=True)
+    for name, content in files.items():
+        with open(os.path.join(target, name), "wb") as f:
+            f.write(content)
     save_file(state, os.path.join(target, WEIGHTS), metadata={"format": "pt"})
-    print(f"{workdir} (step {step}) → {target}: {family.HF_ARCHITECTURE}, {len(state)} tensors",
-          flush=True)
+    print(f"{workdir} (step {step}) → {target}: {family.HF_ARCHITECTURE}, {len(state)} tensors; "
+          f"{', '.join(sorted(files))}", flush=True)
     return target

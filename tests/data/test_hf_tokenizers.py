@@ -146,3 +146,38 @@ def test_pretraining_refuses_a_hugging_face_tokenizer(tmp_path):
         tokenizer_lib.Tokenizer.load(f"hf:{tmp_path}")
     with pytest.raises(FileNotFoundError, match=r"no tokenizer\.json, vocab\.txt"):
         tokenizer_lib.load(f"hf:{tmp_path}")
+
+
+FIX = r"save the tokenizer there again with transformers' save_pretrained\(DIR\)"
+
+
+@pytest.mark.parametrize("files, problem", [
+    ({"tokenizer.json": "{not json"}, r"tokenizer\.json: not a readable tokenizer\.json \(.+\); "
+     + FIX + r", or remove it to use the vocab\.txt, vocab\.json \+ merges\.txt or spiece\.model "
+     r"beside it$"),
+    ({"tokenizer.json": '{"model": {"type": "WordPiece"}}'}, r"tokenizer\.json: not a readable "
+     r"tokenizer\.json \(.+\)"),
+    ({"tokenizer.json": b"\xff\xfe\x00garbage"}, r"tokenizer\.json: not a readable tokenizer"),
+    ({"vocab.txt": "[PAD]\n", "tokenizer_config.json": "[1, 2]"},
+     r"tokenizer_config\.json: a JSON list, not an object; " + FIX + "$"),
+    ({"vocab.txt": "[PAD]\n", "special_tokens_map.json": "{"},
+     r"special_tokens_map\.json: not a readable JSON file \(.+\); " + FIX + "$"),
+    ({"vocab.txt": b"\xff\xfe[PAD]\n"}, r"vocab\.txt: not a readable text file \(.+\); " + FIX),
+    ({"vocab.txt": "[PAD]\nthe\n"}, r"vocab\.txt has no \[UNK\] token, which WordPiece gives "
+     r"for a word it cannot spell; " + FIX),
+    ({"vocab.json": '{"a": 0}'}, r"merges\.txt not found: GPT-2's vocab\.json needs its merges; "
+     + FIX + "$"),
+    ({"vocab.json": '{"a": "zero"}', "merges.txt": "a b\n"}, r"vocab\.json \(token → id\) or "
+     r"merges\.txt \(two tokens a line\) is malformed; " + FIX + "$"),
+    ({"spiece.model": b"\x0a\xff\xff\xff"}, r"spiece\.model: not a SentencePiece model \(.+\); "
+     r"download it again$"),
+])
+def test_a_damaged_tokenizer_file_is_named_in_one_line_with_the_fix(tmp_path, files, problem):
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (tmp_path / name).write_bytes(content)
+        else:
+            (tmp_path / name).write_text(content)
+    with pytest.raises((ValueError, FileNotFoundError), match=problem) as e:
+        tokenizer_lib.load(f"hf:{tmp_path}")
+    assert "\n" not in str(e.value) and str(e.value).startswith(str(tmp_path))
