@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 # The special ids of pretrax's own SentencePiece models (the shipped one and those
 # data/tokenizer.py trains; it checks them on load). Other tokenizers (data/hf_tokenizers.py) have
-# their own: fine-tuning rows (data/tasks.py), generation and the model config (pad_id, sep_id)
-# take them from ``tokenizer.special_ids``. The pretraining pipelines (mlm, nsp/sop/order, clm,
-# plm) and span QA use these constants: they accept only pretrax's SentencePiece models
-# (``Tokenizer.load`` refuses ``hf:``; data/qa.py refuses other tokenizers).
+# their own: fine-tuning rows (data/tasks.py, data/qa.py), generation and the model config
+# (pad_id, sep_id) take them from ``tokenizer.special_ids``. The pretraining pipelines (mlm,
+# nsp/sop/order, clm, plm) use these constants: they accept only pretrax's SentencePiece models
+# (``Tokenizer.load`` refuses ``hf:``).
 PAD_ID = 0
 UNK_ID = 1
 CLS_ID = 2

@@ -5,7 +5,8 @@ scheme, written afresh); ``make_dataset`` batches them in the ``span_qa`` schema
 ``postprocess`` turns start/end logits into answer text; ``data/squad_metrics.py`` scores it.
 
 Offsets: the context is split into words on whitespace, each tokenised on its own (no token
-straddles two words), and SentencePiece's piece offsets give each token the characters
+straddles two words), and the tokenizer's offsets (``encode_offsets``: SentencePiece's piece
+offsets, or a Hugging Face tokenizer's offset mapping) give each token the characters
 ``[char_start, char_end)`` of the original context it covers. Gold spans are found from the
 answer's characters; a prediction is the original slice ``context[char_start[s]:char_end[e]]``:
 exact text, sub-word precise ("Paris" out of "Paris."), for tokenised (Disfl-QA) and raw (SQuAD)
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from data import features as feature_schema
+from data import tasks
 from data.options import QaOptions
 
 _WORD = re.compile(r"\S+")  # \S in Unicode mode: the same words as str.split()
@@ -42,6 +44,7 @@ class QaFeatures:
         context that each token covers (-1 outside the context; start == end for a bare "▁").
       is_max_context: bool [N, L], True where this window gives the token its most context
         (BERT's rule), so an answer seen by several overlapping windows is scored from one.
+      special_ids: the tokenizer's [CLS], [SEP] and padding ids the rows were built with.
     """
 
     arrays: dict[str, np.ndarray]
@@ -50,19 +53,10 @@ class QaFeatures:
     token_char_start: np.ndarray
     token_char_end: np.ndarray
     is_max_context: np.ndarray
+    special_ids: feature_schema.SpecialIds
 
     def __len__(self) -> int:
         return len(self.example_index)
-
-
-def _piece_spans(word: str, proto) -> tuple[list[int], list[int], list[int]]:
-    """Ids and character spans (within ``word``) of one SentencePiece-encoded word."""
-    ids = [p.id for p in proto.pieces]
-    begins, ends = [p.begin for p in proto.pieces], [p.end for p in proto.pieces]
-    if not word.isascii():  # SentencePiece offsets count UTF-8 bytes.
-        byte_to_char = [i for i, ch in enumerate(word) for _ in ch.encode("utf-8")] + [len(word)]
-        begins, ends = [byte_to_char[b] for b in begins], [byte_to_char[e] for e in ends]
-    return ids, begins, ends
 
 
 def _tokenize_contexts(tokenizer, contexts: list[str]):
@@ -75,8 +69,7 @@ def _tokenize_contexts(tokenizer, contexts: list[str]):
     """
     matches = {c: list(_WORD.finditer(c)) for c in dict.fromkeys(contexts)}
     vocab = list(dict.fromkeys(m.group() for ms in matches.values() for m in ms))
-    protos = tokenizer.sp.encode(vocab, return_type="proto")
-    spans = {w: _piece_spans(w, p) for w, p in zip(vocab, protos, strict=True)}
+    spans = dict(zip(vocab, tokenizer.encode_offsets(vocab), strict=True))
     flat = {k: [] for k in ("ids", "words", "char_start", "char_end")}
     where = {}
     for context, ms in matches.items():
@@ -146,19 +139,19 @@ def _windows(num_tokens: int, query_length: int, span, max_seq_length: int, doc_
     return seq, best[seq] == np.arange(len(starts))[:, None], answers
 
 
-def _token_rows(seq: np.ndarray, questions: list[list[int]],
-                context_ids: np.ndarray) -> dict[str, np.ndarray]:
+def _token_rows(seq: np.ndarray, questions: list[list[int]], context_ids: np.ndarray,
+                special: feature_schema.SpecialIds) -> dict[str, np.ndarray]:
     """``token_ids``, ``type_ids`` int32 [N, L] from context positions ``seq`` [N, L] (indices
-    into ``context_ids``, -1 elsewhere) and each row's question."""
+    into ``context_ids``, -1 elsewhere) and each row's question; [CLS], [SEP] and padding are
+    the tokenizer's ``special`` ids."""
     in_context = seq >= 0
-    token_ids = np.where(in_context, context_ids[seq], feature_schema.PAD_ID).astype(np.int32)
+    token_ids = np.where(in_context, context_ids[seq], special.pad).astype(np.int32)
     type_ids = in_context.astype(np.int32)
     closing = in_context.sum(axis=1)
     for row, question in enumerate(questions):
-        token_ids[row, :len(question) + 2] = [feature_schema.CLS_ID, *question,
-                                              feature_schema.SEP_ID]
+        token_ids[row, :len(question) + 2] = [special.cls, *question, special.sep]
         closing[row] += len(question) + 2
-    token_ids[np.arange(len(seq)), closing] = feature_schema.SEP_ID
+    token_ids[np.arange(len(seq)), closing] = special.sep
     type_ids[np.arange(len(seq)), closing] = 1  # as in BERT, the closing [SEP] is segment B
     return {"token_ids": token_ids, "type_ids": type_ids}
 
@@ -168,7 +161,8 @@ def encode(tokenizer, examples: list[dict], options: QaOptions, *,
     """Encodes QA examples into windows ``[CLS] question [SEP] context-window [SEP] pad``.
 
     Args:
-      tokenizer: a ``data.tokenizer.Tokenizer``.
+      tokenizer: a ``data.tokenizer.Tokenizer`` or ``data.hf_tokenizers.HfTokenizer``: its
+        ``encode_offsets`` and ``special_ids`` ([CLS], [SEP], padding).
       examples: dicts ``id, question, context, answers [{text, answer_start}], is_impossible``.
       options: ``max_seq_length`` (L), ``doc_stride`` (tokens between the starts of consecutive
         windows of a long context) and ``max_query_length`` (questions are cut to that).
@@ -181,13 +175,9 @@ def encode(tokenizer, examples: list[dict], options: QaOptions, *,
 
     Raises:
       ValueError: if ``max_seq_length`` leaves no room for context after a question, or the
-        tokenizer is not one of pretrax's SentencePiece models (a converted ``hf:`` one).
+        tokenizer has no [CLS], [SEP] or padding token (GPT-2's).
     """
-    if tokenizer.special_ids != feature_schema.EMBEDDED_SPECIAL_IDS or not hasattr(tokenizer, "sp"):
-        raise ValueError(
-            f"span QA needs one of pretrax's SentencePiece tokenizers (for its character "
-            f"offsets and special ids), not {tokenizer.name}; fine-tune the converted model on a "
-            "classification or regression task instead")
+    special = tasks.sentence_specials(tokenizer)
     questions = tokenizer.encode([ex["question"] for ex in examples])
     max_seq_length = options.max_seq_length
     questions = [q[:options.max_query_length] for q in questions]
@@ -210,11 +200,11 @@ def encode(tokenizer, examples: list[dict], options: QaOptions, *,
         raise ValueError("no examples to encode")
     seq, is_max, answers = (np.concatenate(x) for x in zip(*windows, strict=True))
     return QaFeatures(
-        arrays=dict(_token_rows(seq, [questions[i] for i in index], flat["ids"]),
+        arrays=dict(_token_rows(seq, [questions[i] for i in index], flat["ids"], special),
                     start_positions=answers[:, 0], end_positions=answers[:, 1]),
         example_index=np.asarray(index, np.int32), token_to_word=flat["words"][seq],
         token_char_start=flat["char_start"][seq], token_char_end=flat["char_end"][seq],
-        is_max_context=is_max)
+        is_max_context=is_max, special_ids=special)
 
 
 def _batch(features: QaFeatures, rows: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
@@ -281,7 +271,9 @@ def _eval_batches(features: QaFeatures, global_batch: int,
         for k in features.arrays:
             batch[k][take >= n] = 0
         # As in data.tasks: a padding row is [CLS] [SEP], never empty.
-        batch["token_ids"][take >= n, :2] = (feature_schema.CLS_ID, feature_schema.SEP_ID)
+        special = features.special_ids
+        batch["token_ids"][take >= n] = special.pad
+        batch["token_ids"][take >= n, :2] = (special.cls, special.sep)
         yield batch
 
 

@@ -167,6 +167,12 @@ class Tokenizer:
         """
         return self.sp.encode(list(texts), out_type=int, num_threads=os.cpu_count() or 1)
 
+    def encode_offsets(self, texts: list[str]) -> list[tuple[list[int], list[int], list[int]]]:
+        """Per text: its ids (no specials) and the characters ``[begin, end)`` of the text that
+        each piece covers (SentencePiece's offsets; a bare "▁" covers none, begin == end)."""
+        return [_piece_spans(text, proto) for text, proto in zip(
+            texts, self.sp.encode(list(texts), return_type="proto"), strict=True)]
+
     def decode(self, ids):
         """Ids → text: a list of ids gives a string, a list of lists gives a list of strings."""
         if isinstance(ids, np.ndarray):
@@ -188,6 +194,16 @@ class Tokenizer:
                            for i in range(self.vocab_size)], dtype=bool)
         starts[:features.NUM_SPECIAL_IDS] = False
         return starts
+
+
+def _piece_spans(text: str, proto) -> tuple[list[int], list[int], list[int]]:
+    """Ids and character spans (within ``text``) of one SentencePiece-encoded text."""
+    ids = [p.id for p in proto.pieces]
+    begins, ends = [p.begin for p in proto.pieces], [p.end for p in proto.pieces]
+    if not text.isascii():  # SentencePiece offsets count UTF-8 bytes.
+        byte_to_char = [i for i, ch in enumerate(text) for _ in ch.encode("utf-8")] + [len(text)]
+        begins, ends = [byte_to_char[b] for b in begins], [byte_to_char[e] for e in ends]
+    return ids, begins, ends
 
 
 def load(name: str | None = None):

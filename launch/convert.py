@@ -4,11 +4,14 @@
   python -m launch.convert --workdir=workdirs/bert_tiny --to_hf=bert-tiny-hf  # export
 
 ``--from_hf`` reads a directory saved by transformers' ``save_pretrained`` (``config.json`` +
-``model.safetensors``; BERT, ALBERT, GPT-2, XLNet) or Google's TF BERT release
-(``bert_config.json`` + ``bert_model.ckpt.*``) and writes a workdir that
-``launch.finetune --config.init_from=WORKDIR`` restores. ``--to_hf`` writes a workdir's checkpoint
-as ``config.json`` + ``model.safetensors`` for ``AutoModelForPreTraining.from_pretrained``.
-Pickled PyTorch files (``pytorch_model.bin``) are refused: nothing here unpickles.
+``model.safetensors``; BERT, ALBERT, GPT-2, XLNet, in any of their common head layouts: it prints
+what it loaded and what it initialised) or Google's TF BERT release (``bert_config.json`` +
+``bert_model.ckpt.*``) and writes a workdir that ``launch.finetune --config.init_from=WORKDIR``
+restores. ``--to_hf`` writes a workdir's checkpoint as ``config.json`` + ``model.safetensors``
+for ``AutoModelForPreTraining.from_pretrained``, with its tokenizer (``tokenizer.json`` …, for
+``AutoTokenizer`` and transformers' pipelines) and a model card (``README.md``); see
+docs/interop.md. Pickled PyTorch files (``pytorch_model.bin``) are refused: nothing here
+unpickles.
 """
 
 from absl import app, flags

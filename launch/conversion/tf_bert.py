@@ -40,7 +40,8 @@ def hf_name(tf_name: str) -> tuple[str, bool]:
 
 
 def read(directory: str):
-    """``(lm.interop.bert, TransformerConfig, params)`` of a TF BERT checkpoint directory.
+    """``(lm.interop.bert, TransformerConfig, lm.interop.maps.Loaded)`` of a TF BERT checkpoint
+    directory (a pretraining checkpoint holds every part; a fine-tuned one its encoder).
 
     Raises:
       FileNotFoundError: without ``bert_config.json``.
@@ -67,7 +68,4 @@ def read(directory: str):
         why = (getattr(e, "message", "") or str(e)).strip().splitlines()[0][:200]
         raise ValueError(f"{os.path.join(directory, CHECKPOINT)}.*: not a readable TensorFlow "
                          f"checkpoint ({why}); download Google's release again") from None
-    try:
-        return bert, config, bert.params_from_hf(state, config)
-    except ValueError as e:
-        raise ValueError(f"{os.path.join(directory, CHECKPOINT)}: {e}") from None
+    return bert, config, bert.load(state, config, os.path.join(directory, CHECKPOINT))

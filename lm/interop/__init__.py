@@ -1,8 +1,10 @@
 """Hugging Face interop: pure maps between transformers' configs and state dicts and ours.
 
 One module per family (``bert``, ``gpt2``, ``albert``, ``xlnet``), each with ``config_from_hf``,
-``config_to_hf``, ``params_from_hf``, ``params_to_hf`` and the names ``MODEL_TYPE`` (transformers'
-``model_type``), ``ARCH`` (our ``lm.models`` architecture) and ``HF_ARCHITECTURE``. NumPy only;
+``config_to_hf``, ``params_from_hf``, ``params_to_hf``, ``load`` (the parts of any of the
+family's head layouts, ``maps.load_parts``) and the names ``MODEL_TYPE`` (transformers'
+``model_type``), ``ARCH`` (our ``lm.models`` architecture), ``HF_ARCHITECTURE`` (the class an
+export is), ``ARCHITECTURES`` (the layouts an import reads), ``PARTS`` and ``NAME``. NumPy only;
 reading and writing files is ``launch.conversion.huggingface``'s job.
 """
 
@@ -30,9 +32,17 @@ def family_for_hf(hf_config: Mapping, source: str = "config.json") -> ModuleType
         raise ValueError(f"{source}: no model_type; add the model's, one of {sorted(FAMILIES)} "
                          "(transformers' save_pretrained writes it)")
     if not isinstance(model_type, str) or model_type not in FAMILIES:
-        raise ValueError(f"{source}: model_type={repr(model_type)[:60]} is not one pretrax "
-                         f"converts; supported: {sorted(FAMILIES)}")
+        named = hf_config.get("architectures")
+        named = (f" ({', '.join(map(str, named))[:80]})" if isinstance(named, list) and named
+                 else "")
+        raise ValueError(f"{source}: model_type={repr(model_type)[:60]}{named} is not one "
+                         f"pretrax converts; supported: {sorted(FAMILIES)} ({supported()})")
     return FAMILIES[model_type]
+
+
+def supported() -> str:
+    """The checkpoint classes pretrax converts, by family, for messages."""
+    return "; ".join(f"{m.NAME}: {', '.join(m.ARCHITECTURES)}" for m in FAMILIES.values())
 
 
 def family_for_arch(arch: str) -> ModuleType:

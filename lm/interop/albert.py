@@ -17,6 +17,11 @@ from lm.interop.maps import Rule
 MODEL_TYPE = "albert"
 ARCH = "albert"
 HF_ARCHITECTURE = "AlbertForPreTraining"
+NAME = "ALBERT"
+ARCHITECTURES = ("AlbertModel", "AlbertForPreTraining", "AlbertForMaskedLM",
+                 "AlbertForSequenceClassification")
+PARTS = [("encoder", "encoder/"), ("pooler", "encoder/pooler/"), ("MLM head", "mlm_head/"),
+         ("SOP head", "sop_head/")]
 
 
 def config_from_hf(hf: Mapping, source: str = "config.json") -> TransformerConfig:
@@ -92,6 +97,13 @@ def rules(c: TransformerConfig) -> list[Rule]:
 def params_from_hf(state_dict: Mapping, c: TransformerConfig) -> dict:
     """Our parameter tree from an ``AlbertForPreTraining`` state dict."""
     return maps.to_ours(rules(c), state_dict, c)
+
+
+def load(state_dict: Mapping, c: TransformerConfig, source: str = "the state dict"
+         ) -> maps.Loaded:
+    """The parts of our ALBERT that an ``AlbertModel`` (no ``albert.`` prefix) or
+    ``AlbertFor…`` state dict holds, and those it lacks (``maps.load_parts``)."""
+    return maps.load_parts(rules(c), state_dict, c, PARTS, prefix="albert.", source=source)
 
 
 def params_to_hf(params: Mapping, c: TransformerConfig) -> dict:

@@ -1,7 +1,9 @@
 """BERT ↔ transformers' ``BertForPreTraining`` (encoder, pooler, MLM head, NSP head).
 
 The MLM decoder weight is the word embedding (tied) and its bias is ``cls.predictions.bias``; both
-are ours too (``mlm_head/bias``, the token table), so nothing is dropped either way.
+are ours too (``mlm_head/bias``, the token table), so nothing is dropped either way. ``load``
+reads the other layouts too (``BertModel``, ``BertForMaskedLM``, ``BertFor…Classification``):
+the parts they hold, and which they lack.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ from lm.interop.maps import Rule
 MODEL_TYPE = "bert"
 ARCH = "bert"
 HF_ARCHITECTURE = "BertForPreTraining"
+NAME = "BERT"
+# The layouts checkpoints are shared in (any other BertFor… loads the same way: its encoder).
+ARCHITECTURES = ("BertModel", "BertForPreTraining", "BertForMaskedLM",
+                 "BertForSequenceClassification")
+PARTS = [("encoder", "encoder/"), ("pooler", "encoder/pooler/"), ("MLM head", "mlm_head/"),
+         ("NSP head", "nsp_head/")]
 
 
 def config_from_hf(hf: Mapping, source: str = "config.json") -> TransformerConfig:
@@ -106,6 +114,13 @@ def rules(c: TransformerConfig) -> list[Rule]:
 def params_from_hf(state_dict: Mapping, c: TransformerConfig) -> dict:
     """Our parameter tree from a ``BertForPreTraining`` state dict."""
     return maps.to_ours(rules(c), state_dict, c)
+
+
+def load(state_dict: Mapping, c: TransformerConfig, source: str = "the state dict"
+         ) -> maps.Loaded:
+    """The parts of our BERT that a ``BertModel`` (no ``bert.`` prefix) or ``BertFor…`` state
+    dict holds, and those it lacks (``maps.load_parts``)."""
+    return maps.load_parts(rules(c), state_dict, c, PARTS, prefix="bert.", source=source)
 
 
 def params_to_hf(params: Mapping, c: TransformerConfig) -> dict:

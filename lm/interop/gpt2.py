@@ -7,6 +7,7 @@ projections and back. The LM head is the token table (tied) in both models.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -19,6 +20,9 @@ from lm.interop.maps import Rule
 MODEL_TYPE = "gpt2"
 ARCH = "gpt"
 HF_ARCHITECTURE = "GPT2LMHeadModel"
+NAME = "GPT-2"
+ARCHITECTURES = ("GPT2Model", "GPT2LMHeadModel")
+PARTS = [("decoder", "encoder/")]  # the LM head is the token table
 _QKV = ("query", "key", "value")
 
 
@@ -113,6 +117,20 @@ def params_from_hf(state_dict: Mapping, c: TransformerConfig) -> dict:
     sd = {k if k.startswith(("transformer.", "lm_head.")) else f"transformer.{k}": v
           for k, v in state_dict.items()}
     return maps.to_ours(rules(c), split_fused(sd), c)
+
+
+def _fused_name(name: str) -> str:
+    """The checkpoint's name of a ``split_fused`` tensor (``…c_attn.query.weight`` →
+    ``…c_attn.weight``)."""
+    return re.sub(r"\.c_attn\.(query|key|value)\.", ".c_attn.", name)
+
+
+def load(state_dict: Mapping, c: TransformerConfig, source: str = "the state dict"
+         ) -> maps.Loaded:
+    """Our GPT's parameters from a ``GPT2Model`` (no ``transformer.`` prefix) or
+    ``GPT2LMHeadModel`` state dict (``maps.load_parts``)."""
+    return maps.load_parts(rules(c), split_fused(state_dict), c, PARTS, prefix="transformer.",
+                           origin=_fused_name, source=source)
 
 
 def params_to_hf(params: Mapping, c: TransformerConfig) -> dict:

@@ -63,6 +63,14 @@ def _get(tree: Mapping, path: str):
     return tree
 
 
+def unflatten(flat: Mapping[str, object]) -> dict:
+    """The nested tree of ``{"a/b/c": leaf}`` (the inverse of ``flatten``)."""
+    tree: dict = {}
+    for path, value in flat.items():
+        _set(tree, path, value)
+    return tree
+
+
 def flatten(tree: Mapping, prefix: str = "") -> dict[str, np.ndarray]:
     """``{"a/b/c": leaf}`` of a nested parameter tree."""
     out = {}
@@ -90,6 +98,82 @@ def to_ours(rules: list[Rule], state_dict: Mapping, config: TransformerConfig,
     for ours, theirs, kind in rules:
         _set(params, ours, KINDS[kind][0](as_float32(state_dict[theirs]), config))
     return params
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """What a checkpoint held of a pretraining model (``load_parts``).
+
+    Attributes:
+      params: our parameter tree of the parts it held (float32 NumPy).
+      loaded: part name → how many of the checkpoint's tensors it read, in the model's order.
+      missing: the parts it lacks (a ``BertModel`` has no MLM or NSP head), to initialise.
+      unused: group (module name) → how many tensors of the checkpoint no part reads (another
+        task's head, or an untied output layer our model ties to the token table).
+    """
+    params: dict
+    loaded: dict[str, int]
+    missing: tuple[str, ...]
+    unused: dict[str, int]
+
+
+def part_of(path: str, parts: list[tuple[str, str]]) -> str:
+    """The name of the part with the longest path prefix that ``path`` starts with."""
+    return max((len(prefix), name) for name, prefix in parts if path.startswith(prefix))[1]
+
+
+def with_prefix(state_dict: Mapping, prefix: str) -> dict:
+    """A bare model's state dict (``BertModel``: ``embeddings.…``) named as the models with heads
+    save it (``bert.embeddings.…``); one that has ``prefix`` names already is returned as is."""
+    if any(k.startswith(prefix) for k in state_dict):
+        return dict(state_dict)
+    return {prefix + k: v for k, v in state_dict.items()}
+
+
+def load_parts(rules: list[Rule], checkpoint: Mapping, config: TransformerConfig,
+               parts: list[tuple[str, str]], *, prefix: str = "",
+               origin: Callable[[str], str] = lambda n: n,
+               source: str = "the state dict") -> Loaded:
+    """The parts of our model that a checkpoint's state dict holds whole, and those it lacks.
+
+    Args:
+      parts: ``(name, our path prefix)``, the longest prefix wins; the first part (the encoder)
+        is required, the others (pooler, heads) may be absent.
+      prefix: the base model's name in the models with heads (``bert.``), which a bare model's
+        state dict lacks (``with_prefix``).
+      origin: the checkpoint's name of a rule's tensor (GPT-2 splits one ``c_attn`` into three).
+
+    Raises:
+      ValueError: naming the weights a part lacks when it holds some of them (or the encoder
+        lacks any), so a damaged checkpoint is never half-loaded.
+    """
+    state_dict = with_prefix(checkpoint, prefix)
+    by_part: dict[str, list[Rule]] = {name: [] for name, _ in parts}
+    for rule in rules:
+        by_part[part_of(rule[0], parts)].append(rule)
+    loaded, missing, used = {}, [], set()
+    for i, (name, part_rules) in enumerate(item for item in by_part.items() if item[1]):
+        absent = sorted(theirs for _, theirs, _ in part_rules if theirs not in state_dict)
+        if len(absent) == len(part_rules) and i == 0:
+            raise ValueError(f"{source} holds none of the {name}'s weights (e.g. {absent[0]}); "
+                             f"its tensors are named like {min(checkpoint, default='(none)')}: "
+                             "is its config.json the one it was saved with?")
+        if len(absent) == len(part_rules):
+            missing.append(name)
+            continue
+        if absent:
+            raise ValueError(f"{source} lacks {len(absent)} weight(s) of the {name} this config "
+                             f"needs: {', '.join(absent[:8])}{' …' if len(absent) > 8 else ''}; "
+                             "is its config.json the one it was saved with?")
+        loaded[name] = len({origin(theirs) for _, theirs, _ in part_rules})
+        used |= {theirs for _, theirs, _ in part_rules}
+    unused: dict[str, int] = {}
+    for key in {origin(k) for k in state_dict if k not in used} - {origin(k) for k in used}:
+        group = key.rsplit(".", 1)[0]
+        unused[group] = unused.get(group, 0) + 1
+    chosen = [r for r in rules if r[1] in used]
+    return Loaded(to_ours(chosen, state_dict, config, source), loaded, tuple(missing),
+                  dict(sorted(unused.items())))
 
 
 def to_theirs(rules: list[Rule], params: Mapping, config: TransformerConfig

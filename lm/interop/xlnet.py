@@ -21,6 +21,9 @@ from lm.interop.maps import Rule
 MODEL_TYPE = "xlnet"
 ARCH = "xlnet"
 HF_ARCHITECTURE = "XLNetLMHeadModel"
+NAME = "XLNet"
+ARCHITECTURES = ("XLNetModel", "XLNetLMHeadModel")
+PARTS = [("encoder", "encoder/"), ("LM head bias", "lm_head/")]
 
 
 def config_from_hf(hf: Mapping, source: str = "config.json") -> TransformerConfig:
@@ -86,6 +89,13 @@ def params_from_hf(state_dict: Mapping, c: TransformerConfig) -> dict:
           for k, v in state_dict.items()}
     sd.setdefault("lm_loss.bias", np.zeros((c.vocab_size,), np.float32))
     return maps.to_ours(rules(c), sd, c)
+
+
+def load(state_dict: Mapping, c: TransformerConfig, source: str = "the state dict"
+         ) -> maps.Loaded:
+    """The parts of our XLNet that an ``XLNetModel`` (no ``transformer.`` prefix, no LM head
+    bias) or ``XLNetLMHeadModel`` state dict holds (``maps.load_parts``)."""
+    return maps.load_parts(rules(c), state_dict, c, PARTS, prefix="transformer.", source=source)
 
 
 def params_to_hf(params: Mapping, c: TransformerConfig) -> dict:

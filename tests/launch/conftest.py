@@ -11,3 +11,15 @@ def gpt_run(tmp_path_factory):
     from tests.launch.test_gpt_e2e import make_config
     run_dir = str(tmp_path_factory.mktemp("gpt"))
     return run_dir, pretraining.train_and_evaluate(make_config(3), run_dir)
+
+
+@pytest.fixture(scope="session")
+def bert_run(tmp_path_factory):
+    """``(workdir, results)`` of a 2-step bert.py:tiny pretraining run (64 positions) on the
+    fixture corpus, made once per test session; tests only read it."""
+    from launch.pretraining import run as pretraining
+    from tests.conftest import FIXTURES
+    from tests.launch.test_pretrain_e2e import make_config
+    run_dir = str(tmp_path_factory.mktemp("bert"))
+    return run_dir, pretraining.train_and_evaluate(
+        make_config(str(FIXTURES / "corpus_slice.txt.gz"), 2), run_dir)

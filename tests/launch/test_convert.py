@@ -60,7 +60,7 @@ def test_converted_bert_is_restored_by_finetuning(tmp_path, capsys):
     _saved("bert", tmp_path / "hf")
     huggingface.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
     assert (f"note: launch.finetune and launch.generate on {tmp_path / 'wd'} need its tokenizer: "
-            f"no vocab.txt, vocab.json + merges.txt, spiece.model or tokenizer.json in "
+            f"no tokenizer.json, vocab.txt, vocab.json + merges.txt or spiece.model in "
             f"{tmp_path / 'hf'}") in capsys.readouterr().out  # only the model was saved here
     cfg = finetune_configs.get_config("paraphrase_bible")
     cfg.init_from = str(tmp_path / "wd")

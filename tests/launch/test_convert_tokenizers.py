@@ -131,10 +131,21 @@ def test_pair_ids_are_bert_tokenizers(bert):
             assert rows["token_ids"][i, :n].tolist() == want["input_ids"]
             assert rows["type_ids"][i, :n].tolist() == want["token_type_ids"]
             assert (rows["token_ids"][i, n:] == theirs.pad_token_id).all()
-    with pytest.raises(ValueError, match=r"span QA needs one of pretrax's SentencePiece "
-                       r"tokenizers \(for its character offsets and special ids\), not hf:.*; "
-                       r"fine-tune the converted model on a classification or regression task"):
-        qa.encode(ours, [], QaOptions(max_seq_length=32), is_training=True)
+    # Span QA windows with its ids and its offsets: [CLS] question [SEP] context [SEP], the
+    # context's tokens those of BertTokenizer, and the gold span's characters the answer's.
+    context, answer = PAIRS[0][1], "a single man"
+    example = {"id": "q", "question": PAIRS[1][0], "context": context, "is_impossible": False,
+               "answers": [{"text": answer, "answer_start": context.index(answer)}]}
+    feats = qa.encode(ours, [example], QaOptions(max_seq_length=128, max_query_length=16),
+                      is_training=True)
+    question = theirs(example["question"], add_special_tokens=False)["input_ids"]
+    body = theirs(context, add_special_tokens=False)["input_ids"]
+    row, start = feats.arrays["token_ids"][0], len(question) + 2
+    assert row[:start + len(body) + 1].tolist() == [theirs.cls_token_id, *question,
+                                                    theirs.sep_token_id, *body, theirs.sep_token_id]
+    assert (row[start + len(body) + 1:] == theirs.pad_token_id).all()
+    s, e = feats.arrays["start_positions"][0], feats.arrays["end_positions"][0]
+    assert context[feats.token_char_start[0, s]:feats.token_char_end[0, e]] == answer
 
 
 def test_converted_bert_finetunes_from_its_weights(bert, lines, tmp_path, capsys):
@@ -264,3 +275,51 @@ def test_converted_albert_takes_its_spiece_model(lines, tmp_path):
     _, _, imported, _ = huggingface.load_workdir(str(tmp_path / "wd"))
     assert step == 0
     jax.tree_util.tree_map(np.testing.assert_array_equal, encoder, imported["encoder"])
+
+
+def test_span_qa_finetunes_a_converted_bert_with_its_own_wordpiece(lines, tmp_path, capsys):
+    """A BertForMaskedLM whose WordPiece (tokenizer.json alone) is trained here: converted, its
+    MLM head loaded and the pooler and NSP head initialised; span QA fine-tunes on it with its
+    ids and offsets, and evaluates."""
+    source = tmp_path / "hf"
+    source.mkdir()
+    wordpiece = tokenizers.BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(lines, vocab_size=2000, show_progress=False)
+    wordpiece.save(str(source / "tokenizer.json"))
+    _jiggle(transformers.BertForMaskedLM(transformers.BertConfig(
+        vocab_size=wordpiece.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64))
+            ).save_pretrained(str(source), safe_serialization=True)
+    huggingface.import_hf(str(source), str(tmp_path / "wd"))
+    out = capsys.readouterr().out
+    assert "loaded: encoder (37 tensors), MLM head (5 tensors)\ninitialised: pooler" in out
+    assert "note:" not in out  # its tokenizer is read
+    cfg = finetune_configs.get_config("qa_disflqa")
+    cfg.init_from = str(tmp_path / "wd")
+    cfg.data.max_seq_length, cfg.data.doc_stride, cfg.data.max_query_length = 64, 32, 24
+    # ~7,400 windows in each of dev and test: evaluated 128 at a time
+    cfg.train.batch_size, cfg.train.steps, cfg.train.evals, cfg.train.log_every = 128, 4, 1, 2
+    results = finetuning.finetune(cfg, str(tmp_path / "qa"))
+    assert f"loaded from {tmp_path / 'wd'} (step 0)" in capsys.readouterr().out
+    with open(tmp_path / "qa" / "metrics.jsonl") as f:
+        losses = [r["loss"] for r in map(json.loads, f) if "loss" in r]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    test = results["test"]
+    assert results["main_metric"] == "f1" and results["steps"] == 4
+    assert test["total"] == test["HasAns_total"] + test["NoAns_total"] == 849
+    assert 0.0 <= test["exact"] <= test["f1"] <= 100.0
+    tokenizer = tokenizer_lib.load(f"hf:{source}")
+    assert tokenizer.special_ids.cls == wordpiece.token_to_id("[CLS]") == 2
+
+
+def test_an_export_of_a_converted_bert_carries_its_tokenizer(bert, tmp_path):
+    source, workdir = bert
+    huggingface.export_hf(workdir, str(tmp_path / "out"))
+    theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "out"))
+    want = transformers.BertTokenizer.from_pretrained(str(source))
+    for a, b in PAIRS:
+        assert theirs(a, b)["input_ids"] == want(a, b)["input_ids"]
+    assert (tmp_path / "out" / "vocab.txt").read_text() == (source / "vocab.txt").read_text()
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"Converted from the Hugging Face checkpoint `{os.path.abspath(source)}`" in card
+    assert "No `results.json` in the workdir" in card
