@@ -147,3 +147,18 @@ def test_fit_search_skips_microbatch_counts_that_cannot_fit():
     assert fit.search(_cfg(remat="full", batch=1024), 8,
                       lambda c, o: tried.append(o) or Full(c.train.microbatches)) is None
     assert tried == [{"mesh.data": 1, "mesh.fsdp": -1}]
+
+
+def test_scanned_step_cost_is_extrapolated_to_the_unrolled_ones():
+    """XLA counts a scanned body once; the extrapolation gives the unrolled step's FLOPs."""
+    from launch.compiling import aot
+    from launch.configs import gpt
+    devices = aot.tpu_devices("v5e:2x2")
+    cfg = gpt.get_config("tiny")
+    unrolled = aot.compile_train_step(cfg, devices)
+    scanned = aot.compile_train_step(fit.apply(cfg, {"model.scan_layers": True}), devices)
+    assert unrolled.cost_method == "the compiled step"
+    assert scanned.cost_method.startswith("extrapolated")
+    assert scanned.cost["flops"] == pytest.approx(unrolled.cost["flops"], rel=0.02)
+    raw = aot._cost(scanned.executable)["flops"]  # one layer's worth short of the real step
+    assert raw < 0.9 * unrolled.cost["flops"]
