@@ -1,26 +1,29 @@
-"""Many NumPy generators at once: ``default_rng(seed)``, ``random()`` and ``integers(n)``.
+"""Many NumPy generators at once: ``default_rng(seed)``, then rounds of ``random()`` and
+``integers(n)``, for a whole batch of rows.
 
 ``data/plm.py`` seeds one ``np.random.default_rng`` per row and draws from it in a data-dependent
 loop; seeding and calling each row's generator from Python is what made that loop slow. Here the
-rows' generators are reproduced together, as NumPy's C and Cython code computes them, so every
-row gets exactly the values its own generator would have given:
+rows' generators are reproduced together, as NumPy's C and Cython code computes them, so each row
+gets exactly the values its own generator would have given:
 
 * seeding (:func:`seeded_states`): ``SeedSequence``'s hash of the seed's 32-bit words into a
-  pool of 4, ``generate_state(4, uint64)`` and PCG's ``srandom`` (all rows in uint32 NumPy);
-* each row's 64-bit outputs are fetched in bulk (``random_raw``) and the draws computed from them
-  for many rows at a time: ``random()`` is ``(x >> 11) · 2⁻⁵³`` of one output ``x``;
-  ``integers(n)`` (int64, ``n ≤ 2³²``) draws nothing for ``n = 1``, else a 32-bit ``v`` (the low
-  half of an output whose high half PCG64 keeps for the next 32-bit draw: ``has_uint32`` and
-  ``uinteger`` in its state) and returns Lemire's ``(v · n) >> 32``, redrawn while
-  ``(v · n) mod 2³² < 2³² mod n``.
+  pool of 4, ``generate_state(4, uint64)`` and PCG's ``srandom``, for all rows in uint32 NumPy;
+* each row's 64-bit outputs are fetched in bulk (``random_raw``); a round of ``random()`` then
+  ``integers(n)`` uses ``(x >> 11) · 2⁻⁵³`` of one output ``x``, and a 32-bit draw ``v`` (the low
+  half of an output; PCG64 keeps the high half for the next 32-bit draw) of which ``integers``
+  returns Lemire's ``(v · n) >> 32`` (:func:`lemire`). NumPy draws again when
+  ``(v · n) mod 2³² < 2³² mod n`` (probability below n / 2³²) and draws nothing for ``n = 1``:
+  :func:`lemire` flags those, and the caller redoes such a row with its own generator.
 
-Afterwards :meth:`RowStreams.generator` gives a generator in the state a row's draws left it in
+Afterwards :meth:`RowStreams.generator` gives a generator in the state a row's rounds left it in
 (PCG64 is an LCG: ``k`` steps are ``s·aᵏ + inc·(aᵏ⁻¹ + … + 1) mod 2¹²⁸``), so a row's later draws
 (a permutation, a ``choice``) are NumPy's own. ``tests/data/test_pcg64_streams.py`` checks all
 of it against real generators.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -31,19 +34,6 @@ _MIX_L, _MIX_R, _POOL = 0xCA01F9DD, 0x4973F715, 4
 _MASK128 = (1 << 128) - 1
 _LOW32 = np.uint64(0xFFFFFFFF)
 _TWO_TO_32 = 1 << 32
-
-
-def _jump(state: int, inc: int, steps: int) -> int:
-    """PCG64's LCG state after ``steps`` outputs from ``state``."""
-    mult, add = 1, 0  # the affine map of `steps` steps: s → s·mult + add
-    step_mult, step_add = _MULT, inc
-    while steps:
-        if steps & 1:
-            mult, add = (mult * step_mult) & _MASK128, (add * step_mult + step_add) & _MASK128
-        step_mult, step_add = ((step_mult * step_mult) & _MASK128,
-                               (step_add * step_mult + step_add) & _MASK128)
-        steps >>= 1
-    return (state * mult + add) & _MASK128
 
 
 def _seed_sequence_pools(words: np.ndarray) -> np.ndarray:
@@ -73,9 +63,9 @@ def _seed_sequence_pools(words: np.ndarray) -> np.ndarray:
     return np.stack(pool, 1)
 
 
-def _pcg64_seeds(pool: np.ndarray) -> list[tuple[int, int, int, int]]:
+def _pcg64_seeds(pool: np.ndarray) -> list[tuple[int, int]]:
     """``PCG64(seed_sequence)``'s state from each row's pool (``generate_state(4, uint64)``,
-    then PCG's ``srandom``): ``(state, inc, has_uint32, uinteger)`` per row."""
+    then PCG's ``srandom``): ``(state, inc)`` per row."""
     const, halves = _INIT_B, []
     for i in range(8):
         value = pool[:, i % _POOL] ^ np.uint32(const)
@@ -87,14 +77,14 @@ def _pcg64_seeds(pool: np.ndarray) -> list[tuple[int, int, int, int]]:
     seeds = []
     for w0, w1, w2, w3 in zip(*words, strict=True):
         inc = ((((w2 << 64) | w3) << 1) | 1) & _MASK128
-        seeds.append(((((inc + ((w0 << 64) | w1)) * _MULT) + inc) & _MASK128, inc, 0, 0))
+        seeds.append(((((inc + ((w0 << 64) | w1)) * _MULT) + inc) & _MASK128, inc))
     return seeds
 
 
-def seeded_states(entropy: np.ndarray) -> list[tuple[int, int, int, int]]:
+def seeded_states(entropy: np.ndarray) -> list[tuple[int, int]]:
     """The PCG64 state of ``np.random.default_rng(list(row))`` for each row of ``entropy``
     (non-negative integers below 2⁶⁴, uint64 [B, E]), computed for all rows at once:
-    ``(state, inc, has_uint32, uinteger)``."""
+    ``(state, inc)`` (no 32-bit half pending)."""
     entropy = np.asarray(entropy, np.uint64)
     high = entropy >> np.uint64(32)
     # SeedSequence splits each integer into 32-bit words, low first; 0 is one word.
@@ -113,77 +103,72 @@ def seeded_states(entropy: np.ndarray) -> list[tuple[int, int, int, int]]:
     return seeds
 
 
+@functools.lru_cache(maxsize=8)
+def _jumps(steps: int) -> tuple[list[int], list[int]]:
+    """``(a, g)``: PCG64's LCG state after k outputs from ``s`` is ``s·a[k] + inc·g[k]``
+    (mod 2¹²⁸), k = 0…steps."""
+    a, g = [1], [0]
+    for _ in range(steps):
+        a.append((a[-1] * _MULT) & _MASK128)
+        g.append((g[-1] * _MULT + 1) & _MASK128)
+    return a, g
+
+
+def lemire(draw32: np.ndarray, bound: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``Generator.integers(bound)`` (int64 ``bound`` in ``[1, 2³²)``) from its first 32-bit
+    draw: ``(value int64, exact bool)``, exact False where NumPy takes no draw (``bound = 1``)
+    or rejects this one and draws again (``(v · n) mod 2³² < 2³² mod n``)."""
+    bound = np.asarray(bound).astype(np.uint64)
+    product = draw32 * bound
+    exact = (bound > 1) & ((product & _LOW32) >= np.uint64(_TWO_TO_32) % bound)
+    return (product >> np.uint64(32)).astype(np.int64), exact
+
+
 class RowStreams:
-    """Rows' generators, drawn from together (module docstring).
+    """Rows' generators, ``np.random.default_rng(entropy[r])``, drawn from in rounds of
+    ``random()`` then one 32-bit draw (module docstring).
 
     Args:
-      seeds: per row, a PCG64 state ``(state, inc, has_uint32, uinteger)``
-        (:func:`seeded_states`, or a ``bit_generator.state``'s fields).
-      width: 64-bit outputs fetched per row up front (more are fetched if a row needs them).
+      entropy: uint64 [B, E], each row's seed (non-negative integers below 2⁶⁴).
+      rounds: how many rounds :meth:`rounds` gives.
     """
 
-    def __init__(self, seeds: list[tuple[int, int, int, int]], width: int):
-        self._seeds = seeds
+    def __init__(self, entropy: np.ndarray, rounds: int):
+        self._seeds = seeded_states(entropy)
         self._generator = np.random.Generator(np.random.PCG64(0))  # its state is set per row
-        self._raw = self._fetch(0, width)
-        self._used = np.zeros(len(seeds), np.int64)  # 64-bit outputs consumed per row
-        self._has32 = np.array([s[2] for s in seeds], bool)
-        self._half = np.array([s[3] for s in seeds], np.uint64)
+        self._rounds = rounds
+        bits, raw = self._generator.bit_generator, []
+        for state, inc in self._seeds:  # every two rounds take three 64-bit outputs
+            bits.state = _pcg64_state(state, inc, 0, 0)
+            raw.append(bits.random_raw(3 * ((rounds + 1) // 2)))
+        self._raw = np.stack(raw).reshape(len(raw), -1, 3)
 
-    def _fetch(self, start: int, width: int) -> np.ndarray:
-        """uint64 [B, width]: each row's outputs ``start`` to ``start + width``."""
-        bits, out = self._generator.bit_generator, []
-        for state, inc, _, _ in self._seeds:
-            bits.state = _pcg64_state(_jump(state, inc, start), inc, 0, 0)
-            out.append(bits.random_raw(width))
-        return np.stack(out)
+    def rounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Round s of every row, s < ``rounds``: ``(random() float64 [B, R], the 32-bit draw
+        uint64 [B, R])``. The draw is what ``integers(n)`` starts from (:func:`lemire`) and what
+        ``integers(2³²)`` returns.
 
-    def _take(self, rows: np.ndarray) -> np.ndarray:
-        """The next 64-bit output of each row in ``rows`` (distinct), uint64."""
-        width = self._raw.shape[1]
-        if rows.size and self._used[rows].max() >= width:
-            self._raw = np.concatenate([self._raw, self._fetch(width, width)], axis=1)
-        out = self._raw[rows, self._used[rows]]
-        self._used[rows] += 1
-        return out
+        PCG64 gives a 32-bit draw from the low half of a 64-bit output and keeps the high half
+        for the next one, so rounds 2p and 2p + 1 use outputs 3p (random), 3p + 1 (both 32-bit
+        halves, low first) and 3p + 2 (random).
+        """
+        raw = self._raw
+        uniform = np.stack([raw[:, :, 0], raw[:, :, 2]], 2).reshape(len(raw), -1)
+        draw32 = np.stack([raw[:, :, 1] & _LOW32, raw[:, :, 1] >> np.uint64(32)], 2)
+        uniform = (uniform >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+        return uniform[:, :self._rounds], draw32.reshape(len(raw), -1)[:, :self._rounds]
 
-    def _uint32(self, rows: np.ndarray) -> np.ndarray:
-        """``next_uint32`` of each row in ``rows`` (distinct), as uint64."""
-        out = np.empty(rows.size, np.uint64)
-        kept = self._has32[rows]
-        out[kept] = self._half[rows[kept]]
-        fresh = rows[~kept]
-        word = self._take(fresh)
-        out[~kept] = word & _LOW32
-        self._half[fresh] = word >> np.uint64(32)
-        self._has32[rows] = ~kept
-        return out
-
-    def uniform(self, rows: np.ndarray) -> np.ndarray:
-        """``generators[r].random()`` for each ``r`` in ``rows`` (distinct), float64."""
-        return (self._take(rows) >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-
-    def integers(self, rows: np.ndarray, bound: np.ndarray) -> np.ndarray:
-        """``generators[r].integers(bound)`` for each ``r`` in ``rows`` (distinct), int64;
-        ``bound`` int [len(rows)] in ``[1, 2³²]``."""
-        bound = np.asarray(bound, np.uint64)
-        out = np.zeros(rows.size, np.uint64)
-        todo = np.flatnonzero(bound > 1)  # integers(1) draws nothing
-        while todo.size:
-            n = bound[todo]
-            product = self._uint32(rows[todo]) * n
-            out[todo] = product >> np.uint64(32)
-            rejected = (product & _LOW32) < (np.uint64(_TWO_TO_32) % n)
-            todo = todo[rejected]
-        return out.astype(np.int64)
-
-    def generator(self, row: int) -> np.random.Generator:
-        """A generator in the state row ``row``'s draws so far left its generator in; one
-        generator serves every row, so it is valid until the next call."""
-        state, inc, _, _ = self._seeds[row]
+    def generator(self, row: int, rounds: int) -> np.random.Generator:
+        """A generator in the state row ``row``'s generator is in after ``rounds`` rounds. One
+        generator serves every row: it is valid until the next call."""
+        state, inc = self._seeds[row]
+        a, g = _jumps(3 * ((self._rounds + 1) // 2))
+        used = rounds + (rounds + 1) // 2
+        # The last high half kept (consumed again after an even number of rounds; NumPy's
+        # state still shows it).
+        half = int(self._raw[row, (rounds - 1) // 2, 1] >> np.uint64(32)) if rounds else 0
         self._generator.bit_generator.state = _pcg64_state(
-            _jump(state, inc, int(self._used[row])), inc, int(self._has32[row]),
-            int(self._half[row]))
+            (state * a[used] + inc * g[used]) & _MASK128, inc, rounds % 2, half)
         return self._generator
 
 

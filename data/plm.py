@@ -29,14 +29,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from data import features, pipeline
+from data import features, pipeline, plm_sampling
 from data.options import CorpusOptions, PlmOptions
-from data.pcg64_streams import RowStreams, seeded_states
+from data.plm_sampling import block_permutation, sample_targets
 
 TYPE_CLS = 2
 _TRAIN, _EVAL = 0, 1
 _U64 = (1 << 64) - 1
+_MASK_ROWS = 16  # sequences per chunk of masks_from_order (measured: 8 to 32 alike)
 
 
 def to_xlnet_layout(token_ids: np.ndarray, type_ids: np.ndarray
@@ -49,74 +51,17 @@ def to_xlnet_layout(token_ids: np.ndarray, type_ids: np.ndarray
     Returns:
       ``(token_ids, type_ids)`` int32 [n, L], types A = 0, B = 1, <cls> = 2, padding 0.
     """
-    length = token_ids.shape[1]
-    body_n1 = (token_ids != features.PAD_ID).sum(axis=1, keepdims=True) - 1  # A [SEP] B [SEP]
-    # Column c < L - 1 holds source token c + 1 - (L - 1 - body): right-aligned before <cls>.
-    source_nl = np.arange(length - 1)[None, :] + 1 - (length - 1 - body_n1)
-    kept_nl = source_nl >= 1
-    source_nl = np.where(kept_nl, source_nl, 0)
-    tokens, types = np.full_like(token_ids, features.PAD_ID), np.zeros_like(type_ids)
-    tokens[:, :-1] = np.where(kept_nl, np.take_along_axis(token_ids, source_nl, 1), features.PAD_ID)
-    types[:, :-1] = np.where(kept_nl, np.take_along_axis(type_ids, source_nl, 1), 0)
-    tokens[:, -1], types[:, -1] = features.CLS_ID, TYPE_CLS
-    return tokens, types
-
-
-def _span_length_probs(max_span: int) -> np.ndarray:
-    p = 1.0 / np.arange(1, max_span + 1)
-    return p / p.sum()
-
-
-def sample_targets(is_word: np.ndarray, is_start: np.ndarray, goal: int, k: float,
-                   max_span: int, rng: np.random.Generator) -> np.ndarray:
-    """XLNet's span sampling: which positions to predict.
-
-    Args:
-      is_word: bool [L], real non-special tokens (the only candidates).
-      is_start: bool [L], tokens that begin a word (spans start and end on them).
-      goal: how many tokens to predict.
-      k: K; each span of n words sits in a window of about n·K tokens.
-      max_span: longest span in words.
-      rng: randomness.
-
-    Returns:
-      bool [L] with at most ``goal`` True, all on ``is_word``.
-    """
-    length = len(is_word)
-    is_target = np.zeros(length, bool)
-    probs, count = _span_length_probs(max_span), 0
-    cur = int(np.argmax(is_word)) if is_word.any() else length
-    while cur < length and count < goal:
-        n = min(int(rng.choice(max_span, p=probs)) + 1, goal - count)
-        context = max(int(round(n * (k - 1))), 1)
-        left = int(rng.integers(context))
-        beg = cur + left
-        while beg < length and not (is_word[beg] and is_start[beg]):
-            beg += 1
-        end, words = beg + 1, 1
-        if beg >= length:
-            break
-        while end < length and is_word[end] and (not is_start[end] or words < n):
-            words += int(is_start[end])
-            end += 1
-        is_target[beg:end] = True
-        count += end - beg
-        cur = end + context - left
-    picked = np.flatnonzero(is_target)
-    is_target[picked[goal:]] = False  # a multi-piece word may overshoot
-    free = np.flatnonzero(is_word & ~is_target)
-    top_up = goal - min(count, goal)
-    is_target[rng.choice(free, min(top_up, len(free)), replace=False)] = True
-    return is_target
-
-
-def block_permutation(length: int, perm_size: int, rng: np.random.Generator) -> np.ndarray:
-    """int [L]: each position's rank in the order; one shuffle of ``perm_size`` offsets applied
-    to every block, blocks in sequence (XLNet's ``_local_perm``)."""
-    if length % perm_size:
-        raise ValueError(f"max_seq_length {length} is not a multiple of perm_size {perm_size}")
-    shuffle = rng.permutation(perm_size)
-    return (np.arange(0, length, perm_size)[:, None] + shuffle[None, :]).reshape(-1)
+    n, length = token_ids.shape
+    body = np.maximum((token_ids != features.PAD_ID).sum(axis=1) - 1, 0)  # A [SEP] B [SEP]
+    out = []
+    for ids, fill in ((token_ids, features.PAD_ID), (type_ids, 0)):
+        # Row r is the window at `body` of (L - 1 fillers, then the row without [CLS]).
+        source = np.concatenate([np.full((n, length - 1), fill, ids.dtype), ids[:, 1:]], 1)
+        shifted = np.empty_like(ids)
+        shifted[:, :-1] = sliding_window_view(source, length - 1, axis=1)[np.arange(n), body]
+        out.append(shifted)
+    out[0][:, -1], out[1][:, -1] = features.CLS_ID, TYPE_CLS
+    return out[0], out[1]
 
 
 def masks_from_order(rank: np.ndarray, is_target: np.ndarray, is_func: np.ndarray,
@@ -131,20 +76,29 @@ def masks_from_order(rank: np.ndarray, is_target: np.ndarray, is_func: np.ndarra
       rank: int [..., L], each position's place in the order.
       is_target, is_func, is_real: bool [..., L].
     """
-    length = rank.shape[-1]
+    length, lead = rank.shape[-1], rank.shape[:-1]
+    rank, is_target, is_func, is_real = (x.reshape(-1, length)
+                                         for x in (rank, is_target, is_func, is_real))
     small = np.int16 if length < np.iinfo(np.int16).max else np.int32  # halves the compares
     permuted = is_target | is_func
     order = np.where(permuted, rank, -1).astype(small)  # the context shares place -1
-    self_order = np.where(is_target, order, order + 1)
-    key = np.where(is_real, order, length + 1).astype(small)  # padding: after everything
-    # i sees j iff self_order[i] > key[j]. Rows outside the permuted set have self_order 0, so
-    # they are all the same row (the real context); only the ~L/K permuted rows are compared.
-    out = np.empty(rank.shape + (length,), bool)
-    out[...] = (key < 0)[..., None, :]
-    where = np.nonzero(permuted)
-    out[where] = self_order[where][:, None] > key[where[:-1]]
-    out.reshape(rank.shape[:-1] + (length * length,))[..., ::length + 1] = True
-    return out
+    key = np.where(is_real, order, length + 1)  # padding: after everything
+    # Row i sees j iff key[j] < i's own place (order, + 1 off the targets). Outside the permuted
+    # set that place is 0, so those rows are all the same row: a sequence has only its permuted
+    # rows + 1 distinct rows, compared once and copied into place.
+    slot = np.cumsum(permuted, 1, dtype=small) * permuted  # 1… on the permuted rows
+    rows, cols = np.nonzero(permuted)
+    place = np.zeros((len(rank), int(slot.max()) + 1), small)
+    place[rows, slot[rows, cols]] = order[rows, cols] + ~is_target[rows, cols]
+    out = np.empty((len(rank), length, length), bool)
+    for part in range(0, len(rank), _MASK_ROWS):  # chunks: the distinct rows stay in cache
+        part = slice(part, part + _MASK_ROWS)
+        distinct = place[part, :, None] > key[part, None, :]
+        source = np.arange(len(distinct))[:, None] * place.shape[1] + slot[part]
+        np.take(distinct.reshape(-1, length), source.reshape(-1), axis=0,
+                out=out[part].reshape(-1, length), mode="clip")  # ("raise" would buffer)
+    out.reshape(len(rank), -1)[:, ::length + 1] = True
+    return out.reshape(lead + (length, length))
 
 
 def _token_kinds(token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,13 +121,14 @@ def _prediction_rows(token_ids: np.ndarray, is_target: np.ndarray,
     n, length = token_ids.shape
     rows, positions = np.nonzero(is_target)  # row-major: each row's targets in order
     counts = is_target.sum(1)
-    slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    flat = rows * predictions + np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts,
+                                                                 counts)  # (row, slot)
     mapping = np.zeros((n, predictions, length), np.float32)
-    mapping[rows, slot, positions] = 1.0
+    mapping.reshape(-1)[flat * length + positions] = 1.0
     targets = np.zeros((n, predictions), np.int32)
-    targets[rows, slot] = token_ids[rows, positions]
+    targets.reshape(-1)[flat] = token_ids[rows, positions]
     weights = np.zeros((n, predictions), np.float32)
-    weights[rows, slot] = 1.0
+    weights.reshape(-1)[flat] = 1.0
     return {"plm_target_mapping": mapping, "plm_targets": targets, "plm_weights": weights}
 
 
@@ -191,84 +146,6 @@ def plm_example(token_ids: np.ndarray, is_start_v: np.ndarray, options: PlmOptio
             **{k: v[0] for k, v in out.items()}}
 
 
-def _span_tables(is_word: np.ndarray, is_start: np.ndarray) -> dict[str, np.ndarray]:
-    """Lookups that replace :func:`sample_targets`' token-by-token scans, int [B, L + 1]:
-
-    * ``next_start[i]``: the first word start at or after i (L if none);
-    * ``next_gap[i]``: the first non-word token after i (L if none);
-    * ``rank[i]``: how many word starts precede i; ``start[r]``: the r-th word start (L if none).
-    """
-    n, length = is_word.shape
-    starts = is_word & is_start
-    column = np.arange(length + 1)
-    padded = np.zeros((n, 1), bool)
-
-    def first_at_or_after(flag):
-        at = np.where(np.concatenate([flag, ~padded], 1), column, length)
-        return np.minimum.accumulate(at[:, ::-1], axis=1)[:, ::-1]
-
-    rank = np.concatenate([padded, starts], 1).cumsum(1)
-    start = np.full((n, length + 1), length)
-    rows, cols = np.nonzero(starts)
-    start[rows, rank[rows, cols]] = cols
-    gap = first_at_or_after(~is_word)
-    return {"next_start": first_at_or_after(starts), "rank": rank, "start": start,
-            "next_gap": np.concatenate([gap[:, 1:], gap[:, -1:]], 1)}
-
-
-def _sample_spans(streams: RowStreams, is_word: np.ndarray, is_start: np.ndarray,
-                  goal: np.ndarray, options: PlmOptions) -> np.ndarray:
-    """:func:`sample_targets`' span loop for every row at once, in lockstep (one step = one span
-    of each row still going), drawing what each row's own generator would: bool [B, L] of the
-    spans, before the truncation to ``goal`` and the top-up."""
-    n, length = is_word.shape
-    k, max_span = options.plm_k, options.plm_max_span
-    cdf = _span_length_probs(max_span).cumsum()  # as Generator.choice(p=…) does
-    cdf /= cdf[-1]
-    context_of = np.array([1] + [max(int(round(w * (k - 1))), 1) for w in range(1, max_span + 1)])
-    t = _span_tables(is_word, is_start)
-    cur = np.where(is_word.any(1), is_word.argmax(1), length)
-    count = np.zeros(n, np.int64)
-    edges = np.zeros((n, length + 1), np.int8)  # +1 at each span's start, -1 after its end
-    live = np.flatnonzero(cur < length)
-    while live.size:
-        words = np.minimum(np.searchsorted(cdf, streams.uniform(live), side="right") + 1,
-                           goal[live] - count[live])
-        context = context_of[words]
-        left = streams.integers(live, context)
-        beg = t["next_start"][live, np.minimum(cur[live] + left, length)]
-        placed = beg < length  # else the row is done
-        live, beg, words, context, left = (x[placed] for x in (live, beg, words, context, left))
-        after = t["start"][live, np.minimum(t["rank"][live, beg] + words, length)]
-        end = np.minimum(t["next_gap"][live, beg], after)
-        edges[live, beg], edges[live, end] = 1, -1
-        count[live] += end - beg
-        cur[live] = end + context - left
-        live = live[(cur[live] < length) & (count[live] < goal[live])]
-    return edges.cumsum(1, dtype=np.int16)[:, :length] > 0
-
-
-def _top_up_and_shuffle(streams: RowStreams, is_word: np.ndarray, is_target: np.ndarray,
-                        goal: np.ndarray, perm_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`sample_targets`' ending and :func:`block_permutation`'s shuffle, row by row with
-    each row's generator (NumPy's own ``choice`` and ``permutation``: cheap, few calls).
-
-    Returns:
-      ``(is_target bool [B, L], shuffle int [B, perm_size])``.
-    """
-    is_target = is_target & (is_target.cumsum(1) <= goal[:, None])  # a long last word overshoots
-    short = goal - is_target.sum(1)
-    shuffles = np.empty((len(goal), perm_size), np.int64)
-    for row in range(len(goal)):
-        rng = streams.generator(row)
-        if short[row]:
-            free = np.flatnonzero(is_word[row] & ~is_target[row])
-            if free.size:  # (choice of 0 draws nothing)
-                is_target[row, rng.choice(free, min(short[row], free.size), replace=False)] = True
-        shuffles[row] = rng.permutation(perm_size)
-    return is_target, shuffles
-
-
 def plm_batch(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray,
               options: PlmOptions, is_start_v: np.ndarray,
               seed_key: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -277,24 +154,14 @@ def plm_batch(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray
     each row with ``np.random.default_rng([*seed_key, positions[r]])``, built for all rows at
     once (module docstring)."""
     tokens, types = to_xlnet_layout(token_ids, type_ids)
-    length, predictions = tokens.shape[1], options.instances.max_predictions_per_seq
-    perm_size = options.perm_size or length
-    if length % perm_size:
-        raise ValueError(f"max_seq_length {length} is not a multiple of perm_size {perm_size}")
     is_real, is_func, is_word = _token_kinds(tokens)
-    goal = _goals(is_word, options)
-    # A span takes at most one 64-bit output for its length and one for its offset.
-    entropy = np.column_stack([np.broadcast_to(np.array(seed_key, np.uint64), (len(tokens),
-                                                                                len(seed_key))),
-                               np.asarray(positions).astype(np.uint64)])
-    streams = RowStreams(seeded_states(entropy), width=2 * predictions + 4)
-    is_target = _sample_spans(streams, is_word, is_start_v[tokens], goal, options)
-    is_target, shuffles = _top_up_and_shuffle(streams, is_word, is_target, goal, perm_size)
-    blocks = np.arange(0, length, perm_size)
-    rank = (blocks[None, :, None] + shuffles[:, None, :]).reshape(len(tokens), length)
+    entropy = np.empty((len(tokens), len(seed_key) + 1), np.uint64)
+    entropy[:, :-1], entropy[:, -1] = np.array(seed_key, np.uint64), positions
+    is_target, rank = plm_sampling.targets_and_orders(is_word, is_start_v[tokens],
+                                                      _goals(is_word, options), options, entropy)
     batch = {"token_ids": tokens, "type_ids": types,
              "can_attend": masks_from_order(rank, is_target, is_func, is_real),
-             **_prediction_rows(tokens, is_target, predictions)}
+             **_prediction_rows(tokens, is_target, options.instances.max_predictions_per_seq)}
     return {k: batch[k] for k in features.FEATURES["plm"]}
 
 
