@@ -38,7 +38,8 @@ from data.plm_sampling import block_permutation, sample_targets
 TYPE_CLS = 2
 _TRAIN, _EVAL = 0, 1
 _U64 = (1 << 64) - 1
-_MASK_ROWS = 16  # sequences per chunk of masks_from_order (measured: 8 to 32 alike)
+_MASK_ROWS = 32  # sequences per chunk of masks_from_order (measured: 16 and 32 alike)
+_SAMPLE_ROWS = 256  # pairs sampled at once by plm_batches (the per-call cost is spread)
 
 
 def to_xlnet_layout(token_ids: np.ndarray, type_ids: np.ndarray
@@ -79,25 +80,29 @@ def masks_from_order(rank: np.ndarray, is_target: np.ndarray, is_func: np.ndarra
     length, lead = rank.shape[-1], rank.shape[:-1]
     rank, is_target, is_func, is_real = (x.reshape(-1, length)
                                          for x in (rank, is_target, is_func, is_real))
+    n = len(rank)
     small = np.int16 if length < np.iinfo(np.int16).max else np.int32  # halves the compares
-    permuted = is_target | is_func
-    order = np.where(permuted, rank, -1).astype(small)  # the context shares place -1
-    key = np.where(is_real, order, length + 1)  # padding: after everything
-    # Row i sees j iff key[j] < i's own place (order, + 1 off the targets). Outside the permuted
-    # set that place is 0, so those rows are all the same row: a sequence has only its permuted
-    # rows + 1 distinct rows, compared once and copied into place.
-    slot = np.cumsum(permuted, 1, dtype=small) * permuted  # 1… on the permuted rows
-    rows, cols = np.nonzero(permuted)
-    place = np.zeros((len(rank), int(slot.max()) + 1), small)
-    place[rows, slot[rows, cols]] = order[rows, cols] + ~is_target[rows, cols]
-    out = np.empty((len(rank), length, length), bool)
-    for part in range(0, len(rank), _MASK_ROWS):  # chunks: the distinct rows stay in cache
-        part = slice(part, part + _MASK_ROWS)
+    permuted = is_target | is_func  # (real tokens only)
+    key = np.where(permuted, rank, np.where(is_real, -1, length + 1)).astype(small)
+    # Row i sees j iff key[j] (context -1, padding after everything) < i's own place (its rank,
+    # + 1 off the targets). Outside the permuted set that place is 0, so those rows are all one
+    # row: a sequence has its permuted rows + 1 distinct rows, compared once and copied into place.
+    flat = np.flatnonzero(permuted)  # row-major: each row's permuted positions in order
+    rows = flat // length
+    counts = np.bincount(rows, minlength=n)
+    slot = np.arange(1, flat.size + 1) - np.repeat(np.cumsum(counts) - counts, counts)
+    width = int(counts.max(initial=0)) + 1  # slot 0: the rows outside the permuted set
+    place = np.zeros((n, width), small)
+    place.reshape(-1)[rows * width + slot] = rank.reshape(-1)[flat] + ~is_target.reshape(-1)[flat]
+    source = np.repeat(np.arange(n) * width, length)  # per (row, i): its distinct row
+    source[flat] += slot
+    out = np.empty((n, length, length), bool)
+    for start in range(0, n, _MASK_ROWS):  # chunks: the distinct rows stay in cache
+        part = slice(start, start + _MASK_ROWS)
         distinct = place[part, :, None] > key[part, None, :]
-        source = np.arange(len(distinct))[:, None] * place.shape[1] + slot[part]
-        np.take(distinct.reshape(-1, length), source.reshape(-1), axis=0,
-                out=out[part].reshape(-1, length), mode="clip")  # ("raise" would buffer)
-    out.reshape(len(rank), -1)[:, ::length + 1] = True
+        np.take(distinct.reshape(-1, length), source[start * length:(start + _MASK_ROWS) * length]
+                - start * width, axis=0, out=out[part].reshape(-1, length), mode="clip")
+    out.reshape(n, -1)[:, ::length + 1] = True
     return out.reshape(lead + (length, length))
 
 
@@ -146,6 +151,32 @@ def plm_example(token_ids: np.ndarray, is_start_v: np.ndarray, options: PlmOptio
             **{k: v[0] for k, v in out.items()}}
 
 
+def _sampled_rows(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray,
+                  options: PlmOptions, is_start_v: np.ndarray,
+                  seed_key: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Every row's XLNet layout, kinds of token, targets and order, all rows at once: the [B, L]
+    arrays that :func:`_batch_of` turns into a batch."""
+    tokens, types = to_xlnet_layout(token_ids, type_ids)
+    is_real, is_func, is_word = _token_kinds(tokens)
+    entropy = np.empty((len(tokens), len(seed_key) + 1), np.uint64)
+    entropy[:, :-1], entropy[:, -1] = np.array(seed_key, np.uint64), positions
+    is_target, rank = plm_sampling.targets_and_orders(is_word, is_start_v[tokens],
+                                                      _goals(is_word, options), options, entropy)
+    return {"token_ids": tokens, "type_ids": types, "is_real": is_real, "is_func": is_func,
+            "is_target": is_target, "rank": rank}
+
+
+def _batch_of(rows: dict[str, np.ndarray], part: slice, predictions: int
+              ) -> dict[str, np.ndarray]:
+    """The ``plm`` batch of ``rows[part]`` (:func:`_sampled_rows`): masks and target rows."""
+    r = {k: v[part] for k, v in rows.items()}
+    batch = {"token_ids": r["token_ids"].copy(), "type_ids": r["type_ids"].copy(),
+             "can_attend": masks_from_order(r["rank"], r["is_target"], r["is_func"],
+                                            r["is_real"]),
+             **_prediction_rows(r["token_ids"], r["is_target"], predictions)}
+    return {k: batch[k] for k in features.FEATURES["plm"]}
+
+
 def plm_batch(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray,
               options: PlmOptions, is_start_v: np.ndarray,
               seed_key: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -153,16 +184,23 @@ def plm_batch(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray
     ``(*seed_key, positions[r])``, its position in the stream. Equal to :func:`plm_example` on
     each row with ``np.random.default_rng([*seed_key, positions[r]])``, built for all rows at
     once (module docstring)."""
-    tokens, types = to_xlnet_layout(token_ids, type_ids)
-    is_real, is_func, is_word = _token_kinds(tokens)
-    entropy = np.empty((len(tokens), len(seed_key) + 1), np.uint64)
-    entropy[:, :-1], entropy[:, -1] = np.array(seed_key, np.uint64), positions
-    is_target, rank = plm_sampling.targets_and_orders(is_word, is_start_v[tokens],
-                                                      _goals(is_word, options), options, entropy)
-    batch = {"token_ids": tokens, "type_ids": types,
-             "can_attend": masks_from_order(rank, is_target, is_func, is_real),
-             **_prediction_rows(tokens, is_target, options.instances.max_predictions_per_seq)}
-    return {k: batch[k] for k in features.FEATURES["plm"]}
+    rows = _sampled_rows(token_ids, type_ids, positions, options, is_start_v, seed_key)
+    return _batch_of(rows, slice(None), options.instances.max_predictions_per_seq)
+
+
+def plm_batches(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray,
+                options: PlmOptions, is_start_v: np.ndarray, seed_key: tuple[int, ...],
+                rows: int) -> Iterator[dict[str, np.ndarray]]:
+    """:func:`plm_batch` of each ``rows`` consecutive pairs in turn. Targets and orders are
+    sampled for about ``_SAMPLE_ROWS`` pairs at once (the sampling's cost is mostly per call);
+    masks and target rows are made batch by batch (small arrays, which the allocator reuses)."""
+    block = rows * max(1, _SAMPLE_ROWS // rows)
+    for start in range(0, len(positions), block):
+        part = slice(start, start + block)
+        sampled = _sampled_rows(token_ids[part], type_ids[part], positions[part], options,
+                                is_start_v, seed_key)
+        for i in range(0, len(sampled["rank"]), rows):
+            yield _batch_of(sampled, slice(i, i + rows), options.instances.max_predictions_per_seq)
 
 
 def _word_starts(corpus: pipeline.PretrainingCorpus, options: PlmOptions) -> np.ndarray:
@@ -175,10 +213,7 @@ def _shard_batches(chunks, options: PlmOptions, key: tuple[int, ...], rows: int,
                    is_start_v) -> Iterator[dict[str, np.ndarray]]:
     """Batches of ``rows`` from chunks ``(token_ids, type_ids, nsp_labels, positions)``."""
     for token_ids, type_ids, _, positions in chunks:
-        for i in range(0, len(positions), rows):
-            part = slice(i, i + rows)
-            yield plm_batch(token_ids[part], type_ids[part], positions[part], options,
-                            is_start_v, key)
+        yield from plm_batches(token_ids, type_ids, positions, options, is_start_v, key, rows)
 
 
 def make_dataset(corpus_options: CorpusOptions, options: PlmOptions, split: str, *,
