@@ -24,6 +24,7 @@ of it against real generators.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -137,11 +138,12 @@ class RowStreams:
         self._seeds = seeded_states(entropy)
         self._generator = np.random.Generator(np.random.PCG64(0))  # its state is set per row
         self._rounds = rounds
-        bits, raw = self._generator.bit_generator, []
-        for state, inc in self._seeds:  # every two rounds take three 64-bit outputs
-            bits.state = _pcg64_state(state, inc, 0, 0)
-            raw.append(bits.random_raw(3 * ((rounds + 1) // 2)))
-        self._raw = np.stack(raw).reshape(len(raw), -1, 3)
+        bits, width = self._generator.bit_generator, 3 * ((rounds + 1) // 2)
+        self._raw = np.empty((len(self._seeds), width), np.uint64)
+        for raw, (state, inc) in zip(self._raw, self._seeds, strict=True):
+            bits.state = _pcg64_state(state, inc, 0, 0)  # every two rounds take three outputs
+            raw[:] = bits.random_raw(width)
+        self._raw = self._raw.reshape(len(self._seeds), -1, 3)
 
     def rounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Round s of every row, s < ``rounds``: ``(random() float64 [B, R], the 32-bit draw
@@ -158,18 +160,25 @@ class RowStreams:
         uniform = (uniform >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
         return uniform[:, :self._rounds], draw32.reshape(len(raw), -1)[:, :self._rounds]
 
-    def generator(self, row: int, rounds: int) -> np.random.Generator:
-        """A generator in the state row ``row``'s generator is in after ``rounds`` rounds. One
-        generator serves every row: it is valid until the next call."""
-        state, inc = self._seeds[row]
-        a, g = _jumps(3 * ((self._rounds + 1) // 2))
-        used = rounds + (rounds + 1) // 2
-        # The last high half kept (consumed again after an even number of rounds; NumPy's
-        # state still shows it).
-        half = int(self._raw[row, (rounds - 1) // 2, 1] >> np.uint64(32)) if rounds else 0
-        self._generator.bit_generator.state = _pcg64_state(
-            (state * a[used] + inc * g[used]) & _MASK128, inc, rounds % 2, half)
-        return self._generator
+    def generators(self, rows: np.ndarray, rounds: np.ndarray
+                   ) -> Iterator[tuple[int, np.random.Generator]]:
+        """``(row, generator)`` for each of ``rows``: a generator in the state that row's
+        generator is in after ``rounds[row]`` rounds. One generator serves every row: each is
+        valid until the next is yielded."""
+        rounds = np.asarray(rounds)[rows]
+        a, g = _jumps(self._raw.shape[1] * 3)
+        used = (rounds + (rounds + 1) // 2).tolist()
+        # The last high half kept: pending after an odd number of rounds; after an even number
+        # it was used, but NumPy's state still shows it.
+        half = self._raw[rows, np.maximum(rounds - 1, 0) // 2, 1] >> np.uint64(32)
+        half = np.where(rounds > 0, half, 0).tolist()
+        bits = self._generator.bit_generator
+        for row, steps, odd, kept in zip(rows.tolist(), used, (rounds % 2).tolist(), half,
+                                         strict=True):
+            state, inc = self._seeds[row]
+            bits.state = _pcg64_state((state * a[steps] + inc * g[steps]) & _MASK128, inc, odd,
+                                      kept)
+            yield row, self._generator
 
 
 def _pcg64_state(state: int, inc: int, has_uint32: int, uinteger: int) -> dict:

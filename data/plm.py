@@ -39,7 +39,7 @@ TYPE_CLS = 2
 _TRAIN, _EVAL = 0, 1
 _U64 = (1 << 64) - 1
 _MASK_ROWS = 32  # sequences per chunk of masks_from_order (measured: 16 and 32 alike)
-_SAMPLE_ROWS = 256  # pairs sampled at once by plm_batches (the per-call cost is spread)
+_SAMPLE_ROWS = 1024  # pairs sampled at once by plm_batches (the per-call cost is spread)
 
 
 def to_xlnet_layout(token_ids: np.ndarray, type_ids: np.ndarray
@@ -78,32 +78,50 @@ def masks_from_order(rank: np.ndarray, is_target: np.ndarray, is_func: np.ndarra
       is_target, is_func, is_real: bool [..., L].
     """
     length, lead = rank.shape[-1], rank.shape[:-1]
-    rank, is_target, is_func, is_real = (x.reshape(-1, length)
-                                         for x in (rank, is_target, is_func, is_real))
-    n = len(rank)
+    plan = _mask_plan(*(x.reshape(-1, length) for x in (rank, is_target, is_func, is_real)))
+    return _masks(plan, slice(None)).reshape(lead + (length, length))
+
+
+def _mask_plan(rank: np.ndarray, is_target: np.ndarray, is_func: np.ndarray,
+               is_real: np.ndarray) -> dict[str, np.ndarray]:
+    """The few distinct rows of each sequence's mask, as :func:`_masks` needs them.
+
+    Row i sees j iff ``key[j]`` (the context -1, padding after everything) is below i's own
+    place (its rank, + 1 off the targets). Outside the permuted set (targets, <sep>, <cls>) that
+    place is 0, so those rows are all one row: a sequence has its permuted rows + 1 distinct
+    rows. Returns ``key`` [n, L] and ``place`` [n, W] (the distinct rows' places; W - 1 = most
+    permuted tokens in a row), and ``slot`` [n, L]: each row's distinct row (0 outside the set).
+    """
+    n, length = rank.shape
     small = np.int16 if length < np.iinfo(np.int16).max else np.int32  # halves the compares
     permuted = is_target | is_func  # (real tokens only)
     key = np.where(permuted, rank, np.where(is_real, -1, length + 1)).astype(small)
-    # Row i sees j iff key[j] (context -1, padding after everything) < i's own place (its rank,
-    # + 1 off the targets). Outside the permuted set that place is 0, so those rows are all one
-    # row: a sequence has its permuted rows + 1 distinct rows, compared once and copied into place.
     flat = np.flatnonzero(permuted)  # row-major: each row's permuted positions in order
     rows = flat // length
     counts = np.bincount(rows, minlength=n)
-    slot = np.arange(1, flat.size + 1) - np.repeat(np.cumsum(counts) - counts, counts)
-    width = int(counts.max(initial=0)) + 1  # slot 0: the rows outside the permuted set
-    place = np.zeros((n, width), small)
-    place.reshape(-1)[rows * width + slot] = rank.reshape(-1)[flat] + ~is_target.reshape(-1)[flat]
-    source = np.repeat(np.arange(n) * width, length)  # per (row, i): its distinct row
-    source[flat] += slot
+    slot = np.zeros((n, length), small)
+    slot.reshape(-1)[flat] = np.arange(1, flat.size + 1) - np.repeat(np.cumsum(counts) - counts,
+                                                                     counts)
+    place = np.zeros((n, int(counts.max(initial=0)) + 1), small)
+    place.reshape(-1)[rows * place.shape[1] + slot.reshape(-1)[flat]] = (
+        rank.reshape(-1)[flat] + ~is_target.reshape(-1)[flat])
+    return {"key": key, "place": place, "slot": slot}
+
+
+def _masks(plan: dict[str, np.ndarray], part: slice) -> np.ndarray:
+    """``can_attend`` bool [b, L, L] of the rows ``part`` of a :func:`_mask_plan`: the distinct
+    rows compared once, then copied into place."""
+    key, place, slot = plan["key"][part], plan["place"][part], plan["slot"][part]
+    (n, length), width = key.shape, place.shape[1]
     out = np.empty((n, length, length), bool)
     for start in range(0, n, _MASK_ROWS):  # chunks: the distinct rows stay in cache
-        part = slice(start, start + _MASK_ROWS)
-        distinct = place[part, :, None] > key[part, None, :]
-        np.take(distinct.reshape(-1, length), source[start * length:(start + _MASK_ROWS) * length]
-                - start * width, axis=0, out=out[part].reshape(-1, length), mode="clip")
+        rows = slice(start, start + _MASK_ROWS)
+        distinct = place[rows, :, None] > key[rows, None, :]
+        source = slot[rows] + np.arange(len(distinct))[:, None] * width
+        np.take(distinct.reshape(-1, length), source.reshape(-1), axis=0,
+                out=out[rows].reshape(-1, length), mode="clip")  # ("raise" would buffer)
     out.reshape(n, -1)[:, ::length + 1] = True
-    return out.reshape(lead + (length, length))
+    return out
 
 
 def _token_kinds(token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,15 +141,31 @@ def _prediction_rows(token_ids: np.ndarray, is_target: np.ndarray,
                      predictions: int) -> dict[str, np.ndarray]:
     """``plm_target_mapping`` [B, P, L], ``plm_targets``/``plm_weights`` [B, P] of the targets
     (bool [B, L], at most P a row) in position order, unused rows zero."""
-    n, length = token_ids.shape
-    rows, positions = np.nonzero(is_target)  # row-major: each row's targets in order
-    counts = is_target.sum(1)
-    flat = rows * predictions + np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts,
-                                                                 counts)  # (row, slot)
+    return _predictions(_prediction_plan(token_ids, is_target), slice(0, len(token_ids)),
+                        predictions, token_ids.shape[1])
+
+
+def _prediction_plan(token_ids: np.ndarray, is_target: np.ndarray) -> dict[str, np.ndarray]:
+    """Every target's row, position, slot (its rank in the row) and token, row-major."""
+    flat = np.flatnonzero(is_target)
+    rows = flat // is_target.shape[1]
+    counts = np.bincount(rows, minlength=len(is_target))
+    return {"row": rows, "position": flat - rows * is_target.shape[1],
+            "slot": np.arange(flat.size) - np.repeat(np.cumsum(counts) - counts, counts),
+            "token": token_ids.reshape(-1)[flat]}
+
+
+def _predictions(plan: dict[str, np.ndarray], part: slice, predictions: int,
+                 length: int) -> dict[str, np.ndarray]:
+    """The target rows of the sequences ``part`` (a slice with its start and stop) of a
+    :func:`_prediction_plan`."""
+    n = part.stop - part.start
+    lo, hi = np.searchsorted(plan["row"], [part.start, part.stop])
+    flat = (plan["row"][lo:hi] - part.start) * predictions + plan["slot"][lo:hi]  # (row, slot)
     mapping = np.zeros((n, predictions, length), np.float32)
-    mapping.reshape(-1)[flat * length + positions] = 1.0
+    mapping.reshape(-1)[flat * length + plan["position"][lo:hi]] = 1.0
     targets = np.zeros((n, predictions), np.int32)
-    targets.reshape(-1)[flat] = token_ids[rows, positions]
+    targets.reshape(-1)[flat] = plan["token"][lo:hi]
     weights = np.zeros((n, predictions), np.float32)
     weights.reshape(-1)[flat] = 1.0
     return {"plm_target_mapping": mapping, "plm_targets": targets, "plm_weights": weights}
@@ -153,27 +187,28 @@ def plm_example(token_ids: np.ndarray, is_start_v: np.ndarray, options: PlmOptio
 
 def _sampled_rows(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray,
                   options: PlmOptions, is_start_v: np.ndarray,
-                  seed_key: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """Every row's XLNet layout, kinds of token, targets and order, all rows at once: the [B, L]
-    arrays that :func:`_batch_of` turns into a batch."""
+                  seed_key: tuple[int, ...]) -> dict[str, np.ndarray | dict]:
+    """Every row's XLNet layout, targets and order, all rows at once, as plans that
+    :func:`_batch_of` turns into batches."""
     tokens, types = to_xlnet_layout(token_ids, type_ids)
     is_real, is_func, is_word = _token_kinds(tokens)
     entropy = np.empty((len(tokens), len(seed_key) + 1), np.uint64)
     entropy[:, :-1], entropy[:, -1] = np.array(seed_key, np.uint64), positions
     is_target, rank = plm_sampling.targets_and_orders(is_word, is_start_v[tokens],
                                                       _goals(is_word, options), options, entropy)
-    return {"token_ids": tokens, "type_ids": types, "is_real": is_real, "is_func": is_func,
-            "is_target": is_target, "rank": rank}
+    return {"token_ids": tokens, "type_ids": types,
+            "masks": _mask_plan(rank, is_target, is_func, is_real),
+            "predictions": _prediction_plan(tokens, is_target)}
 
 
-def _batch_of(rows: dict[str, np.ndarray], part: slice, predictions: int
+def _batch_of(rows: dict[str, np.ndarray | dict], start: int, stop: int, predictions: int
               ) -> dict[str, np.ndarray]:
-    """The ``plm`` batch of ``rows[part]`` (:func:`_sampled_rows`): masks and target rows."""
-    r = {k: v[part] for k, v in rows.items()}
-    batch = {"token_ids": r["token_ids"].copy(), "type_ids": r["type_ids"].copy(),
-             "can_attend": masks_from_order(r["rank"], r["is_target"], r["is_func"],
-                                            r["is_real"]),
-             **_prediction_rows(r["token_ids"], r["is_target"], predictions)}
+    """The ``plm`` batch of rows ``start`` to ``stop`` of :func:`_sampled_rows`."""
+    part, length = slice(start, min(stop, len(rows["token_ids"]))), rows["token_ids"].shape[1]
+    batch = {"token_ids": rows["token_ids"][part].copy(),
+             "type_ids": rows["type_ids"][part].copy(),
+             "can_attend": _masks(rows["masks"], part),
+             **_predictions(rows["predictions"], part, predictions, length)}
     return {k: batch[k] for k in features.FEATURES["plm"]}
 
 
@@ -185,7 +220,7 @@ def plm_batch(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray
     each row with ``np.random.default_rng([*seed_key, positions[r]])``, built for all rows at
     once (module docstring)."""
     rows = _sampled_rows(token_ids, type_ids, positions, options, is_start_v, seed_key)
-    return _batch_of(rows, slice(None), options.instances.max_predictions_per_seq)
+    return _batch_of(rows, 0, len(positions), options.instances.max_predictions_per_seq)
 
 
 def plm_batches(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray,
@@ -199,8 +234,8 @@ def plm_batches(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarr
         part = slice(start, start + block)
         sampled = _sampled_rows(token_ids[part], type_ids[part], positions[part], options,
                                 is_start_v, seed_key)
-        for i in range(0, len(sampled["rank"]), rows):
-            yield _batch_of(sampled, slice(i, i + rows), options.instances.max_predictions_per_seq)
+        for i in range(0, len(sampled["token_ids"]), rows):
+            yield _batch_of(sampled, i, i + rows, options.instances.max_predictions_per_seq)
 
 
 def _word_starts(corpus: pipeline.PretrainingCorpus, options: PlmOptions) -> np.ndarray:

@@ -25,6 +25,13 @@ def _default_rng(row):
     return np.random.default_rng([int(x) for x in row])
 
 
+def _after(streams, row, rounds):
+    """``streams``' generator of ``row`` after ``rounds`` rounds."""
+    [(got, generator)] = list(streams.generators(np.array([row]), np.full(row + 1, rounds)))
+    assert got == row
+    return generator
+
+
 def test_seeded_states_equal_default_rng():
     for columns in range(1, 7):
         entropy = _entropy(40, columns, columns)
@@ -41,12 +48,12 @@ def test_rounds_and_generator_equal_numpy():
         assert uniform.shape == draw32.shape == (12, total)
         for r, row in enumerate(entropy):
             g = _default_rng(row)
-            assert _state(streams.generator(r, 0)) == _state(g)
+            assert _state(_after(streams, r, 0)) == _state(g)
             for s in range(total):
                 assert uniform[r, s] == g.random()
                 assert draw32[r, s] == g.integers(2 ** 32)
-                assert _state(streams.generator(r, s + 1)) == _state(g)
-            np.testing.assert_array_equal(streams.generator(r, total).permutation(20),
+                assert _state(_after(streams, r, s + 1)) == _state(g)
+            np.testing.assert_array_equal(_after(streams, r, total).permutation(20),
                                           g.permutation(20))
 
 
