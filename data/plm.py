@@ -18,10 +18,30 @@ Per sequence, as XLNet's ``data_utils`` (Yang et al., 2019), written afresh with
 * ``plm_target_mapping`` [P, L] one-hot rows of the targets in position order,
   ``plm_targets``/``plm_weights`` [P], unused rows zero.
 
-Everything is built on the caller's thread with NumPy (no Python inside tf.data). Instance ``i``
-of a shard's stream is a pure function of ``(seed, shard, i)``: the sentence pairs come from
-``data.pipeline``'s epoch stream, the order and targets from a generator seeded with those
-numbers, so ``start_position`` resumes exactly.
+Instance ``i`` of a shard's stream is a pure function of ``(seed, shard, i)``: the sentence pairs
+come from ``data.pipeline``'s epoch stream, the order and targets from the generator
+``np.random.default_rng([tag, seed, shard, i])``, so ``start_position`` resumes exactly.
+
+How it is built: on the caller's thread, in NumPy, for many rows at once, and bit for bit what
+the per-row code it replaced built (:func:`plm_example` on each row; ``tests/data/test_plm.py``
+keeps that code as the reference):
+
+* :func:`plm_batches` samples targets and orders for about ``_SAMPLE_ROWS`` pairs at once
+  (``data/plm_sampling.py``: the span loop in lockstep over the rows, on draws that
+  ``data/pcg64_streams.py`` reproduces from the rows' generators; each row's ``shuffle`` is
+  NumPy's own) and keeps plans: per sequence, the few distinct rows of its mask (the rows outside
+  the permuted set are all one row) and its targets' positions;
+* each batch is then filled from the plans: the distinct rows compared once and copied into place
+  (``np.take``), the one-hot target rows scattered into zeros. Batch-sized outputs (8 MB of mask
+  at B = 32, L = 512) are reused by the allocator from batch to batch; a 64 MB one (B = 256) is
+  fresh, zeroed pages every time, which costs about as much again.
+
+Why NumPy and not tf.data ops: the draws must stay those of the rows' NumPy generators (the
+same batches, exact resumption), which TF's random ops cannot make; and the one large
+deterministic part, the [B, L, L] mask, was slower in TF when measured (256 rows at L = 512, one
+core: a broadcast compare 21 ms, XLA-compiled 11.6 ms with its copy out, NumPy 6.9 ms). The
+per-row code took about 0.45 ms of CPU a row at XLNet-base's shapes; this takes about 45 µs,
+half of it writing the outputs (436 KB a row) — docs/performance.md has the figures.
 """
 
 from __future__ import annotations
@@ -39,7 +59,8 @@ TYPE_CLS = 2
 _TRAIN, _EVAL = 0, 1
 _U64 = (1 << 64) - 1
 _MASK_ROWS = 32  # sequences per chunk of masks_from_order (measured: 16 and 32 alike)
-_SAMPLE_ROWS = 1024  # pairs sampled at once by plm_batches (the per-call cost is spread)
+# Pairs sampled at once by plm_batches (measured at L = 512: 512 and 1,024 alike, 2,048 slower).
+_SAMPLE_ROWS = 1024
 
 
 def to_xlnet_layout(token_ids: np.ndarray, type_ids: np.ndarray
