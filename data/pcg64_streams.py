@@ -15,7 +15,7 @@ gets exactly the values its own generator would have given:
   ``(v · n) mod 2³² < 2³² mod n`` (probability below n / 2³²) and draws nothing for ``n = 1``:
   :func:`lemire` flags those, and the caller redoes such a row with its own generator.
 
-Afterwards :meth:`RowStreams.generator` gives a generator in the state a row's rounds left it in
+Afterwards :meth:`RowStreams.generators` gives generators in the state the rows' rounds left them in
 (PCG64 is an LCG: ``k`` steps are ``s·aᵏ + inc·(aᵏ⁻¹ + … + 1) mod 2¹²⁸``), so a row's later draws
 (a permutation, a ``choice``) are NumPy's own. ``tests/data/test_pcg64_streams.py`` checks all
 of it against real generators.

@@ -39,9 +39,10 @@ keeps that code as the reference):
 Why NumPy and not tf.data ops: the draws must stay those of the rows' NumPy generators (the
 same batches, exact resumption), which TF's random ops cannot make; and the one large
 deterministic part, the [B, L, L] mask, was slower in TF when measured (256 rows at L = 512, one
-core: a broadcast compare 21 ms, XLA-compiled 11.6 ms with its copy out, NumPy 6.9 ms). The
-per-row code took about 0.45 ms of CPU a row at XLNet-base's shapes; this takes about 45 µs,
-half of it writing the outputs (436 KB a row) — docs/performance.md has the figures.
+core: a broadcast compare 21 ms, XLA-compiled 11.6 ms with its copy out, :func:`masks_from_order`
+6.9 ms). The per-row code took about 0.45 ms of CPU a row at XLNet-base's shapes; this takes
+about 45 µs, a third of it writing the outputs (436 KB a row), a third the rows' permutations
+and generators: docs/performance.md has the figures.
 """
 
 from __future__ import annotations
