@@ -53,8 +53,7 @@ def main(argv):
         flags.FLAGS.cpu_devices = bm.cpu_devices_for(shape.batch, binary.cpu_cores())
     binary.start(argv, multiprocess=False)
     if _PIPELINE_ONLY.value:
-        result = bm.pipelines(named)
-        print(bm.pipelines_table(result))
+        print(bm.pipelines_table(result := bm.pipelines(named)))
     else:
         result = binary.explain_errors(
             bm.benchmark, shape, steps=_STEPS.value, rounds=_ROUNDS.value,
@@ -68,7 +67,8 @@ def main(argv):
             print(profiling.table(result["profile"]))
     if _JSON.value:
         with open(_JSON.value, "w") as f:
-            json.dump(result, f, indent=2), print(f"figures: {_JSON.value}")
+            json.dump(result, f, indent=2)
+        print(f"figures: {_JSON.value}")
 
 
 def run():
