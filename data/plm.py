@@ -18,10 +18,31 @@ Per sequence, as XLNet's ``data_utils`` (Yang et al., 2019), written afresh with
 * ``plm_target_mapping`` [P, L] one-hot rows of the targets in position order,
   ``plm_targets``/``plm_weights`` [P], unused rows zero.
 
-Everything is built on the caller's thread with NumPy (no Python inside tf.data). Instance ``i``
-of a shard's stream is a pure function of ``(seed, shard, i)``: the sentence pairs come from
-``data.pipeline``'s epoch stream, the order and targets from a generator seeded with those
-numbers, so ``start_position`` resumes exactly.
+Instance ``i`` of a shard's stream is a pure function of ``(seed, shard, i)``: the sentence pairs
+come from ``data.pipeline``'s epoch stream, the order and targets from the generator
+``np.random.default_rng([tag, seed, shard, i])``, so ``start_position`` resumes exactly.
+
+How it is built: on the caller's thread, in NumPy, for many rows at once, and bit for bit what
+the per-row code it replaced built (:func:`plm_example` on each row; ``tests/data/test_plm.py``
+keeps that code as the reference):
+
+* :func:`plm_batches` samples targets and orders for about ``_SAMPLE_ROWS`` pairs at once
+  (``data/plm_sampling.py``: the span loop in lockstep over the rows, on draws that
+  ``data/pcg64_streams.py`` reproduces from the rows' generators; each row's ``shuffle`` is
+  NumPy's own) and keeps plans: per sequence, the few distinct rows of its mask (the rows outside
+  the permuted set are all one row) and its targets' positions;
+* each batch is then filled from the plans: the distinct rows compared once and copied into place
+  (``np.take``), the one-hot target rows scattered into zeros. Batch-sized outputs (8 MB of mask
+  at B = 32, L = 512) are reused by the allocator from batch to batch; a 64 MB one (B = 256) is
+  fresh, zeroed pages every time, which costs about as much again.
+
+Why NumPy and not tf.data ops: the draws must stay those of the rows' NumPy generators (the
+same batches, exact resumption), which TF's random ops cannot make; and the one large
+deterministic part, the [B, L, L] mask, was slower in TF when measured (256 rows at L = 512, one
+core: a broadcast compare 21 ms, XLA-compiled 11.6 ms with its copy out, :func:`masks_from_order`
+6.9 ms). The per-row code took about 0.45 ms of CPU a row at XLNet-base's shapes; this takes
+about 45 µs, a third of it writing the outputs (436 KB a row), a third the rows' permutations
+and generators: docs/performance.md has the figures.
 """
 
 from __future__ import annotations
@@ -29,13 +50,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from data import features, pipeline
+from data import features, pipeline, plm_sampling
 from data.options import CorpusOptions, PlmOptions
+from data.plm_sampling import block_permutation, sample_targets
 
 TYPE_CLS = 2
 _TRAIN, _EVAL = 0, 1
 _U64 = (1 << 64) - 1
+_MASK_ROWS = 32  # sequences per chunk of masks_from_order (measured: 16 and 32 alike)
+# Pairs sampled at once by plm_batches (measured at L = 512: 512 and 1,024 alike, 2,048 slower).
+_SAMPLE_ROWS = 1024
 
 
 def to_xlnet_layout(token_ids: np.ndarray, type_ids: np.ndarray
@@ -49,122 +75,189 @@ def to_xlnet_layout(token_ids: np.ndarray, type_ids: np.ndarray
       ``(token_ids, type_ids)`` int32 [n, L], types A = 0, B = 1, <cls> = 2, padding 0.
     """
     n, length = token_ids.shape
-    real = (token_ids != features.PAD_ID).sum(axis=1)
-    tokens = np.full_like(token_ids, features.PAD_ID)
-    types = np.zeros_like(type_ids)
-    for row in range(n):
-        body = real[row] - 1  # A [SEP] B [SEP], without the leading [CLS]
-        tokens[row, length - body - 1:length - 1] = token_ids[row, 1:1 + body]
-        types[row, length - body - 1:length - 1] = type_ids[row, 1:1 + body]
-        tokens[row, -1], types[row, -1] = features.CLS_ID, TYPE_CLS
-    return tokens, types
-
-
-def _span_length_probs(max_span: int) -> np.ndarray:
-    p = 1.0 / np.arange(1, max_span + 1)
-    return p / p.sum()
-
-
-def sample_targets(is_word: np.ndarray, is_start: np.ndarray, goal: int, k: float,
-                   max_span: int, rng: np.random.Generator) -> np.ndarray:
-    """XLNet's span sampling: which positions to predict.
-
-    Args:
-      is_word: bool [L], real non-special tokens (the only candidates).
-      is_start: bool [L], tokens that begin a word (spans start and end on them).
-      goal: how many tokens to predict.
-      k: K; each span of n words sits in a window of about n·K tokens.
-      max_span: longest span in words.
-      rng: randomness.
-
-    Returns:
-      bool [L] with at most ``goal`` True, all on ``is_word``.
-    """
-    length = len(is_word)
-    is_target = np.zeros(length, bool)
-    probs, count = _span_length_probs(max_span), 0
-    cur = int(np.argmax(is_word)) if is_word.any() else length
-    while cur < length and count < goal:
-        n = min(int(rng.choice(max_span, p=probs)) + 1, goal - count)
-        context = max(int(round(n * (k - 1))), 1)
-        left = int(rng.integers(context))
-        beg = cur + left
-        while beg < length and not (is_word[beg] and is_start[beg]):
-            beg += 1
-        end, words = beg + 1, 1
-        if beg >= length:
-            break
-        while end < length and is_word[end] and (not is_start[end] or words < n):
-            words += int(is_start[end])
-            end += 1
-        is_target[beg:end] = True
-        count += end - beg
-        cur = end + context - left
-    picked = np.flatnonzero(is_target)
-    is_target[picked[goal:]] = False  # a multi-piece word may overshoot
-    free = np.flatnonzero(is_word & ~is_target)
-    top_up = goal - min(count, goal)
-    is_target[rng.choice(free, min(top_up, len(free)), replace=False)] = True
-    return is_target
-
-
-def block_permutation(length: int, perm_size: int, rng: np.random.Generator) -> np.ndarray:
-    """int [L]: each position's rank in the order; one shuffle of ``perm_size`` offsets applied
-    to every block, blocks in sequence (XLNet's ``_local_perm``)."""
-    if length % perm_size:
-        raise ValueError(f"max_seq_length {length} is not a multiple of perm_size {perm_size}")
-    shuffle = rng.permutation(perm_size)
-    return (np.arange(0, length, perm_size)[:, None] + shuffle[None, :]).reshape(-1)
+    body = np.maximum((token_ids != features.PAD_ID).sum(axis=1) - 1, 0)  # A [SEP] B [SEP]
+    out = []
+    for ids, fill in ((token_ids, features.PAD_ID), (type_ids, 0)):
+        # Row r is the window at `body` of (L - 1 fillers, then the row without [CLS]).
+        source = np.concatenate([np.full((n, length - 1), fill, ids.dtype), ids[:, 1:]], 1)
+        shifted = np.empty_like(ids)
+        shifted[:, :-1] = sliding_window_view(source, length - 1, axis=1)[np.arange(n), body]
+        out.append(shifted)
+    out[0][:, -1], out[1][:, -1] = features.CLS_ID, TYPE_CLS
+    return out[0], out[1]
 
 
 def masks_from_order(rank: np.ndarray, is_target: np.ndarray, is_func: np.ndarray,
                      is_real: np.ndarray) -> np.ndarray:
-    """The content stream's ``can_attend`` bool [L, L] (row i may attend column j).
+    """The content stream's ``can_attend`` bool [..., L, L] (row i may attend column j).
 
     Non-target real tokens come first in the order and see each other; targets and functional
     tokens are ordered by ``rank``. Row i sees j when j comes before i, and itself; a target
     never sees itself in the query stream (the model drops the diagonal). Padding is never seen.
+
+    Args:
+      rank: int [..., L], each position's place in the order.
+      is_target, is_func, is_real: bool [..., L].
     """
-    permuted = is_target | is_func
-    order = np.where(permuted, rank, -1)
-    self_order = np.where(is_target, order, order + 1)
-    hidden = (self_order[:, None] <= order[None, :]) & permuted[None, :]
-    return (~hidden & is_real[None, :]) | np.eye(len(rank), dtype=bool)
+    length, lead = rank.shape[-1], rank.shape[:-1]
+    plan = _mask_plan(*(x.reshape(-1, length) for x in (rank, is_target, is_func, is_real)))
+    return _masks(plan, slice(None)).reshape(lead + (length, length))
+
+
+def _mask_plan(rank: np.ndarray, is_target: np.ndarray, is_func: np.ndarray,
+               is_real: np.ndarray) -> dict[str, np.ndarray]:
+    """The few distinct rows of each sequence's mask, as :func:`_masks` needs them.
+
+    Row i sees j iff ``key[j]`` (the context -1, padding after everything) is below i's own
+    place (its rank, + 1 off the targets). Outside the permuted set (targets, <sep>, <cls>) that
+    place is 0, so those rows are all one row: a sequence has its permuted rows + 1 distinct
+    rows. Returns ``key`` [n, L] and ``place`` [n, W] (the distinct rows' places; W - 1 = most
+    permuted tokens in a row), and ``slot`` [n, L]: each row's distinct row (0 outside the set).
+    """
+    n, length = rank.shape
+    small = np.int16 if length < np.iinfo(np.int16).max else np.int32  # halves the compares
+    permuted = is_target | is_func  # (real tokens only)
+    key = np.where(permuted, rank, np.where(is_real, -1, length + 1)).astype(small)
+    flat = np.flatnonzero(permuted)  # row-major: each row's permuted positions in order
+    rows = flat // length
+    counts = np.bincount(rows, minlength=n)
+    slot = np.zeros((n, length), small)
+    slot.reshape(-1)[flat] = np.arange(1, flat.size + 1) - np.repeat(np.cumsum(counts) - counts,
+                                                                     counts)
+    place = np.zeros((n, int(counts.max(initial=0)) + 1), small)
+    place.reshape(-1)[rows * place.shape[1] + slot.reshape(-1)[flat]] = (
+        rank.reshape(-1)[flat] + ~is_target.reshape(-1)[flat])
+    return {"key": key, "place": place, "slot": slot}
+
+
+def _masks(plan: dict[str, np.ndarray], part: slice) -> np.ndarray:
+    """``can_attend`` bool [b, L, L] of the rows ``part`` of a :func:`_mask_plan`: the distinct
+    rows compared once, then copied into place."""
+    key, place, slot = plan["key"][part], plan["place"][part], plan["slot"][part]
+    (n, length), width = key.shape, place.shape[1]
+    out = np.empty((n, length, length), bool)
+    for start in range(0, n, _MASK_ROWS):  # chunks: the distinct rows stay in cache
+        rows = slice(start, start + _MASK_ROWS)
+        distinct = place[rows, :, None] > key[rows, None, :]
+        source = slot[rows] + np.arange(len(distinct))[:, None] * width
+        np.take(distinct.reshape(-1, length), source.reshape(-1), axis=0,
+                out=out[rows].reshape(-1, length), mode="clip")  # ("raise" would buffer)
+    out.reshape(n, -1)[:, ::length + 1] = True
+    return out
+
+
+def _token_kinds(token_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(is_real, is_func, is_word)`` bool [..., L]: not padding; <sep>/<cls>; predictable."""
+    is_real = token_ids != features.PAD_ID
+    is_func = (token_ids == features.SEP_ID) | (token_ids == features.CLS_ID)
+    return is_real, is_func, is_real & (token_ids >= features.NUM_SPECIAL_IDS)
+
+
+def _goals(is_word: np.ndarray, options: PlmOptions) -> np.ndarray:
+    """int64 [...]: tokens to predict, about 1/K of the words, 1 to P."""
+    goal = np.round(is_word.sum(-1) / options.plm_k)  # half to even, as Python's round
+    return np.clip(goal, 1, options.instances.max_predictions_per_seq).astype(np.int64)
+
+
+def _prediction_rows(token_ids: np.ndarray, is_target: np.ndarray,
+                     predictions: int) -> dict[str, np.ndarray]:
+    """``plm_target_mapping`` [B, P, L], ``plm_targets``/``plm_weights`` [B, P] of the targets
+    (bool [B, L], at most P a row) in position order, unused rows zero."""
+    return _predictions(_prediction_plan(token_ids, is_target), slice(0, len(token_ids)),
+                        predictions, token_ids.shape[1])
+
+
+def _prediction_plan(token_ids: np.ndarray, is_target: np.ndarray) -> dict[str, np.ndarray]:
+    """Every target's row, position, slot (its rank in the row) and token, row-major."""
+    flat = np.flatnonzero(is_target)
+    rows = flat // is_target.shape[1]
+    counts = np.bincount(rows, minlength=len(is_target))
+    return {"row": rows, "position": flat - rows * is_target.shape[1],
+            "slot": np.arange(flat.size) - np.repeat(np.cumsum(counts) - counts, counts),
+            "token": token_ids.reshape(-1)[flat]}
+
+
+def _predictions(plan: dict[str, np.ndarray], part: slice, predictions: int,
+                 length: int) -> dict[str, np.ndarray]:
+    """The target rows of the sequences ``part`` (a slice with its start and stop) of a
+    :func:`_prediction_plan`."""
+    n = part.stop - part.start
+    lo, hi = np.searchsorted(plan["row"], [part.start, part.stop])
+    flat = (plan["row"][lo:hi] - part.start) * predictions + plan["slot"][lo:hi]  # (row, slot)
+    mapping = np.zeros((n, predictions, length), np.float32)
+    mapping.reshape(-1)[flat * length + plan["position"][lo:hi]] = 1.0
+    targets = np.zeros((n, predictions), np.int32)
+    targets.reshape(-1)[flat] = plan["token"][lo:hi]
+    weights = np.zeros((n, predictions), np.float32)
+    weights.reshape(-1)[flat] = 1.0
+    return {"plm_target_mapping": mapping, "plm_targets": targets, "plm_weights": weights}
 
 
 def plm_example(token_ids: np.ndarray, is_start_v: np.ndarray, options: PlmOptions,
                 rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Order, masks and targets of one sequence in XLNet layout (see the module docstring)."""
+    """Order, masks and targets of one sequence in XLNet layout (see the module docstring); the
+    one-row reference that :func:`plm_batch` reproduces for many rows at once."""
     length, predictions = len(token_ids), options.instances.max_predictions_per_seq
-    is_real = token_ids != features.PAD_ID
-    is_func = (token_ids == features.SEP_ID) | (token_ids == features.CLS_ID)
-    is_word = is_real & (token_ids >= features.NUM_SPECIAL_IDS)
-    goal = min(predictions, max(1, int(round(is_word.sum() / options.plm_k))))
-    is_target = sample_targets(is_word, is_start_v[token_ids], goal, options.plm_k,
-                               options.plm_max_span, rng)
+    is_real, is_func, is_word = _token_kinds(token_ids)
+    is_target = sample_targets(is_word, is_start_v[token_ids], int(_goals(is_word, options)),
+                               options.plm_k, options.plm_max_span, rng)
     rank = block_permutation(length, options.perm_size or length, rng)
-    positions = np.flatnonzero(is_target)
-    mapping = np.zeros((predictions, length), np.float32)
-    mapping[np.arange(len(positions)), positions] = 1.0
-    targets = np.zeros(predictions, np.int32)
-    targets[:len(positions)] = token_ids[positions]
-    weights = np.zeros(predictions, np.float32)
-    weights[:len(positions)] = 1.0
+    out = _prediction_rows(token_ids[None], is_target[None], predictions)
     return {"can_attend": masks_from_order(rank, is_target, is_func, is_real),
-            "plm_target_mapping": mapping, "plm_targets": targets, "plm_weights": weights}
+            **{k: v[0] for k, v in out.items()}}
+
+
+def _sampled_rows(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray,
+                  options: PlmOptions, is_start_v: np.ndarray,
+                  seed_key: tuple[int, ...]) -> dict[str, np.ndarray | dict]:
+    """Every row's XLNet layout, targets and order, all rows at once, as plans that
+    :func:`_batch_of` turns into batches."""
+    tokens, types = to_xlnet_layout(token_ids, type_ids)
+    is_real, is_func, is_word = _token_kinds(tokens)
+    entropy = np.empty((len(tokens), len(seed_key) + 1), np.uint64)
+    entropy[:, :-1], entropy[:, -1] = np.array(seed_key, np.uint64), positions
+    is_target, rank = plm_sampling.targets_and_orders(is_word, is_start_v[tokens],
+                                                      _goals(is_word, options), options, entropy)
+    return {"token_ids": tokens, "type_ids": types,
+            "masks": _mask_plan(rank, is_target, is_func, is_real),
+            "predictions": _prediction_plan(tokens, is_target)}
+
+
+def _batch_of(rows: dict[str, np.ndarray | dict], start: int, stop: int, predictions: int
+              ) -> dict[str, np.ndarray]:
+    """The ``plm`` batch of rows ``start`` to ``stop`` of :func:`_sampled_rows`."""
+    part, length = slice(start, min(stop, len(rows["token_ids"]))), rows["token_ids"].shape[1]
+    batch = {"token_ids": rows["token_ids"][part].copy(),
+             "type_ids": rows["type_ids"][part].copy(),
+             "can_attend": _masks(rows["masks"], part),
+             **_predictions(rows["predictions"], part, predictions, length)}
+    return {k: batch[k] for k in features.FEATURES["plm"]}
 
 
 def plm_batch(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray,
               options: PlmOptions, is_start_v: np.ndarray,
               seed_key: tuple[int, ...]) -> dict[str, np.ndarray]:
     """A ``plm`` batch from BERT-layout pairs; row r's randomness is seeded by
-    ``(*seed_key, positions[r])``, its position in the stream."""
-    tokens, types = to_xlnet_layout(token_ids, type_ids)
-    rows = [plm_example(t, is_start_v, options, np.random.default_rng([*seed_key, int(p)]))
-            for t, p in zip(tokens, positions, strict=True)]
-    batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-    batch.update(token_ids=tokens, type_ids=types)
-    return {k: batch[k] for k in features.FEATURES["plm"]}
+    ``(*seed_key, positions[r])``, its position in the stream. Equal to :func:`plm_example` on
+    each row with ``np.random.default_rng([*seed_key, positions[r]])``, built for all rows at
+    once (module docstring)."""
+    rows = _sampled_rows(token_ids, type_ids, positions, options, is_start_v, seed_key)
+    return _batch_of(rows, 0, len(positions), options.instances.max_predictions_per_seq)
+
+
+def plm_batches(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray,
+                options: PlmOptions, is_start_v: np.ndarray, seed_key: tuple[int, ...],
+                rows: int) -> Iterator[dict[str, np.ndarray]]:
+    """:func:`plm_batch` of each ``rows`` consecutive pairs in turn. Targets and orders are
+    sampled for about ``_SAMPLE_ROWS`` pairs at once (the sampling's cost is mostly per call);
+    masks and target rows are made batch by batch (small arrays, which the allocator reuses)."""
+    block = rows * max(1, _SAMPLE_ROWS // rows)
+    for start in range(0, len(positions), block):
+        part = slice(start, start + block)
+        sampled = _sampled_rows(token_ids[part], type_ids[part], positions[part], options,
+                                is_start_v, seed_key)
+        for i in range(0, len(sampled["token_ids"]), rows):
+            yield _batch_of(sampled, i, i + rows, options.instances.max_predictions_per_seq)
 
 
 def _word_starts(corpus: pipeline.PretrainingCorpus, options: PlmOptions) -> np.ndarray:
@@ -177,10 +270,7 @@ def _shard_batches(chunks, options: PlmOptions, key: tuple[int, ...], rows: int,
                    is_start_v) -> Iterator[dict[str, np.ndarray]]:
     """Batches of ``rows`` from chunks ``(token_ids, type_ids, nsp_labels, positions)``."""
     for token_ids, type_ids, _, positions in chunks:
-        for i in range(0, len(positions), rows):
-            part = slice(i, i + rows)
-            yield plm_batch(token_ids[part], type_ids[part], positions[part], options,
-                            is_start_v, key)
+        yield from plm_batches(token_ids, type_ids, positions, options, is_start_v, key, rows)
 
 
 def make_dataset(corpus_options: CorpusOptions, options: PlmOptions, split: str, *,

@@ -16,8 +16,12 @@ What is measured, for one architecture (``bert``: MLM + NSP; ``gpt``: causal LM)
   CPU it is measured in the same run: the best of a large jitted float32 matmul.
 * **compile time**, and **memory**: XLA's own accounting of the compiled step (arguments, outputs,
   temporaries) and the process's peak resident set.
-* **input pipeline**: batches/s of ``data.pipeline.make_dataset`` (masking and pair building on the
-  embedded corpus) with no model, and its tokens/s over the step's.
+* **input pipeline**: rows/s of the run's ``make_dataset`` (BERT: pairs and masking,
+  ``data/pipeline.py``; GPT: packed rows, ``data/clm.py``; XLNet: pairs, span targets, orders and
+  ``can_attend`` masks, ``data/plm.py``) on the embedded corpus with no model, after the first
+  batch (which reads and tokenises the corpus), and its tokens/s over the step's. One process,
+  one thread: under ``taskset -c 0`` that is one core. XLNet (``arch="xlnet"``) is timed for its
+  pipeline only (:func:`pipelines`; ``--pipeline_only``).
 * **PyTorch** (the ``torch`` extra; ``launch/benchmarking/torch_reference.py``): Hugging Face
   ``BertForPreTraining`` internals (SDPA attention; the MLM head applied to the same number of
   gathered positions) or ``GPT2LMHeadModel``; same shapes,
@@ -29,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import resource
 import statistics
 import time
@@ -42,6 +47,7 @@ import numpy as np
 from launch.benchmarking.shapes import synthetic_batch
 from launch.configs import bert as bert_configs
 from launch.configs import gpt as gpt_configs
+from launch.configs import xlnet as xlnet_configs
 from launch.train import flops, modeling, optimizer, step_fns, train_state
 from launch.train import mesh as mesh_lib
 from launch.train.flops import Shape, model_flops
@@ -70,21 +76,19 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> flo
 
 
 def run_config(shape: Shape):
-    """The run config of ``shape``: ``bert.py:tiny`` or ``gpt.py:tiny`` with the shape's model
-    fields (vocabulary, D, N, H, F, positions), dropout and dtype."""
-    if shape.arch == "gpt":
-        cfg = gpt_configs.get_config("tiny")
-    elif shape.arch == "bert":
-        cfg = bert_configs.get_config("tiny")
-    else:
-        raise ValueError(f"benchmark arch {shape.arch!r}: use bert or gpt")
+    """The run config of ``shape``: ``bert.py:tiny``, ``gpt.py:tiny`` or ``xlnet.py:tiny`` with
+    the shape's model fields (vocabulary, D, N, H, F, positions), dropout and dtype."""
+    configs = {"bert": bert_configs, "gpt": gpt_configs, "xlnet": xlnet_configs}
+    if shape.arch not in configs:
+        raise ValueError(f"benchmark arch {shape.arch!r}: use bert, gpt or xlnet")
+    cfg = configs[shape.arch].get_config("tiny")
     with cfg.unlocked():
         cfg.model.update(vocab_size=shape.vocab, hidden_size=shape.hidden, num_layers=shape.layers,
                          num_heads=shape.heads, mlp_dim=shape.mlp, max_length=shape.seq,
                          dropout_rate=shape.dropout, attention_dropout_rate=shape.dropout,
                          dtype=shape.dtype)
         cfg.data.max_seq_length = shape.seq
-        if shape.arch == "bert":
+        if shape.arch != "gpt":  # MLM predictions or XLNet's targets
             cfg.data.max_predictions_per_seq = shape.predictions
         cfg.train.batch_size = shape.batch
     return cfg
@@ -95,8 +99,9 @@ def model_config(cfg, shape: Shape) -> lm_config.TransformerConfig:
 
 
 def objective_names(shape: Shape) -> tuple[str, ...]:
-    """The objectives of the measured step: BERT's MLM + NSP or GPT's causal LM."""
-    return (registry.CLM,) if shape.arch == "gpt" else (registry.MLM, registry.NSP)
+    """The objectives of the measured step: BERT's MLM + NSP, GPT's causal LM or XLNet's PLM."""
+    return {"gpt": (registry.CLM,), "xlnet": (registry.PLM,)}.get(
+        shape.arch, (registry.MLM, registry.NSP))
 
 
 class JaxStep:
@@ -175,8 +180,9 @@ def time_interleaved(runners: dict[str, object], *, steps: int, rounds: int,
 
 
 def pipeline_throughput(shape: Shape, batches: int = 30) -> dict[str, float]:
-    """Batches/s of the BERT (MLM + NSP) or GPT (packed CLM) input pipeline on the embedded
-    corpus at ``shape``, after the first batch (which builds the corpus and tokenises it)."""
+    """Rows/s of the run's input pipeline (module docstring) at ``shape`` on the embedded corpus,
+    after the first batch (which reads and tokenises the corpus); per second of wall time and of
+    this process's CPU time (the one to compare on a shared machine)."""
     from launch.pretraining.inputs import objective_data
     cfg = run_config(shape)
     inputs = objective_data(objective_names(shape))
@@ -184,12 +190,39 @@ def pipeline_throughput(shape: Shape, batches: int = 30) -> dict[str, float]:
     t0 = time.perf_counter()
     next(stream)
     first = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for _ in itertools.islice(stream, batches):
         pass
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {"first_batch_s": first, "batches_per_s": batches / seconds,
+            "rows_per_s": batches * shape.batch / seconds,
+            "rows_per_cpu_s": batches * shape.batch / cpu,
             "tokens_per_s": batches * shape.tokens / seconds}
+
+
+def pipelines(named: dict[str, Shape], rows: int = 8192,
+              log: Callable[[str], None] = print) -> dict:
+    """:func:`pipeline_throughput` of each named shape over about ``rows`` rows (no model: any
+    arch, XLNet's included), with the cores this process may run on. JSON-able."""
+    out = {"cores": len(os.sched_getaffinity(0)), "pipelines": {}}
+    for name, shape in named.items():
+        log(f"timing the {shape.arch} input pipeline at {name} …")
+        out["pipelines"][name] = {"shape": dataclasses.asdict(shape), **pipeline_throughput(
+            shape, max(1, rows // shape.batch))}
+    return out
+
+
+def pipelines_table(result: dict) -> str:
+    """The printed summary of :func:`pipelines`."""
+    lines = [f"input pipelines alone, on {result['cores']} core(s) (embedded corpus, no model):",
+             f"{'shape':18} {'arch':6} {'L':>5} {'P':>4} {'B':>5} {'rows/s':>9} "
+             f"{'rows/CPU s':>10} {'tokens/s':>10} {'first batch s':>13}"]
+    for name, p in result["pipelines"].items():
+        s = p["shape"]
+        lines.append(f"{name:18} {s['arch']:6} {s['seq']:5d} {s['predictions']:4d} "
+                     f"{s['batch']:5d} {p['rows_per_s']:9.0f} {p['rows_per_cpu_s']:10.0f} "
+                     f"{p['tokens_per_s']:10.0f} {p['first_batch_s']:13.1f}")
+    return "\n".join(lines)
 
 
 def summarise(shape: Shape, per_step: list[float], peak: float, runner) -> dict:
@@ -207,6 +240,8 @@ def benchmark(shape: Shape, *, steps: int = 10, rounds: int = 3, warmup: int = 2
               pipeline_batches: int = 30, profile_steps: int = 0,
               log: Callable[[str], None] = print) -> dict:
     """Everything in the module docstring for one shape. Returns a JSON-able dict."""
+    if shape.arch == "xlnet":
+        raise ValueError("the xlnet benchmark times the input pipeline only: use --pipeline_only")
     device = jax.devices()[0]
     published = (flops.peak_flops_per_device(0.0, device.device_kind)
                  if device.platform != "cpu" else None)
@@ -290,7 +325,7 @@ def table(result: dict) -> str:
                      f"{result['max_rss_mib']:.0f} MiB")
     if "pipeline" in result:
         p = result["pipeline"]
-        lines.append(f"input pipeline alone: {p['batches_per_s']:.1f} batches/s, "
+        lines.append(f"input pipeline alone: {p['rows_per_s']:.0f} rows/s, "
                      f"{p['tokens_per_s']:.0f} tokens/s = {p['over_step']:.1f}x the step's "
                      f"consumption (first batch {p['first_batch_s']:.1f} s)")
     if result.get("scaling"):

@@ -3,6 +3,8 @@ comparison: pretrax's step and the PyTorch reference)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from data import features
@@ -17,8 +19,24 @@ SHAPES = {
     "gpt2_small": Shape(arch="gpt", hidden=768, layers=12, heads=12, mlp=3072, seq=1024, batch=8,
                         vocab=50257, predictions=0, dtype="bfloat16"),
     "gpt_reference": Shape(arch="gpt", predictions=0),
+    # XLNet-base's data (85 targets: K = 6 of 512 tokens); its step is not benchmarked, only the
+    # input pipeline (--pipeline_only).
+    "xlnet_base_512": Shape(arch="xlnet", hidden=768, layers=12, heads=12, mlp=3072, seq=512,
+                            batch=32, vocab=32000, predictions=85, dtype="bfloat16"),
 }
+# What --pipeline_only times by default: BERT-base's and XLNet-base's input at seq 512.
+PIPELINE_SHAPES = ("bert_base_512", "xlnet_base_512")
 
+
+def resolve(name: str, overrides: dict[str, str | None]) -> Shape:
+    """The named shape with the fields given as strings in ``overrides`` (None = keep)."""
+    if name not in SHAPES:
+        raise ValueError(f"shape {name!r}: known shapes {sorted(SHAPES)}")
+    base = SHAPES[name]
+    types = {f.name: f.type for f in dataclasses.fields(base)}
+    casts = {"int": int, "float": float, "str": str}
+    return dataclasses.replace(base, **{k: casts[types[k]](v) for k, v in overrides.items()
+                                        if v is not None})
 
 
 def synthetic_batch(shape: Shape, seed: int = 0) -> dict[str, np.ndarray]:

@@ -108,3 +108,128 @@ def test_same_seed_same_batches_and_resume(fixture_corpus, data_options, batches
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     other = _take(opts, 1, seed=1)[0]
     assert not np.array_equal(other["can_attend"], batches[0]["can_attend"])
+
+
+# The per-row builder as it was before plm_batch was vectorised (commit f83959b): the reference
+# that plm_batch must equal bit for bit. (sample_targets and block_permutation are unchanged.)
+def _reference_batch(token_ids, type_ids, positions, options, is_start_v, seed_key):
+    n, length = token_ids.shape
+    real = (token_ids != features.PAD_ID).sum(axis=1)
+    tokens, types = np.full_like(token_ids, features.PAD_ID), np.zeros_like(type_ids)
+    for row in range(n):
+        body = real[row] - 1
+        tokens[row, length - body - 1:length - 1] = token_ids[row, 1:1 + body]
+        types[row, length - body - 1:length - 1] = type_ids[row, 1:1 + body]
+        tokens[row, -1], types[row, -1] = features.CLS_ID, plm.TYPE_CLS
+    rows = [_reference_row(t, is_start_v, options, np.random.default_rng([*seed_key, int(p)]))
+            for t, p in zip(tokens, positions, strict=True)]
+    batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    batch.update(token_ids=tokens, type_ids=types)
+    return {k: batch[k] for k in features.FEATURES["plm"]}
+
+
+def _reference_row(token_ids, is_start_v, options, rng):
+    length, predictions = len(token_ids), options.instances.max_predictions_per_seq
+    is_real = token_ids != features.PAD_ID
+    is_func = (token_ids == features.SEP_ID) | (token_ids == features.CLS_ID)
+    is_word = is_real & (token_ids >= features.NUM_SPECIAL_IDS)
+    goal = min(predictions, max(1, int(round(is_word.sum() / options.plm_k))))
+    is_target = plm.sample_targets(is_word, is_start_v[token_ids], goal, options.plm_k,
+                                   options.plm_max_span, rng)
+    rank = plm.block_permutation(length, options.perm_size or length, rng)
+    permuted = is_target | is_func
+    order = np.where(permuted, rank, -1)
+    self_order = np.where(is_target, order, order + 1)
+    hidden = (self_order[:, None] <= order[None, :]) & permuted[None, :]
+    positions = np.flatnonzero(is_target)
+    mapping = np.zeros((predictions, length), np.float32)
+    mapping[np.arange(len(positions)), positions] = 1.0
+    targets = np.zeros(predictions, np.int32)
+    targets[:len(positions)] = token_ids[positions]
+    weights = np.zeros(predictions, np.float32)
+    weights[:len(positions)] = 1.0
+    return {"can_attend": (~hidden & is_real[None, :]) | np.eye(length, dtype=bool),
+            "plm_target_mapping": mapping, "plm_targets": targets, "plm_weights": weights}
+
+
+def _bert_rows(seed, n, length, vocab=300):
+    """Random ``[CLS] A [SEP] B [SEP] pad…`` rows of every length from 5 tokens to L, with some
+    [UNK]s inside the segments (non-words that end spans), positions of one and two 32-bit words,
+    and a random word-start table."""
+    rng = np.random.default_rng(seed)
+    token_ids, type_ids = np.zeros((n, length), np.int32), np.zeros((n, length), np.int32)
+    for row, real in enumerate(rng.integers(5, length + 1, n)):
+        a = rng.integers(1, real - 3)
+        words = rng.integers(features.NUM_SPECIAL_IDS, vocab, real)
+        words[rng.random(real) < 0.05] = features.UNK_ID
+        token_ids[row, :real] = words
+        token_ids[row, [0, 1 + a, real - 1]] = features.CLS_ID, features.SEP_ID, features.SEP_ID
+        type_ids[row, 2 + a:real] = 1
+    positions = rng.integers(0, 2 ** 40, n) >> rng.integers(0, 40, n)
+    return token_ids, type_ids, positions, rng.random(vocab) < 0.7
+
+
+_KEY = (0, 2 ** 63 + 5, 3)  # a seed of two 32-bit words, as (tag, seed, shard)
+
+
+def _plm_options(length, predictions, k, perm_size):
+    return make_options("unused", max_seq_length=length, max_predictions_per_seq=predictions,
+                        plm_k=k, plm_max_span=5, perm_size=perm_size,
+                        whole_word_masking=True).plm
+
+
+@pytest.mark.parametrize("length,predictions,k,perm_size,every_piece_starts", [
+    (64, 12, 6.0, 0, False),  # XLNet's K and spans
+    (48, 16, 2.0, 8, True),  # K = 2: one-word spans take integers(1), no draw: rows redone
+    (32, 32, 1.0, 4, False),  # K = 1: every row redone; P = L
+])
+def test_batch_equals_the_per_row_reference(length, predictions, k, perm_size,
+                                            every_piece_starts):
+    token_ids, type_ids, positions, is_start_v = _bert_rows(length, 40, length)
+    if every_piece_starts:
+        is_start_v[:] = True
+    args = (token_ids, type_ids, positions, _plm_options(length, predictions, k, perm_size),
+            is_start_v, _KEY)
+    got, want = plm.plm_batch(*args), _reference_batch(*args)
+    assert list(got) == list(want)
+    for name in want:
+        assert got[name].dtype == want[name].dtype, name
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_rows_with_a_draw_numpy_would_reject_are_redone(monkeypatch):
+    """Rejections are too rare to meet by chance: flag every third row's draws as rejected;
+    those rows are redone as written and the batch is unchanged."""
+    from data import pcg64_streams, plm_sampling
+    lemire, redone = pcg64_streams.lemire, []
+
+    def rejecting(draw32, bound):
+        value, exact = lemire(draw32, bound)
+        exact[::3] = False
+        return value, exact
+
+    def counted(*args):
+        redone.append(args)
+        return plm.sample_targets(*args)
+
+    monkeypatch.setattr(pcg64_streams, "lemire", rejecting)
+    monkeypatch.setattr(plm_sampling, "sample_targets", counted)
+    token_ids, type_ids, positions, is_start_v = _bert_rows(1, 30, 64)
+    args = (token_ids, type_ids, positions, _plm_options(64, 12, 6.0, 0), is_start_v, _KEY)
+    got, want = plm.plm_batch(*args), _reference_batch(*args)
+    assert len(redone) == 10
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_batch_digest_recorded_from_the_per_row_code():
+    """The bytes of one batch as commit f83959b's per-row code built them (same NumPy)."""
+    import hashlib
+    token_ids, type_ids, positions, is_start_v = _bert_rows(7, 16, 64)
+    batch = plm.plm_batch(token_ids, type_ids, positions, _plm_options(64, 12, 6.0, 0),
+                          is_start_v, _KEY)
+    digest = hashlib.sha256()
+    for name in sorted(batch):
+        digest.update(name.encode() + np.ascontiguousarray(batch[name]).tobytes())
+    assert digest.hexdigest() == (
+        "b7f0eee455348d159118bc1d6a652d5bab70b9318be6bb7e235492af4498b04d")

@@ -88,3 +88,28 @@ def test_classify_by_op_name_and_opcode():
 def test_cpu_devices_one_per_core_as_many_as_divide_the_batch():
     assert [bm.cpu_devices_for(b, c) for b, c in [(32, 2), (32, 3), (30, 4), (7, 2), (8, 0)]] == [
         2, 2, 3, 1, 1]
+
+
+def test_pipelines_time_each_named_shape_xlnet_included():
+    """--pipeline_only: rows/s (wall and CPU) of each pipeline, XLNet's too (no model)."""
+    named = {arch: dataclasses.replace(TINY, arch=arch, seq=32, predictions=4)
+             for arch in ("bert", "xlnet")}
+    result = bm.pipelines(named, rows=32, log=lambda _: None)
+    assert result["cores"] >= 1 and set(result["pipelines"]) == {"bert", "xlnet"}
+    for p in result["pipelines"].values():
+        assert p["rows_per_s"] > 0 and p["rows_per_cpu_s"] > 0 and p["first_batch_s"] > 0
+        assert p["tokens_per_s"] == pytest.approx(p["rows_per_s"] * 32)
+    table = bm.pipelines_table(result)
+    assert "xlnet" in table and "rows/CPU s" in table
+
+
+def test_xlnet_shapes_are_for_the_pipeline_only():
+    assert set(shapes.PIPELINE_SHAPES) <= set(shapes.SHAPES)
+    xlnet = shapes.resolve("xlnet_base_512", {"batch": "8", "seq": None})
+    assert (xlnet.arch, xlnet.batch, xlnet.seq, xlnet.predictions) == ("xlnet", 8, 512, 85)
+    assert bm.objective_names(xlnet) == ("plm",)
+    assert bm.run_config(xlnet).data.max_predictions_per_seq == 85
+    with pytest.raises(ValueError, match="pipeline_only"):
+        bm.benchmark(xlnet, with_torch=False, log=lambda _: None)
+    with pytest.raises(ValueError, match="known shapes"):
+        shapes.resolve("nope", {})
