@@ -28,7 +28,8 @@ def row(label: str, result: dict) -> str:
              result["where"], mesh, run["remat"] + (f", {run['microbatches']} µb"
                                                      if run["microbatches"] > 1 else ""),
              run["attention_impl"], _memory(f), fits,
-             f"{f['flops_per_device'] / 1e12:,.1f}", f"{bound * 1e3:,.0f}" if bound else "–",
+             f"{f['flops_per_device'] / 1e12:,.1f}" if f["flops_per_device"] else "–",
+             f"{bound * 1e3:,.0f}" if bound else "–",
              f"{f['mfu_bound']:.0%}" if f.get("mfu_bound") else "–"]
     line = "| " + " | ".join(cells) + " |"
     if result.get("suggestion"):
