@@ -40,6 +40,5 @@ row 09_GPT_1.3B_attention_xla launch/configs/gpt.py:1b3 v5e:4x8 --config.model.a
 row 10_GPT_7B launch/configs/gpt.py:7b v5e:16x16
 row 11_GPT_7B_data-parallel_on_v5e-8 launch/configs/gpt.py:7b v5e:2x4 --config.mesh.data=-1 \
   --config.mesh.fsdp=1
-row 12_BERT-large_seq_512_on_v5e-8 launch/configs/bert.py:large v5e:2x4
 wait
 python -m launch.compiling.table "$out"
