@@ -56,8 +56,22 @@ def candidates(cfg, device_count: int) -> Iterator[dict]:
 
 
 def flags_of(overrides: dict) -> str:
-    """``--config.PATH=VALUE`` for each override."""
-    return " ".join(f"--config.{k}={v}" for k, v in overrides.items())
+    """``--config.PATH=VALUE`` for each override (``--topology=…`` for the key ``topology``)."""
+    return " ".join(f"--{k}={v}" if k == "topology" else f"--config.{k}={v}"
+                    for k, v in overrides.items())
+
+
+def larger_topologies(topology: str, doublings: int) -> list[str]:
+    """``topology`` with 2×, 4×, … its chips: the smallest side doubled each time, the sides kept
+    in ascending order (v5e:2x4 → v5e:4x4 → v5e:4x8; v4:2x2x2 → v4:2x2x4)."""
+    chip, _, shape = topology.partition(":")
+    sides = [int(d) for d in shape.split("x")]
+    out = []
+    for _ in range(doublings):
+        sides[sides.index(min(sides))] *= 2
+        sides.sort()
+        out.append(f"{chip}:{'x'.join(map(str, sides))}")
+    return out
 
 
 def _microbatch_floor(found, microbatches: int) -> float:

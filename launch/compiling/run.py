@@ -63,13 +63,12 @@ def compile_and_report(cfg, *, topology: str = "", num_slices: int = 1,
     if found.fits is not False or not suggest:
         return result
     reporting.say("does not fit; compiling candidate settings (launch/compiling/fit.py) …")
-    hit = fit.search(cfg, len(devices),
-                     lambda c, o: _try(c, devices, fit.flags_of(o)))
+    hit = fit.search(cfg, len(devices), lambda c, o: _try(c, devices, fit.flags_of(o)))
+    if hit is None and topology:
+        hit = _on_more_chips(cfg, topology, num_slices)
     if hit is None:
-        need = found.argument_bytes / 2 ** 30
-        reporting.say(f"no candidate fits: the state alone needs {need:.1f} GiB a device on this "
-                      "mesh; use more chips (a larger --topology or --num_slices) or a smaller "
-                      "batch")
+        reporting.say("no candidate fits: use more chips (a larger --topology or --num_slices) "
+                      "or a smaller batch")
         return result
     overrides, suggested = hit
     reporting.say(f"suggestion: {fit.flags_of(overrides)} (total "
@@ -77,3 +76,19 @@ def compile_and_report(cfg, *, topology: str = "", num_slices: int = 1,
     result.update(suggestion=fit.flags_of(overrides),
                   suggested_figures=figures_lib.as_json(suggested))
     return result
+
+
+def _on_more_chips(cfg, topology: str, num_slices: int, doublings: int = 3):
+    """The first fit on 2×, 4×, 8× the chips of ``topology``: the config as it is, then the
+    candidates (``fit.search``); as (overrides with ``topology``, figures), or None."""
+    for bigger in fit.larger_topologies(topology, doublings):
+        reporting.say(f"nothing fits {topology}; trying {bigger} …")
+        devices = aot.tpu_devices(bigger, num_slices)
+        found = _try(cfg, devices, f"--topology={bigger}")
+        if found is not None and found.fits:
+            return {"topology": bigger}, found
+        hit = fit.search(cfg, len(devices), lambda c, o, d=devices, t=bigger: _try(
+            c, d, fit.flags_of({"topology": t, **o})))
+        if hit is not None:
+            return {"topology": bigger, **hit[0]}, hit[1]
+    return None

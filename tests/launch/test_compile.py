@@ -162,3 +162,10 @@ def test_scanned_step_cost_is_extrapolated_to_the_unrolled_ones():
     assert scanned.cost["flops"] == pytest.approx(unrolled.cost["flops"], rel=0.02)
     raw = aot._cost(scanned.executable)["flops"]  # one layer's worth short of the real step
     assert raw < 0.9 * unrolled.cost["flops"]
+
+
+def test_larger_topologies_double_the_smallest_side():
+    assert fit.larger_topologies("v5e:2x4", 3) == ["v5e:4x4", "v5e:4x8", "v5e:8x8"]
+    assert fit.larger_topologies("v4:2x2x2", 2) == ["v4:2x2x4", "v4:2x4x4"]
+    assert fit.flags_of({"topology": "v5e:4x4", "mesh.fsdp": -1}) == (
+        "--topology=v5e:4x4 --config.mesh.fsdp=-1")
