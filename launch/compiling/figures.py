@@ -63,10 +63,19 @@ class Figures:
         return None if self.hbm_bytes is None else self.total_bytes <= self.hbm_bytes
 
     @property
+    def bound_flops(self) -> float:
+        """The FLOPs the compute bound uses: the compiled count, or the model's when that is
+        larger. XLA counts each loop body once, including loops it makes itself (collective
+        matmuls over FSDP shards), and nothing inside Pallas kernels (fused attention), so its
+        count can fall below the model's; the work the model needs is done either way."""
+        model = self.model_flops / self.devices if self.model_flops else 0.0
+        return max(self.flops_per_device, model)
+
+    @property
     def step_seconds_bound(self) -> float | None:
-        if not self.peak_flops or not self.hbm_bandwidth:
+        if not self.peak_flops or not self.hbm_bandwidth or not self.flops_per_device:
             return None
-        return max(self.flops_per_device / self.peak_flops,
+        return max(self.bound_flops / self.peak_flops,
                    self.bytes_accessed / self.hbm_bandwidth)
 
     @property
@@ -152,8 +161,12 @@ def report(f: Figures) -> str:
         if f.flops_per_device else "FLOPs per device per step: not counted"]
     bound = f.step_seconds_bound
     if bound:
-        limit = ("compute" if f.flops_per_device / f.peak_flops >= f.bytes_accessed /
+        limit = ("compute" if f.bound_flops / f.peak_flops >= f.bytes_accessed /
                  f.hbm_bandwidth else "HBM bandwidth")
+        if f.bound_flops > f.flops_per_device:
+            lines.append("(XLA's FLOP count is below the model's: it counts each loop body once, "
+                         "loops it made included, and nothing inside Pallas kernels; the bound "
+                         "uses the model's)")
         kind = "MFU" if f.model_flops else "HFU (no model-FLOPs formula)"
         lines.append(f"roofline: step ≥ {bound * 1e3:,.1f} ms ({limit}-bound; peak "
                      f"{f.peak_flops / 1e12:.0f} TFLOP/s, {f.hbm_bandwidth / 1e9:,.0f} GB/s), "

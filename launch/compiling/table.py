@@ -7,9 +7,12 @@ Each file is one row, named ``NN_label.json``; rows come out in file-name order.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import sys
+
+from launch.compiling import figures
 
 _GIB = 2 ** 30
 
@@ -18,9 +21,17 @@ def _memory(f: dict) -> str:
     return f"{f['total_bytes'] / _GIB:.1f} / {f['hbm_bytes'] / _GIB:.0f} GiB"
 
 
+def _derived(f: dict) -> dict:
+    """``f`` with its bounds computed by this version's ``figures.Figures`` from the raw
+    figures (not the ones stored when it was written)."""
+    fields = {k.name for k in dataclasses.fields(figures.Figures)}
+    found = figures.Figures(**{k: v for k, v in f.items() if k in fields})
+    return {**f, "step_seconds_bound": found.step_seconds_bound, "mfu_bound": found.mfu_bound}
+
+
 def row(label: str, result: dict) -> str:
     """One markdown row: the run, where, the mesh, per-device memory, the roofline bounds."""
-    run, f = result["run"], result["figures"]
+    run, f = result["run"], _derived(result["figures"])
     mesh = "×".join(str(f["mesh"][a]) for a in ("data", "fsdp", "tensor"))
     fits = "yes" if result["fits"] else "**no**"
     bound = f["step_seconds_bound"]
@@ -33,7 +44,7 @@ def row(label: str, result: dict) -> str:
              f"{f['mfu_bound']:.0%}" if f.get("mfu_bound") else "–"]
     line = "| " + " | ".join(cells) + " |"
     if result.get("suggestion"):
-        s = result["suggested_figures"]
+        s = _derived(result["suggested_figures"])
         line += (f"\n| ↳ suggested: `{result['suggestion']}` | | | | "
                  f"{'×'.join(str(s['mesh'][a]) for a in ('data', 'fsdp', 'tensor'))} | | | "
                  f"{_memory(s)} | yes | {s['flops_per_device'] / 1e12:,.1f} | "
