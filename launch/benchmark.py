@@ -31,9 +31,8 @@ _PIPELINE_ONLY = flags.DEFINE_bool("pipeline_only", False, "Time only the input 
 _SCALING = flags.DEFINE_bool("scaling", False, "Also time seq 128→1024 and widths 128→512.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Steps per timed round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Timed rounds (the median is reported).")
-_PEAK = flags.DEFINE_float("peak_tflops", 0.0, "The accelerator's peak TFLOP/s for MFU; 0 = "
-                           "its published bf16 peak (launch/train/flops.py:CHIPS), or on a CPU "
-                           "measure a large matmul.")
+_PEAK = flags.DEFINE_float("peak_tflops", 0.0, "Peak TFLOP/s for MFU; 0 = the accelerator's "
+                           "published bf16 peak (flops.py:CHIPS), on a CPU a measured matmul.")
 _PROFILE = flags.DEFINE_bool("profile", False, "Also trace pretrax's step and print where its time "
                              "goes, by model part and kind of operation "
                              "(launch/train/profiling.py).")
