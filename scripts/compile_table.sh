@@ -33,7 +33,7 @@ row 02_BERT-base_seq_512 launch/configs/bert.py:base v5e:2x4
 row 03_BERT-large_seq_128 launch/configs/bert.py:large v4:2x2x2 $seq128
 row 04_BERT-large_seq_512 launch/configs/bert.py:large v4:2x2x2
 row 05_GPT-2_small launch/configs/gpt.py:small v5e:2x4
-row 06_GPT-2_medium launch/configs/gpt.py:medium v4:2x2x4
+row 06_GPT-2_medium launch/configs/gpt.py:medium v5e:4x4
 row 07_GPT-2_large launch/configs/gpt.py:large v5p:2x2x2
 row 08_GPT_1.3B launch/configs/gpt.py:1b3 v5e:4x8
 row 09_GPT_1.3B_attention_xla launch/configs/gpt.py:1b3 v5e:4x8 --config.model.attention_impl=xla
