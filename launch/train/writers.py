@@ -186,7 +186,7 @@ def _import_wandb():
         import wandb
     except ImportError as e:
         raise ValueError("train.writers names wandb, but the wandb package is not installed: "
-                         "pip install wandb (and wandb login), or leave wandb out of "
+                         "pip install 'pretrax[wandb]' (and wandb login), or leave wandb out of "
                          f"--config.train.writers (default {DEFAULT})") from e
     return wandb
 

@@ -159,9 +159,9 @@ def test_wandb_not_installed_is_refused_before_the_run_writes_anything(tmp_path,
     with pytest.raises(ValueError) as e:
         pretraining.train_and_evaluate(cfg, str(workdir))
     assert str(e.value) == (
-        "train.writers names wandb, but the wandb package is not installed: pip install wandb "
-        "(and wandb login), or leave wandb out of --config.train.writers (default "
-        "jsonl,tensorboard)")
+        "train.writers names wandb, but the wandb package is not installed: "
+        "pip install 'pretrax[wandb]' (and wandb login), or leave wandb out of "
+        "--config.train.writers (default jsonl,tensorboard)")
     assert not workdir.exists()
 
 
