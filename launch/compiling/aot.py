@@ -17,6 +17,7 @@ import os
 import re
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
@@ -79,7 +80,6 @@ class Compiled:
     mesh: jax.sharding.Mesh
     devices: list
     parameters: int
-    state_bytes: int
     seconds: float
     cost: dict
     cost_method: str
@@ -119,14 +119,9 @@ def lower_train_step(cfg, devices):
     key = jax.eval_shape(lambda: jax.random.key(0))
     rng = jax.ShapeDtypeStruct(key.shape, key.dtype,
                                sharding=NamedSharding(mesh, PartitionSpec()))
-    with jax.set_mesh(mesh), _rules(rules):
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         lowered = train.lower(state, batch, rng)
     return lowered, mesh, state
-
-
-def _rules(rules):
-    import flax.linen as nn
-    return nn.logical_axis_rules(rules)
 
 
 def _cost(executable) -> dict:
@@ -183,8 +178,6 @@ def compile_train_step(cfg, devices, *, with_cost: bool = True) -> Compiled:
     lowered, mesh, state = lower_train_step(cfg, devices)
     params = jax.tree_util.tree_leaves(state.params)
     common = dict(mesh=mesh, devices=devices, parameters=sum(x.size for x in params),
-                  state_bytes=sum(x.size * x.dtype.itemsize
-                                  for x in jax.tree_util.tree_leaves(state)),
                   device_state_bytes=_device_bytes(state))
     try:
         executable = lowered.compile()

@@ -14,16 +14,23 @@ def _try(cfg, devices, label: str):
     """Compiles ``cfg`` for ``devices`` and prints its figures; None (and why) when the config
     cannot even be compiled that way (e.g. a mesh that does not divide the batch)."""
     reporting.say(f"compiling {label} …")
-    try:  # the cost (two more compiles with scanned layers) only for a candidate that fits
-        compiled = aot.compile_train_step(cfg, devices, with_cost=False)
+    try:
+        found = _compile(cfg, devices)
     except ValueError as e:  # a setting that does not apply here: say so, try the next
         reporting.say(f"  not compiled: {e}")
         return None
+    print(figures_lib.report(found), flush=True)
+    return found
+
+
+def _compile(cfg, devices) -> figures_lib.Figures:
+    """The step's figures; its cost (two more compiles with scanned layers: ``aot.step_cost``)
+    counted only for a step that can fit."""
+    compiled = aot.compile_train_step(cfg, devices, with_cost=False)
     found = figures_lib.figures(cfg, compiled)
-    if found.fits:
+    if found.fits is not False:
         compiled.cost, compiled.cost_method = aot.step_cost(cfg, devices, compiled.executable)
         found = figures_lib.figures(cfg, compiled)
-    print(figures_lib.report(found), flush=True)
     return found
 
 
@@ -51,11 +58,7 @@ def compile_and_report(cfg, *, topology: str = "", num_slices: int = 1,
     devices = aot.tpu_devices(topology, num_slices) if topology else jax.devices()
     where = f"{topology}{f' × {num_slices} slices' if num_slices > 1 else ''}" if topology \
         else f"this host's {len(devices)} × {devices[0].device_kind}"
-    compiled = aot.compile_train_step(cfg, devices, with_cost=False)
-    found = figures_lib.figures(cfg, compiled)
-    if found.fits is not False:  # the cost's two extra compiles only for a step that can run
-        compiled.cost, compiled.cost_method = aot.step_cost(cfg, devices, compiled.executable)
-        found = figures_lib.figures(cfg, compiled)
+    found = _compile(cfg, devices)
     reporting.say(f"{cfg.model.arch}, batch {cfg.train.batch_size} × {cfg.data.max_seq_length} "
                   f"tokens, {cfg.model.dtype}, remat {cfg.model.remat}, attention "
                   f"{cfg.model.get('attention_impl', 'xla')}, on {where}:")

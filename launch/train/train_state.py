@@ -74,10 +74,9 @@ def create_train_state(model: nn.Module, tx, batch: dict, seed: int, mesh, rules
     Returns:
       (state, state_shardings)
     """
+    _, shardings = abstract_train_state(model, tx, batch, mesh, rules)
     init_boxed = _init_fn(model, tx)
-    key = jax.random.key(seed)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        abstract = jax.eval_shape(lambda k: init_boxed(k, batch), key)
-        shardings = mesh_lib.logical_shardings(abstract, mesh, rules)
-        state = jax.jit(lambda k: nn.unbox(init_boxed(k, batch)), out_shardings=shardings)(key)
+        state = jax.jit(lambda k: nn.unbox(init_boxed(k, batch)),
+                        out_shardings=shardings)(jax.random.key(seed))
     return state, shardings
