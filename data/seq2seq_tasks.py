@@ -25,7 +25,7 @@ import gzip
 import importlib.resources
 import json
 
-from data import task_files, task_sources
+from data import squad_metrics, task_files, task_sources
 from data.options import TaskOptions
 from data.task_sources import SPLITS, TaskSpec
 
@@ -162,6 +162,18 @@ def qa_target(example: dict) -> str:
 def qa_prediction_text(generated: str) -> str:
     """A generated answer as the SQuAD 2.0 metric wants it: ``""`` for ``UNANSWERABLE``."""
     return "" if generated.strip() == UNANSWERABLE else generated.strip()
+
+
+def generative_qa_scores(generated: dict[str, str], split: str = "test") -> dict[str, float]:
+    """SQuAD 2.0 exact/F1 (``data.squad_metrics``) of generated answers to ``qa_disflqa``.
+
+    Args:
+      generated: example id → the decoded target (``UNANSWERABLE`` means no answer).
+      split: the split of ``qa_disflqa`` the ids belong to.
+    """
+    examples = task_sources.embedded_examples("qa_disflqa", split)
+    predictions = {k: qa_prediction_text(v) for k, v in generated.items()}
+    return squad_metrics.squad_v2_scores(predictions, examples)
 
 
 def _file_examples(task: TaskOptions, split: str) -> dict[str, list[str]]:
