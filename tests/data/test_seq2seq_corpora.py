@@ -87,3 +87,23 @@ def test_the_corpora_are_gzip_with_blank_lines_between_chapters():
     with gzip.open(monolingual.corpus_paths()["es"], "rt", encoding="utf-8") as f:
         text = f.read()
     assert text.count("\n\n") == 1036 and "\t" not in text
+
+
+def test_training_with_sentinels_and_byte_fallback_writes_a_manifest(tmp_path):
+    from data import tokenizer
+
+    text = tmp_path / "es.txt"
+    with gzip.open(monolingual.corpus_paths()["es"], "rt", encoding="utf-8") as f:
+        text.write_text("".join(f.readline() for _ in range(1500)), encoding="utf-8")
+    prefix = str(tmp_path / "tiny")
+    path = tokenizer.train([str(text)], prefix, vocab_size=600,
+                           user_defined_symbols=tokenizer.sentinel_symbols(4),
+                           character_coverage=1.0, byte_fallback=True)
+    tok = Tokenizer.load(path)
+    assert [tok.piece(i) for i in range(7, 11)] == [f"<extra_id_{i}>" for i in range(4)]
+    assert tok.decode(tok.encode(["año ñandú €"])) == ["año ñandú €"]
+    manifest = tokenizer.write_manifest(prefix, [str(text)], {"vocab_size": 600})
+    with open(manifest, encoding="utf-8") as f:
+        got = json.load(f)
+    assert got["inputs"][0]["file"] == "es.txt" and got["options"] == {"vocab_size": 600}
+    assert got["inputs"][0]["sha256"] == hashlib.sha256(text.read_bytes()).hexdigest()
