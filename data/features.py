@@ -111,6 +111,20 @@ FEATURES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
         "labels": (("B",), "float32"),
         "example_weights": (("B",), "float32"),
     },
+    # Encoder-decoder (data/seq2seq_batches.py): span corruption, sentence-permutation denoising
+    # (data/denoising.py). ``Ls``/``Lt`` = encoder/decoder length. Segment ids 1, 2, … per packed
+    # example (0 = padding); decoder_input_ids = targets shifted right per segment, start id 0 (=
+    # pad, as T5); decoder_weights 1.0 on real target tokens, EOS included.
+    "seq2seq": {
+        "encoder_input_ids": (("B", "Ls"), "int32"),
+        "encoder_segment_ids": (("B", "Ls"), "int32"),
+        "encoder_positions": (("B", "Ls"), "int32"),
+        "decoder_input_ids": (("B", "Lt"), "int32"),
+        "decoder_target_ids": (("B", "Lt"), "int32"),
+        "decoder_segment_ids": (("B", "Lt"), "int32"),
+        "decoder_positions": (("B", "Lt"), "int32"),
+        "decoder_weights": (("B", "Lt"), "float32"),
+    },
     # Span QA: 0 = no answer, which points at the [CLS] position.
     "span_qa": {
         "token_ids": (("B", "L"), "int32"),
@@ -120,6 +134,9 @@ FEATURES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
         "example_weights": (("B",), "float32"),
     },
 }
+# Seq2seq fine-tuning (translation, summarisation, generative QA): the seq2seq keys and the
+# example weights of eval padding rows.
+FEATURES["seq2seq_task"] = {**FEATURES["seq2seq"], "example_weights": (("B",), "float32")}
 
 
 def schema(objective: str | Sequence[str]) -> dict[str, tuple[tuple[str, ...], str]]:

@@ -158,7 +158,11 @@ class TaskOptions:
     """File task: the class names in class-index order, comma-separated; ``""`` = the sorted
     distinct labels of the train file."""
     kind: str = "classification"
-    """File task: ``classification`` or ``regression``."""
+    """File task: ``classification``, ``regression`` or ``seq2seq`` (``data.seq2seq_tasks``)."""
+    source_column: str = "source"
+    """Seq2seq file task: the column of the source text."""
+    target_column: str = "target"
+    """Seq2seq file task: the column of the target text."""
     max_train_examples: int = 0
     """A label budget: that many training examples, chosen by the seed; 0 = every one."""
 

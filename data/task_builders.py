@@ -1,7 +1,9 @@
 """TFDS builders for the embedded fine-tuning tasks, registered under the task names.
 
 Importing this module registers ``sentiment_rt``, ``topic_wordnet``, ``nli_vitaminc``,
-``paraphrase_bible`` and ``qa_disflqa``; then, offline::
+``paraphrase_bible``, ``qa_disflqa`` and the seq2seq ones (``translation_bible_es_en``,
+``translation_bible_en_es``, ``summarization_debian_desc``, ``qa_disflqa_generative``; features
+``id``, ``source``, ``target``); then, offline::
 
   import data.task_builders  # noqa: F401
   ds = tfds.load("sentiment_rt", split="train", data_dir="/tmp/tfds")
@@ -21,11 +23,15 @@ from __future__ import annotations
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data import task_sources
+from data import seq2seq_tasks, task_sources
+from data.options import TaskOptions
 from data.task_sources import SPLITS, TASKS, TFDS_SPLIT_NAMES
 
 
 def _features(name: str) -> tfds.features.FeaturesDict:
+    if name in seq2seq_tasks.EMBEDDED_SEQ2SEQ:
+        return tfds.features.FeaturesDict({key: tfds.features.Text()
+                                           for key in ("id", "source", "target")})
     spec = TASKS[name]
     if spec.kind == "span_qa":
         return tfds.features.FeaturesDict({
@@ -73,8 +79,16 @@ class _EmbeddedTask(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _split_generators(self, dl_manager):
         del dl_manager  # Nothing to download: the file ships with pretrax.
+        if self.name in seq2seq_tasks.EMBEDDED_SEQ2SEQ:
+            return {TFDS_SPLIT_NAMES[s]: self._generate_seq2seq(s) for s in SPLITS}
         splits = task_sources.embedded_splits(self.name)
         return {TFDS_SPLIT_NAMES[s]: self._generate_examples(splits[s]) for s in SPLITS}
+
+    def _generate_seq2seq(self, split):
+        examples = seq2seq_tasks.load_seq2seq_examples(TaskOptions(self.name), split)
+        for i, row in enumerate(zip(examples["id"], examples["source"], examples["target"],
+                                    strict=True)):
+            yield i, dict(zip(("id", "source", "target"), row, strict=True))
 
     def _generate_examples(self, records):
         for i, record in enumerate(records):
@@ -109,3 +123,27 @@ class QaDisflqa(_EmbeddedTask):
     """Extractive QA with unanswerable, disfluent questions (Disfl-QA over SQuAD 2.0)."""
 
     name = "qa_disflqa"
+
+
+class TranslationBibleEsEn(_EmbeddedTask):
+    """Spanish RV1909 verse → English World English Bible verse."""
+
+    name = "translation_bible_es_en"
+
+
+class TranslationBibleEnEs(_EmbeddedTask):
+    """English World English Bible verse → Spanish RV1909 verse."""
+
+    name = "translation_bible_en_es"
+
+
+class SummarizationDebianDesc(_EmbeddedTask):
+    """Debian package long description → its one-line synopsis."""
+
+    name = "summarization_debian_desc"
+
+
+class QaDisflqaGenerative(_EmbeddedTask):
+    """Disfl-QA as text generation: question and context → answer or "unanswerable"."""
+
+    name = "qa_disflqa_generative"

@@ -2,7 +2,8 @@
 
 A :class:`data.options.TaskOptions` names a task: an embedded one shipped in
 ``data/tasks/`` (``sentiment_rt``, ``topic_wordnet``, ``nli_vitaminc``, ``paraphrase_bible``,
-``qa_disflqa``), a TFDS one (``glue/*``, ``squad/v2.0``) or ``"file"`` (the user's own
+``qa_disflqa``), a TFDS one (``glue/*``, ``squad/v2.0``), a seq2seq one
+(``data/seq2seq_tasks.py``: translation, summarisation, generative QA) or ``"file"`` (the user's own
 TSV/CSV/JSONL, see ``data/task_files.py``). Splits are always ``"train"``, ``"dev"`` and ``"test"``.
 
 Example::
@@ -31,7 +32,7 @@ from collections.abc import Iterator
 import numpy as np
 from absl import logging
 
-from data import features, task_files, task_sources, task_tfds
+from data import features, seq2seq_tasks, task_files, task_sources, task_tfds
 from data.options import TaskOptions
 from data.task_sources import SPLITS, TASKS, TaskSpec
 
@@ -45,6 +46,8 @@ def task_spec(task: TaskOptions) -> TaskSpec:
     Raises:
       ValueError: for an unknown task name or invalid file-task options.
     """
+    if seq2seq_tasks.is_seq2seq(task):
+        return seq2seq_tasks.seq2seq_spec(task)
     if task.name == "file":
         return task_files.file_spec(task)
     if task.name not in TASKS:
@@ -59,7 +62,8 @@ def load_examples(task: TaskOptions, split: str):
     Returns:
       classification/regression: ``{"text_a": list[str], "text_b": list[str] | None,
       "labels": int32 [N] class indices (float32 for regression)}``; span QA: a list of
-      ``{"id", "question", "context", "answers": [{"text", "answer_start"}], "is_impossible"}``.
+      ``{"id", "question", "context", "answers": [{"text", "answer_start"}], "is_impossible"}``;
+      seq2seq (``data.seq2seq_tasks``): ``{"source", "target", "id"}`` lists of strings.
 
     Raises:
       ValueError: for an unknown split or task, or a malformed file.
@@ -68,6 +72,8 @@ def load_examples(task: TaskOptions, split: str):
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {list(SPLITS)}")
     spec = task_spec(task)
+    if spec.kind == "seq2seq":
+        return seq2seq_tasks.load_seq2seq_examples(task, split)
     if spec.name == "file":
         return task_files.file_examples(task, split)
     if spec.name in task_sources.EMBEDDED:
@@ -78,7 +84,9 @@ def load_examples(task: TaskOptions, split: str):
 def num_examples(task: TaskOptions, split: str) -> int:
     """Number of examples in a split (loads it; embedded and file tasks are cached)."""
     examples = load_examples(task, split)
-    return len(examples["labels"] if isinstance(examples, dict) else examples)
+    if isinstance(examples, dict):
+        return len(examples["labels"] if "labels" in examples else examples["source"])
+    return len(examples)
 
 
 def truncated_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
@@ -226,7 +234,8 @@ def make_dataset(task: TaskOptions, split: str, *, tokenizer, max_seq_length: in
     """
     spec = task_spec(task)
     if spec.kind not in ("classification", "regression"):
-        raise ValueError(f"task {spec.name!r} is {spec.kind}; its batches come from data.qa")
+        where = "data.seq2seq_batches" if spec.kind == "seq2seq" else "data.qa"
+        raise ValueError(f"task {spec.name!r} is {spec.kind}; its batches come from {where}")
     if batch_size < 1 or not 0 <= process_index < process_count:
         raise ValueError(f"need batch_size >= 1 and 0 <= process_index < process_count; got "
                          f"{batch_size}, {process_index}, {process_count}")

@@ -16,7 +16,9 @@ the same interface and its own ``special_ids``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
+import json
 import os
 
 import numpy as np
@@ -61,7 +63,8 @@ def _sentences(text_files: list[str], skipped: Skipped):
 
 def train(text_files: list[str], model_prefix: str, *, vocab_size: int = 8192,
           model_type: str = "unigram", input_sentence_size: int = 2_000_000,
-          seed: int = 0) -> str:
+          seed: int = 0, user_defined_symbols: tuple[str, ...] = (),
+          character_coverage: float = 0.9995, byte_fallback: bool = False) -> str:
     """Trains a SentencePiece model on plain or gzipped one-sentence-per-line files.
 
     Args:
@@ -71,6 +74,12 @@ def train(text_files: list[str], model_prefix: str, *, vocab_size: int = 8192,
       model_type: ``unigram``, ``bpe``, ``char`` or ``word``.
       input_sentence_size: sentences sampled for training (0 = all).
       seed: SentencePiece's random seed (sentence sampling); training is otherwise deterministic.
+      user_defined_symbols: pieces always kept whole, on the ids right after the 7 specials
+        (7, 8, …), e.g. T5's sentinels ``<extra_id_0>``… (:func:`sentinel_symbols`).
+      character_coverage: the share of the text's characters that get pieces of their own
+        (SentencePiece's default 0.9995; 1.0 keeps rare accented letters such as ``¡``, ``Ñ``).
+      byte_fallback: spell characters outside the vocabulary as UTF-8 byte pieces instead of
+        ``<unk>``, so every text round-trips.
 
     Returns:
       The path of the ``.model`` file, already checked to follow the special ids.
@@ -90,6 +99,9 @@ def train(text_files: list[str], model_prefix: str, *, vocab_size: int = 8192,
         bos_id=features.BOS_ID,
         eos_id=features.EOS_ID,
         control_symbols=list(CONTROL_SYMBOLS),
+        user_defined_symbols=list(user_defined_symbols),
+        character_coverage=character_coverage,
+        byte_fallback=byte_fallback,
         num_threads=os.cpu_count() or 1,
         minloglevel=2,
     )
@@ -97,6 +109,27 @@ def train(text_files: list[str], model_prefix: str, *, vocab_size: int = 8192,
     path = model_prefix + ".model"
     Tokenizer.load(path)  # Fails loudly if SentencePiece ever reorders the specials.
     return path
+
+
+def write_manifest(model_prefix: str, text_files: list[str], options: dict) -> str:
+    """Writes ``{model_prefix}.manifest.json``: the training inputs (file name, bytes, sha256)
+    and the options, so what a shipped model saw (and did not see) can be checked later."""
+    inputs = []
+    for path in text_files:
+        with open(path, "rb") as f:
+            data = f.read()
+        inputs.append({"file": os.path.basename(path), "bytes": len(data),
+                       "sha256": hashlib.sha256(data).hexdigest()})
+    target = model_prefix + ".manifest.json"
+    with open(target, "w", encoding="utf-8") as f:
+        json.dump({"inputs": inputs, "options": options}, f, indent=1, sort_keys=True)
+        f.write("\n")
+    return target
+
+
+def sentinel_symbols(count: int) -> tuple[str, ...]:
+    """T5's span-corruption sentinels ``<extra_id_0>`` … ``<extra_id_{count-1}>``."""
+    return tuple(f"<extra_id_{i}>" for i in range(count))
 
 
 def _check_special_ids(sp: spm.SentencePieceProcessor, name: str) -> None:

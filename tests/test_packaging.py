@@ -79,6 +79,9 @@ def test_a_non_editable_install_runs_a_shipped_config_from_any_directory(tmp_pat
                     *_build_isolation(), "--target", str(site), str(src)],
                    check=True, cwd=tmp_path, timeout=300)
     shutil.rmtree(src)  # nothing may come from the sources any more
+    for shipped in ("tasks/seq2seq/summarization_debian_desc.jsonl.gz",
+                    "corpora/seq2seq/bible_en_train.txt.gz", "tokenizers/bible_es_en_8k.model"):
+        assert (site / "data" / shipped).is_file(), shipped
     elsewhere.mkdir()
     # Only the installed files: no checkout on the path (the dependencies come from this venv).
     env = {**os.environ, "PYTHONPATH": str(site), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
@@ -106,3 +109,22 @@ def test_the_dockerfile_installs_extras_pyproject_declares():
     assert re.search(r'^RUN pip install --no-cache-dir "\.\[\$\{JAX_EXTRA\}\]"$', text, re.M)
     ignored = (REPO / ".dockerignore").read_text().splitlines()
     assert {".git", ".venv", "workdirs"} <= set(ignored)  # a context of sources only
+
+
+def test_package_data_globs_ship_every_data_file():
+    """Every file under data/tasks, data/corpora and data/tokenizers (the seq2seq subfolders
+    included) matches a package-data glob of pyproject.toml, with glob's semantics (setuptools':
+    ``*`` never crosses ``/``), so a pip install has them."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["data"]
+    root = REPO / "data"
+    shipped = {p for g in globs for p in root.glob(g)}
+    present = {p for d in ("tasks", "corpora", "tokenizers") for p in (root / d).rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"}
+    assert present - shipped == set()
+    for name in ("tasks/seq2seq/translation_bible_es_en.tsv.gz",
+                 "tasks/seq2seq/summarization_debian_desc.jsonl.gz",
+                 "corpora/seq2seq/bible_es_train.txt.gz", "tokenizers/bible_es_en_8k.model",
+                 "tokenizers/bible_es_en_8k.manifest.json"):
+        assert root / name in shipped
