@@ -20,6 +20,7 @@ import numpy as np
 from data import streaming
 
 _ITEM = re.compile(r"^([A-Za-z_][\w.-]*)=([^:,]*):(.*)$")
+_LOOKS_LIKE_ITEM = re.compile(r"^[^/:]*=")  # "name=…" before any path: a (bad) item, not a glob
 _U64 = (1 << 64) - 1
 _MIX_TAG = 3
 
@@ -58,7 +59,8 @@ def parse(corpus: str) -> list[tuple[str, float, str]]:
                 raise ValueError(f"mixture source {name!r} is {spec!r}; each source must be "
                                  "'stream:GLOB[,GLOB…]' or 'prepared:DIR'")
             items.append([name, value, spec])
-        elif items and part and items[-1][2].startswith(streaming.STREAM):
+        elif (items and part and items[-1][2].startswith(streaming.STREAM)
+              and not _LOOKS_LIKE_ITEM.match(part)):
             items[-1][2] += "," + part  # another glob of the previous stream: source
         else:
             raise ValueError(f"corpus {corpus!r} is not a mixture: write "
