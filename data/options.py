@@ -48,7 +48,8 @@ class CorpusOptions:
     stream_chunk_documents: int = 4096
     """Streamed corpora (``stream:``, ``prepared:``, mixtures; ``data.streaming``): documents
     per chunk, the unit that is tokenised, turned into instances and shuffled (the shuffle
-    buffer); memory grows with it. Also the most held-out documents a shard's eval reads."""
+    buffer); memory grows with it. Also the most held-out documents a shard's eval keeps
+    (found among at most 8 times as many documents)."""
 
     def __post_init__(self):
         _check(bool(self.corpus), "corpus", self.corpus,

@@ -17,10 +17,11 @@ it is a plain Python thread that iterates tf.data, never a tf.data Python callba
 saves with each checkpoint and passes back as ``stream_state`` to resume exactly there.
 
 Eval: each shard's held-out documents, read from the start of its files until
-``stream_chunk_documents`` of them are found (a bounded read, whatever the corpus size), built
-as the in-memory eval stream builds them. Start-up never reads the whole corpus; the unigram
-baseline's counts (:func:`load_corpus`) are those of these eval documents for ``stream:`` and the
-manifest's counts (of the shard's files) for ``prepared:``.
+``stream_chunk_documents`` of them are found or 8 times that many documents were read (a
+bounded read, whatever the corpus size), built as the in-memory eval stream builds them.
+Start-up never reads the whole corpus; the unigram baseline's counts (:func:`load_corpus`) are
+those of these eval documents for ``stream:`` and the manifest's counts (of the shard's files)
+for ``prepared:``.
 """
 
 from __future__ import annotations

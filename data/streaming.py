@@ -39,6 +39,8 @@ from data.tokenizer import Tokenizer
 STREAM, PREPARED = "stream:", "prepared:"
 _U64 = (1 << 64) - 1
 _CHUNK_TAG = 2  # apart from data.pipeline's train (0) and eval (1) streams
+# Eval reads at most this many chunks' worth of documents to find its held-out ones.
+EVAL_SCAN = 8
 
 
 def is_streamed_source(spec: str) -> bool:
@@ -124,15 +126,17 @@ def held_out(path: str, index: int, eval_fraction: float) -> bool:
 
 def eval_documents(source: Source, shard: int, num_shards: int, eval_fraction: float,
                    limit: int, skipped: Skipped) -> list[list[np.ndarray]]:
-    """Up to ``limit`` held-out documents of the shard, tokenised, read from the start of its
-    files (in file order): a bounded read, whatever the corpus size."""
-    found = []
+    """The shard's held-out documents, tokenised, read from the start of its files (in file
+    order) until ``limit`` are found or ``EVAL_SCAN × limit`` documents were read: a bounded
+    read, whatever the corpus size."""
+    found, read = [], 0
     for path in source.shard_files(shard, num_shards):
         for i, doc in enumerate(source.documents(path, 0, Skipped())):
+            read += 1
             if held_out(path, i, eval_fraction):
                 found.append(doc)
-                if len(found) >= limit:
-                    return source.tokenize(found, skipped)
+            if len(found) >= limit or read >= EVAL_SCAN * limit:
+                return source.tokenize(found, skipped)
     return source.tokenize(found, skipped)
 
 
