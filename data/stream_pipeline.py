@@ -182,29 +182,18 @@ def _family(kind: str, options, objectives, corpus: StreamedCorpus) -> _Family:
 
 
 class StreamIterator:
-    """Batches from a background producer; ``state()`` is the position after the last one."""
+    """Batches from a background producer; ``state()`` is the position after the last one.
+
+    The thread holds the queue and the stop event, never the iterator: dropping the iterator
+    stops the thread (at its next put)."""
 
     def __init__(self, produce: Callable[[Callable], None], initial_state: dict):
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_BLOCKS * 8)
         self._stop = threading.Event()
         self._state = initial_state
-        self._thread = threading.Thread(target=self._run, args=(produce,), daemon=True)
+        self._thread = threading.Thread(target=_run, args=(produce, self._queue, self._stop),
+                                        daemon=True)
         self._thread.start()
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, produce) -> None:
-        try:
-            produce(self._put)
-        except BaseException as e:  # handed to the consumer, raised there
-            self._put(e)
 
     def __iter__(self):
         return self
@@ -229,6 +218,23 @@ class StreamIterator:
 
     def __del__(self):
         self._stop.set()
+
+
+def _run(produce: Callable, out: queue.Queue, stop: threading.Event) -> None:
+    """The producer thread: ``produce(put)`` until ``put`` says stop; an error is handed to the
+    consumer, raised there."""
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+    try:
+        produce(put)
+    except BaseException as e:
+        put(e)
 
 
 def make_dataset(kind: str, corpus_options: CorpusOptions, options, split: str, *,
