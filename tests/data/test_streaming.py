@@ -155,3 +155,10 @@ def test_mixture_rows_follow_the_weights(corpora):
     assert shares["data/share/a"] == pytest.approx(0.7, abs=0.05)
     assert mixture.parse("x=3:stream:a,b,y=1:prepared:c") == [
         ("x", 0.75, "stream:a,b"), ("y", 0.25, "prepared:c")]
+
+
+def test_the_chunk_size_is_safe_on_resume_only_when_it_is_new():
+    from launch.train import workdir
+
+    assert workdir._is_safe("data.stream_chunk_documents: None -> 4096")
+    assert not workdir._is_safe("data.stream_chunk_documents: 16 -> 4096")
