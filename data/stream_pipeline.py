@@ -58,11 +58,16 @@ class StreamedCorpus:
     sources: dict[str, tuple[float, streaming.Source]]
     unigram_counts: np.ndarray
     train_docs: range
-    eval_docs: dict[int, list]
+    shard_eval_docs: dict[int, list]
 
     @property
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
+
+    @property
+    def eval_docs(self) -> list:
+        """The eval documents of all of this process's shards, in shard order."""
+        return [d for docs in self.shard_eval_docs.values() for d in docs]
 
 
 @functools.lru_cache(maxsize=4)
@@ -294,7 +299,7 @@ def make_dataset(kind: str, corpus_options: CorpusOptions, options, split: str, 
 def _eval_batches(family: _Family, corpus: StreamedCorpus, shards: list[int], rows: int,
                   seed: int) -> Iterator[dict[str, np.ndarray]]:
     """Eval batches of this process's shards, cut to the count all of them give."""
-    built = {s: family.eval_rows(corpus.eval_docs[s], seed, s, rows) for s in shards}
+    built = {s: family.eval_rows(corpus.shard_eval_docs[s], seed, s, rows) for s in shards}
     num = min(len(x["token_ids"]) for x in built.values()) // rows * rows
     streams = [list(family.batches({k: v[:num] for k, v in built[s].items()},
                                    np.arange(num, dtype=np.int64), _EVAL, seed, s, rows))

@@ -82,6 +82,11 @@ def _configured(make_dataset: Callable, options: Callable, kind: str,
     return from_config
 
 
+def is_streamed(data_cfg) -> bool:
+    """Whether the run's corpus is streamed (``stream:``, ``prepared:``, a mixture)."""
+    return mixture.is_streamed(data_cfg.corpus)
+
+
 def load_corpus(data_cfg, **kw):
     """The run's corpus: ``data.corpus.load_corpus`` in memory, or a streamed corpus's
     tokenizer, eval documents and baseline counts (``data.stream_pipeline.load_corpus``)."""

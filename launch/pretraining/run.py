@@ -186,10 +186,9 @@ def _train_and_evaluate(cfg, workdir: str, allow_config_change: bool) -> dict:
     n_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
     utilisation = flops.utilisation_terms(cfg, model_cfg, objectives, peak)
     reporting.say(f"{cfg.model.arch}: {n_params / 1e6:.2f}M parameters, mesh {dict(mesh.shape)}, "
-                  + (f"{len(corpus.train_docs)} train / {len(corpus.eval_docs)} eval documents "
-                     "in this process's data shards" if isinstance(corpus.eval_docs, list) else
-                     f"streamed corpus, {sum(map(len, corpus.eval_docs.values()))} eval "
-                     "documents in this process's data shards"))
+                  + ("streamed corpus, " if inputs_lib.is_streamed(cfg.data) else
+                     f"{len(corpus.train_docs)} train / ")
+                  + f"{len(corpus.eval_docs)} eval documents in this process's data shards")
 
     manager = checkpoint.make_manager(workdir, cfg.train)
     restored = workdir_lib.restore(manager, state, shardings, workdir, changes)
