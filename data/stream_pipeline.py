@@ -43,7 +43,7 @@ from data.tokenizer import Tokenizer
 _TRAIN, _EVAL = 0, 1
 _U64, _I63 = (1 << 64) - 1, (1 << 63) - 1
 _BLOCK_ROWS = 1024  # rows masked per tf.data pipeline
-_QUEUE_BLOCKS = 2
+_QUEUE_BLOCKS = 2  # blocks of batches ready ahead of the training thread
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -192,8 +192,9 @@ class StreamIterator:
     The thread holds the queue and the stop event, never the iterator: dropping the iterator
     stops the thread (at its next put)."""
 
-    def __init__(self, produce: Callable[[Callable], None], initial_state: dict):
-        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_BLOCKS * 8)
+    def __init__(self, produce: Callable[[Callable], None], initial_state: dict,
+                 depth: int = 16):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._state = initial_state
         self._thread = threading.Thread(target=_run, args=(produce, self._queue, self._stop),
@@ -293,7 +294,7 @@ def make_dataset(kind: str, corpus_options: CorpusOptions, options, split: str, 
                     return
 
     initial = {str(s): c.state() for s, c in cursors.items()}
-    return StreamIterator(produce, initial)
+    return StreamIterator(produce, initial, depth=_QUEUE_BLOCKS * per_block)
 
 
 def _eval_batches(family: _Family, corpus: StreamedCorpus, shards: list[int], rows: int,
