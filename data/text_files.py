@@ -171,13 +171,20 @@ def documents_from_lines(lines: Iterable[tuple[str, str]], skipped: Skipped | No
     Returns:
       Documents, each a non-empty :class:`Document` of stripped sentences, in order.
     """
+    return list(iter_documents(lines, skipped, max_chars))
+
+
+def iter_documents(lines: Iterable[tuple[str, str]], skipped: Skipped | None = None,
+                   max_chars: int = MAX_LINE_CHARS) -> Iterator[Document]:
+    """:func:`documents_from_lines`, one document at a time (a streamed corpus never holds a
+    whole file)."""
     skipped = Skipped() if skipped is None else skipped
-    documents, current = [], None
+    current = None
     for where, text in lines:
         text = text.strip()
         if not text:
             if current:
-                documents.append(current)
+                yield current
             current = None
             continue
         if current is None:
@@ -188,8 +195,7 @@ def documents_from_lines(lines: Iterable[tuple[str, str]], skipped: Skipped | No
         else:
             current.append(text)
     if current:
-        documents.append(current)
-    return documents
+        yield current
 
 
 def read_text_file(path: str, skipped: Skipped | None = None) -> list[Document]:

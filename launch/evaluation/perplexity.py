@@ -12,10 +12,10 @@ import numpy as np
 
 from data import clm, pipeline, sources
 from launch.generation import run as generating
+from launch.pretraining import inputs
 from launch.pretraining.run import unigram_baseline
 from launch.train import modeling, reporting
 from launch.train import workdir as workdir_lib
-from launch.train.data_options import corpus_options
 from objectives import registry
 
 
@@ -28,8 +28,8 @@ def is_clm_workdir(run_dir: str) -> bool:
 def _documents(cfg, text: str) -> list:
     """The documents to score: those of ``text`` (every one), else the run's held-out split."""
     if not text:
-        return pipeline.load_corpus(corpus_options(cfg.data)).eval_docs
-    corpus = pipeline.load_corpus(corpus_options(cfg.data))  # for the tokenizer (and its cache)
+        return inputs.load_corpus(cfg.data).eval_docs
+    corpus = inputs.load_corpus(cfg.data)  # for the tokenizer (and its cache)
     return pipeline.tokenize_documents(corpus.tokenizer, sources.read_documents(text))
 
 
@@ -63,7 +63,7 @@ def evaluate_clm_workdir(run_dir: str, *, text: str = "", output: str = "",
                for i in range(0, len(rows["token_ids"]), cfg.train.batch_size)]
     loss, ppl = perplexity(model, params, batches)
     log_probs = clm.unigram_log_probs_from_counts(clm.unigram_counts(
-        pipeline.load_corpus(corpus_options(cfg.data))))
+        inputs.load_corpus(cfg.data)))
     unigram = unigram_baseline(batches, log_probs, registry.OBJECTIVES[registry.CLM].baseline)
     metrics = {"step": step, "clm_loss": loss, "perplexity": ppl,
                "unigram_perplexity": math.exp(unigram),
