@@ -267,3 +267,19 @@ def test_stream_digest_at_xlnet_base_shapes_recorded_before_the_speedups():
     assert want == ["b412a66821481c21", "eb617e7ef1f451aa", "038c8101c0d9d2ca",
                     "eec011f7459eb623", "38ed97381c8f0b3f"]
     assert _stream_digests(keep=True) == want
+
+
+def test_output_arrays_are_reused_only_once_nobody_holds_them():
+    outputs = plm._Outputs()
+    first = outputs.one_hot("m", (2, 3), np.array([1, 4]))
+    first.reshape(-1)[[1, 4]] = 1.0
+    held = outputs.one_hot("m", (2, 3), np.array([0]))
+    assert held is not first  # `first` is still held here
+    address = first.ctypes.data
+    del first
+    again = outputs.one_hot("m", (2, 3), np.array([5]))
+    assert again.ctypes.data == address and not again.any()  # reused, last ones undone
+    view = again[0]
+    del again
+    assert outputs.empty("m", (2, 3), np.float32).ctypes.data != address  # a view holds it
+    del view
