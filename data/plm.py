@@ -32,9 +32,11 @@ keeps that code as the reference):
   NumPy's own) and keeps plans: per sequence, the few distinct rows of its mask (the rows outside
   the permuted set are all one row) and its targets' positions;
 * each batch is then filled from the plans: the distinct rows compared once and copied into place
-  (``np.take``), the one-hot target rows scattered into zeros. Batch-sized outputs (8 MB of mask
-  at B = 32, L = 512) are reused by the allocator from batch to batch; a 64 MB one (B = 256) is
-  fresh, zeroed pages every time, which costs about as much again.
+  (``np.take``), the one-hot target rows scattered into zeros. The two large outputs (at B = 32,
+  L = 512, P = 85: an 8 MB mask and 5.6 MB of one-hot rows) come from a stream's pool
+  (:class:`_Outputs`): an array the consumer has let go of is written again (warm pages, and its
+  one-hot rows cleared by undoing the last batch's ones), where a fresh one costs as much again
+  as filling it. A consumer that keeps its batches gets fresh arrays, as before.
 
 Why NumPy and not tf.data ops: the draws must stay those of the rows' NumPy generators (the
 same batches, exact resumption), which TF's random ops cannot make; and the one large
