@@ -14,7 +14,7 @@ from data import clm, pipeline, sources
 from launch.generation import run as generating
 from launch.pretraining import inputs
 from launch.pretraining.run import unigram_baseline
-from launch.train import modeling, reporting
+from launch.train import modeling, reporting, storage
 from launch.train import workdir as workdir_lib
 from objectives import registry
 
@@ -22,7 +22,7 @@ from objectives import registry
 def is_clm_workdir(run_dir: str) -> bool:
     """Whether ``run_dir`` holds a causal-LM pretraining run (False when it has no config)."""
     path = os.path.join(run_dir, "config.json")
-    return os.path.exists(path) and modeling.is_causal_lm(workdir_lib.read_config(run_dir))
+    return storage.exists(path) and modeling.is_causal_lm(workdir_lib.read_config(run_dir))
 
 
 def _documents(cfg, text: str) -> list:
@@ -70,8 +70,8 @@ def evaluate_clm_workdir(run_dir: str, *, text: str = "", output: str = "",
                "tokens": int(sum(b["clm_weights"].sum() for b in batches))}
     name = os.path.basename(text) if text else "heldout"
     output = output or os.path.join(run_dir, "eval", name)
-    os.makedirs(output, exist_ok=True)
-    with open(os.path.join(output, "results.json"), "w") as f:
+    storage.makedirs(output)
+    with storage.open_file(os.path.join(output, "results.json"), "w") as f:
         json.dump({"workdir": run_dir, "text": text or None, **metrics}, f, indent=2)
     reporting.say(f"{text or 'held-out documents'}: perplexity {ppl:.1f} (loss {loss:.3f}; "
                   f"unigram perplexity {metrics['unigram_perplexity']:.1f}) on "
