@@ -2,7 +2,7 @@
 
 Plain Python (no TensorFlow, no JAX) so that models, objectives, pipelines and tests can all import
 it. Dims use the shape letters of docs/DESIGN.md §3: ``B`` batch, ``L`` length, ``P`` predictions
-per sequence.
+per sequence, ``S`` / ``T`` an encoder–decoder's source / target length.
 """
 
 from __future__ import annotations
@@ -96,6 +96,21 @@ FEATURES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
         "plm_target_mapping": (("B", "P", "L"), "float32"),
         "plm_targets": (("B", "P"), "int32"),
         "plm_weights": (("B", "P"), "float32"),
+    },
+    # Encoder–decoder (T5, lm/t5.py; objectives/seq2seq.py). The decoder reads
+    # ``decoder_input_ids`` = the targets shifted right by one, starting with the decoder start
+    # id, which is the pad id (0) as in T5; it predicts ``decoder_target_ids``, scored where
+    # ``decoder_weights`` > 0 (0 on padding). Segment ids: 0 = padding, 1..k = the k-th example
+    # packed into the row, the same k on both sides (an unpacked row: 1 on real tokens; every
+    # decoder position of an unpacked row is 1, the start token included). Attention stays
+    # within an example; relative positions need no per-example positions.
+    "seq2seq": {
+        "encoder_input_ids": (("B", "S"), "int32"),
+        "encoder_segment_ids": (("B", "S"), "int32"),
+        "decoder_input_ids": (("B", "T"), "int32"),
+        "decoder_target_ids": (("B", "T"), "int32"),
+        "decoder_segment_ids": (("B", "T"), "int32"),
+        "decoder_weights": (("B", "T"), "float32"),
     },
     # Fine-tuning. ``example_weights`` is 1.0 for a real example and 0.0 for the rows that pad the
     # last eval batch to the static batch size, so every example is scored exactly once.
