@@ -1,8 +1,10 @@
 """T5 v1.1 ↔ transformers' ``T5ForConditionalGeneration`` (and ``T5Model``, without the head).
 
 Only the v1.1 layout converts: gated feed-forward (``feed_forward_proj="gated-gelu"``) and an
-untied ``lm_head``. The original T5 (``"relu"``, not gated; the output layer tied to the token
-table and its input scaled by 1/√D) is refused in one line. transformers ties
+untied ``lm_head`` whose input is not rescaled (``tie_word_embeddings=false`` in transformers 4's
+configs, ``scale_decoder_outputs=false`` in 5's, which ties ``lm_head`` to ``shared`` unless a
+checkpoint holds both, different). The original T5 (``"relu"``, not gated; the output layer
+tied to the token table and its input scaled by 1/√D) is refused in one line. transformers ties
 ``encoder.embed_tokens`` and ``decoder.embed_tokens`` to ``shared``: a checkpoint's copies of them
 are dropped on import and left to transformers on export. The relative-position bias lives in
 block 0 of each stack there, in the stack itself here.
@@ -48,9 +50,14 @@ def config_from_hf(hf: Mapping, source: str = "config.json") -> TransformerConfi
     """
     s = maps.Settings(hf, source, NAME)
     activation = _activation(s)
-    if hf.get("tie_word_embeddings", True) is not False:
-        raise ValueError(f"{source}: tie_word_embeddings is not false (the original T5's output "
-                         "layer, tied and rescaled); pretrax implements T5 v1.1's untied lm_head")
+    # transformers 4 writes v1.1 as tie_word_embeddings=false; 5 as scale_decoder_outputs=false.
+    scaled = hf.get("scale_decoder_outputs")
+    if scaled is None:
+        scaled = hf.get("tie_word_embeddings", True) is not False
+    if scaled is not False:
+        raise ValueError(f"{source}: scales the decoder output by 1/sqrt(d_model) "
+                         "(tie_word_embeddings is not false: the original T5's output layer); "
+                         "pretrax implements T5 v1.1's, unscaled")
     s.require({"is_encoder_decoder": True})
     num_layers, rate = s.count("num_layers"), s.rate("dropout_rate", 0.1)
     return TransformerConfig(
@@ -113,7 +120,12 @@ def rules(c: TransformerConfig) -> list[Rule]:
 
 
 def _untied(state_dict: Mapping) -> dict:
-    return {k: v for k, v in state_dict.items() if k not in _TIED}
+    """Without the copies of ``shared``; a checkpoint without ``lm_head.weight`` (transformers 5
+    ties it to ``shared`` unless both are saved, and ``T5Model`` has none) gets ``shared``'s."""
+    out = {k: v for k, v in state_dict.items() if k not in _TIED}
+    if "lm_head.weight" not in out and "shared.weight" in out:
+        out["lm_head.weight"] = out["shared.weight"]
+    return out
 
 
 def params_from_hf(state_dict: Mapping, c: TransformerConfig) -> dict:
@@ -123,8 +135,9 @@ def params_from_hf(state_dict: Mapping, c: TransformerConfig) -> dict:
 
 def load(state_dict: Mapping, c: TransformerConfig, source: str = "the state dict"
          ) -> maps.Loaded:
-    """Our T5's parameters from a ``T5ForConditionalGeneration`` or ``T5Model`` (no
-    ``lm_head``: initialised) state dict (``maps.load_parts``)."""
+    """Our T5's parameters from a ``T5ForConditionalGeneration`` or ``T5Model`` state dict
+    (``maps.load_parts``; without ``lm_head.weight``, tied to ``shared`` as transformers 5
+    does)."""
     return maps.load_parts(rules(c), _untied(state_dict), c, PARTS, source=source)
 
 
