@@ -175,3 +175,16 @@ def test_sampling_with_one_candidate_is_greedy(top_k, top_p):
                                           max_new_tokens=4, top_k=top_k, top_p=top_p,
                                           eos_id=V + 1)
     np.testing.assert_array_equal(sampled, greedy)
+
+
+@pytest.mark.parametrize("impl", ["dot_product", "flash"])
+def test_attention_impls_give_the_xla_logits(impl):
+    """``dot_product`` takes the relative bias as its ``bias``; ``flash`` falls back to ``xla``
+    for biased self-attention and for cross-attention (lm/attention.py: fallback)."""
+    model, params = _params()
+    params = _jiggled(params)
+    batch = dict(t5_batch(), decoder_segment_ids=np.ones((2, 7), np.int32))
+    other = make_model("t5", T5_TINY.replace(attention_impl=impl))
+    want = jit(lambda p: model.apply({"params": p}, batch)["logits"])(params)
+    got = jit(lambda p: other.apply({"params": p}, batch)["logits"])(params)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
