@@ -303,8 +303,9 @@ _ACT_BLHK = (axes.BATCH, axes.LENGTH, axes.ACT_HEADS, axes.ACT_KV)
 
 class Attention(nn.Module):
     """Multi-head attention in its general form: self- or cross-attention, an optional KV cache,
-    optional projection biases and score scale. ``SelfAttention`` is its plain case (BERT);
-    GPT's decoder uses it with a cache, T5 in all its forms. Parameters: ``query``, ``key``,
+    optional projection biases and score scale. GPT's decoder uses it with a cache, T5 in all its
+    forms; BERT's ``SelfAttention`` computes its plain case with the same parameter names (kept
+    as it is, so BERT's compiled step stays unchanged). Parameters: ``query``, ``key``,
     ``value`` [H, K, D] and ``out`` [D, H, K] kernels (and biases with ``use_bias``).
 
     Attributes:

@@ -3,7 +3,9 @@
 One jitted step (forward, the seq2seq loss of objectives/seq2seq.py, backward, AdamW with
 clipping, state donated) on a random batch already on the device; after two warm-up steps,
 ``--rounds`` rounds of ``--steps`` steps, each timed with ``block_until_ready``; the median round
-gives the figure. The pretraining binary does not run T5 yet (its input pipeline is separate), so
+gives the figure. The process's CPU time per step gives a second one, less dependent on other
+jobs: the rate if every core ran this step alone and fully busy (an upper bound when a machine is
+shared). The pretraining binary does not run T5 yet (its input pipeline is separate), so
 this stands in for ``launch.benchmark`` until it does. Shapes: ``t5.py:tiny`` by default; the
 flags change them. Example (the figures in docs/families.md):
 
@@ -67,21 +69,24 @@ def main() -> None:
     for _ in range(2):
         state, loss = step(state, batch)
     jax.block_until_ready(loss)
-    times = []
+    times, cpu = [], []
     for _ in range(a.rounds):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for _ in range(a.steps):
             state, loss = step(state, batch)
         jax.block_until_ready(loss)
         times.append((time.perf_counter() - start) / a.steps)
-    ms = statistics.median(times) * 1e3
+        cpu.append((time.process_time() - start_cpu) / a.steps)
+    ms, cpu_s = statistics.median(times) * 1e3, statistics.median(cpu)
     count = sum(x.size for x in jax.tree.leaves(params))
     print(f"D={config.hidden_size} layers={config.num_layers}+{config.decoder_layers} "
           f"H={config.num_heads} F={config.mlp_dim} V={a.vocab} params={count:,} "
           f"batch={a.batch} source={a.source} target={a.target}: {ms:.1f} ms/step, "
           f"{a.batch * a.target / ms * 1e3:,.0f} target tokens/s "
           f"(rounds {', '.join(f'{t * 1e3:.0f}' for t in times)} ms; loss {float(loss):.3f}; "
-          f"load average {os.getloadavg()[0]:.1f})")
+          f"load average {os.getloadavg()[0]:.1f}); CPU time {cpu_s:.1f} s/step: "
+          f"{a.batch * a.target / cpu_s * os.cpu_count():,.0f} target tokens/s on "
+          f"{os.cpu_count()} cores busy with this alone")
 
 
 if __name__ == "__main__":
