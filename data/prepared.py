@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import corpus as corpus_lib
-from data import sources, text_files
+from data import paths, sources, text_files
 from data.skipped import Skipped
 from data.tokenizer import Tokenizer
 
@@ -124,16 +124,16 @@ def source_documents(corpus: str, tfds_data_dir: str, skipped: Skipped
     """``(source files, iterator of (document, bytes read so far))`` of a corpus string, lazily."""
     if corpus.startswith("tfds:"):
         return [corpus], ((d, 0) for d in _tfds_documents(corpus, tfds_data_dir))
-    paths = sources.corpus_files(corpus)
+    files = sources.corpus_files(corpus)
 
     def docs():
         done = 0
-        for path in paths:
+        for path in files:
             lines = ((f"{path}:{n}", t) for n, t in text_files.iter_lines(path, skipped))
             for doc in text_files.iter_documents(lines, skipped):
                 yield doc, done
-            done += os.path.getsize(path)
-    return paths, docs()
+            done += paths.stat(path)[1]
+    return files, docs()
 
 
 def _batches(items: Iterator, size: int) -> Iterator[list]:
@@ -145,6 +145,17 @@ def _batches(items: Iterator, size: int) -> Iterator[list]:
             batch = []
     if batch:
         yield batch
+
+
+def _progress_line(documents: int, tokens: int, text_bytes: int, files_bytes: int,
+                   total_bytes: int, seconds: float) -> str:
+    """``… documents, … M tokens, … MB of text (… MB/s)``, and once a whole file is done, the
+    time left estimated from the (compressed) bytes of the files finished so far."""
+    line = (f"{documents} documents, {tokens / 1e6:.1f} M tokens, {text_bytes / 1e6:.0f} MB of "
+            f"text ({text_bytes / 1e6 / max(seconds, 1e-9):.1f} MB/s)")
+    if files_bytes and total_bytes:
+        line += f", ~{(total_bytes - files_bytes) / files_bytes * seconds / 60:.1f} min left"
+    return line
 
 
 def prepare(corpus: str, tokenizer: str, output: str, num_shards: int, *,
@@ -159,15 +170,16 @@ def prepare(corpus: str, tokenizer: str, output: str, num_shards: int, *,
     tf.io.gfile.makedirs(output)
     skipped = Skipped()
     files, docs = source_documents(corpus, tfds_data_dir, skipped)
-    total_bytes = sum(os.path.getsize(p) for p in files) if files != [corpus] else 0
+    total_bytes = sum(paths.stat(p)[1] for p in files) if files != [corpus] else 0
     writers = [tf.io.TFRecordWriter(os.path.join(output, shard_name(i, num_shards)))
                for i in range(num_shards)]
     counts = np.zeros((num_shards, tok.vocab_size), np.int64)
     stats = np.zeros((num_shards, 3), np.int64)  # documents, sentences, tokens
-    start, index, last = time.perf_counter(), 0, 0.0
+    start, index, last, text_bytes = time.perf_counter(), 0, 0.0, 0
     try:
         for batch in _batches(docs, _BATCH_DOCUMENTS):
             done = batch[-1][1]
+            text_bytes += sum(len(s) for d, _ in batch for s in d)
             for doc in corpus_lib.tokenize_documents(tok, [d for d, _ in batch], skipped):
                 shard = index % num_shards
                 writers[shard].write(_example(doc))
@@ -177,10 +189,9 @@ def prepare(corpus: str, tokenizer: str, output: str, num_shards: int, *,
                 index += 1
             now = time.perf_counter()
             if now - last > 5:
-                last, rate = now, done / max(now - start, 1e-9)
-                eta = f", ~{(total_bytes - done) / rate / 60:.1f} min left" if rate else ""
-                progress(f"{index} documents, {done / 1e6:.0f} MB read, "
-                         f"{rate / 1e6:.1f} MB/s{eta}")
+                last = now
+                progress(_progress_line(index, int(stats[:, 2].sum()), text_bytes, done,
+                                        total_bytes, now - start))
     finally:
         for w in writers:
             w.close()
