@@ -91,6 +91,9 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.tokenizer = "embedded"  # with init_from: the pretraining run's
     c.data.max_seq_length = _TASKS[task]["max_seq_length"]
+    # Sentence-task rows: "auto" = the architecture's own (XLNet: a <sep> b <sep> <cls>, as it
+    # pretrains; every other: [CLS] a [SEP] b [SEP]), or "bert" / "xlnet" to force one.
+    c.data.layout = "auto"
     c.data.doc_stride = 128  # span QA: overlap of windows over a long context
     c.data.max_query_length = 64
 

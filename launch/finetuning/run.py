@@ -46,7 +46,8 @@ def _task_streams(cfg, spec, tokenizer, per_process: int):
     if spec.kind == "span_qa":
         return _qa_streams(cfg, tokenizer, kw)
     task = task_options(cfg.task)
-    common = dict(tokenizer=tokenizer, max_seq_length=cfg.data.max_seq_length, **kw)
+    common = dict(tokenizer=tokenizer, max_seq_length=cfg.data.max_seq_length,
+                  layout=row_layout(cfg), **kw)
     train = tasks.make_dataset(task, "train", **common)
     n_train = tasks.num_examples(task, "train")
     if task.max_train_examples:
@@ -55,6 +56,17 @@ def _task_streams(cfg, spec, tokenizer, per_process: int):
                                         tasks.num_examples(task, split))
              for split in ("dev", "test")}
     return train, n_train, evals
+
+
+def row_layout(cfg) -> str:
+    """The task rows' layout (``data.tasks.encode``): ``data.layout``, where ``auto`` means the
+    architecture's own (XLNet's a <sep> b <sep> <cls>; [CLS] a [SEP] b [SEP] for the others)."""
+    layout = cfg.data.get("layout", "auto")
+    if layout == "auto":
+        return "xlnet" if cfg.model.arch == "xlnet" else "bert"
+    if layout not in tasks.LAYOUTS:
+        raise ValueError(f"data.layout={layout!r}: use auto, bert or xlnet")
+    return layout
 
 
 def _qa_streams(cfg, tokenizer, kw):
