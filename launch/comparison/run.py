@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 
@@ -17,6 +18,7 @@ import jax
 import ml_collections
 
 from data import tasks
+from launch.comparison import inits as inits_lib
 from launch.comparison import report
 from launch.configs import finetune as finetune_configs
 from launch.finetuning import run as finetuning
@@ -25,6 +27,7 @@ from launch.pretraining import run as pretraining
 from launch.train import lock, reporting
 from launch.train import workdir as workdir_lib
 from launch.train.data_options import task_options
+from lm import models
 
 SCRATCH, PRETRAINED, TAPT = "scratch", "pretrained", "pretrained+tapt"
 _DOC_SENTENCES = 8  # task texts are grouped into pseudo-documents of this many lines
@@ -128,13 +131,40 @@ def plan(c) -> list[tuple[str, int, str, int]]:
     return runs
 
 
+def supports(arch: str, task: str) -> bool:
+    """Whether pretrax has a fine-tuning model of ``arch`` for ``task``'s kind (GPT: no span QA)."""
+    kind = tasks.task_spec(task_options(finetune_configs.get_config(task).task)).kind
+    return kind in models.FINETUNE_MODELS.get(arch, {})
+
+
+def check_finetunable(c, pretrain_cfgs: dict[str, dict]) -> None:
+    """Resolves the fine-tuning config of every (initialisation, task) before anything runs.
+
+    Args:
+      pretrain_cfgs: name → the pretraining run's config (its ``config.json`` as data, or the
+        config it will be pretrained with).
+
+    Raises:
+      ValueError: naming the initialisation and the task, with what to change.
+    """
+    for name, pre in pretrain_cfgs.items():
+        for task in _names(c.tasks):
+            if not supports(pre["model"]["arch"], task):
+                continue  # left out of the plan, and said so in the report
+            cfg = finetune_config(c, task, pretrain_cfg=pre, init_from="", seed=0, budget=0)
+            try:
+                finetune_setup.resolve(cfg)
+            except ValueError as e:
+                raise ValueError(f"initialisation {name!r} cannot fine-tune {task}: {e}") from None
+
+
 def _run_dir(out_dir: str, task: str, budget: int, variant: str, seed: int) -> str:
     return os.path.join(out_dir, "runs", task.replace("/", "_"), str(budget or "all"),
-                        variant.replace("+", "_"), f"seed{seed}")
+                        re.sub(r"[+:]", "_", variant), f"seed{seed}")
 
 
 def _finetune(c, out_dir, pretrain_cfg, init_dirs, task, budget, variant, seed,
-              force_unlock: bool) -> dict:
+              force_unlock: bool, baseline: str = SCRATCH) -> dict:
     run_dir = _run_dir(out_dir, task, budget, variant, seed)
     path = os.path.join(run_dir, "results.json")
     cfg = finetune_config(c, task, pretrain_cfg=pretrain_cfg, init_from=init_dirs[variant],
@@ -147,19 +177,13 @@ def _finetune(c, out_dir, pretrain_cfg, init_dirs, task, budget, variant, seed,
     else:
         finetuning.finetune(cfg, run_dir, force_unlock=force_unlock)
     with open(path) as f:
-        return {**json.load(f), "variant": variant, "budget": budget}
+        return {**json.load(f), "variant": variant, "budget": budget, "baseline": baseline}
 
 
 def _context(c, base_dir: str, seconds: float) -> dict:
-    with open(os.path.join(base_dir, "results.json")) as f:
-        pre = json.load(f)
     return {
         "command": " ".join(["python -m launch.compare"] + sys.argv[1:]),
-        "pretraining": f"{base_dir}: {pre['step']} steps, {pre['train_seconds'] / 60:.1f} min; "
-                       f"eval MLM loss {pre['eval/mlm_loss']:.3f} (unigram "
-                       f"{pre['eval/unigram_entropy']:.3f}), MLM accuracy "
-                       f"{pre['eval/mlm_accuracy']:.3f}, NSP accuracy "
-                       f"{pre['eval/nsp_accuracy']:.3f}",
+        "pretraining": inits_lib.describe(PRETRAINED, base_dir)["context"],
         "fine-tuning": json.dumps(c.finetune.to_dict(), sort_keys=True),
         "seeds": c.seeds, "devices": f"{jax.device_count()} × {jax.devices()[0].device_kind}",
         "cpus": os.cpu_count(), "wall time": f"{seconds / 60:.1f} min",
@@ -178,6 +202,10 @@ def compare(c, out_dir: str, *, force_unlock: bool = False) -> dict:
 
 def _compare(c, out_dir: str, force_unlock: bool) -> dict:
     t0 = time.perf_counter()
+    if c.pretrain_from:
+        check_finetunable(c, {PRETRAINED: inits_lib.read_config(c.pretrain_from)})
+    else:
+        check_finetunable(c, {PRETRAINED: c.pretrain.to_dict()})
     base_dir = _pretrain(c, out_dir, force_unlock)
     pretrain_cfg = workdir_lib.read_config(base_dir)
     init_dirs = {SCRATCH: "", PRETRAINED: base_dir}

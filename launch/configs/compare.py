@@ -18,7 +18,41 @@ accuracy over 3 seeds, pretrained vs scratch: paraphrase_bible 0.567 vs 0.538 at
 
 import ml_collections
 
-from launch.configs import bert
+from launch.configs import albert, bert, gpt, xlnet
+
+# The objectives ablation: every run sees the same tokens, TOKENS_PER_STEP a step.
+TOKENS_PER_STEP = 4096
+OBJECTIVE_STEPS = 600  # × 4,096 = 2.46M tokens a run (see the module docstring's estimate)
+OBJECTIVE_TASKS = "sentiment_rt,topic_wordnet,nli_vitaminc,paraphrase_bible,qa_disflqa"
+
+
+def objective_runs(steps: int, names: str = "") -> ml_collections.ConfigDict:
+    """The objectives ablation's pretraining runs (name → config), each ``steps`` steps of
+    ``TOKENS_PER_STEP`` tokens (64 × 64, GPT 32 × 128) from the CPU-sized tiny configs; ``names``
+    (comma-separated) keeps only those, "" all six."""
+    runs = {"bert_mlm": bert.get_config("tiny"), "bert_mlm_nsp": bert.get_config("tiny"),
+            "albert_sop": albert.get_config("tiny"),
+            "albert_order": albert.get_config("tiny_order"),
+            "gpt_clm": gpt.get_config("tiny"), "xlnet_plm": xlnet.get_config("tiny")}
+    runs["bert_mlm"].objectives.nsp = 0.0
+    # Order accuracy that means order: passages start and end mid-sentence (no capital or full
+    # stop marks the first or last segment).
+    with runs["albert_order"].unlocked():
+        runs["albert_order"].data.order_mid_sentence = True
+    keep = [n.strip() for n in names.split(",") if n.strip()] or list(runs)
+    unknown = sorted(set(keep) - set(runs))
+    if unknown:
+        raise ValueError(f"unknown objective runs {unknown}; known: {sorted(runs)}")
+    out = ml_collections.ConfigDict()
+    for name in keep:
+        c = runs[name]
+        c.train.batch_size = TOKENS_PER_STEP // c.data.max_seq_length
+        c.train.steps = steps
+        c.train.warmup_steps = max(1, steps // 12)
+        c.train.eval_every = c.train.checkpoint_every = max(1, steps // 2)
+        c.train.log_every = max(1, min(c.train.log_every, steps // 4))
+        out[name] = c
+    return out
 
 
 def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
@@ -26,6 +60,18 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.pretrain = bert.get_config("tiny")
     c.pretrain_from = ""  # an existing pretraining workdir to use instead of pretraining here
+    # Several initialisations instead (launch/comparison/many.py): pretraining runs made here
+    # (name → config, under WORKDIR/pretrain/<name>) and existing workdirs ("name=DIR,…":
+    # pretraining runs of any family, launch.convert outputs); each ranked against its
+    # architecture's from-scratch twin. Either set: pretrain / pretrain_from are not used.
+    c.pretrain_runs = ml_collections.ConfigDict()
+    c.inits = ""
+    c.title = ""
+    c.train_examples = 0  # training examples per task not in `budgets`; 0 = all
+    # GPT initialisations: k-shot prompts scored zero-shot on the classification tasks (launch/
+    # comparison/zeroshot.py), calibrated and not, as an intrinsic measure; "" = none.
+    c.zeroshot_shots = ""
+    c.zeroshot_examples = 200  # test examples scored per task
 
     c.tasks = "sentiment_rt,paraphrase_bible"
     c.seeds = 3
@@ -59,6 +105,8 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
 
     if variant == "quick":
         c.seeds = 1
+    elif variant in ("objectives", "objectives_smoke"):
+        _objectives(c, smoke=variant == "objectives_smoke")
     elif variant == "full":
         # Three seeds, label budgets and task-adaptive pretraining, from a 5x longer pretraining
         # (6,000 steps, ~26M tokens, about 6 passes over the corpus): the 1,200-step quickstart
@@ -70,5 +118,24 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
         c.budgets = "sentiment_rt=500,2000,0;paraphrase_bible=500,2000"
         c.tapt_tasks = "sentiment_rt"
     else:
-        raise ValueError(f"unknown variant {variant!r}: use compare.py:quick or :full")
+        raise ValueError(f"unknown variant {variant!r}: use compare.py:quick, :full, "
+                         ":objectives or :objectives_smoke")
     return c
+
+
+def _objectives(c: ml_collections.ConfigDict, smoke: bool) -> None:
+    """The objectives ablation (the README's "Which pretraining objective?"): six pretrainings
+    at matched tokens, each and its architecture's scratch twin fine-tuned on five tasks."""
+    c.title = "Which pretraining objective? Fine-tuned at matched pretraining tokens"
+    c.pretrain_runs = objective_runs(OBJECTIVE_STEPS)
+    c.tasks, c.budgets, c.seeds = OBJECTIVE_TASKS, "", 3
+    c.train_examples = 1000
+    c.finetune.train.steps = 150
+    c.finetune.train.evals = 2
+    c.zeroshot_shots = "0,4"
+    c.finetune.data.doc_stride, c.finetune.data.max_query_length = 32, 24  # QA in 64 tokens
+    if smoke:  # the path end to end in minutes: 2 objectives, 20 steps, 2 tasks, 2 seeds
+        c.pretrain_runs = objective_runs(20, "bert_mlm,gpt_clm")
+        c.tasks, c.seeds, c.train_examples = "sentiment_rt,qa_disflqa", 2, 64
+        c.finetune.train.steps, c.finetune.train.batch_size, c.finetune.train.evals = 6, 8, 1
+        c.zeroshot_shots, c.zeroshot_examples = "0,2", 16
