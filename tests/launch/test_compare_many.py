@@ -105,3 +105,22 @@ def test_inits_ranked_against_their_twins(tmp_path, bert_run, gpt_run, capsys):
     again = many.compare(c, out)  # finished runs are reused: the same figures
     assert again["comparisons"] == summary["comparisons"]
     assert np.isfinite([x["diff"] for x in again["comparisons"]]).all()
+
+
+def test_objectives_smoke_end_to_end(tmp_path):
+    """compare.py:objectives_smoke, whole: 2 pretrainings (MLM, CLM) of 20 steps at matched
+    tokens, 2 tasks (GPT has no QA head: left out, said so), 2 seeds, zero-shot GPT scoring."""
+    c = compare_configs.get_config("objectives_smoke")
+    out = str(tmp_path / "objectives")
+    summary = many.compare(c, out)
+    described = json.load(open(os.path.join(out, "ranking.json")))
+    tokens = {k: v["tokens"] for k, v in described["initialisations"].items()}
+    assert tokens == {"bert_mlm": 20 * 4096, "gpt_clm": 20 * 4096}  # matched compute
+    assert described["skipped"] == ["gpt_clm × qa_disflqa"]
+    rows = {r["name"]: r for r in summary["ranking"]["rows"]}
+    assert set(rows["gpt_clm"]["cells"]) == {"sentiment_rt"}
+    assert set(rows["bert_mlm"]["cells"]) == {"sentiment_rt", "qa_disflqa"}
+    assert all(cell["n"] == 2 for r in rows.values() for cell in r["cells"].values())
+    assert any(k.startswith("zeroshot/sentiment_rt/k2/") for k in described["intrinsic"]["gpt_clm"])
+    report = open(os.path.join(out, "report.md")).read()
+    assert "Not run (no fine-tuning model for the task's kind): gpt_clm × qa_disflqa" in report
