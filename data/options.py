@@ -169,6 +169,9 @@ class TaskOptions:
     """Seq2seq file task: the column of the target text."""
     max_train_examples: int = 0
     """A label budget: that many training examples, chosen by the seed; 0 = every one."""
+    max_eval_examples: int = 0
+    """Dev and test: that many examples each, the same subset for every run (chosen with seed 0,
+    file order kept); 0 = every one. For comparisons that must fit a time budget."""
 
     def __post_init__(self):
         _check(bool(self.name), "name", self.name,

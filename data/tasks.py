@@ -186,6 +186,21 @@ def budget_indices(num: int, max_examples: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(num)[:max_examples])
 
 
+def eval_subset(examples, max_examples: int):
+    """``max_examples`` of a dev or test split (``load_examples``' dict or span-QA list), the
+    same for every run: ``budget_indices`` with seed 0, in file order; all when 0."""
+    n = len(examples) if isinstance(examples, list) else len(examples["labels"])
+    if max_examples <= 0 or max_examples >= n:
+        return examples
+    keep = budget_indices(n, max_examples, 0)
+    if isinstance(examples, list):
+        return [examples[i] for i in keep]
+    return {"text_a": [examples["text_a"][i] for i in keep],
+            "text_b": None if examples["text_b"] is None
+            else [examples["text_b"][i] for i in keep],
+            "labels": np.asarray(examples["labels"])[keep]}
+
+
 def _take(arrays: dict[str, np.ndarray], rows: np.ndarray, kind: str,
           special: features.SpecialIds) -> dict[str, np.ndarray]:
     """Rows of the encoded arrays (indices >= N become padding rows of weight 0)."""
@@ -263,6 +278,8 @@ def make_dataset(task: TaskOptions, split: str, *, tokenizer, max_seq_length: in
                     "text_b": None if examples["text_b"] is None
                     else [examples["text_b"][i] for i in keep],
                     "labels": examples["labels"][keep]}
+    else:
+        examples = eval_subset(examples, task.max_eval_examples)
     if not len(examples["labels"]):
         raise ValueError(f"task {spec.name!r} split {split!r} has no examples")
     arrays = encode(tokenizer, examples, max_seq_length, layout)

@@ -30,6 +30,9 @@ from launch.train.data_options import task_options
 from lm import models
 
 SCRATCH, PRETRAINED, TAPT = "scratch", "pretrained", "pretrained+tapt"
+# Fine-tuning config keys added since runs were made, at the value that reproduces those runs:
+# a finished run without them is still this comparison's.
+ADDED_AT_DEFAULT = ("data.layout: None -> 'auto'", "task.max_eval_examples: None -> 0")
 _DOC_SENTENCES = 8  # task texts are grouped into pseudo-documents of this many lines
 
 
@@ -56,6 +59,7 @@ def finetune_config(c, task: str, *, pretrain_cfg: dict, init_from: str, seed: i
     cfg = finetune_configs.get_config(task)
     _merge(cfg, c.finetune)
     cfg.seed, cfg.init_from, cfg.task.max_train_examples = seed, init_from, budget
+    cfg.task.max_eval_examples = c.get("eval_examples") or 0
     finetune_setup.inherit(cfg, pretrain_cfg)
     return cfg
 
@@ -170,7 +174,8 @@ def _finetune(c, out_dir, pretrain_cfg, init_dirs, task, budget, variant, seed,
     cfg = finetune_config(c, task, pretrain_cfg=pretrain_cfg, init_from=init_dirs[variant],
                           seed=seed, budget=budget)
     if os.path.exists(path):
-        changes = workdir_lib.config_changes(run_dir, finetune_setup.resolve(cfg))
+        changes = [x for x in workdir_lib.config_changes(run_dir, finetune_setup.resolve(cfg))
+                   if x not in ADDED_AT_DEFAULT]
         if changes:
             raise ValueError(f"{run_dir} holds a finished run with another config ({changes}); "
                              "use a new --workdir for a different comparison")

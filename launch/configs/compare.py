@@ -68,6 +68,7 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     c.inits = ""
     c.title = ""
     c.train_examples = 0  # training examples per task not in `budgets`; 0 = all
+    c.eval_examples = 0  # dev and test examples per task (the same subset every run); 0 = all
     # GPT initialisations: k-shot prompts scored zero-shot on the classification tasks (launch/
     # comparison/zeroshot.py), calibrated and not, as an intrinsic measure; "" = none.
     c.zeroshot_shots = ""
@@ -129,13 +130,14 @@ def _objectives(c: ml_collections.ConfigDict, smoke: bool) -> None:
     c.title = "Which pretraining objective? Fine-tuned at matched pretraining tokens"
     c.pretrain_runs = objective_runs(OBJECTIVE_STEPS)
     c.tasks, c.budgets, c.seeds = OBJECTIVE_TASKS, "", 3
-    c.train_examples = 1000
-    c.finetune.train.steps = 150
+    c.train_examples, c.eval_examples = 1000, 1000
+    c.finetune.train.steps = 100
     c.finetune.train.evals = 2
     c.zeroshot_shots = "0,4"
     c.finetune.data.doc_stride, c.finetune.data.max_query_length = 32, 24  # QA in 64 tokens
     if smoke:  # the path end to end in minutes: 2 objectives, 20 steps, 2 tasks, 2 seeds
         c.pretrain_runs = objective_runs(20, "bert_mlm,gpt_clm")
         c.tasks, c.seeds, c.train_examples = "sentiment_rt,qa_disflqa", 2, 64
+        c.eval_examples = 200
         c.finetune.train.steps, c.finetune.train.batch_size, c.finetune.train.evals = 6, 8, 1
         c.zeroshot_shots, c.zeroshot_examples = "0,2", 16

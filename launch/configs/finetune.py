@@ -62,6 +62,7 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.task.labels = ""
     c.task.kind = "classification"
     c.task.max_train_examples = 0  # a label budget; 0 = every training example
+    c.task.max_eval_examples = 0  # dev and test subsets of that many (the same for every run)
 
     # The model trained from scratch: the tiny BERT of bert.py:tiny, with position rows for this
     # task's inputs. With init_from, every field but dropout_rate, attention_dropout_rate, dtype,

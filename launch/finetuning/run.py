@@ -53,9 +53,14 @@ def _task_streams(cfg, spec, tokenizer, per_process: int):
     if task.max_train_examples:
         n_train = min(n_train, task.max_train_examples)
     evals = {split: scoring.EvalSplit(list(tasks.make_dataset(task, split, **common)),
-                                        tasks.num_examples(task, split))
+                                        _eval_count(task, split))
              for split in ("dev", "test")}
     return train, n_train, evals
+
+
+def _eval_count(task, split: str) -> int:
+    n = tasks.num_examples(task, split)
+    return min(n, task.max_eval_examples) if task.max_eval_examples > 0 else n
 
 
 def row_layout(cfg) -> str:
@@ -77,7 +82,7 @@ def _qa_streams(cfg, tokenizer, kw):
     n_train = min(len(examples), task.max_train_examples or len(examples))
     evals = {}
     for split in ("dev", "test"):
-        ex = tasks.load_examples(task, split)
+        ex = tasks.eval_subset(tasks.load_examples(task, split), task.max_eval_examples)
         feats = qa.encode(tokenizer, ex, enc, is_training=False)
         evals[split] = scoring.EvalSplit(list(qa.make_dataset(feats, split, **kw)),
                                            len(feats.example_index), feats, ex)

@@ -54,3 +54,18 @@ def test_make_dataset_passes_the_layout(tok):
     last = 31 - np.argmax(batch["token_ids"][:, ::-1] != features.PAD_ID, axis=1)
     assert (batch["token_ids"][np.arange(4), last] == features.CLS_ID).all()
     assert (batch["token_ids"][:, 0] != features.CLS_ID).all()
+
+
+def test_eval_subsets_are_the_same_for_every_run(tok):
+    full = tasks.load_examples(TaskOptions("sentiment_rt"), "dev")
+    part = tasks.eval_subset(full, 100)
+    assert len(part["labels"]) == 100 and part is not full
+    rows = [full["text_a"].index(t) for t in part["text_a"]]
+    assert rows == sorted(rows)  # file order kept
+    assert tasks.eval_subset(full, 0) is full and tasks.eval_subset(full, 10**6) is full
+    qa = tasks.load_examples(TaskOptions("qa_disflqa"), "test")
+    assert [e["id"] for e in tasks.eval_subset(qa, 30)] == [
+        qa[i]["id"] for i in tasks.budget_indices(len(qa), 30, 0)]
+    batches = list(tasks.make_dataset(TaskOptions("sentiment_rt", max_eval_examples=100), "dev",
+                                      tokenizer=tok, max_seq_length=32, batch_size=32, seed=5))
+    assert sum(b["example_weights"].sum() for b in batches) == 100
