@@ -6,8 +6,21 @@ writes WORKDIR/report.md, results.json and plots. Runs already finished are reus
 interrupted comparison continues where it stopped.
 
 Variants: `quick` (the README's main job: the tiny BERT pretrained for 1,200 steps, 2 tasks, one
-seed) and `full` (the same tiny BERT pretrained 5x longer, then 3 seeds, label budgets and
-task-adaptive pretraining on sentiment_rt; run it in its own workdir).
+seed), `full` (the same tiny BERT pretrained 5x longer, then 3 seeds, label budgets and
+task-adaptive pretraining on sentiment_rt; run it in its own workdir), `objectives` (the BERT
+paper's objective ablation in miniature, launch/comparison/many.py: BERT MLM, BERT MLM+NSP, ALBERT
+MLM+SOP, ALBERT MLM+order, GPT CLM and XLNet PLM, each 600 steps of 4,096 tokens (2.46M), each and
+its architecture's scratch twin fine-tuned on five tasks, 1,000 training and 1,000 dev/test
+examples each, 100 steps of 32, 3 seeds; GPT also scored zero- and 4-shot) and `objectives_smoke`
+(the same path shrunk: 2 objectives, 20 steps, 2 tasks, 2 seeds).
+
+Wall time of `objectives`, estimated (not run): pretraining from the idle-machine throughputs the
+configs' docstrings measured (BERT tiny ~13.5k tokens/s, ALBERT ~7.4k, XLNet ~10k, GPT ~2.9k):
+2.46M tokens each is 3.0 + 3.0 + 5.6 + 5.6 + 14.1 + 4.1 = 35 min. Fine-tuning: 10 variants (6
+initialisations, 4 twins) × 5 tasks × 3 seeds, less GPT's and its twin's QA = 144 runs; each
+trains 205k tokens (~15 s idle at BERT's rate), scores 3 × 1,000 dev/test examples (~5 s) and
+compiles (~10-20 s): ~35 s, so ~85 min. About 2 h in all on the idle 2-core machine; several
+times that when it is shared (the smoke run below ran ~5x slower than idle).
 
 Measured for `full` on 2 CPU cores (2026-11-29; the machine was shared for part of the run): 101
 min in all, of which pretraining 41.9 min (eval MLM loss 4.302, unigram 6.663; NSP 0.886). Test
