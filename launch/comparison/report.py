@@ -245,12 +245,12 @@ def render_markdown(title: str, runs: list[dict], summary: dict, context: dict |
                     plots: list[str], extra_md: list[str] | None = None) -> str:
     """The report: context, headline, sample efficiency, plots, then every metric and run."""
     index = {(g["task"], g["budget"], g["variant"]): g for g in summary["groups"]}
-    lines = [f"# {title}", ""] + _context_md(context) + [
+    lines = [f"# {title}", ""] + _context_md(context) + (extra_md or []) + [
         "## Did pretraining help?", "",
         "Test split at each run's best dev checkpoint, each task's main metric; mean ± sample std "
         "over seeds (n). Δ = init − scratch with Welch's 95% t interval; \"> 2 std?\": is Δ more "
         "than twice the pooled seed std sqrt((s₁² + s₂²)/2), with ≥ 2 seeds a side.", ""]
-    lines += (extra_md or []) + _headline_md(summary, index) + _efficiency_md(summary)
+    lines += _headline_md(summary, index) + _efficiency_md(summary)
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""] if plots else []
     lines += ["## All metrics", ""] + _full_md(summary) + ["## Every run", ""] + _seeds_md(runs)
     return "\n".join(lines)

@@ -124,8 +124,8 @@ def classify(scorer: Scorer, task: str, *, shots: int = 0, examples: int = 200,
 
     Returns:
       ``zeroshot/<task>/k<shots>/accuracy`` (uncalibrated), ``…/calibrated_accuracy`` and
-      ``…/majority_accuracy`` (always the most frequent test class), over the first
-      ``examples`` test examples.
+      ``…/majority_accuracy`` (always the most frequent test class), over ``examples`` test
+      examples (``tasks.eval_subset``: the same sample for every model).
     """
     options = TaskOptions(task)
     spec = tasks.task_spec(options)
@@ -137,7 +137,8 @@ def classify(scorer: Scorer, task: str, *, shots: int = 0, examples: int = 200,
     demo_rows = rng.choice(len(train["labels"]), shots, replace=False) if shots else []
     demos = "".join(_prompt(task, _texts(train, i)) + f" {words[int(train['labels'][i])]}\n\n"
                     for i in demo_rows)
-    n = min(examples, len(test["labels"]))
+    test = tasks.eval_subset(test, examples)  # a seeded sample: test files are label-sorted
+    n = len(test["labels"])
     encode = scorer.tokenizer.encode
     word_ids = encode([" " + w for w in words])
     free = [CONTENT_FREE] * (2 if test["text_b"] else 1)
