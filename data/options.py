@@ -87,6 +87,10 @@ class InstanceOptions:
     """Order recovery: the fewest segments ``k`` a passage is cut into."""
     order_max_segments: int = 3
     """Order recovery: the most segments ``k``; the head has ``Σ_{k ≤ max} k!`` classes."""
+    order_mid_sentence: bool = False
+    """Order recovery: start each passage a random number of tokens into its first sentence and
+    end it inside its last, so no segment is recognisably first (a capitalised sentence start)
+    or last (a full stop): the accuracy then measures order, not boundary cues."""
 
     def __post_init__(self):
         _check(self.max_seq_length >= 5, "max_seq_length", self.max_seq_length,
@@ -172,6 +176,9 @@ class TaskOptions:
     """Seq2seq file task: the column of the target text."""
     max_train_examples: int = 0
     """A label budget: that many training examples, chosen by the seed; 0 = every one."""
+    max_eval_examples: int = 0
+    """Dev and test: that many examples each, the same subset for every run (chosen with seed 0,
+    file order kept); 0 = every one. For comparisons that must fit a time budget."""
 
     def __post_init__(self):
         _check(bool(self.name), "name", self.name,

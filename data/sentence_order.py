@@ -131,12 +131,31 @@ def _sop_instances(docs, max_tokens: int, short_seq_prob: float, swap_prob: floa
                 yield [a, b], IN_ORDER
 
 
+def mid_sentence(passage: list[np.ndarray], max_tokens: int, rng: np.random.Generator
+                 ) -> list[np.ndarray]:
+    """``passage`` starting inside its first sentence and ending inside its last (as one piece).
+
+    A random 1 … len−1 tokens of the first sentence are dropped (none of a one-token sentence);
+    past ``max_tokens`` the text would be cut mid-sentence anyway, else a random 1 … len−1
+    tokens of the last sentence go too. Two draws from ``rng`` per passage.
+    """
+    first, last = len(passage[0]), len(passage[-1])
+    start = int(rng.integers(1, first)) if first > 1 else 0
+    tokens = np.concatenate(passage)[start:]
+    drop = int(rng.integers(1, last)) if last > 1 else 0
+    if len(tokens) <= max_tokens and drop < len(tokens):
+        tokens = tokens[:len(tokens) - drop]
+    return [tokens]
+
+
 def _order_instances(docs, max_seq_length: int, short_seq_prob: float, min_segments: int,
-                     max_segments: int, rng: np.random.Generator
+                     max_segments: int, rng: np.random.Generator, mid: bool = False
                      ) -> Iterator[tuple[list[np.ndarray], int]]:
     max_tokens = max_seq_length - 1 - max_segments  # [CLS] and one [SEP] per segment
     for doc in docs:
         for passage in _passages(doc, max_tokens, short_seq_prob, rng):
+            if mid:
+                passage = mid_sentence(passage, max_tokens, rng)
             k = int(rng.integers(min_segments, max_segments + 1))
             # ERNIE 2.0 splits the paragraph at random: cuts anywhere, not only between
             # sentences (whole sentences would leave a small model nothing but discourse to go on).
@@ -192,7 +211,8 @@ def make_sop_instances(docs: list[list[np.ndarray]], rng: np.random.Generator, *
 
 def make_order_instances(docs: list[list[np.ndarray]], rng: np.random.Generator, *,
                          max_seq_length: int, short_seq_prob: float = 0.1,
-                         min_segments: int = 1, max_segments: int = 3) -> dict[str, np.ndarray]:
+                         min_segments: int = 1, max_segments: int = 3,
+                         mid_sentence: bool = False) -> dict[str, np.ndarray]:
     """Shuffled-segment instances from tokenised documents, in document order.
 
     Args:
@@ -201,6 +221,8 @@ def make_order_instances(docs: list[list[np.ndarray]], rng: np.random.Generator,
       max_seq_length: ``L``, [CLS] and every [SEP] included.
       short_seq_prob: probability that a document targets a random shorter length.
       min_segments, max_segments: k is drawn uniformly from this range for every passage.
+      mid_sentence: passages start and end inside a sentence (:func:`mid_sentence`), so the
+        accuracy is not the shortcut of spotting the segment with the capital or the full stop.
 
     Returns:
       ``token_ids``, ``type_ids`` int32 [n, L]; ``order_labels`` int32 [n] in
@@ -213,7 +235,8 @@ def make_order_instances(docs: list[list[np.ndarray]], rng: np.random.Generator,
         raise ValueError(f"max_seq_length={max_seq_length} leaves no room for {max_segments} "
                          "segments")
     return _pack(_order_instances(docs, max_seq_length, short_seq_prob, min_segments,
-                                  max_segments, rng), max_seq_length, "order_labels")
+                                  max_segments, rng, mid_sentence), max_seq_length,
+                 "order_labels")
 
 
 def sentence_task(objectives: Sequence[str]) -> str:
@@ -271,5 +294,6 @@ def make_instances(task: str, docs: list[list[np.ndarray]], options: InstanceOpt
         return make_sop_instances(docs, rng, swap_prob=options.sop_swap_prob, **common)
     if task == "order":
         return make_order_instances(docs, rng, min_segments=options.order_min_segments,
-                                    max_segments=options.order_max_segments, **common)
+                                    max_segments=options.order_max_segments,
+                                    mid_sentence=options.order_mid_sentence, **common)
     raise ValueError(f"unknown sentence task {task!r}; known: {SENTENCE_TASKS}")

@@ -330,7 +330,7 @@ def file_examples(task: TaskOptions, split: str) -> dict:
     """One split of a ``"file"`` task as ``{"text_a", "text_b", "labels"}`` (cached read)."""
     spec = file_spec(task)
     # The read depends only on the file fields (and the files' timestamps, which key the cache).
-    key = dataclasses.replace(task, tfds_data_dir="", max_train_examples=0)
+    key = dataclasses.replace(task, tfds_data_dir="", max_train_examples=0, max_eval_examples=0)
     stamps = tuple(_stamp(getattr(task, f"{s}_path")) for s in SPLITS)
     splits = _file_splits(key, stamps)
     if not splits[split]:

@@ -104,8 +104,18 @@ def truncated_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
     return budget - budget // 2, budget // 2
 
 
-def encode(tokenizer, examples: dict, max_seq_length: int) -> dict[str, np.ndarray]:
+LAYOUTS = ("bert", "xlnet")
+TYPE_CLS = 2  # XLNet's segment id of its <cls> (as data/plm.py lays pretraining rows out)
+
+
+def encode(tokenizer, examples: dict, max_seq_length: int,
+           layout: str = "bert") -> dict[str, np.ndarray]:
     """Tokenises examples into ``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]`` rows.
+
+    With ``layout="xlnet"`` the rows are XLNet's own, as it pretrains: ``a <sep> <cls>`` or
+    ``a <sep> b <sep> <cls>`` (type ids a 0, b 1, <cls> 2), so its summary token, the last real
+    one, is the <cls> its pretraining put there. Padding stays on the right: XLNet's relative
+    attention does not see where a row starts.
 
     Args:
       tokenizer: a ``data.tokenizer.Tokenizer`` or ``data.hf_tokenizers.HfTokenizer``; its
@@ -118,9 +128,11 @@ def encode(tokenizer, examples: dict, max_seq_length: int) -> dict[str, np.ndarr
       its [SEP]) and ``labels`` [N] as given.
 
     Raises:
-      ValueError: when ``max_seq_length`` leaves no room, or the tokenizer has no [CLS], [SEP]
-        or padding token (GPT-2's).
+      ValueError: when ``max_seq_length`` leaves no room, the tokenizer has no [CLS], [SEP]
+        or padding token (GPT-2's), or for an unknown ``layout``.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown task row layout {layout!r}; use one of {LAYOUTS}")
     special = sentence_specials(tokenizer)
     pair = examples.get("text_b") is not None
     budget = max_seq_length - (3 if pair else 2)
@@ -138,6 +150,10 @@ def encode(tokenizer, examples: dict, max_seq_length: int) -> dict[str, np.ndarr
         if pair:
             row += [*b[:len_b], special.sep]
             type_ids[i, len_a + 2:len(row)] = 1
+        if layout == "xlnet":  # <cls> moves from the front to the end; the types shift with it
+            row = row[1:] + [special.cls]
+            type_ids[i, :len(row) - 1] = type_ids[i, 1:len(row)]
+            type_ids[i, len(row) - 1] = TYPE_CLS
         token_ids[i, :len(row)] = row
     if truncated:
         logging.info("truncated %d of %d examples to %d tokens", truncated, len(ids_a),
@@ -168,6 +184,21 @@ def budget_indices(num: int, max_examples: int, seed: int) -> np.ndarray:
     if max_examples <= 0 or max_examples >= num:
         return np.arange(num)
     return np.sort(np.random.default_rng(seed).permutation(num)[:max_examples])
+
+
+def eval_subset(examples, max_examples: int):
+    """``max_examples`` of a dev or test split (``load_examples``' dict or span-QA list), the
+    same for every run: ``budget_indices`` with seed 0, in file order; all when 0."""
+    n = len(examples) if isinstance(examples, list) else len(examples["labels"])
+    if max_examples <= 0 or max_examples >= n:
+        return examples
+    keep = budget_indices(n, max_examples, 0)
+    if isinstance(examples, list):
+        return [examples[i] for i in keep]
+    return {"text_a": [examples["text_a"][i] for i in keep],
+            "text_b": None if examples["text_b"] is None
+            else [examples["text_b"][i] for i in keep],
+            "labels": np.asarray(examples["labels"])[keep]}
 
 
 def _take(arrays: dict[str, np.ndarray], rows: np.ndarray, kind: str,
@@ -210,8 +241,8 @@ def _eval_batches(arrays, kind: str, special, *, batch_size: int, process_index:
 
 
 def make_dataset(task: TaskOptions, split: str, *, tokenizer, max_seq_length: int,
-                 batch_size: int, seed: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+                 batch_size: int, seed: int, process_index: int = 0, process_count: int = 1,
+                 layout: str = "bert") -> Iterator[dict[str, np.ndarray]]:
     """Fixed-shape numpy batches of a classification or regression task, for one process.
 
     Args:
@@ -224,6 +255,7 @@ def make_dataset(task: TaskOptions, split: str, *, tokenizer, max_seq_length: in
       batch_size: ``B``, rows per process; the global batch is ``process_count * B``.
       seed: picks the epoch permutations and the label-budget subset.
       process_index, process_count: this process and how many read the same stream.
+      layout: ``bert`` or ``xlnet`` rows (:func:`encode`).
 
     Returns:
       An iterator of dicts following ``data.features.shapes(kind, B=batch_size,
@@ -246,9 +278,11 @@ def make_dataset(task: TaskOptions, split: str, *, tokenizer, max_seq_length: in
                     "text_b": None if examples["text_b"] is None
                     else [examples["text_b"][i] for i in keep],
                     "labels": examples["labels"][keep]}
+    else:
+        examples = eval_subset(examples, task.max_eval_examples)
     if not len(examples["labels"]):
         raise ValueError(f"task {spec.name!r} split {split!r} has no examples")
-    arrays = encode(tokenizer, examples, max_seq_length)
+    arrays = encode(tokenizer, examples, max_seq_length, layout)
     shard = dict(batch_size=batch_size, process_index=process_index,
                  process_count=process_count)
     special = tokenizer.special_ids

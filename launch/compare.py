@@ -15,8 +15,8 @@ _FORCE_UNLOCK = binary.define_lock_flag()
 
 def main(argv):
     binary.start(argv)
-    from launch.comparison import run as comparison
-    binary.explain_errors(comparison.compare, _CONFIG.value, _WORKDIR.value,
+    from launch.comparison import many
+    binary.explain_errors(many.compare, _CONFIG.value, _WORKDIR.value,
                           force_unlock=_FORCE_UNLOCK.value)
 
 

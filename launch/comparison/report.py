@@ -1,8 +1,9 @@
 """Did pretraining help? Fine-tuning runs → ``results.json``, ``report.md`` and PNG plots.
 
 A run is a fine-tuning ``results.json`` plus ``variant`` ("scratch", "pretrained", ...), ``budget``
-(labelled examples, 0 = all) and ``label``, as `launch.compare` makes them. Differences are
-variant − scratch with Welch's 95% t interval (SciPy's t distribution).
+(labelled examples, 0 = all), ``label`` and ``baseline`` (its from-scratch twin: "scratch", or
+"scratch:<arch>" when several architectures are compared), as `launch.compare` makes them.
+Differences are variant − its twin with Welch's 95% t interval (SciPy's t distribution).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def _grouped(runs: list[dict]) -> dict[tuple, list[dict]]:
         variant = r.get("variant") or ("pretrained" if r.get("init_from") else BASELINE)
         groups.setdefault((r["task"], int(r.get("budget") or 0), variant), []).append(r)
     tasks = list(dict.fromkeys(k[0] for k in groups))
-    variants = list(dict.fromkeys([BASELINE] + [k[2] for k in groups]))
+    variants = list(dict.fromkeys([BASELINE] + sorted((k[2] for k in groups),
+                                                      key=lambda v: not is_baseline(v))))
     order = lambda k: (tasks.index(k[0]), k[1] or math.inf, variants.index(k[2]))  # 0 = all
     return {k: sorted(groups[k], key=lambda r: r.get("seed") or 0)
             for k in sorted(groups, key=order)}
@@ -98,6 +100,7 @@ def _describe_group(key: tuple, runs: list[dict]) -> dict:
                 values.setdefault(name, []).append(v)
         metrics[split] = {name: describe(vs) for name, vs in values.items() if vs}
     return {"task": key[0], "budget": key[1], "variant": key[2], "main_metric": main,
+            "baseline": runs[0].get("baseline") or BASELINE,
             "train_examples": max(int(r.get("train_examples") or 0) for r in runs),
             "seeds": [r.get("seed") for r in runs], "metrics": metrics}
 
@@ -118,17 +121,23 @@ def summarize(runs: list[dict]) -> dict:
     index = {(g["task"], g["budget"], g["variant"]): g for g in groups}
     comparisons = []
     for g in groups:
-        base = index.get((g["task"], g["budget"], BASELINE))
-        for split in SPLITS if base and g["variant"] != BASELINE else ():
+        base = index.get((g["task"], g["budget"], g["baseline"]))
+        for split in SPLITS if base and not is_baseline(g["variant"]) else ():
             for name, stat in g["metrics"][split].items():
                 if (ref := base["metrics"][split].get(name)) is None:
                     continue
                 comparisons.append({
                     "task": g["task"], "budget": g["budget"], "variant": g["variant"],
                     "split": split, "metric": name, "main": name == g["main_metric"],
+                    "baseline": g["baseline"],
                     "n": stat["n"], "n_baseline": ref["n"], "mean": stat["mean"],
                     "mean_baseline": ref["mean"], **compare(stat["values"], ref["values"])})
     return {"baseline": BASELINE, "level": LEVEL, "groups": groups, "comparisons": comparisons}
+
+
+def is_baseline(variant: str) -> bool:
+    """Whether ``variant`` is a from-scratch twin (``scratch``, ``scratch:<arch>``)."""
+    return variant == BASELINE or variant.startswith(BASELINE + ":")
 
 
 def _num(v: float | None, sign: bool = False, like: float = 0.0) -> str:
@@ -176,7 +185,7 @@ def _headline_md(summary: dict, index: dict) -> list[str]:
     rows, notes = [], []
     for c in [c for c in summary["comparisons"] if c["split"] == "test" and c["main"]]:
         g, m = index[c["task"], c["budget"], c["variant"]], c["metric"]
-        base = index[c["task"], c["budget"], BASELINE]
+        base = index[c["task"], c["budget"], c.get("baseline", BASELINE)]
         rows.append([c["task"], _labels(g), m, _pm(base["metrics"]["test"][m]), c["variant"],
                      _pm(g["metrics"]["test"][m]), _delta(c), ("no", "yes")[c["beats_by_2std"]]])
         notes.append(f"- **{c['task']}, {_labels(g)} labels, {c['variant']}**: "
@@ -233,10 +242,10 @@ def _efficiency_md(summary: dict) -> list[str]:
 
 
 def render_markdown(title: str, runs: list[dict], summary: dict, context: dict | None,
-                    plots: list[str]) -> str:
+                    plots: list[str], extra_md: list[str] | None = None) -> str:
     """The report: context, headline, sample efficiency, plots, then every metric and run."""
     index = {(g["task"], g["budget"], g["variant"]): g for g in summary["groups"]}
-    lines = [f"# {title}", ""] + _context_md(context) + [
+    lines = [f"# {title}", ""] + _context_md(context) + (extra_md or []) + [
         "## Did pretraining help?", "",
         "Test split at each run's best dev checkpoint, each task's main metric; mean ± sample std "
         "over seeds (n). Δ = init − scratch with Welch's 95% t interval; \"> 2 std?\": is Δ more "
@@ -343,13 +352,14 @@ def write_plots(out_dir: str, runs: list[dict], summary: dict) -> list[str]:
     return names
 
 
-def write_report(out_dir: str, runs: list[dict], *, title: str,
-                 context: dict | None = None) -> dict:
+def write_report(out_dir: str, runs: list[dict], *, title: str, context: dict | None = None,
+                 extra_md: list[str] | None = None) -> dict:
     """Writes ``results.json``, ``report.md`` and PNG plots to ``out_dir``; returns `summarize`'s.
 
     Args:
       out_dir: created if missing. runs: as for `summarize`. title: the report's heading.
       context: free key → value facts shown first (pretraining command, time, hardware, ...).
+      extra_md: Markdown lines put before the headline table (the ranking of several inits).
     """
     os.makedirs(out_dir, exist_ok=True)
     summary = summarize(runs)
@@ -358,7 +368,8 @@ def write_report(out_dir: str, runs: list[dict], *, title: str,
     payload = {"runs": runs, "summary": summary, "context": context}
     plots = write_plots(out_dir, runs, summary)
     for name, text in [("results.json", json.dumps(payload, indent=1, default=plain)),
-                       ("report.md", render_markdown(title, runs, summary, context, plots))]:
+                       ("report.md", render_markdown(title, runs, summary, context, plots,
+                                                     extra_md))]:
         path = os.path.join(out_dir, name)
         with open(path + ".tmp", "w") as f:  # a reader never sees half a file
             f.write(text)

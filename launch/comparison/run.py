@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 
@@ -17,6 +18,7 @@ import jax
 import ml_collections
 
 from data import tasks
+from launch.comparison import inits as inits_lib
 from launch.comparison import report
 from launch.configs import finetune as finetune_configs
 from launch.finetuning import run as finetuning
@@ -25,8 +27,12 @@ from launch.pretraining import run as pretraining
 from launch.train import lock, reporting
 from launch.train import workdir as workdir_lib
 from launch.train.data_options import task_options
+from lm import models
 
 SCRATCH, PRETRAINED, TAPT = "scratch", "pretrained", "pretrained+tapt"
+# Fine-tuning config keys added since runs were made, at the value that reproduces those runs:
+# a finished run without them is still this comparison's.
+ADDED_AT_DEFAULT = ("data.layout: None -> 'auto'", "task.max_eval_examples: None -> 0")
 _DOC_SENTENCES = 8  # task texts are grouped into pseudo-documents of this many lines
 
 
@@ -53,6 +59,7 @@ def finetune_config(c, task: str, *, pretrain_cfg: dict, init_from: str, seed: i
     cfg = finetune_configs.get_config(task)
     _merge(cfg, c.finetune)
     cfg.seed, cfg.init_from, cfg.task.max_train_examples = seed, init_from, budget
+    cfg.task.max_eval_examples = c.get("eval_examples") or 0
     finetune_setup.inherit(cfg, pretrain_cfg)
     return cfg
 
@@ -128,38 +135,60 @@ def plan(c) -> list[tuple[str, int, str, int]]:
     return runs
 
 
+def supports(arch: str, task: str) -> bool:
+    """Whether pretrax has a fine-tuning model of ``arch`` for ``task``'s kind (GPT: no span QA)."""
+    kind = tasks.task_spec(task_options(finetune_configs.get_config(task).task)).kind
+    return kind in models.FINETUNE_MODELS.get(arch, {})
+
+
+def check_finetunable(c, pretrain_cfgs: dict[str, dict]) -> None:
+    """Resolves the fine-tuning config of every (initialisation, task) before anything runs.
+
+    Args:
+      pretrain_cfgs: name → the pretraining run's config (its ``config.json`` as data, or the
+        config it will be pretrained with).
+
+    Raises:
+      ValueError: naming the initialisation and the task, with what to change.
+    """
+    for name, pre in pretrain_cfgs.items():
+        for task in _names(c.tasks):
+            if not supports(pre["model"]["arch"], task):
+                continue  # left out of the plan, and said so in the report
+            cfg = finetune_config(c, task, pretrain_cfg=pre, init_from="", seed=0, budget=0)
+            try:
+                finetune_setup.resolve(cfg)
+            except ValueError as e:
+                raise ValueError(f"initialisation {name!r} cannot fine-tune {task}: {e}") from None
+
+
 def _run_dir(out_dir: str, task: str, budget: int, variant: str, seed: int) -> str:
     return os.path.join(out_dir, "runs", task.replace("/", "_"), str(budget or "all"),
-                        variant.replace("+", "_"), f"seed{seed}")
+                        re.sub(r"[+:]", "_", variant), f"seed{seed}")
 
 
 def _finetune(c, out_dir, pretrain_cfg, init_dirs, task, budget, variant, seed,
-              force_unlock: bool) -> dict:
+              force_unlock: bool, baseline: str = SCRATCH) -> dict:
     run_dir = _run_dir(out_dir, task, budget, variant, seed)
     path = os.path.join(run_dir, "results.json")
     cfg = finetune_config(c, task, pretrain_cfg=pretrain_cfg, init_from=init_dirs[variant],
                           seed=seed, budget=budget)
     if os.path.exists(path):
-        changes = workdir_lib.config_changes(run_dir, finetune_setup.resolve(cfg))
+        changes = [x for x in workdir_lib.config_changes(run_dir, finetune_setup.resolve(cfg))
+                   if x not in ADDED_AT_DEFAULT]
         if changes:
             raise ValueError(f"{run_dir} holds a finished run with another config ({changes}); "
                              "use a new --workdir for a different comparison")
     else:
         finetuning.finetune(cfg, run_dir, force_unlock=force_unlock)
     with open(path) as f:
-        return {**json.load(f), "variant": variant, "budget": budget}
+        return {**json.load(f), "variant": variant, "budget": budget, "baseline": baseline}
 
 
 def _context(c, base_dir: str, seconds: float) -> dict:
-    with open(os.path.join(base_dir, "results.json")) as f:
-        pre = json.load(f)
     return {
         "command": " ".join(["python -m launch.compare"] + sys.argv[1:]),
-        "pretraining": f"{base_dir}: {pre['step']} steps, {pre['train_seconds'] / 60:.1f} min; "
-                       f"eval MLM loss {pre['eval/mlm_loss']:.3f} (unigram "
-                       f"{pre['eval/unigram_entropy']:.3f}), MLM accuracy "
-                       f"{pre['eval/mlm_accuracy']:.3f}, NSP accuracy "
-                       f"{pre['eval/nsp_accuracy']:.3f}",
+        "pretraining": inits_lib.describe(PRETRAINED, base_dir)["context"],
         "fine-tuning": json.dumps(c.finetune.to_dict(), sort_keys=True),
         "seeds": c.seeds, "devices": f"{jax.device_count()} × {jax.devices()[0].device_kind}",
         "cpus": os.cpu_count(), "wall time": f"{seconds / 60:.1f} min",
@@ -178,6 +207,10 @@ def compare(c, out_dir: str, *, force_unlock: bool = False) -> dict:
 
 def _compare(c, out_dir: str, force_unlock: bool) -> dict:
     t0 = time.perf_counter()
+    if c.pretrain_from:
+        check_finetunable(c, {PRETRAINED: inits_lib.read_config(c.pretrain_from)})
+    else:
+        check_finetunable(c, {PRETRAINED: c.pretrain.to_dict()})
     base_dir = _pretrain(c, out_dir, force_unlock)
     pretrain_cfg = workdir_lib.read_config(base_dir)
     init_dirs = {SCRATCH: "", PRETRAINED: base_dir}

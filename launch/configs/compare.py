@@ -6,8 +6,29 @@ writes WORKDIR/report.md, results.json and plots. Runs already finished are reus
 interrupted comparison continues where it stopped.
 
 Variants: `quick` (the README's main job: the tiny BERT pretrained for 1,200 steps, 2 tasks, one
-seed) and `full` (the same tiny BERT pretrained 5x longer, then 3 seeds, label budgets and
-task-adaptive pretraining on sentiment_rt; run it in its own workdir).
+seed), `full` (the same tiny BERT pretrained 5x longer, then 3 seeds, label budgets and
+task-adaptive pretraining on sentiment_rt; run it in its own workdir), `objectives` (the BERT
+paper's objective ablation in miniature, launch/comparison/many.py: BERT MLM, BERT MLM+NSP, ALBERT
+MLM+SOP, ALBERT MLM+order, GPT CLM and XLNet PLM, each 600 steps of 4,096 tokens (2.46M), each and
+its architecture's scratch twin fine-tuned on five tasks, 1,000 training and 1,000 dev/test
+examples each, 100 steps of 32, 3 seeds; GPT also scored zero- and 4-shot) and `objectives_smoke`
+(the same path shrunk: 2 objectives, 20 steps, 2 tasks, 2 seeds).
+
+Wall time of `objectives`, estimated (not run): pretraining from the idle-machine throughputs the
+configs' docstrings measured (BERT tiny ~13.5k tokens/s, ALBERT ~7.4k, XLNet ~10k, GPT ~2.9k):
+2.46M tokens each is 3.0 + 3.0 + 5.6 + 5.6 + 14.1 + 4.1 = 35 min. Fine-tuning: 10 variants (6
+initialisations, 4 twins) × 5 tasks × 3 seeds, less GPT's and its twin's QA = 144 runs; each
+trains 205k tokens (~15 s idle at BERT's rate), scores 3 × 1,000 dev/test examples (~5 s) and
+compiles (~10-20 s): ~35 s, so ~85 min. About 2 h in all on the idle 2-core machine; several
+times that when it is shared.
+
+Measured for `objectives_smoke` (2026-12-02, the 2-core machine shared with other jobs, load
+average 12-15, so ~5x slower than idle: BERT pretrained at 0.6 steps/s against ~3.3 idle):
+tests/launch/test_compare_many.py::test_objectives_smoke_end_to_end took 18.3 min (pretraining
+2.8 + 3.3 min, 20 steps each; GPT zero/2-shot scoring; 12 fine-tuning runs of 24-100 s). The same
+with whole dev/test splits (`--config.eval_examples=0`) took 42.5 min, its fine-tuning runs
+89-356 s: the evaluation passes, not training, dominate short fine-tuning runs, hence
+`eval_examples`.
 
 Measured for `full` on 2 CPU cores (2026-11-29; the machine was shared for part of the run): 101
 min in all, of which pretraining 41.9 min (eval MLM loss 4.302, unigram 6.663; NSP 0.886). Test
@@ -18,7 +39,41 @@ accuracy over 3 seeds, pretrained vs scratch: paraphrase_bible 0.567 vs 0.538 at
 
 import ml_collections
 
-from launch.configs import bert
+from launch.configs import albert, bert, gpt, xlnet
+
+# The objectives ablation: every run sees the same tokens, TOKENS_PER_STEP a step.
+TOKENS_PER_STEP = 4096
+OBJECTIVE_STEPS = 600  # × 4,096 = 2.46M tokens a run (see the module docstring's estimate)
+OBJECTIVE_TASKS = "sentiment_rt,topic_wordnet,nli_vitaminc,paraphrase_bible,qa_disflqa"
+
+
+def objective_runs(steps: int, names: str = "") -> ml_collections.ConfigDict:
+    """The objectives ablation's pretraining runs (name → config), each ``steps`` steps of
+    ``TOKENS_PER_STEP`` tokens (64 × 64, GPT 32 × 128) from the CPU-sized tiny configs; ``names``
+    (comma-separated) keeps only those, "" all six."""
+    runs = {"bert_mlm": bert.get_config("tiny"), "bert_mlm_nsp": bert.get_config("tiny"),
+            "albert_sop": albert.get_config("tiny"),
+            "albert_order": albert.get_config("tiny_order"),
+            "gpt_clm": gpt.get_config("tiny"), "xlnet_plm": xlnet.get_config("tiny")}
+    runs["bert_mlm"].objectives.nsp = 0.0
+    # Order accuracy that means order: passages start and end mid-sentence (no capital or full
+    # stop marks the first or last segment).
+    with runs["albert_order"].unlocked():
+        runs["albert_order"].data.order_mid_sentence = True
+    keep = [n.strip() for n in names.split(",") if n.strip()] or list(runs)
+    unknown = sorted(set(keep) - set(runs))
+    if unknown:
+        raise ValueError(f"unknown objective runs {unknown}; known: {sorted(runs)}")
+    out = ml_collections.ConfigDict()
+    for name in keep:
+        c = runs[name]
+        c.train.batch_size = TOKENS_PER_STEP // c.data.max_seq_length
+        c.train.steps = steps
+        c.train.warmup_steps = max(1, steps // 12)
+        c.train.eval_every = c.train.checkpoint_every = max(1, steps // 2)
+        c.train.log_every = max(1, min(c.train.log_every, steps // 4))
+        out[name] = c
+    return out
 
 
 def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
@@ -26,6 +81,19 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.pretrain = bert.get_config("tiny")
     c.pretrain_from = ""  # an existing pretraining workdir to use instead of pretraining here
+    # Several initialisations instead (launch/comparison/many.py): pretraining runs made here
+    # (name → config, under WORKDIR/pretrain/<name>) and existing workdirs ("name=DIR,…":
+    # pretraining runs of any family, launch.convert outputs); each ranked against its
+    # architecture's from-scratch twin. Either set: pretrain / pretrain_from are not used.
+    c.pretrain_runs = ml_collections.ConfigDict()
+    c.inits = ""
+    c.title = ""
+    c.train_examples = 0  # training examples per task not in `budgets`; 0 = all
+    c.eval_examples = 0  # dev and test examples per task (the same subset every run); 0 = all
+    # GPT initialisations: k-shot prompts scored zero-shot on the classification tasks (launch/
+    # comparison/zeroshot.py), calibrated and not, as an intrinsic measure; "" = none.
+    c.zeroshot_shots = ""
+    c.zeroshot_examples = 200  # test examples scored per task
 
     c.tasks = "sentiment_rt,paraphrase_bible"
     c.seeds = 3
@@ -59,6 +127,8 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
 
     if variant == "quick":
         c.seeds = 1
+    elif variant in ("objectives", "objectives_smoke"):
+        _objectives(c, smoke=variant == "objectives_smoke")
     elif variant == "full":
         # Three seeds, label budgets and task-adaptive pretraining, from a 5x longer pretraining
         # (6,000 steps, ~26M tokens, about 6 passes over the corpus): the 1,200-step quickstart
@@ -70,5 +140,25 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
         c.budgets = "sentiment_rt=500,2000,0;paraphrase_bible=500,2000"
         c.tapt_tasks = "sentiment_rt"
     else:
-        raise ValueError(f"unknown variant {variant!r}: use compare.py:quick or :full")
+        raise ValueError(f"unknown variant {variant!r}: use compare.py:quick, :full, "
+                         ":objectives or :objectives_smoke")
     return c
+
+
+def _objectives(c: ml_collections.ConfigDict, smoke: bool) -> None:
+    """The objectives ablation (the README's "Which pretraining objective?"): six pretrainings
+    at matched tokens, each and its architecture's scratch twin fine-tuned on five tasks."""
+    c.title = "Which pretraining objective? Fine-tuned at matched pretraining tokens"
+    c.pretrain_runs = objective_runs(OBJECTIVE_STEPS)
+    c.tasks, c.budgets, c.seeds = OBJECTIVE_TASKS, "", 3
+    c.train_examples, c.eval_examples = 1000, 1000
+    c.finetune.train.steps = 100
+    c.finetune.train.evals = 2
+    c.zeroshot_shots = "0,4"
+    c.finetune.data.doc_stride, c.finetune.data.max_query_length = 32, 24  # QA in 64 tokens
+    if smoke:  # the path end to end in minutes: 2 objectives, 20 steps, 2 tasks, 2 seeds
+        c.pretrain_runs = objective_runs(20, "bert_mlm,gpt_clm")
+        c.tasks, c.seeds, c.train_examples = "sentiment_rt,qa_disflqa", 2, 64
+        c.eval_examples = 200
+        c.finetune.train.steps, c.finetune.train.batch_size, c.finetune.train.evals = 6, 8, 1
+        c.zeroshot_shots, c.zeroshot_examples = "0,2", 16

@@ -62,6 +62,7 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.task.labels = ""
     c.task.kind = "classification"
     c.task.max_train_examples = 0  # a label budget; 0 = every training example
+    c.task.max_eval_examples = 0  # dev and test subsets of that many (the same for every run)
 
     # The model trained from scratch: the tiny BERT of bert.py:tiny, with position rows for this
     # task's inputs. With init_from, every field but dropout_rate, attention_dropout_rate, dtype,
@@ -91,6 +92,9 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.tokenizer = "embedded"  # with init_from: the pretraining run's
     c.data.max_seq_length = _TASKS[task]["max_seq_length"]
+    # Sentence-task rows: "auto" = the architecture's own (XLNet: a <sep> b <sep> <cls>, as it
+    # pretrains; every other: [CLS] a [SEP] b [SEP]), or "bert" / "xlnet" to force one.
+    c.data.layout = "auto"
     c.data.doc_stride = 128  # span QA: overlap of windows over a long context
     c.data.max_query_length = 64
 

@@ -46,15 +46,32 @@ def _task_streams(cfg, spec, tokenizer, per_process: int):
     if spec.kind == "span_qa":
         return _qa_streams(cfg, tokenizer, kw)
     task = task_options(cfg.task)
-    common = dict(tokenizer=tokenizer, max_seq_length=cfg.data.max_seq_length, **kw)
+    common = dict(tokenizer=tokenizer, max_seq_length=cfg.data.max_seq_length,
+                  layout=row_layout(cfg), **kw)
     train = tasks.make_dataset(task, "train", **common)
     n_train = tasks.num_examples(task, "train")
     if task.max_train_examples:
         n_train = min(n_train, task.max_train_examples)
     evals = {split: scoring.EvalSplit(list(tasks.make_dataset(task, split, **common)),
-                                        tasks.num_examples(task, split))
+                                        _eval_count(task, split))
              for split in ("dev", "test")}
     return train, n_train, evals
+
+
+def _eval_count(task, split: str) -> int:
+    n = tasks.num_examples(task, split)
+    return min(n, task.max_eval_examples) if task.max_eval_examples > 0 else n
+
+
+def row_layout(cfg) -> str:
+    """The task rows' layout (``data.tasks.encode``): ``data.layout``, where ``auto`` means the
+    architecture's own (XLNet's a <sep> b <sep> <cls>; [CLS] a [SEP] b [SEP] for the others)."""
+    layout = cfg.data.get("layout", "auto")
+    if layout == "auto":
+        return "xlnet" if cfg.model.arch == "xlnet" else "bert"
+    if layout not in tasks.LAYOUTS:
+        raise ValueError(f"data.layout={layout!r}: use auto, bert or xlnet")
+    return layout
 
 
 def _qa_streams(cfg, tokenizer, kw):
@@ -65,7 +82,7 @@ def _qa_streams(cfg, tokenizer, kw):
     n_train = min(len(examples), task.max_train_examples or len(examples))
     evals = {}
     for split in ("dev", "test"):
-        ex = tasks.load_examples(task, split)
+        ex = tasks.eval_subset(tasks.load_examples(task, split), task.max_eval_examples)
         feats = qa.encode(tokenizer, ex, enc, is_training=False)
         evals[split] = scoring.EvalSplit(list(qa.make_dataset(feats, split, **kw)),
                                            len(feats.example_index), feats, ex)

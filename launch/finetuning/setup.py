@@ -53,8 +53,8 @@ def resolve(cfg):
 # Architectures whose fine-tuning rows a converted (``hf:``) tokenizer cannot give, and why.
 HF_UNSUPPORTED = {
     "xlnet": "XLNet's tokenizer puts <sep> <cls> at the end of each row and pads on the left, "
-             "while pretrax's XLNet fine-tuning reads [CLS] a [SEP] b [SEP] rows padded on the "
-             "right",
+             "and its ids have not been checked against the rows pretrax's XLNet fine-tuning "
+             "builds (a <sep> b <sep> <cls>, padded on the right)",
     "gpt": "GPT-2's byte-level BPE has no [CLS], [SEP] or padding token for the fine-tuning "
            "rows [CLS] a [SEP] b [SEP] (a converted GPT-2 works with launch.generate)",
 }

@@ -164,3 +164,34 @@ def test_pipeline_sop_resumes_exactly(fixture_corpus, data_options):
             np.testing.assert_array_equal(x[k], y[k], err_msg=k)
     assert math.isclose(np.mean(np.concatenate([b["sop_labels"] for b in straight])), 0.5,
                         abs_tol=0.25)
+
+
+def test_order_mid_sentence_passages_start_and_end_inside_sentences():
+    docs = _counting_docs(300, seed=3)
+    starts = {int(s[0]) for d in docs for s in d}
+    ends = {int(s[-1]) for d in docs for s in d}
+    long_first = {int(s[0]) for d in docs for s in d if len(s) > 1}
+    default = sentence_order.make_order_instances(docs, np.random.default_rng(2), max_seq_length=32)
+    off = sentence_order.make_order_instances(docs, np.random.default_rng(2), max_seq_length=32,
+                                              mid_sentence=False)
+    for key in default:  # the option off is the default: same draws, same instances
+        np.testing.assert_array_equal(default[key], off[key])
+    mid = sentence_order.make_order_instances(docs, np.random.default_rng(2), max_seq_length=32,
+                                              mid_sentence=True)
+
+    def passages(inst):
+        for row, label in zip(inst["token_ids"], inst["order_labels"], strict=True):
+            shown, perm = _segments(row), class_to_permutation(int(label))
+            original = [None] * len(perm)
+            for position, source in enumerate(perm):
+                original[source] = shown[position]
+            yield np.concatenate(original)
+
+    for passage in passages(mid):
+        np.testing.assert_array_equal(np.diff(passage), 1)  # still one contiguous run, in order
+        # A first sentence of two or more tokens is never shown from its start.
+        assert int(passage[0]) not in long_first
+    share = lambda inst, where, pick: np.mean([int(pick(p)) in where for p in passages(inst)])
+    assert share(default, starts, lambda p: p[0]) > 0.9  # whole sentences first: the shortcut
+    assert share(mid, starts, lambda p: p[0]) < 0.3
+    assert share(mid, ends, lambda p: p[-1]) < share(default, ends, lambda p: p[-1]) - 0.2
