@@ -59,6 +59,8 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.task.text_column = "text"
     c.task.text_b_column = ""
     c.task.label_column = "label"
+    c.task.source_column = "source"  # seq2seq files (task.kind=seq2seq): input and output text
+    c.task.target_column = "target"
     c.task.labels = ""
     c.task.kind = "classification"
     c.task.max_train_examples = 0  # a label budget; 0 = every training example
