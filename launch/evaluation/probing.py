@@ -46,6 +46,7 @@ class Encoder:
     tokenizer: object
     max_seq_length: int
     step: int | None
+    pooled_fn: object = None  # layer_features' jitted step, compiled once per encoder
 
 
 def _first_array(out):
@@ -94,8 +95,8 @@ def load_encoder(run_dir: str, *, init: str = "checkpoint", step: int = -1, seed
     return Encoder(model, params, tokenizer, length, step)
 
 
-def _capture(pad_id: int):
-    """An interceptor recording the mean-pooled output of every embedding and block call."""
+def _capture():
+    """An interceptor recording the output of every embedding and block call."""
     captured = []
 
     def interceptor(next_fun, args, kwargs, context):
@@ -115,19 +116,19 @@ def layer_features(enc: Encoder, token_ids: np.ndarray, type_ids: np.ndarray,
     embeddings and after every block."""
     pad = enc.model.config.pad_id
 
-    @jax.jit
     def pooled(params, batch):
-        captured, interceptor = _capture(pad)
+        captured, interceptor = _capture()
         with nn.intercept_methods(interceptor):
             enc.model.apply({"params": params}, batch, deterministic=True)
         return jax.numpy.stack([heads.mean_pool(x.astype(np.float32), batch["token_ids"], pad)
                                 for x in captured])
 
+    enc.pooled_fn = enc.pooled_fn or jax.jit(pooled)
     out, n = [], len(token_ids)
     for start in range(0, n, batch_size):
         idx = np.arange(start, start + batch_size) % n  # the last batch padded with repeats
         batch = {"token_ids": token_ids[idx], "type_ids": type_ids[idx]}
-        out.append(np.asarray(pooled(enc.params, batch))[:, :min(batch_size, n - start)])
+        out.append(np.asarray(enc.pooled_fn(enc.params, batch))[:, :min(batch_size, n - start)])
     return np.concatenate(out, axis=1)
 
 
