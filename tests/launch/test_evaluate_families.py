@@ -67,7 +67,8 @@ def test_albert_workdir_is_evaluated_not_crashed(family_runs):
                            "--pppl_sequences=1", f"--output={run_dir}_eval"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "SOP accuracy" in done.stderr + done.stdout and "majority class" in done.stderr
+    said = done.stderr + done.stdout
+    assert "SOP accuracy" in said and "majority class" in said and "pseudo-perplexity" in said
     assert os.path.exists(f"{run_dir}_eval/results.json")
 
 
