@@ -14,7 +14,7 @@
   (optionally with spans masked, one mask id per span as BART's text infilling); the decoder
   writes the window back in the original order. :func:`sentence_permutation_batches`.
 
-Batches follow ``data.features.shapes("seq2seq", B=…, Ls=…, Lt=…)`` (``data/seq2seq_batches.py``).
+Batches follow ``data.features.shapes("seq2seq", B=…, S=…, T=…)`` (``data/seq2seq_batches.py``).
 Every random draw comes from ``np.random.default_rng([tag, seed, counter])``: the same seed gives
 the same batches on every host and run. Documents are the token-id sentences of
 ``data.corpus.tokenize_documents``, e.g. of the monolingual corpora in
@@ -143,7 +143,7 @@ def span_corruption_batches(documents: Sequence[Sequence[np.ndarray]], *, batch_
         last partial batch dropped (eval).
 
     Returns:
-      An iterator of ``features.shapes("seq2seq", B=batch_size, Ls=inputs_length, Lt=…)`` dicts.
+      An iterator of ``features.shapes("seq2seq", B=batch_size, S=inputs_length, T=…)`` dicts.
     """
     tokens_length, targets_length = random_spans_helper(inputs_length, noise_density,
                                                         mean_noise_span_length)
@@ -211,8 +211,8 @@ def sentence_permutation_batches(documents: Sequence[Sequence[np.ndarray]], *, b
     (with ``mask_id``, e.g. ``features.MASK_ID``) also masks spans of the shuffled input.
 
     Returns:
-      An iterator of ``features.shapes("seq2seq", B=batch_size, Ls=source_length,
-      Lt=target_length)`` dicts; without ``endless``, one pass with the last partial batch
+      An iterator of ``features.shapes("seq2seq", B=batch_size, S=source_length,
+      T=target_length)`` dicts; without ``endless``, one pass with the last partial batch
       padded (rows of weight 0).
     """
     if noise_density > 0 and mask_id is None:

@@ -2,7 +2,7 @@
 
 Plain Python (no TensorFlow, no JAX) so that models, objectives, pipelines and tests can all import
 it. Dims use the shape letters of docs/DESIGN.md §3: ``B`` batch, ``L`` length, ``P`` predictions
-per sequence.
+per sequence, ``S`` / ``T`` an encoder–decoder's source / target length.
 """
 
 from __future__ import annotations
@@ -97,6 +97,28 @@ FEATURES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
         "plm_targets": (("B", "P"), "int32"),
         "plm_weights": (("B", "P"), "float32"),
     },
+    # Encoder–decoder (T5, lm/t5.py; objectives/seq2seq.py). The decoder reads
+    # ``decoder_input_ids`` = the targets shifted right by one, starting with the decoder start
+    # id, which is the pad id (0) as in T5; it predicts ``decoder_target_ids``, scored where
+    # ``decoder_weights`` > 0 (1.0 on real target tokens, EOS included; 0 on padding). Built by
+    # data/seq2seq_batches.py (tasks) and data/denoising.py (span corruption, sentence
+    # permutation). Segment ids: 0 = padding, 1..k = the k-th example
+    # packed into the row, the same k on both sides (an unpacked row: 1 on real tokens; every
+    # decoder position of an unpacked row is 1, the start token included). Attention stays
+    # within an example; relative positions need no per-example positions.
+    "seq2seq": {
+        "encoder_input_ids": (("B", "S"), "int32"),
+        "encoder_segment_ids": (("B", "S"), "int32"),
+        "decoder_input_ids": (("B", "T"), "int32"),
+        "decoder_target_ids": (("B", "T"), "int32"),
+        "decoder_segment_ids": (("B", "T"), "int32"),
+        "decoder_weights": (("B", "T"), "float32"),
+        # Each token's position within its packed example (0, 1, …; 0 on padding): built by
+        # data/seq2seq_batches.py and data/denoising.py; T5's relative attention does not read
+        # them, a family with absolute positions would.
+        "encoder_positions": (("B", "S"), "int32"),
+        "decoder_positions": (("B", "T"), "int32"),
+    },
     # Fine-tuning. ``example_weights`` is 1.0 for a real example and 0.0 for the rows that pad the
     # last eval batch to the static batch size, so every example is scored exactly once.
     "classification": {
@@ -110,20 +132,6 @@ FEATURES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
         "type_ids": (("B", "L"), "int32"),
         "labels": (("B",), "float32"),
         "example_weights": (("B",), "float32"),
-    },
-    # Encoder-decoder (data/seq2seq_batches.py): span corruption, sentence-permutation denoising
-    # (data/denoising.py). ``Ls``/``Lt`` = encoder/decoder length. Segment ids 1, 2, … per packed
-    # example (0 = padding); decoder_input_ids = targets shifted right per segment, start id 0 (=
-    # pad, as T5); decoder_weights 1.0 on real target tokens, EOS included.
-    "seq2seq": {
-        "encoder_input_ids": (("B", "Ls"), "int32"),
-        "encoder_segment_ids": (("B", "Ls"), "int32"),
-        "encoder_positions": (("B", "Ls"), "int32"),
-        "decoder_input_ids": (("B", "Lt"), "int32"),
-        "decoder_target_ids": (("B", "Lt"), "int32"),
-        "decoder_segment_ids": (("B", "Lt"), "int32"),
-        "decoder_positions": (("B", "Lt"), "int32"),
-        "decoder_weights": (("B", "Lt"), "float32"),
     },
     # Span QA: 0 = no answer, which points at the [CLS] position.
     "span_qa": {

@@ -16,7 +16,8 @@ result behind the interface the input pipeline uses for pretrax's SentencePiece 
 ``encode`` without specials, ``encode_offsets`` for span QA, ``vocab_size``, ``special_ids``,
 ``decode``). Texts are tokenised once, before tf.data, so this costs nothing per step.
 
-Plain Python (the ``tokenizers`` library); nothing here imports Flax or reads the network.
+Plain Python (the ``tokenizers`` library); nothing here imports Flax or reads the network. The
+directory may be local or remote (``gs://…``, read through ``data/paths.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import tokenizers
 from tokenizers import AddedToken, decoders, models, normalizers, pre_tokenizers, processors
 
-from data import sentencepiece_hf
+from data import paths, sentencepiece_hf
 from data.features import SpecialIds
 
 TOKENIZER_JSON, CONFIG, SPECIAL_MAP = ("tokenizer.json", "tokenizer_config.json",
@@ -51,10 +52,10 @@ def _json(path: str) -> dict:
     Raises:
       ValueError: naming the file when it is not a JSON object.
     """
-    if not os.path.exists(path):
+    if not paths.exists(path):
         return {}
     try:
-        with open(path, encoding="utf-8") as f:
+        with paths.open(path) as f:
             value = json.load(f)
     except (ValueError, OSError) as e:
         raise ValueError(f"{path}: not a readable JSON file ({e}); {_RESAVE}") from None
@@ -69,10 +70,10 @@ def _lines(path: str, why: str) -> list[str]:
     Raises:
       FileNotFoundError / ValueError: naming the file and the fix.
     """
-    if not os.path.exists(path):
+    if not paths.exists(path):
         raise FileNotFoundError(f"{path} not found: {why}; {_RESAVE}")
     try:
-        with open(path, encoding="utf-8") as f:
+        with paths.open(path) as f:
             return [line.rstrip("\n") for line in f]
     except (UnicodeDecodeError, OSError) as e:
         raise ValueError(f"{path}: not a readable text file ({e}); {_RESAVE}") from None
@@ -157,8 +158,7 @@ def _spiece(directory: str, settings: dict) -> tokenizers.Tokenizer:
     """ALBERT's or XLNet's ``spiece.model`` as transformers' ``AlbertTokenizer`` /
     ``XLNetTokenizer`` builds it."""
     path = os.path.join(directory, "spiece.model")
-    with open(path, "rb") as f:
-        proto = sentencepiece_hf.read_proto(f.read(), path)
+    proto = sentencepiece_hf.read_proto(paths.read_bytes(path), path)
     xlnet = _is_xlnet(settings)
     tokenizer = sentencepiece_hf.transformers_style(
         proto, xlnet=xlnet, lower_case=settings.get("do_lower_case", not xlnet),
@@ -177,6 +177,8 @@ def _is_xlnet(settings: dict) -> bool:
 def _tokenizer_json(path: str) -> tokenizers.Tokenizer:
     """Raises ValueError naming a damaged tokenizer.json and the fix."""
     try:
+        if paths.is_remote(path):  # the Rust library opens local files only
+            return tokenizers.Tokenizer.from_str(paths.read_bytes(path).decode("utf-8"))
         return tokenizers.Tokenizer.from_file(path)
     except Exception as e:  # noqa: BLE001 - the Rust library raises a bare Exception
         why = (str(e).strip().splitlines() or ["unknown error"])[0][:200]
@@ -221,7 +223,7 @@ def load(directory: str) -> HfTokenizer:
                ("vocab.json", lambda: _byte_level_bpe(directory, settings)),
                ("spiece.model", lambda: _spiece(directory, settings)))
     for name, read in readers:
-        if os.path.exists(os.path.join(directory, name)):
+        if paths.exists(os.path.join(directory, name)):
             tokenizer = read()
             return HfTokenizer(tokenizer, special_ids(tokenizer, settings), f"hf:{directory}")
     raise FileNotFoundError(f"no tokenizer.json, vocab.txt, vocab.json + merges.txt or "

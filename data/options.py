@@ -45,6 +45,11 @@ class CorpusOptions:
     num_shards: int = 0
     """Independent input streams the corpus is cut into; 0 = one per process. Fixing it gives
     the same global batches whatever the number of hosts."""
+    stream_chunk_documents: int = 4096
+    """Streamed corpora (``stream:``, ``prepared:``, mixtures; ``data.streaming``): documents
+    per chunk, the unit that is tokenised, turned into instances and shuffled (the shuffle
+    buffer); memory grows with it. Also the most held-out documents a shard's eval keeps
+    (found among at most 8 times as many documents)."""
 
     def __post_init__(self):
         _check(bool(self.corpus), "corpus", self.corpus,
@@ -55,6 +60,8 @@ class CorpusOptions:
                "the held-out share of the documents must be in [0, 1), e.g. 0.02")
         _check(self.num_shards >= 0, "num_shards", self.num_shards,
                "use 0 (one shard per process) or a positive multiple of the process count")
+        _check(self.stream_chunk_documents >= 1, "stream_chunk_documents",
+               self.stream_chunk_documents, "a chunk holds at least 1 document; use e.g. 4096")
 
 
 @dataclasses.dataclass(frozen=True)

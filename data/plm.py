@@ -32,9 +32,11 @@ keeps that code as the reference):
   NumPy's own) and keeps plans: per sequence, the few distinct rows of its mask (the rows outside
   the permuted set are all one row) and its targets' positions;
 * each batch is then filled from the plans: the distinct rows compared once and copied into place
-  (``np.take``), the one-hot target rows scattered into zeros. Batch-sized outputs (8 MB of mask
-  at B = 32, L = 512) are reused by the allocator from batch to batch; a 64 MB one (B = 256) is
-  fresh, zeroed pages every time, which costs about as much again.
+  (``np.take``), the one-hot target rows scattered into zeros. The two large outputs (at B = 32,
+  L = 512, P = 85: an 8 MB mask and 5.6 MB of one-hot rows) come from a stream's pool
+  (:class:`_Outputs`): an array the consumer has let go of is written again (warm pages, and its
+  one-hot rows cleared by undoing the last batch's ones), where a fresh one costs as much again
+  as filling it. A consumer that keeps its batches gets fresh arrays, as before.
 
 Why NumPy and not tf.data ops: the draws must stay those of the rows' NumPy generators (the
 same batches, exact resumption), which TF's random ops cannot make; and the one large
@@ -47,6 +49,7 @@ and generators: docs/performance.md has the figures.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -130,12 +133,13 @@ def _mask_plan(rank: np.ndarray, is_target: np.ndarray, is_func: np.ndarray,
     return {"key": key, "place": place, "slot": slot}
 
 
-def _masks(plan: dict[str, np.ndarray], part: slice) -> np.ndarray:
+def _masks(plan: dict[str, np.ndarray], part: slice, out: np.ndarray | None = None
+           ) -> np.ndarray:
     """``can_attend`` bool [b, L, L] of the rows ``part`` of a :func:`_mask_plan`: the distinct
-    rows compared once, then copied into place."""
+    rows compared once, then copied into place (into ``out`` if given: every byte is written)."""
     key, place, slot = plan["key"][part], plan["place"][part], plan["slot"][part]
     (n, length), width = key.shape, place.shape[1]
-    out = np.empty((n, length, length), bool)
+    out = np.empty((n, length, length), bool) if out is None else out
     for start in range(0, n, _MASK_ROWS):  # chunks: the distinct rows stay in cache
         rows = slice(start, start + _MASK_ROWS)
         distinct = place[rows, :, None] > key[rows, None, :]
@@ -177,15 +181,19 @@ def _prediction_plan(token_ids: np.ndarray, is_target: np.ndarray) -> dict[str, 
             "token": token_ids.reshape(-1)[flat]}
 
 
-def _predictions(plan: dict[str, np.ndarray], part: slice, predictions: int,
-                 length: int) -> dict[str, np.ndarray]:
+def _predictions(plan: dict[str, np.ndarray], part: slice, predictions: int, length: int,
+                 outputs: _Outputs | None = None) -> dict[str, np.ndarray]:
     """The target rows of the sequences ``part`` (a slice with its start and stop) of a
-    :func:`_prediction_plan`."""
+    :func:`_prediction_plan`; the one-hot rows in a reused array of ``outputs`` if given."""
     n = part.stop - part.start
     lo, hi = np.searchsorted(plan["row"], [part.start, part.stop])
     flat = (plan["row"][lo:hi] - part.start) * predictions + plan["slot"][lo:hi]  # (row, slot)
-    mapping = np.zeros((n, predictions, length), np.float32)
-    mapping.reshape(-1)[flat * length + plan["position"][lo:hi]] = 1.0
+    ones = flat * length + plan["position"][lo:hi]
+    if outputs is None:
+        mapping = np.zeros((n, predictions, length), np.float32)
+    else:
+        mapping = outputs.one_hot("plm_target_mapping", (n, predictions, length), ones)
+    mapping.reshape(-1)[ones] = 1.0
     targets = np.zeros((n, predictions), np.int32)
     targets.reshape(-1)[flat] = plan["token"][lo:hi]
     weights = np.zeros((n, predictions), np.float32)
@@ -223,14 +231,60 @@ def _sampled_rows(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.nda
             "predictions": _prediction_plan(tokens, is_target)}
 
 
-def _batch_of(rows: dict[str, np.ndarray | dict], start: int, stop: int, predictions: int
-              ) -> dict[str, np.ndarray]:
-    """The ``plm`` batch of rows ``start`` to ``stop`` of :func:`_sampled_rows`."""
+class _Outputs:
+    """A stream's large output arrays (the masks, the one-hot target rows), reused once nobody
+    else holds them. Fresh 5 to 8 MB arrays each batch cost as much again as filling them (the
+    allocator hands the pages back and they come back zeroed, page by page); a reused one is
+    warm, and its one-hot rows are cleared by undoing the last batch's ones, not by zeroing it.
+
+    "Nobody else holds it" is CPython's reference count: only this pool's list (and the count's
+    own argument), so no batch, view or device copy in flight can see it change. A stream whose
+    consumer keeps its batches gets fresh arrays, as before; the pool keeps at most ``_DEPTH``
+    of each."""
+
+    _DEPTH = 3
+
+    def __init__(self):
+        self._pool: dict[tuple, list[list]] = {}
+
+    def _get(self, name: str, shape: tuple[int, ...], dtype) -> tuple[list, bool]:
+        """An entry ``[array, state]`` of ``shape`` that only the pool holds, and whether it
+        was reused (False: fresh, uninitialised)."""
+        entries = self._pool.setdefault((name, shape), [])
+        for i in range(len(entries)):
+            if sys.getrefcount(entries[i][0]) == 2:  # the list and getrefcount's argument
+                return entries[i], True
+        entry = [np.empty(shape, dtype), None]
+        if len(entries) < self._DEPTH:
+            entries.append(entry)
+        return entry, False
+
+    def empty(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An array to be written in full."""
+        return self._get(name, shape, dtype)[0][0]
+
+    def one_hot(self, name: str, shape: tuple[int, ...], ones: np.ndarray) -> np.ndarray:
+        """float32 zeros of ``shape`` where the caller will set the flat indices ``ones``."""
+        entry, reused = self._get(name, shape, np.float32)
+        if reused:
+            entry[0].reshape(-1)[entry[1]] = 0.0
+        else:
+            entry[0].fill(0.0)
+        entry[1] = ones
+        return entry[0]
+
+
+def _batch_of(rows: dict[str, np.ndarray | dict], start: int, stop: int, predictions: int,
+              outputs: _Outputs | None = None) -> dict[str, np.ndarray]:
+    """The ``plm`` batch of rows ``start`` to ``stop`` of :func:`_sampled_rows` (its large
+    arrays from ``outputs`` if given)."""
     part, length = slice(start, min(stop, len(rows["token_ids"]))), rows["token_ids"].shape[1]
+    n = part.stop - part.start
+    masks = None if outputs is None else outputs.empty("can_attend", (n, length, length), bool)
     batch = {"token_ids": rows["token_ids"][part].copy(),
              "type_ids": rows["type_ids"][part].copy(),
-             "can_attend": _masks(rows["masks"], part),
-             **_predictions(rows["predictions"], part, predictions, length)}
+             "can_attend": _masks(rows["masks"], part, masks),
+             **_predictions(rows["predictions"], part, predictions, length, outputs)}
     return {k: batch[k] for k in features.FEATURES["plm"]}
 
 
@@ -247,17 +301,20 @@ def plm_batch(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray
 
 def plm_batches(token_ids: np.ndarray, type_ids: np.ndarray, positions: np.ndarray,
                 options: PlmOptions, is_start_v: np.ndarray, seed_key: tuple[int, ...],
-                rows: int) -> Iterator[dict[str, np.ndarray]]:
+                rows: int, outputs: _Outputs | None = None) -> Iterator[dict[str, np.ndarray]]:
     """:func:`plm_batch` of each ``rows`` consecutive pairs in turn. Targets and orders are
     sampled for about ``_SAMPLE_ROWS`` pairs at once (the sampling's cost is mostly per call);
-    masks and target rows are made batch by batch (small arrays, which the allocator reuses)."""
+    masks and target rows are made batch by batch, in ``outputs``' arrays (a stream's, kept
+    from call to call) where the consumer has let go of them."""
+    outputs = _Outputs() if outputs is None else outputs
     block = rows * max(1, _SAMPLE_ROWS // rows)
     for start in range(0, len(positions), block):
         part = slice(start, start + block)
         sampled = _sampled_rows(token_ids[part], type_ids[part], positions[part], options,
                                 is_start_v, seed_key)
         for i in range(0, len(sampled["token_ids"]), rows):
-            yield _batch_of(sampled, i, i + rows, options.instances.max_predictions_per_seq)
+            yield _batch_of(sampled, i, i + rows, options.instances.max_predictions_per_seq,
+                            outputs)
 
 
 def _word_starts(corpus: pipeline.PretrainingCorpus, options: PlmOptions) -> np.ndarray:
@@ -269,8 +326,10 @@ def _word_starts(corpus: pipeline.PretrainingCorpus, options: PlmOptions) -> np.
 def _shard_batches(chunks, options: PlmOptions, key: tuple[int, ...], rows: int,
                    is_start_v) -> Iterator[dict[str, np.ndarray]]:
     """Batches of ``rows`` from chunks ``(token_ids, type_ids, nsp_labels, positions)``."""
+    outputs = _Outputs()
     for token_ids, type_ids, _, positions in chunks:
-        yield from plm_batches(token_ids, type_ids, positions, options, is_start_v, key, rows)
+        yield from plm_batches(token_ids, type_ids, positions, options, is_start_v, key, rows,
+                               outputs)
 
 
 def make_dataset(corpus_options: CorpusOptions, options: PlmOptions, split: str, *,

@@ -1,7 +1,7 @@
 """Encoder-decoder batches: the ``seq2seq`` schema of ``data/features.py``, and the fine-tuning
 pipeline of seq2seq tasks (``data/seq2seq_tasks.py``).
 
-A batch (``features.shapes("seq2seq_task", B=B, Ls=Ls, Lt=Lt)``):
+A batch (``features.shapes("seq2seq_task", B=B, S=Ls, T=Lt)``):
 
 * ``encoder_input_ids`` int32 [B, Ls]: source tokens + EOS, padded with 0;
 * ``encoder_segment_ids``, ``encoder_positions`` int32 [B, Ls]: 1, 2, … per packed example (0 =
@@ -144,7 +144,7 @@ def make_seq2seq_dataset(task: TaskOptions, split: str, *, tokenizer, max_source
       process_index, process_count: this process and how many read the same stream.
 
     Returns:
-      An iterator of ``features.shapes("seq2seq_task", B=batch_size, Ls=…, Lt=…)`` dicts.
+      An iterator of ``features.shapes("seq2seq_task", B=batch_size, S=…, T=…)`` dicts.
 
     Raises:
       ValueError: for a task that is not seq2seq, bad sizes or an empty split.

@@ -6,8 +6,9 @@ the shape that BERT-style sentence-pair instances are cut from (see ``data/sente
 Corpus strings accepted by :func:`read_documents`:
 
 * ``"embedded"``: the corpus shipped in ``data/corpora`` (no internet needed);
-* a path, a glob, or a comma-separated list of them: one sentence per line, a blank line between
-  documents, plain or gzipped UTF-8;
+* a path, a glob, or a comma-separated list of them, local or remote (``gs://b/dir/*.txt.gz``,
+  through ``data/paths.py``): one sentence per line, a blank line between documents, plain or
+  gzipped UTF-8;
 * ``"tfds:NAME[:FEATURE]"``: a prepared TFDS dataset whose text feature (default ``text``) holds one
   document per example, e.g. ``tfds:wikipedia/20230601.en:text``.
 
@@ -28,11 +29,10 @@ reads.
 
 from __future__ import annotations
 
-import glob
 import importlib.resources
 import os
 
-from data import text_files
+from data import paths, text_files
 from data.skipped import Reason, Skipped
 from data.text_files import Document
 
@@ -74,15 +74,16 @@ def expand_paths(spec: str) -> list[str]:
     if not parts:
         raise ValueError(f"corpus {spec!r} names no files; pass a path, a glob, a comma-separated "
                          "list of them, 'embedded' or 'tfds:NAME[:FEATURE]'")
-    paths = []
+    files = []
     for part in parts:
-        matches = sorted(p for p in glob.glob(os.path.expanduser(part)) if os.path.isfile(p))
+        matches = paths.glob(part)
         if not matches:
-            raise ValueError(f"corpus path or glob {part!r} matches no file; check the path "
-                             "(relative paths are from the current directory "
-                             f"{os.getcwd()!r}) or use 'embedded'")
-        paths.extend(matches)
-    return paths
+            where = ("" if paths.is_remote(part) else
+                     f" (relative paths are from the current directory {os.getcwd()!r})")
+            raise ValueError(f"corpus path or glob {part!r} matches no file; check the "
+                             f"path{where} or use 'embedded'")
+        files.extend(matches)
+    return files
 
 
 def _no_sentences(paths: list[str], skipped: Skipped) -> str:
@@ -228,10 +229,10 @@ def read_shard_documents(corpus: str, shard: int, num_shards: int, *,
             raise RuntimeError(f"data shard {shard} of {num_shards}: if the dataset has fewer than "
                                f"{num_shards} train examples, use fewer data.num_shards. {err}"
                                ) from err
-    paths = corpus_files(corpus)
-    if len(paths) >= num_shards:
-        return _read_files(paths[shard::num_shards], skipped)
-    return _read_files(paths, skipped)[shard::num_shards]
+    files = corpus_files(corpus)
+    if len(files) >= num_shards:
+        return _read_files(files[shard::num_shards], skipped)
+    return _read_files(files, skipped)[shard::num_shards]
 
 
 def corpus_files(corpus: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""Bring-your-own fine-tuning data: TSV, CSV (both with a header row) or JSONL files.
+"""Bring-your-own fine-tuning data: TSV, CSV (both with a header row) or JSONL files, plain or
+gzipped, local or remote (``gs://…``, through ``data/paths.py``).
 
 A ``"file"`` task reads ``task.train_path`` (and ``dev_path``/``test_path`` when given) with
 the columns ``text_column`` (+ ``text_b_column`` for pairs) and ``label_column``. A missing dev or
@@ -17,37 +18,35 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
-import gzip
 import io
 import json
 import math
-import os
 import sys
 from collections.abc import Iterator
 
 from absl import logging
 
-from data import task_sources
+from data import paths, task_sources
 from data.options import TaskOptions
 from data.skipped import Reason, Skipped
 from data.task_sources import SPLITS, TaskSpec
 
 _FORMATS = ("tsv", "csv", "jsonl")
-_GZIP_MAGIC = b"\x1f\x8b"
 # A row without its text carries nothing to learn from or to score, and one such row (a blank
 # cell in an export) should not cost the run: skipped, counted and reported with its line.
 EMPTY_TEXT = Reason("row with an empty text was skipped", "rows with an empty text were skipped",
                     "fill in the text or remove those rows (in dev/test they are not scored)")
+
+
 def _stamp(path: str) -> tuple[int, int]:
     """(mtime, size) of a file, so a cached read is redone when the file changes."""
     if not path:
         return (0, 0)
     try:
-        info = os.stat(path)
+        return paths.stat(path)
     except OSError as err:
         raise ValueError(f"cannot read task file {path!r} ({err.strerror}); check "
                          "--config.task.train_path/dev_path/test_path") from err
-    return (info.st_mtime_ns, info.st_size)
 
 
 def file_format(path: str, fmt: str = "") -> str:
@@ -66,9 +65,8 @@ def file_format(path: str, fmt: str = "") -> str:
 
 
 def _open_binary(path: str):
-    with open(path, "rb") as f:
-        gzipped = f.read(2) == _GZIP_MAGIC
-    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+    """Plain or gzipped (by its first bytes, whatever its name), local or remote."""
+    return paths.open_decompressed(path, by_name=False)
 
 
 def _open_text(path: str):

@@ -1,8 +1,8 @@
 """Corpus text files: bytes → lines → documents, with bad parts skipped and counted.
 
 A corpus file holds one sentence per line, a blank line between documents, plain or gzipped
-UTF-8. What is wrong with a file is handled here, once for every reader (the pretraining corpus
-and the tokenizer trainer):
+UTF-8, on a local disk or remote (``gs://…``, through ``data/paths.py``). What is wrong with a
+file is handled here, once for every reader (the pretraining corpus and the tokenizer trainer):
 
 * a file that looks binary (NUL bytes or undecodable bytes in its first 8 KiB), a file most of
   whose lines are not UTF-8, and a broken or truncated gzip file are errors naming the file;
@@ -13,13 +13,12 @@ and the tokenizer trainer):
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Iterable, Iterator
 
+from data import paths
 from data.skipped import Reason, Skipped
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _SNIFF_BYTES = 8192
 _BINARY_FRACTION = 0.1
 # Longer lines are split into sentences (and pieces of at most this many characters): no line of
@@ -53,12 +52,9 @@ def split_sentences(text: str) -> list[str]:
 
 
 def _open_binary(path: str):
-    """Opens ``path`` for binary reading, through gzip when its first bytes say so."""
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    if magic == _GZIP_MAGIC or path.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+    """Opens ``path`` (local or remote) for binary reading, through gzip when its first bytes or
+    its name say so."""
+    return paths.open_decompressed(path)
 
 
 def _check_not_binary(path: str) -> None:
@@ -118,8 +114,7 @@ def iter_lines(path: str, skipped: Skipped | None = None) -> Iterator[tuple[int,
 
 
 def _is_gzip(path: str) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == _GZIP_MAGIC or path.endswith(".gz")
+    return paths.is_gzip(path)
 
 
 class Document(list):
@@ -171,13 +166,20 @@ def documents_from_lines(lines: Iterable[tuple[str, str]], skipped: Skipped | No
     Returns:
       Documents, each a non-empty :class:`Document` of stripped sentences, in order.
     """
+    return list(iter_documents(lines, skipped, max_chars))
+
+
+def iter_documents(lines: Iterable[tuple[str, str]], skipped: Skipped | None = None,
+                   max_chars: int = MAX_LINE_CHARS) -> Iterator[Document]:
+    """:func:`documents_from_lines`, one document at a time (a streamed corpus never holds a
+    whole file)."""
     skipped = Skipped() if skipped is None else skipped
-    documents, current = [], None
+    current = None
     for where, text in lines:
         text = text.strip()
         if not text:
             if current:
-                documents.append(current)
+                yield current
             current = None
             continue
         if current is None:
@@ -188,8 +190,7 @@ def documents_from_lines(lines: Iterable[tuple[str, str]], skipped: Skipped | No
         else:
             current.append(text)
     if current:
-        documents.append(current)
-    return documents
+        yield current
 
 
 def read_text_file(path: str, skipped: Skipped | None = None) -> list[Document]:

@@ -9,9 +9,10 @@ Example::
   tok = Tokenizer.load()                    # the shipped 8k unigram model
   ids = tok.encode(["Call me Ishmael."])    # [[...]]
 
-``load(name)`` also accepts ``hf:DIR``, the tokenizer of a Hugging Face checkpoint (what
-``launch.convert`` writes into ``data.tokenizer``), as a ``data.hf_tokenizers.HfTokenizer`` with
-the same interface and its own ``special_ids``.
+A ``.model`` path may be local or remote (``gs://…``, ``data/paths.py``): the file is read whole
+and handed to SentencePiece as bytes. ``load(name)`` also accepts ``hf:DIR``, the tokenizer of a
+Hugging Face checkpoint (what ``launch.convert`` writes into ``data.tokenizer``), as a
+``data.hf_tokenizers.HfTokenizer`` with the same interface and its own ``special_ids``.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import hashlib
 import importlib.resources
 import json
 import os
+import tempfile
 
 import numpy as np
 import sentencepiece as spm
 
-from data import features
+from data import features, paths
 from data.skipped import Skipped
 from data.text_files import MAX_LINE_CHARS, iter_lines, split_long_line
 
@@ -82,8 +84,19 @@ def train(text_files: list[str], model_prefix: str, *, vocab_size: int = 8192,
         ``<unk>``, so every text round-trips.
 
     Returns:
-      The path of the ``.model`` file, already checked to follow the special ids.
+      The path of the ``.model`` file, already checked to follow the special ids. A remote
+      ``model_prefix`` (``gs://…``): trained in a local temporary directory, then copied there.
     """
+    if paths.is_remote(model_prefix):
+        with tempfile.TemporaryDirectory() as local:
+            name = os.path.basename(model_prefix)
+            train(text_files, os.path.join(local, name), vocab_size=vocab_size,
+                  model_type=model_type, input_sentence_size=input_sentence_size, seed=seed)
+            paths.makedirs(os.path.dirname(model_prefix))
+            for ext in (".model", ".vocab"):
+                paths.write_bytes(model_prefix + ext, paths.read_bytes(
+                    os.path.join(local, name + ext)))
+        return model_prefix + ".model"
     os.makedirs(os.path.dirname(os.path.abspath(model_prefix)), exist_ok=True)
     spm.set_random_generator_seed(seed)
     skipped = Skipped()
@@ -177,9 +190,8 @@ class Tokenizer:
             folder = importlib.resources.files(_PACKAGE).joinpath("tokenizers")
             resource = folder.joinpath(EMBEDDED_MODEL)
             proto, name = resource.read_bytes(), f"embedded:{EMBEDDED_MODEL}"
-        else:
-            with open(path, "rb") as f:
-                proto, name = f.read(), path
+        else:  # a local or remote (gs://…) file, read whole: SentencePiece opens only local ones
+            proto, name = paths.read_bytes(path), path
         return cls(spm.SentencePieceProcessor(model_proto=proto), name)
 
     @property

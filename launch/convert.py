@@ -4,7 +4,7 @@
   python -m launch.convert --workdir=workdirs/bert_tiny --to_hf=bert-tiny-hf  # export
 
 ``--from_hf`` reads a directory saved by transformers' ``save_pretrained`` (``config.json`` +
-``model.safetensors``; BERT, ALBERT, GPT-2, XLNet, in any of their common head layouts: it prints
+``model.safetensors``; BERT, ALBERT, GPT-2, XLNet, T5 v1.1, in their common head layouts: it prints
 what it loaded and what it initialised) or Google's TF BERT release (``bert_config.json`` +
 ``bert_model.ckpt.*``) and writes a workdir that ``launch.finetune --config.init_from=WORKDIR``
 restores. ``--to_hf`` writes a workdir's checkpoint as ``config.json`` + ``model.safetensors``

@@ -25,7 +25,8 @@ from launch import binary
 _WORKDIR = flags.DEFINE_string("workdir", None, "A launch.finetune or launch.pretrain workdir.")
 _TASK = flags.DEFINE_string("task", "", "Score this task instead of the one trained on.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["dev", "test"], "Which split of the task.")
-_DATA = flags.DEFINE_string("data", "", "A TSV/CSV/JSONL file to score instead of a task.")
+_DATA = flags.DEFINE_string("data", "", "A TSV/CSV/JSONL file (local or gs://) to score "
+                            "instead of a task.")
 _TEXT = flags.DEFINE_string("text_column", "text", "Column with the text (--data).")
 _TEXT_B = flags.DEFINE_string("text_b_column", "", "Column with the second text of a pair.")
 _LABEL = flags.DEFINE_string("label_column", "label", "Column with the label (--data).")

@@ -14,7 +14,8 @@ The joint Spanish-English model with T5 sentinels (data/tokenizers/README.md)::
 
 Writes ``<output_prefix>.model``, ``.vocab`` and ``.manifest.json`` (the input files' sha256 and
 the options); ids 0..6 are <pad>, <unk>, [CLS], [SEP], [MASK], <s>, </s>, then the sentinels.
-TensorFlow is never imported.
+Corpus files and the output prefix may be local or remote (``gs://…``); TensorFlow is imported
+only for remote paths (``data/paths.py``).
 """
 
 import time
@@ -26,13 +27,14 @@ from launch import binary
 
 _CORPUS = flags.DEFINE_string(
     "corpus", "embedded", "Comma-separated text files or globs (one sentence per line, blank line "
-    "between documents, plain or .gz), or 'embedded' for the shipped corpus.")
+    "between documents, plain or .gz; local or gs://), or 'embedded' for the shipped corpus.")
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8192,
                                    "Pieces in the vocabulary, specials included.")
 _MODEL_TYPE = flags.DEFINE_enum("model_type", "unigram", ["unigram", "bpe", "char", "word"],
                                 "SentencePiece model type.")
 _OUTPUT_PREFIX = flags.DEFINE_string("output_prefix", None,
-                                     "Writes <prefix>.model and <prefix>.vocab.", required=True)
+                                     "Writes <prefix>.model and <prefix>.vocab (local or gs://).",
+                                     required=True)
 _INPUT_SENTENCE_SIZE = flags.DEFINE_integer(
     "input_sentence_size", 2_000_000, "Sentences sampled for training (0 = all).")
 _SEED = flags.DEFINE_integer("seed", 0, "SentencePiece random seed.")

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 
+# The fields only encoder–decoder models (T5) read; other families' configs leave them unstated.
+SEQ2SEQ_FIELDS = ("num_decoder_layers", "relative_buckets", "relative_max_distance")
+
 # How attention is computed (lm/attention.py); the fused ones have no attention-probability dropout.
 ATTENTION_IMPLS = ("xla", "dot_product", "cudnn", "flash", "auto")
 FUSED_ATTENTION = ("dot_product", "cudnn", "flash")
@@ -46,6 +49,10 @@ class TransformerConfig:
       pad_id: the token id that marks padding (attention never looks at it).
       sep_id: the token id that ends each segment ([SEP]); the order-recovery head finds the
         segments by it.
+      num_decoder_layers: encoder–decoder models (T5): the decoder's layers; ``None`` means
+        ``num_layers`` (the encoder's).
+      relative_buckets: T5's relative-position buckets (half per direction in the encoder).
+      relative_max_distance: T5's distance beyond which relative positions share one bucket.
     """
 
     vocab_size: int
@@ -69,6 +76,9 @@ class TransformerConfig:
     attention_impl: str = "xla"
     pad_id: int = 0
     sep_id: int = 3
+    num_decoder_layers: int | None = None
+    relative_buckets: int = 32
+    relative_max_distance: int = 128
 
     def __post_init__(self):
         problems = []
@@ -83,6 +93,9 @@ class TransformerConfig:
             problems.append(f"dtype {self.dtype!r} is not 'float32' or 'bfloat16'")
         if self.remat not in ("none", "full"):
             problems.append(f"remat {self.remat!r} is not 'none' or 'full'")
+        if self.relative_buckets < 4 or self.relative_buckets % 2:
+            problems.append(f"relative_buckets {self.relative_buckets} is not an even number "
+                            ">= 4 (T5: 32)")
         problems += self._attention_problems()
         if problems:
             raise ValueError("invalid TransformerConfig: " + "; ".join(problems))
@@ -111,6 +124,11 @@ class TransformerConfig:
     def token_embed_dim(self) -> int:
         """E, the token-embedding width (= D unless factorised)."""
         return self.embed_dim if self.embed_dim is not None else self.hidden_size
+
+    @property
+    def decoder_layers(self) -> int:
+        """The decoder's layer count in an encoder–decoder model."""
+        return self.num_layers if self.num_decoder_layers is None else self.num_decoder_layers
 
     def replace(self, **changes) -> TransformerConfig:
         return dataclasses.replace(self, **changes)

@@ -25,7 +25,6 @@ from lm import attention, axes, layers, stack
 from lm.config import TransformerConfig
 
 _ACT_BLD = (axes.BATCH, axes.LENGTH, axes.ACT_EMBED)
-_ACT_BLHK = (axes.BATCH, axes.LENGTH, axes.ACT_HEADS, axes.ACT_KV)
 
 
 def init_cache(config: TransformerConfig, batch_size: int, max_length: int) -> dict:
@@ -48,46 +47,6 @@ def cache_mask(is_real_BM: jax.Array, index: jax.Array) -> attention.AttentionMa
     return attention.AttentionMask(key_valid_BM=is_real_BM, causal=True, query_offset=index)
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention (``SelfAttention``'s parameters) that can append to a KV cache."""
-
-    config: TransformerConfig
-
-    @nn.compact
-    def __call__(self, x_BLD: jax.Array, mask: attention.AttentionMask, *, deterministic: bool,
-                 kv=None, index=None):
-        """Attends over the sequence, or over the cache after writing this chunk into it.
-
-        Args:
-          x_BLD: [B, L, D].
-          mask: which keys each query sees (with ``kv``: the cache's M slots).
-          deterministic: disables attention dropout.
-          kv: None, or this layer's cached ``(key, value)``, each [B, M, H, K].
-          index: int32 [], the cache slot of the first of the L tokens (with ``kv``).
-
-        Returns:
-          ``(y_BLD, kv)``: the output, and the updated cache (None without one).
-        """
-        cfg = self.config
-        heads, in_axes = (cfg.num_heads, cfg.kv_dim), (axes.EMBED, axes.HEADS, axes.KV)
-        q_BLHK = layers.dense(cfg, heads, in_axes, name="query")(x_BLD)
-        k_BMHK = layers.dense(cfg, heads, in_axes, name="key")(x_BLD)
-        v_BMHK = layers.dense(cfg, heads, in_axes, name="value")(x_BLD)
-        q_BLHK = nn.with_logical_constraint(q_BLHK, _ACT_BLHK)
-        if kv is not None:
-            start = (0, index, 0, 0)
-            k_BMHK = jax.lax.dynamic_update_slice(kv[0], k_BMHK.astype(kv[0].dtype), start)
-            v_BMHK = jax.lax.dynamic_update_slice(kv[1], v_BMHK.astype(kv[1].dtype), start)
-            kv = (k_BMHK, v_BMHK)
-        rate = cfg.attention_dropout_rate
-        rng = None if deterministic or rate == 0.0 else self.make_rng("dropout")
-        out_BLHK = attention.attend(cfg, q_BLHK, k_BMHK, v_BMHK, mask, rng)
-        out_BLHK = nn.with_logical_constraint(out_BLHK, _ACT_BLHK)
-        y_BLD = layers.dense(cfg, cfg.hidden_size, (axes.HEADS, axes.KV, axes.EMBED),
-                             contract=2, name="out")(out_BLHK)
-        return y_BLD, kv
-
-
 class DecoderBlock(nn.Module):
     """Pre-LN layer: ``x += drop(attn(LN(x))); x += drop(mlp(LN(x)))``.
 
@@ -108,7 +67,7 @@ class DecoderBlock(nn.Module):
         drop = layers.Dropout(cfg.dropout_rate)
         x_BLD = nn.with_logical_constraint(x_BLD, _ACT_BLD)
         h_BLD = layers.layer_norm(cfg, name="attention_norm")(x_BLD)
-        h_BLD, kv = CausalSelfAttention(cfg, name="attention")(
+        h_BLD, kv = attention.Attention(cfg, name="attention")(
             h_BLD, mask, deterministic=deterministic, kv=kv, index=index)
         x_BLD = x_BLD + drop(h_BLD, deterministic=deterministic)
         h_BLD = layers.layer_norm(cfg, name="mlp_norm")(x_BLD)

@@ -8,6 +8,12 @@ loop appends one token per step to a fixed-shape cache inside ``jax.lax.while_lo
 stops when every row has produced ``eos_id`` or after ``max_new_tokens``. Every entry point is
 jitted; the model (a flax module with an ``extend`` method, e.g. ``lm.gpt.GptForPretraining``)
 and the shape-changing options are static.
+
+Encoder–decoder models (``lm.t5.T5ForPretraining``, which also has ``start``) decode with
+``generate_seq2seq`` and ``beam_search_seq2seq``: the source is encoded once and each decoder
+layer's cross-attention keys and values computed once into the cache (``start_seq2seq``); every
+row's targets begin with the decoder start id at slot 0, so nothing is left-padded. The loops
+are the same.
 """
 
 from __future__ import annotations
@@ -91,7 +97,10 @@ def scale_logits(logits_BV: jax.Array, temperature) -> jax.Array:
     return jnp.where(shifted_BV == 0, 0.0, shifted_BV / temperature)
 
 
-@functools.partial(jax.jit, static_argnames=(*_STATIC, "greedy", "top_k", "top_p"))
+_SAMPLING = ("greedy", "top_k", "top_p")
+
+
+@functools.partial(jax.jit, static_argnames=(*_STATIC, *_SAMPLING))
 def generate(model, params, prompt_BP: jax.Array, rng: jax.Array, temperature=1.0, *,
              max_new_tokens: int, greedy: bool = False, top_k: int = 0, top_p: float = 1.0,
              eos_id: int, pad_id: int = 0) -> jax.Array:
@@ -112,7 +121,15 @@ def generate(model, params, prompt_BP: jax.Array, rng: jax.Array, temperature=1.
       int32 [B, T]: the new tokens, ``pad_id`` after a row's ``eos_id``.
     """
     logits_BV, cache, lengths_B = prefill(model, params, prompt_BP, max_new_tokens, pad_id)
-    b = prompt_BP.shape[0]
+    return _sample(model, params, logits_BV, cache, lengths_B, rng, temperature,
+                   max_new_tokens=max_new_tokens, greedy=greedy, top_k=top_k, top_p=top_p,
+                   eos_id=eos_id, pad_id=pad_id)
+
+
+def _sample(model, params, logits_BV, cache, lengths_B, rng, temperature, *, max_new_tokens,
+            greedy, top_k, top_p, eos_id, pad_id):
+    """The loop of ``generate`` from the first new token's logits and the cache after them."""
+    b = logits_BV.shape[0]
 
     def choose(logits_BV, key):
         if greedy:
@@ -137,22 +154,64 @@ def generate(model, params, prompt_BP: jax.Array, rng: jax.Array, temperature=1.
     return jax.lax.while_loop(cond, body, init)[3]
 
 
+def start_seq2seq(model, params, source_BS: jax.Array, max_new_tokens: int, start_id: int):
+    """An encoder–decoder model's ``prefill``: the source encoded once, each decoder layer's
+    cross-attention keys and values computed from it into the cache, the decoder start token
+    run (``lm.t5.T5ForPretraining.start``).
+
+    Returns:
+      ``(logits_BV, cache, positions_B)``: the first target token's logits, the cache (slots
+      for the start token and ``max_new_tokens``), and the first new token's position (1).
+    """
+    logits_B1V, cache = model.apply({"params": params}, source_BS, max_new_tokens + 1, start_id,
+                                    method="start")
+    return logits_B1V[:, 0], cache, jnp.ones(source_BS.shape[0], jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=(*_STATIC, *_SAMPLING, "start_id"))
+def generate_seq2seq(model, params, source_BS: jax.Array, rng: jax.Array, temperature=1.0, *,
+                     max_new_tokens: int, greedy: bool = False, top_k: int = 0,
+                     top_p: float = 1.0, eos_id: int, pad_id: int = 0, start_id: int = 0
+                     ) -> jax.Array:
+    """``generate`` for an encoder–decoder model (T5): the targets of each source row.
+
+    Args:
+      source_BS: int32 [B, S], the encoder inputs, padded with ``pad_id`` (on either side).
+      start_id: the decoder start id (T5: the pad id, 0).
+      the others: as ``generate``'s.
+
+    Returns:
+      int32 [B, T]: the target tokens after the start token, ``pad_id`` after ``eos_id``.
+    """
+    logits_BV, cache, positions_B = start_seq2seq(model, params, source_BS, max_new_tokens,
+                                                  start_id)
+    return _sample(model, params, logits_BV, cache, positions_B, rng, temperature,
+                   max_new_tokens=max_new_tokens, greedy=greedy, top_k=top_k, top_p=top_p,
+                   eos_id=eos_id, pad_id=pad_id)
+
+
 def length_norm(length: jax.Array, alpha: float) -> jax.Array:
     """GNMT's length penalty ``((5 + length) / 6) ** alpha``; a score is log-prob / this."""
     return ((5.0 + length.astype(jnp.float32)) / 6.0) ** alpha
 
 
+# The batch axis of each cache entry (GPT's, and T5's cross-attention ones); ``index`` has none.
+_BATCH_AXES = {"key": 1, "value": 1, "is_real": 0, "cross_key": 1, "cross_value": 1,
+               "source_valid": 0}
+# Entries the beams of one row share, never reordered (beams stay within their row).
+_SHARED = ("cross_key", "cross_value", "source_valid")
+
+
 def _reorder_cache(cache: dict, flat_beam: jax.Array) -> dict:
     """The cache rows of the chosen beams (``flat_beam`` indexes the B·W rows)."""
-    return {"key": cache["key"][:, flat_beam], "value": cache["value"][:, flat_beam],
-            "is_real": cache["is_real"][flat_beam], "index": cache["index"]}
+    return {k: v if k == "index" or k in _SHARED else jnp.take(v, flat_beam, axis=_BATCH_AXES[k])
+            for k, v in cache.items()}
 
 
 def _expand(cache: dict, width: int) -> dict:
     """Every row of the cache repeated ``width`` times (row b → rows b·W … b·W + W - 1)."""
-    return {"key": jnp.repeat(cache["key"], width, axis=1),
-            "value": jnp.repeat(cache["value"], width, axis=1),
-            "is_real": jnp.repeat(cache["is_real"], width, axis=0), "index": cache["index"]}
+    return {k: v if k == "index" else jnp.repeat(v, width, axis=_BATCH_AXES[k])
+            for k, v in cache.items()}
 
 
 def _beam_candidates(scores_BW, lens_BW, finished_BW, log_probs_BWV, t, pad_id, alpha):
@@ -177,7 +236,34 @@ def beam_search(model, params, prompt_BP: jax.Array, length_penalty=0.0, *, beam
       after a hypothesis's ``eos_id``, scores are length-normalised log-probabilities.
     """
     logits_BV, cache, lengths_B = prefill(model, params, prompt_BP, max_new_tokens, pad_id)
-    b, w, v = prompt_BP.shape[0], beam_width, logits_BV.shape[-1]
+    return _beam(model, params, logits_BV, cache, lengths_B, length_penalty,
+                 beam_width=beam_width, max_new_tokens=max_new_tokens, eos_id=eos_id,
+                 pad_id=pad_id)
+
+
+@functools.partial(jax.jit, static_argnames=(*_STATIC, "beam_width", "start_id"))
+def beam_search_seq2seq(model, params, source_BS: jax.Array, length_penalty=0.0, *,
+                        beam_width: int, max_new_tokens: int, eos_id: int, pad_id: int = 0,
+                        start_id: int = 0):
+    """``beam_search`` for an encoder–decoder model (T5), from ``source_BS`` [B, S] (as
+    ``generate_seq2seq``); the cross-attention keys and values are computed once and shared by
+    each row's beams. The length penalty is T5's (t5x's ``brevity_penalty``, ``length_norm``);
+    transformers divides by ``length ** alpha`` instead.
+
+    Returns:
+      ``(tokens int32 [B, W, T], scores float32 [B, W])``, best first.
+    """
+    logits_BV, cache, positions_B = start_seq2seq(model, params, source_BS, max_new_tokens,
+                                                  start_id)
+    return _beam(model, params, logits_BV, cache, positions_B, length_penalty,
+                 beam_width=beam_width, max_new_tokens=max_new_tokens, eos_id=eos_id,
+                 pad_id=pad_id)
+
+
+def _beam(model, params, logits_BV, cache, lengths_B, length_penalty, *, beam_width,
+          max_new_tokens, eos_id, pad_id):
+    """The loop of ``beam_search`` from the first new token's logits and the cache."""
+    b, w, v = logits_BV.shape[0], beam_width, logits_BV.shape[-1]
     cache, lengths_N = _expand(cache, w), jnp.repeat(lengths_B, w)
     log_probs_BWV = jnp.repeat(jax.nn.log_softmax(logits_BV)[:, None], w, axis=1)
 

@@ -86,12 +86,14 @@ class Dense(nn.Module):
         kernel stores them outputs first); the bias takes the output dims' names.
       config: supplies the initialiser range and compute dtype.
       contract: how many trailing dims of ``x`` to contract.
+      use_bias: add a bias (BERT, GPT); T5 has none.
     """
 
     features: tuple[int, ...]
     kernel_axes: tuple[str, ...]
     config: TransformerConfig
     contract: int = 1
+    use_bias: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -102,17 +104,18 @@ class Dense(nn.Module):
         names = (*self.kernel_axes[c:], *self.kernel_axes[:c])
         kernel = self.param("kernel", kernel_init(self.config, names),
                             (*self.features, *in_shape), PARAM_DTYPE)
-        bias = self.param("bias", zeros_init(self.kernel_axes[c:]), self.features, PARAM_DTYPE)
+        bias = (self.param("bias", zeros_init(self.kernel_axes[c:]), self.features, PARAM_DTYPE)
+                if self.use_bias else None)
         y = jnp.tensordot(x.astype(dtype), kernel.astype(dtype),
                           axes=(tuple(range(x.ndim - c, x.ndim)), tuple(range(n_out, n_out + c))))
-        return y + bias.astype(dtype)
+        return y if bias is None else y + bias.astype(dtype)
 
 
 def dense(config: TransformerConfig, features: int | Sequence[int], kernel_axes: Sequence[str], *,
-          name: str | None = None, contract: int = 1) -> Dense:
+          name: str | None = None, contract: int = 1, use_bias: bool = True) -> Dense:
     """A ``Dense`` with int-or-tuple ``features``; ``name`` is None inside ``setup``."""
     features = (features,) if isinstance(features, int) else tuple(features)
-    return Dense(features, tuple(kernel_axes), config, contract, name=name)
+    return Dense(features, tuple(kernel_axes), config, contract, use_bias, name=name)
 
 
 def layer_norm(config: TransformerConfig, *, name: str | None = None, axis_name: str = axes.EMBED
@@ -121,6 +124,28 @@ def layer_norm(config: TransformerConfig, *, name: str | None = None, axis_name:
     return nn.LayerNorm(
         epsilon=config.layer_norm_eps, dtype=compute_dtype(config), param_dtype=PARAM_DTYPE,
         scale_init=ones_init((axis_name,)), bias_init=zeros_init((axis_name,)), name=name)
+
+
+class RmsNorm(nn.Module):
+    """T5's layer norm: ``x / √(mean(x²) + eps) · scale``: no mean subtracted, no bias.
+    Statistics in float32, output in the compute dtype (``config.layer_norm_eps``: T5 1e-6).
+
+    Attributes:
+      config: supplies epsilon and the compute dtype.
+      axis_name: logical name of the normalised (last) dim.
+    """
+
+    config: TransformerConfig
+    axis_name: str = axes.EMBED
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[..., D] → [..., D]."""
+        scale = self.param("scale", ones_init((self.axis_name,)), (x.shape[-1],), PARAM_DTYPE)
+        x32 = x.astype(jnp.float32)
+        mean_square = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+        y = x32 * jax.lax.rsqrt(mean_square + self.config.layer_norm_eps)
+        return (y * scale).astype(compute_dtype(self.config))
 
 
 class Embed(nn.Module):
@@ -273,6 +298,27 @@ class Mlp(nn.Module):
         h_BLF = activation(cfg.activation)(h_BLF)
         h_BLF = nn.with_logical_constraint(h_BLF, (axes.BATCH, axes.LENGTH, axes.ACT_MLP))
         return dense(cfg, cfg.hidden_size, (axes.MLP, axes.EMBED), name="wo")(h_BLF)
+
+
+class GatedMlp(nn.Module):
+    """T5 v1.1's feed-forward block (GEGLU, Shazeer 2020): ``wo(drop(act(wi_0 x) ⊙ wi_1 x))``,
+    no biases; ``config.activation`` is the gate's (T5 v1.1: ``gelu_tanh``)."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x_BLD: jax.Array, deterministic: bool) -> jax.Array:
+        """[B, L, D] → [B, L, D]; dropout (``dropout_rate``) on the gated hidden layer."""
+        cfg = self.config
+        gate_BLF = dense(cfg, cfg.mlp_dim, (axes.EMBED, axes.MLP), name="wi_0",
+                         use_bias=False)(x_BLD)
+        linear_BLF = dense(cfg, cfg.mlp_dim, (axes.EMBED, axes.MLP), name="wi_1",
+                           use_bias=False)(x_BLD)
+        h_BLF = activation(cfg.activation)(gate_BLF) * linear_BLF
+        h_BLF = nn.with_logical_constraint(h_BLF, (axes.BATCH, axes.LENGTH, axes.ACT_MLP))
+        h_BLF = Dropout(cfg.dropout_rate)(h_BLF, deterministic=deterministic)
+        return dense(cfg, cfg.hidden_size, (axes.MLP, axes.EMBED), name="wo",
+                     use_bias=False)(h_BLF)
 
 
 def positions_of(token_ids_BL: jax.Array, positions_BL: jax.Array | None) -> jax.Array:

@@ -1,7 +1,7 @@
 """The registry: builds a whole model (body + heads) of a family from a config.
 
 Each family's models live in its own file (``lm/bert.py``, ``lm/albert.py``, ``lm/gpt.py``,
-``lm/xlnet.py``), built from the shared blocks.
+``lm/xlnet.py``, ``lm/t5.py``), built from the shared blocks.
 
 Every model's ``__call__(batch, *, deterministic=True)`` takes a batch dict with the keys of
 ``data/features.py`` and returns a dict of named float32 outputs. Typical use::
@@ -19,6 +19,7 @@ from lm.albert import AlbertForClassification, AlbertForPretraining, AlbertForSp
 from lm.bert import BertForClassification, BertForPretraining, BertForSpanQa
 from lm.config import TransformerConfig
 from lm.gpt import GptForClassification, GptForPretraining
+from lm.t5 import T5ForPretraining
 from lm.xlnet import XLNetForClassification, XLNetForPretraining, XLNetForSpanQa
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
@@ -26,6 +27,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "gpt": GptForPretraining,
     "albert": AlbertForPretraining,
     "xlnet": XLNetForPretraining,
+    "t5": T5ForPretraining,
 }
 
 # The poolings a fine-tuning config may name (see ``heads.pooled``).

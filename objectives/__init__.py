@@ -14,7 +14,8 @@ from objectives.mlm import mlm
 from objectives.plm import plm
 from objectives.registry import OBJECTIVES, PRETRAINING, Baseline, LossFn, Objective, weighted
 from objectives.sentence import nsp, order, sop
+from objectives.seq2seq import seq2seq
 
 __all__ = ["OBJECTIVES", "PRETRAINING", "Baseline", "LossFn", "Objective", "Pair", "clm", "mlm",
-           "nsp", "order", "plm", "sop", "total_loss", "weighted", "weighted_accuracy",
+           "nsp", "order", "plm", "seq2seq", "sop", "total_loss", "weighted", "weighted_accuracy",
            "weighted_cross_entropy"]

@@ -21,9 +21,11 @@ from objectives.losses import Pair
 from objectives.mlm import mlm
 from objectives.plm import plm
 from objectives.sentence import nsp, num_order_classes, order, sop
+from objectives.seq2seq import seq2seq
 
 # Objective names (a run config's ``objectives`` keys; fine-tuning task kinds).
 MLM, NSP, SOP, ORDER, CLM, PLM = "mlm", "nsp", "sop", "order", "clm", "plm"
+SEQ2SEQ = "seq2seq"
 CLASSIFICATION, REGRESSION, SPAN_QA = "classification", "regression", "span_qa"
 
 # Input families: which pipeline builds an objective's batches. Objectives of one run share one.
@@ -32,6 +34,9 @@ CLM_INPUTS = "clm"  # packed documents, next-token targets
 PLM_INPUTS = "plm"  # XLNet's permuted sentence pairs
 TASK_INPUTS = "tasks"  # fine-tuning rows of a classification or regression task
 QA_INPUTS = "qa"  # fine-tuning span-QA features
+# Encoder–decoder rows (data/features.py: seq2seq). No pretraining pipeline builds them yet, so
+# ``seq2seq`` is not in ``PRETRAINING``; the data side adds both together.
+SEQ2SEQ_INPUTS = "seq2seq"
 
 LossFn = Callable[..., tuple[dict[str, Pair], dict[str, Pair]]]
 
@@ -110,6 +115,9 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     _sentence_level(ORDER, order, _order_classes, ("token_ids",), ("sep_id",)),
     _token_level(CLM, clm, CLM_INPUTS, "logits"),
     _token_level(PLM, plm, PLM_INPUTS, "plm_logits"),
+    Objective(SEQ2SEQ, seq2seq, ("decoder_target_ids", "decoder_weights"), SEQ2SEQ_INPUTS,
+              ("logits",), ("seq2seq_loss", "seq2seq_accuracy"),
+              baseline=Baseline("decoder_target_ids", "decoder_weights")),
     Objective(CLASSIFICATION, finetune.classification, _WEIGHTED_ROWS, TASK_INPUTS, ("logits",),
               ("task_loss", "task_accuracy")),
     Objective(REGRESSION, finetune.regression, _WEIGHTED_ROWS, TASK_INPUTS, ("logits",),

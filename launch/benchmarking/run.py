@@ -200,6 +200,11 @@ def pipeline_throughput(shape: Shape, batches: int = 30) -> dict[str, float]:
             "tokens_per_s": batches * shape.tokens / seconds}
 
 
+# The original XLNet input pipeline (per row, in Python) as issue 20 measured it: about 3.3 ms a
+# row at XLNet-base's shape on one core. :func:`pipelines` states XLNet's rows/s against it.
+ORIGINAL_XLNET_MS_PER_ROW = 3.3
+
+
 def pipelines(named: dict[str, Shape], rows: int = 8192,
               log: Callable[[str], None] = print) -> dict:
     """:func:`pipeline_throughput` of each named shape over about ``rows`` rows (no model: any
@@ -207,8 +212,12 @@ def pipelines(named: dict[str, Shape], rows: int = 8192,
     out = {"cores": len(os.sched_getaffinity(0)), "pipelines": {}}
     for name, shape in named.items():
         log(f"timing the {shape.arch} input pipeline at {name} …")
-        out["pipelines"][name] = {"shape": dataclasses.asdict(shape), **pipeline_throughput(
+        p = out["pipelines"][name] = {"shape": dataclasses.asdict(shape), **pipeline_throughput(
             shape, max(1, rows // shape.batch))}
+        if shape.arch == "xlnet":
+            original = 1e3 / ORIGINAL_XLNET_MS_PER_ROW
+            p["over_original"] = p["rows_per_s"] / original
+            p["cpu_over_original"] = p["rows_per_cpu_s"] / original
     return out
 
 
@@ -222,6 +231,12 @@ def pipelines_table(result: dict) -> str:
         lines.append(f"{name:18} {s['arch']:6} {s['seq']:5d} {s['predictions']:4d} "
                      f"{s['batch']:5d} {p['rows_per_s']:9.0f} {p['rows_per_cpu_s']:10.0f} "
                      f"{p['tokens_per_s']:10.0f} {p['first_batch_s']:13.1f}")
+    for name, p in result["pipelines"].items():
+        if "over_original" in p:
+            lines.append(f"{name}: {p['over_original']:.1f}x (wall) and "
+                         f"{p['cpu_over_original']:.1f}x (CPU) the original per-row XLNet "
+                         f"pipeline's {ORIGINAL_XLNET_MS_PER_ROW} ms a row "
+                         f"({1e3 / ORIGINAL_XLNET_MS_PER_ROW:.0f} rows/s)")
     return "\n".join(lines)
 
 

@@ -82,6 +82,9 @@ def _base_config() -> ml_collections.ConfigDict:
     # Independent input streams; 0 = one per process. Fix it (e.g. to the largest host count you
     # will use) to get the same global batches whatever the number of hosts.
     c.data.num_shards = 0
+    # Streamed corpora (stream:GLOB, prepared:DIR, mixtures): documents per chunk, the unit
+    # that is tokenised and shuffled (docs/pretraining.md, "Corpora larger than memory").
+    c.data.stream_chunk_documents = 4096
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 1_000_000

@@ -68,6 +68,9 @@ def _base_config() -> ml_collections.ConfigDict:
     c.data.max_seq_length = 1024
     c.data.eval_fraction = 0.02
     c.data.num_shards = 0
+    # Streamed corpora (stream:GLOB, prepared:DIR, mixtures): documents per chunk, the unit
+    # that is tokenised and shuffled (docs/pretraining.md, "Corpora larger than memory").
+    c.data.stream_chunk_documents = 4096
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 600_000

@@ -5,9 +5,10 @@
 model (the shipped one, or a ``.model`` of ``launch.train_tokenizer``) converted to a
 ``tokenizers`` tokenizer that gives the same ids (``data.sentencepiece_hf.exact``), with the
 special tokens around a text that pretraining put there (``[CLS] a [SEP]`` for BERT and ALBERT,
-``a [SEP] [CLS]`` for XLNet, none for GPT); a converted workdir's ``hf:DIR`` tokenizer files are
-carried as they are. ``model_card`` writes ``README.md``: the architecture, the training data,
-the steps, the eval figures of the workdir's ``results.json`` and the command that made it.
+``a [SEP] [CLS]`` for XLNet, none for GPT and T5); a converted workdir's ``hf:DIR`` tokenizer
+files are carried as they are. ``model_card`` writes ``README.md``: the architecture, the
+training data, the steps, the eval figures of the workdir's ``results.json`` and the command that
+made it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from lm import interop
 TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "[CLS]",
           "sep_token": "[SEP]", "mask_token": "[MASK]", "bos_token": "<s>", "eos_token": "</s>"}
 PIPELINES = {"bert": "fill-mask", "albert": "fill-mask", "gpt": "text-generation",
-             "xlnet": "text-generation"}
+             "xlnet": "text-generation", "t5": "text2text-generation"}
+# Models whose inputs are the text alone, with no [CLS]/[SEP] template and no token types (GPT's
+# documents end in </s>; T5's sources are what its seq2seq input builder makes them).
+_PLAIN_TEXT = ("gpt", "t5")
 
 
 def tokenizer_files(name: str, arch: str, max_length: int) -> dict[str, bytes]:
@@ -48,11 +52,11 @@ def tokenizer_files(name: str, arch: str, max_length: int) -> dict[str, bytes]:
     label = name or "embedded"
     tokenizer = sentencepiece_hf.exact(sentencepiece_hf.read_proto(
         sp.serialized_model_proto(), label), label)
-    if arch != "gpt":  # GPT's rows are the text alone (documents end in </s>)
+    if arch not in _PLAIN_TEXT:
         hf_tokenizers.add_template(tokenizer, TOKENS["cls_token"], TOKENS["sep_token"],
                                    xlnet=arch == "xlnet")
     # GPT-2 would add its token table's rows for token_type_ids: it gets none.
-    inputs = ["input_ids", *([] if arch == "gpt" else ["token_type_ids"]), "attention_mask"]
+    inputs = ["input_ids", *([] if arch in _PLAIN_TEXT else ["token_type_ids"]), "attention_mask"]
     settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length,
                 "padding_side": "left" if arch == "xlnet" else "right",
                 "model_input_names": inputs, "clean_up_tokenization_spaces": False, **TOKENS}

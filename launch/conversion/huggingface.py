@@ -42,11 +42,11 @@ from launch.conversion.files import (
 from launch.train import checkpoint, lock, modeling, storage
 from launch.train import workdir as workdir_lib
 from lm import interop, models
-from lm.config import TransformerConfig
+from lm.config import SEQ2SEQ_FIELDS, TransformerConfig
 
 # Our architecture → the launch config a converted workdir's run config starts from.
 RUN_CONFIGS = {"bert": ("bert", "base"), "gpt": ("gpt", "small"), "albert": ("albert", "base"),
-               "xlnet": ("xlnet", "base")}
+               "xlnet": ("xlnet", "base"), "t5": ("t5", "base")}
 
 
 def read_hf(directory: str):
@@ -76,7 +76,8 @@ def run_config(arch: str, config: TransformerConfig, source: str) -> ml_collecti
     import importlib
     module, variant = RUN_CONFIGS[arch]
     cfg = importlib.import_module(f"launch.configs.{module}").get_config(variant)
-    fields = {k: v for k, v in dataclasses.asdict(config).items() if k != "sep_id"}
+    fields = {k: v for k, v in dataclasses.asdict(config).items()
+              if k != "sep_id" and (arch == "t5" or k not in SEQ2SEQ_FIELDS)}
     with cfg.unlocked():
         cfg.model = ml_collections.ConfigDict({"arch": arch, **fields})
         cfg.converted_from = os.path.abspath(source)
@@ -174,7 +175,9 @@ def dummy_batch() -> dict:
     """A batch of one short row with every input any pretraining model reads."""
     return {"token_ids": np.ones((1, 8), np.int32), "type_ids": np.zeros((1, 8), np.int32),
             "mlm_positions": np.zeros((1, 2), np.int32),
-            "plm_target_mapping": np.zeros((1, 2, 8), np.float32)}
+            "plm_target_mapping": np.zeros((1, 2, 8), np.float32),
+            "encoder_input_ids": np.ones((1, 8), np.int32),
+            "decoder_input_ids": np.ones((1, 4), np.int32)}
 
 
 def abstract_params(model) -> dict:
@@ -191,20 +194,25 @@ def load_workdir(workdir: str, step: int = -1):
     model = models.make_model(cfg.model.arch, config, **modeling.model_options(cfg))
     params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract_params(model), step,
                                                      step_flag="--step")
-    params = unstack_layers(jax.tree_util.tree_map(np.asarray, params), config.num_layers)
+    params = unstack_layers(jax.tree_util.tree_map(np.asarray, params), config.num_layers,
+                            config.decoder_layers)
     return cfg.model.arch, config.replace(scan_layers=False, remat="none"), params, step
 
 
-def unstack_layers(params: dict, num_layers: int) -> dict:
-    """A ``scan_layers`` run's ``encoder/layers`` (stacked on a leading N axis) as
-    ``encoder/layers_0 … layers_{N-1}``, the tree of the unscanned model; others unchanged."""
-    encoder = dict(params.get("encoder", {}))
-    if "layers" not in encoder:
-        return params
-    stacked = encoder.pop("layers")
-    for n in range(num_layers):
-        encoder[f"layers_{n}"] = jax.tree_util.tree_map(lambda x, n=n: x[n], stacked)
-    return {**params, "encoder": encoder}
+def unstack_layers(params: dict, num_layers: int, decoder_layers: int | None = None) -> dict:
+    """A ``scan_layers`` run's ``encoder/layers`` (and T5's ``decoder/layers``, of
+    ``decoder_layers``), stacked on a leading N axis, as ``layers_0 … layers_{N-1}``: the tree
+    of the unscanned model; others unchanged."""
+    out = dict(params)
+    for group, n_layers in (("encoder", num_layers), ("decoder", decoder_layers)):
+        if "layers" not in out.get(group, {}):
+            continue
+        stack = dict(out[group])
+        stacked = stack.pop("layers")
+        for n in range(n_layers):
+            stack[f"layers_{n}"] = jax.tree_util.tree_map(lambda x, n=n: x[n], stacked)
+        out[group] = stack
+    return out
 
 
 EXPORTED = (WEIGHTS, "config.json", hf_tokenizers.TOKENIZER_JSON, "README.md")

@@ -145,5 +145,7 @@ def reliability_plot(bins: dict, path: str, title: str = "") -> str:
     bottom.set_ylabel("examples")
     bottom.set_xlim(0, 1)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from launch.train import storage  # local or a bucket (gs://)
+    with storage.open_file(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
     return path

@@ -13,7 +13,7 @@ from data import tokenizer as tokenizer_lib
 from launch.evaluation import report, scoring
 from launch.finetuning import setup as finetune_setup
 from launch.train import mesh as mesh_lib
-from launch.train import reporting, train_state
+from launch.train import reporting, storage, train_state
 from launch.train import workdir as workdir_lib
 from launch.train.data_options import qa_options, task_options
 
@@ -85,8 +85,8 @@ def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data:
         details = report.details(outputs, batch, spec, tasks.load_examples(
             task_options(cfg.task), split), output if jax.process_index() == 0 else "")
     if jax.process_index() == 0:
-        os.makedirs(output, exist_ok=True)
-        with open(os.path.join(output, "results.json"), "w") as f:
+        storage.makedirs(output)
+        with storage.open_file(os.path.join(output, "results.json"), "w") as f:
             json.dump({"workdir": run_dir, "data": data or None, "task": cfg.task.name,
                        "split": split, "step": step, **metrics, **details}, f, indent=2)
     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "examples")

@@ -27,14 +27,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from data import features, pipeline
+from data import features
 from launch.finetuning import setup as finetune_setup
+from launch.pretraining import inputs as inputs_lib
 from launch.pretraining.inputs import objective_data
 from launch.pretraining.run import unigram_baseline
-from launch.train import checkpoint, modeling, reporting, step_fns, train_state
+from launch.train import checkpoint, modeling, reporting, step_fns, storage, train_state
 from launch.train import mesh as mesh_lib
 from launch.train import workdir as workdir_lib
-from launch.train.data_options import corpus_options
 from lm import models
 from objectives import registry
 
@@ -42,7 +42,7 @@ from objectives import registry
 def is_pretraining_workdir(run_dir: str) -> bool:
     """Whether ``run_dir``'s config.json is a pretraining run's (it names ``objectives``)."""
     path = os.path.join(run_dir, "config.json")
-    return os.path.exists(path) and "objectives" in workdir_lib.read_config(run_dir)
+    return storage.exists(path) and "objectives" in workdir_lib.read_config(run_dir)
 
 
 def load(run_dir: str, step: int = -1):
@@ -50,7 +50,7 @@ def load(run_dir: str, step: int = -1):
     -1 = the latest)."""
     cfg = ml_collections.ConfigDict(workdir_lib.read_config(run_dir))
     names = tuple(modeling.objective_weights(cfg))
-    corpus = pipeline.load_corpus(corpus_options(cfg.data))
+    corpus = inputs_lib.load_corpus(cfg.data)
     model_cfg = modeling.model_config(cfg, corpus.vocab_size, corpus.tokenizer.special_ids)
     model = models.make_model(cfg.model.arch, model_cfg, **modeling.model_options(cfg))
     shapes = features.shapes(names, B=1, L=cfg.data.max_seq_length,
@@ -156,8 +156,8 @@ def evaluate_pretraining_workdir(run_dir: str, *, output: str = "", step: int = 
                        pseudo_perplexity=math.exp(-float(np.mean(scores))),
                        unigram_pseudo_perplexity=math.exp(-float(np.mean(log_probs[targets]))))
     output = output or os.path.join(run_dir, "eval", "heldout")
-    os.makedirs(output, exist_ok=True)
-    with open(os.path.join(output, "results.json"), "w") as f:
+    storage.makedirs(output)
+    with storage.open_file(os.path.join(output, "results.json"), "w") as f:
         json.dump({"workdir": run_dir, "objectives": list(names), **metrics}, f, indent=2)
     reporting.say(f"{run_dir} (step {step}, {len(batches)} held-out batches): "
                   f"{describe(metrics, names)}. Results: {os.path.join(output, 'results.json')}")

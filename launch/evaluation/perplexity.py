@@ -12,24 +12,24 @@ import numpy as np
 
 from data import clm, pipeline, sources
 from launch.generation import run as generating
+from launch.pretraining import inputs
 from launch.pretraining.run import unigram_baseline
-from launch.train import modeling, reporting
+from launch.train import modeling, reporting, storage
 from launch.train import workdir as workdir_lib
-from launch.train.data_options import corpus_options
 from objectives import registry
 
 
 def is_clm_workdir(run_dir: str) -> bool:
     """Whether ``run_dir`` holds a causal-LM pretraining run (False when it has no config)."""
     path = os.path.join(run_dir, "config.json")
-    return os.path.exists(path) and modeling.is_causal_lm(workdir_lib.read_config(run_dir))
+    return storage.exists(path) and modeling.is_causal_lm(workdir_lib.read_config(run_dir))
 
 
 def _documents(cfg, text: str) -> list:
     """The documents to score: those of ``text`` (every one), else the run's held-out split."""
     if not text:
-        return pipeline.load_corpus(corpus_options(cfg.data)).eval_docs
-    corpus = pipeline.load_corpus(corpus_options(cfg.data))  # for the tokenizer (and its cache)
+        return inputs.load_corpus(cfg.data).eval_docs
+    corpus = inputs.load_corpus(cfg.data)  # for the tokenizer (and its cache)
     return pipeline.tokenize_documents(corpus.tokenizer, sources.read_documents(text))
 
 
@@ -63,15 +63,15 @@ def evaluate_clm_workdir(run_dir: str, *, text: str = "", output: str = "",
                for i in range(0, len(rows["token_ids"]), cfg.train.batch_size)]
     loss, ppl = perplexity(model, params, batches)
     log_probs = clm.unigram_log_probs_from_counts(clm.unigram_counts(
-        pipeline.load_corpus(corpus_options(cfg.data))))
+        inputs.load_corpus(cfg.data)))
     unigram = unigram_baseline(batches, log_probs, registry.OBJECTIVES[registry.CLM].baseline)
     metrics = {"step": step, "clm_loss": loss, "perplexity": ppl,
                "unigram_perplexity": math.exp(unigram),
                "tokens": int(sum(b["clm_weights"].sum() for b in batches))}
     name = os.path.basename(text) if text else "heldout"
     output = output or os.path.join(run_dir, "eval", name)
-    os.makedirs(output, exist_ok=True)
-    with open(os.path.join(output, "results.json"), "w") as f:
+    storage.makedirs(output)
+    with storage.open_file(os.path.join(output, "results.json"), "w") as f:
         json.dump({"workdir": run_dir, "text": text or None, **metrics}, f, indent=2)
     reporting.say(f"{text or 'held-out documents'}: perplexity {ppl:.1f} (loss {loss:.3f}; "
                   f"unigram perplexity {metrics['unigram_perplexity']:.1f}) on "

@@ -201,14 +201,14 @@ def run(enc: Encoder, run_dir: str, task_name: str, *, output: str = "",
     import json
     import os
 
-    from launch.train import reporting
+    from launch.train import reporting, storage
     results = {"workdir": run_dir, "init": init, "step": enc.step,
                "max_seq_length": enc.max_seq_length, **probe(enc, task_name, **options)}
     name = task_name.replace("/", "_") + ("_random" if init == "random" else "")
     output = output or os.path.join(run_dir, "probe", name)
-    os.makedirs(output, exist_ok=True)
+    storage.makedirs(output)
     path = os.path.join(output, "results.json")
-    with open(path, "w") as f:
+    with storage.open_file(path, "w") as f:
         json.dump(results, f, indent=2)
     source = "random init" if init == "random" else f"checkpoint step {enc.step}"
     reporting.say(f"{task_name}: ridge probes of {run_dir} ({source}), "

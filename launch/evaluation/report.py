@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 from launch.evaluation import classification
+from launch.train import storage
 
 ECE_BINS = 15
 
@@ -21,7 +22,7 @@ ECE_BINS = 15
 def _write_predictions(path: str, examples: dict, labels, predicted, probabilities,
                        names) -> None:
     text_b = examples.get("text_b")
-    with open(path, "w") as f:
+    with storage.open_file(path, "w") as f:
         for i in range(len(labels)):
             row = {"index": i, "text_a": examples["text_a"][i],
                    "text_b": text_b[i] if text_b is not None else None}
@@ -50,7 +51,7 @@ def details(outputs: dict, batch: dict, spec, examples: dict, output: str) -> di
     names = list(spec.label_names)
     if spec.kind == "regression":
         if output:
-            os.makedirs(output, exist_ok=True)
+            storage.makedirs(output)
             _write_predictions(os.path.join(output, "predictions.jsonl"), examples, labels[:n],
                                logits[:n, 0], None, names)
         return {}
@@ -61,7 +62,7 @@ def details(outputs: dict, batch: dict, spec, examples: dict, output: str) -> di
            "reliability": classification.reliability_bins(probabilities, labels, weights,
                                                           ECE_BINS)}
     if output:
-        os.makedirs(output, exist_ok=True)
+        storage.makedirs(output)
         _write_predictions(os.path.join(output, "predictions.jsonl"), examples, labels[:n],
                            probabilities[:n].argmax(-1), probabilities[:n], names)
         classification.reliability_plot(

@@ -13,7 +13,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 
-from data import clm, pipeline, plm
+from data import clm, mixture, pipeline, plm, stream_pipeline
 from launch.train import data_options
 from objectives import registry
 
@@ -66,12 +66,34 @@ class InputFamily:
     figures: Callable[[dict, Sequence[str]], str] = _figures
 
 
-def _configured(make_dataset: Callable, options: Callable) -> Callable:
+def _configured(make_dataset: Callable, options: Callable, kind: str,
+                objectives: tuple[str, ...] = ()) -> Callable:
     """``make_dataset(corpus_options, options, split, **kw)`` of a ``data/`` pipeline, called
-    with the run config's ``data`` section instead (``data_options`` builds the records)."""
-    def from_config(data_cfg, split: str, **kw):
-        return make_dataset(data_options.corpus_options(data_cfg), options(data_cfg), split, **kw)
+    with the run config's ``data`` section instead (``data_options`` builds the records). A
+    streamed corpus (``stream:``, ``prepared:``, a mixture) goes to ``data.stream_pipeline``
+    with the family ``kind``; the in-memory pipelines never see ``stream_state``."""
+    def from_config(data_cfg, split: str, stream_state=None, **kw):
+        corpus = data_options.corpus_options(data_cfg)
+        if mixture.is_streamed(corpus.corpus):
+            return stream_pipeline.make_dataset(kind, corpus, options(data_cfg), split,
+                                                stream_state=stream_state,
+                                                objectives=objectives, **kw)
+        return make_dataset(corpus, options(data_cfg), split, **kw)
     return from_config
+
+
+def is_streamed(data_cfg) -> bool:
+    """Whether the run's corpus is streamed (``stream:``, ``prepared:``, a mixture)."""
+    return mixture.is_streamed(data_cfg.corpus)
+
+
+def load_corpus(data_cfg, **kw):
+    """The run's corpus: ``data.corpus.load_corpus`` in memory, or a streamed corpus's
+    tokenizer, eval documents and baseline counts (``data.stream_pipeline.load_corpus``)."""
+    corpus = data_options.corpus_options(data_cfg)
+    if mixture.is_streamed(corpus.corpus):
+        return stream_pipeline.load_corpus(corpus, **kw)
+    return pipeline.load_corpus(corpus, **kw)
 
 
 def _corpus_counts(corpus):
@@ -82,16 +104,16 @@ INPUT_FAMILIES: dict[str, InputFamily] = {
     # MLM and/or one sentence task, all built by data/pipeline.py.
     registry.SENTENCE_INPUTS: InputFamily(
         lambda names: _configured(functools.partial(pipeline.make_dataset, objectives=names),
-                                  data_options.instance_options),
+                                  data_options.instance_options, "sentence", names),
         _corpus_counts, pipeline.unigram_log_probs_from_counts),
     registry.CLM_INPUTS: InputFamily(lambda names: _configured(clm.make_dataset,
-                                                               data_options.clm_options),
+                                                               data_options.clm_options, "clm"),
                                      clm.unigram_counts,
                                      clm.unigram_log_probs_from_counts, _clm_eval_extras,
                                      _clm_figures),
     # XLNet's sentence pairs: the corpus's counts, scored on the predicted tokens.
     registry.PLM_INPUTS: InputFamily(lambda names: _configured(plm.make_dataset,
-                                                               data_options.plm_options),
+                                                               data_options.plm_options, "plm"),
                                      _corpus_counts,
                                      pipeline.unigram_log_probs_from_counts),
 }

@@ -13,6 +13,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from data import features, pipeline
+from launch.pretraining import inputs as inputs_lib
 from launch.pretraining.inputs import objective_data
 from launch.train import (
     checkpoint,
@@ -28,7 +29,6 @@ from launch.train import (
 )
 from launch.train import mesh as mesh_lib
 from launch.train import workdir as workdir_lib
-from launch.train.data_options import corpus_options
 from lm import models
 from objectives import registry
 
@@ -111,10 +111,37 @@ def _summary(workdir: str, step: int, final: dict, seconds: float, start_step: i
     return results
 
 
-def _data_position(cfg, step: int) -> dict:
-    """The input position saved with a checkpoint: what the streams consumed so far."""
-    return {"instances": step * cfg.train.batch_size // jax.process_count(), "steps": step,
-            "batch_size": cfg.train.batch_size, "seed": cfg.seed}
+def _data_position(cfg, step: int, train_iter=None) -> dict:
+    """The input position saved with a checkpoint: what the streams consumed so far; for a
+    streamed corpus also every data shard's stream state (``data.stream_pipeline``), gathered
+    from all processes (process 0 writes the file)."""
+    position = {"instances": step * cfg.train.batch_size // jax.process_count(), "steps": step,
+                "batch_size": cfg.train.batch_size, "seed": cfg.seed}
+    if hasattr(train_iter, "state"):
+        position["stream"] = _gathered(train_iter.state())
+    return position
+
+
+def _gathered(states: dict) -> dict:
+    """The union of every process's ``{shard: state}`` (JSON through a padded byte array)."""
+    if jax.process_count() == 1:
+        return states
+    data = np.frombuffer(json.dumps(states).encode(), np.uint8)
+    longest = int(np.max(multihost_utils.process_allgather(np.int32(len(data)))))
+    padded = np.zeros(longest, np.uint8)
+    padded[:len(data)] = data
+    union = {}
+    for row in np.asarray(multihost_utils.process_allgather(padded)):
+        union.update(json.loads(bytes(row).rstrip(b"\0").decode()))
+    return union
+
+
+def _shares(train_iter, metrics: dict) -> dict:
+    """A streamed mixture's ``data/share/NAME`` (this process's shards) on train log lines."""
+    if "loss" not in metrics or not hasattr(train_iter, "shares"):
+        return {}
+    shares = train_iter.shares()
+    return shares if len(shares) > 1 else {}
 
 
 def _schedule(cfg, start_step: int) -> loop.Schedule:
@@ -147,8 +174,8 @@ def _train_and_evaluate(cfg, workdir: str, allow_config_change: bool) -> dict:
     peak = flops.peak_flops_per_device(cfg.train.get("peak_flops_per_device", 0.0),
                                        jax.devices()[0].device_kind)
     per_process = cfg.train.batch_size // jax.process_count()
-    corpus = pipeline.load_corpus(corpus_options(cfg.data), process_index=jax.process_index(),
-                                  process_count=jax.process_count())
+    corpus = inputs_lib.load_corpus(cfg.data, process_index=jax.process_index(),
+                                    process_count=jax.process_count())
     model_cfg = modeling.model_config(cfg, corpus.vocab_size, corpus.tokenizer.special_ids)
     model = models.make_model(cfg.model.arch, model_cfg, **modeling.model_options(cfg))
     shapes = features.shapes(objectives, B=cfg.train.batch_size, L=cfg.data.max_seq_length,
@@ -159,17 +186,18 @@ def _train_and_evaluate(cfg, workdir: str, allow_config_change: bool) -> dict:
     n_params = sum(x.size for x in jax.tree_util.tree_leaves(state.params))
     utilisation = flops.utilisation_terms(cfg, model_cfg, objectives, peak)
     reporting.say(f"{cfg.model.arch}: {n_params / 1e6:.2f}M parameters, mesh {dict(mesh.shape)}, "
-                  f"{len(corpus.train_docs)} train / {len(corpus.eval_docs)} eval documents "
-                  "in this process's data shards")
+                  + ("streamed corpus, " if inputs_lib.is_streamed(cfg.data) else
+                     f"{len(corpus.train_docs)} train / ")
+                  + f"{len(corpus.eval_docs)} eval documents in this process's data shards")
 
     manager = checkpoint.make_manager(workdir, cfg.train)
     restored = workdir_lib.restore(manager, state, shardings, workdir, changes)
     if restored is None and cfg.init_from:
         state = _continue_from(cfg, state, shardings)
     workdir_lib.write_config(workdir, cfg, changes)
-    start_step = 0
+    start_step, saved_position = 0, {}
     if restored is not None:
-        state, _, start_step = restored
+        state, saved_position, start_step = restored
     # Every stream is a pure function of (seed, shard, instance index): after `start_step` steps
     # of `per_process` rows this process resumes at exactly the next one (whatever the process
     # count, with a fixed data.num_shards), and the dropout keys fold in the restored step.
@@ -180,7 +208,8 @@ def _train_and_evaluate(cfg, workdir: str, allow_config_change: bool) -> dict:
 
     data_kw = dict(batch_size=per_process, seed=cfg.seed, process_index=jax.process_index(),
                    process_count=jax.process_count())
-    train_iter = inputs.make_dataset(cfg.data, "train", start_position=position, **data_kw)
+    train_iter = inputs.make_dataset(cfg.data, "train", start_position=position,
+                                     stream_state=saved_position.get("stream"), **data_kw)
     eval_batches = _eval_batches(cfg, inputs.make_dataset, data_kw)
     # No token-level objective (e.g. SOP or order alone): no baseline.
     baseline = float("nan") if inputs.baseline is None else unigram_baseline(
@@ -198,10 +227,11 @@ def _train_and_evaluate(cfg, workdir: str, allow_config_change: bool) -> dict:
                                   first_step=start_step + 1, last_step=cfg.train.steps)
     hooks = loop.Hooks(
         train=lambda s: train_fn(s, mesh_lib.global_batch(next(train_iter), batch_sh), rng),
-        log=logger.write,
+        log=lambda step, m: logger.write(step, {**m, **_shares(train_iter, m)}),
         evaluate=lambda step, s: _evaluate(eval_fn, s.params, eval_batches, baseline,
                                            inputs.eval_extras),
-        save=lambda step, s: checkpoint.save(manager, step, s, _data_position(cfg, step)),
+        save=lambda step, s: checkpoint.save(manager, step, s,
+                                             _data_position(cfg, step, train_iter)),
         learning_rate=optimizer.learning_rate_schedule(cfg.train))
     t0 = time.perf_counter()
     try:

@@ -16,9 +16,10 @@ COMPUTE_FIELDS = ("dropout_rate", "attention_dropout_rate", "dtype", "scan_layer
 # Compute fields added since: a workdir's config.json from before one lacks it, and its run
 # computed as this value does.
 ADDED_COMPUTE_FIELDS = {"attention_impl": "xla"}
-# Stated only where they apply: ALBERT's embed_dim; a converted checkpoint's head_dim and pad_id.
+# Stated only where they apply: ALBERT's embed_dim; a converted checkpoint's head_dim and pad_id;
+# T5's head_dim and lm_config.SEQ2SEQ_FIELDS (decoder layers, relative-position buckets).
 # Absent, TransformerConfig derives them (E = D, K = D / H) or the tokenizer gives them.
-OPTIONAL_FIELDS = ("embed_dim", "head_dim", "pad_id", "sep_id")
+OPTIONAL_FIELDS = ("embed_dim", "head_dim", "pad_id", "sep_id", *lm_config.SEQ2SEQ_FIELDS)
 
 
 def model_config(cfg, tokenizer_size: int, special_ids=None) -> lm_config.TransformerConfig:

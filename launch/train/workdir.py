@@ -89,8 +89,14 @@ def config_changes(workdir: str, cfg) -> list[str]:
             if old.get(k) != new.get(k)]
 
 
+# Keys added later that change the data only when set: absent from an older workdir's config
+# (which could not have used them), their default is safe on resume.
+SAFE_WHEN_ADDED = ("data.stream_chunk_documents",)
+
+
 def _is_safe(change: str) -> bool:
-    return change.split(": ", 1)[0] in SAFE_ON_RESUME
+    key, _, values = change.partition(": ")
+    return key in SAFE_ON_RESUME or (key in SAFE_WHEN_ADDED and values.startswith("None -> "))
 
 
 def check_config(workdir: str, cfg, *, allow_change: bool = False) -> list[str]:

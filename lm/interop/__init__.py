@@ -1,8 +1,8 @@
 """Hugging Face interop: pure maps between transformers' configs and state dicts and ours.
 
-One module per family (``bert``, ``gpt2``, ``albert``, ``xlnet``), each with ``config_from_hf``,
-``config_to_hf``, ``params_from_hf``, ``params_to_hf``, ``load`` (the parts of any of the
-family's head layouts, ``maps.load_parts``) and the names ``MODEL_TYPE`` (transformers'
+One module per family (``bert``, ``gpt2``, ``albert``, ``xlnet``, ``t5``), each with
+``config_from_hf``, ``config_to_hf``, ``params_from_hf``, ``params_to_hf``, ``load`` (the parts of
+any of the family's head layouts, ``maps.load_parts``) and the names ``MODEL_TYPE`` (transformers'
 ``model_type``), ``ARCH`` (our ``lm.models`` architecture), ``HF_ARCHITECTURE`` (the class an
 export is), ``ARCHITECTURES`` (the layouts an import reads), ``PARTS`` and ``NAME``. NumPy only;
 reading and writing files is ``launch.conversion.huggingface``'s job.
@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import ModuleType
 
-from lm.interop import albert, bert, gpt2, xlnet
+from lm.interop import albert, bert, gpt2, t5, xlnet
 
-FAMILIES: dict[str, ModuleType] = {m.MODEL_TYPE: m for m in (bert, gpt2, albert, xlnet)}
+FAMILIES: dict[str, ModuleType] = {m.MODEL_TYPE: m for m in (bert, gpt2, albert, xlnet, t5)}
 
 
 def family_for_hf(hf_config: Mapping, source: str = "config.json") -> ModuleType:
@@ -46,7 +46,8 @@ def supported() -> str:
 
 
 def family_for_arch(arch: str) -> ModuleType:
-    """The family module of one of our architectures (``bert``, ``gpt``, ``albert``, ``xlnet``).
+    """The family module of one of our architectures (``bert``, ``gpt``, ``albert``, ``xlnet``,
+    ``t5``).
 
     Raises:
       ValueError: for an architecture without a transformers counterpart.

@@ -112,8 +112,8 @@ def test_decoder_inputs_are_targets_shifted_right_from_start_id_zero():
     w = batch["decoder_weights"] > 0
     shifted = batch["decoder_input_ids"][:, 1:][w[:, 1:]]
     np.testing.assert_array_equal(shifted, batch["decoder_target_ids"][:, :-1][w[:, 1:]])
-    for key, (shape, dtype) in features.shapes("seq2seq", B=2, Ls=40,
-                                               Lt=denoising.random_spans_helper(40)[1]).items():
+    for key, (shape, dtype) in features.shapes("seq2seq", B=2, S=40,
+                                               T=denoising.random_spans_helper(40)[1]).items():
         assert batch[key].shape == shape and batch[key].dtype == dtype
 
 

@@ -233,3 +233,53 @@ def test_batch_digest_recorded_from_the_per_row_code():
         digest.update(name.encode() + np.ascontiguousarray(batch[name]).tobytes())
     assert digest.hexdigest() == (
         "b7f0eee455348d159118bc1d6a652d5bab70b9318be6bb7e235492af4498b04d")
+
+
+def _stream_digests(keep: bool) -> list[str]:
+    """Digests of the first batches of an XLNet-base-shaped stream (L = 512, P = 85, K = 6),
+    the batches dropped as they come (so output buffers may be reused) or all kept."""
+    import hashlib
+    opts = make_options(str(FIXTURES / "corpus_slice.txt.gz"), max_seq_length=512,
+                        max_predictions_per_seq=85, plm_k=6.0, plm_max_span=5, perm_size=0,
+                        whole_word_masking=True)
+    kept, digests = [], []
+    for batch in itertools.islice(plm.make_dataset(opts.corpus, opts.plm, "train", batch_size=8,
+                                                   seed=3), 5):
+        digest = hashlib.sha256()
+        for name in sorted(batch):
+            digest.update(name.encode() + np.ascontiguousarray(batch[name]).tobytes())
+        digests.append(digest.hexdigest()[:16])
+        if keep:
+            kept.append(batch)
+    if keep:  # what was handed out earlier is unchanged by what came after
+        for batch, want in zip(kept, digests, strict=True):
+            digest = hashlib.sha256()
+            for name in sorted(batch):
+                digest.update(name.encode() + np.ascontiguousarray(batch[name]).tobytes())
+            assert digest.hexdigest()[:16] == want
+    return digests
+
+
+def test_stream_digest_at_xlnet_base_shapes_recorded_before_the_speedups():
+    """Five batches at XLNet-base's shapes as the code before the output-buffer reuse and the
+    fused passes built them (recorded then, same NumPy), batches dropped or kept."""
+    want = _stream_digests(keep=False)
+    assert want == ["b412a66821481c21", "eb617e7ef1f451aa", "038c8101c0d9d2ca",
+                    "eec011f7459eb623", "38ed97381c8f0b3f"]
+    assert _stream_digests(keep=True) == want
+
+
+def test_output_arrays_are_reused_only_once_nobody_holds_them():
+    outputs = plm._Outputs()
+    first = outputs.one_hot("m", (2, 3), np.array([1, 4]))
+    first.reshape(-1)[[1, 4]] = 1.0
+    held = outputs.one_hot("m", (2, 3), np.array([0]))
+    assert held is not first  # `first` is still held here
+    address = first.ctypes.data
+    del first
+    again = outputs.one_hot("m", (2, 3), np.array([5]))
+    assert again.ctypes.data == address and not again.any()  # reused, last ones undone
+    view = again[0]
+    del again
+    assert outputs.empty("m", (2, 3), np.float32).ctypes.data != address  # a view holds it
+    del view

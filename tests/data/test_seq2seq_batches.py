@@ -26,7 +26,7 @@ def test_eval_rows_are_the_examples_in_order_with_eos_and_truncation(tok):
     assert len(batches) == -(-1629 // 8)
     assert sum(b["example_weights"].sum() for b in batches) == 1629
     first = batches[0]
-    for key, (shape, dtype) in features.shapes("seq2seq_task", B=8, Ls=48, Lt=40).items():
+    for key, (shape, dtype) in features.shapes("seq2seq_task", B=8, S=48, T=40).items():
         assert first[key].shape == shape and first[key].dtype == dtype
     for row in range(8):
         src = first["encoder_input_ids"][row][first["encoder_segment_ids"][row] > 0]

@@ -99,8 +99,13 @@ def test_pipelines_time_each_named_shape_xlnet_included():
     for p in result["pipelines"].values():
         assert p["rows_per_s"] > 0 and p["rows_per_cpu_s"] > 0 and p["first_batch_s"] > 0
         assert p["tokens_per_s"] == pytest.approx(p["rows_per_s"] * 32)
+    xlnet = result["pipelines"]["xlnet"]
+    assert xlnet["over_original"] == pytest.approx(
+        xlnet["rows_per_s"] * bm.ORIGINAL_XLNET_MS_PER_ROW / 1e3)
+    assert "over_original" not in result["pipelines"]["bert"]
     table = bm.pipelines_table(result)
     assert "xlnet" in table and "rows/CPU s" in table
+    assert f"{xlnet['over_original']:.1f}x (wall)" in table and "3.3 ms a row" in table
 
 
 def test_xlnet_shapes_are_for_the_pipeline_only():

@@ -18,6 +18,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from launch.train import checkpoint, stopping
+from tests.data.stream_corpus import write_prepared_corpus, write_split_corpus
 from tests.launch.test_pretrain_e2e import REPO, tiny_overrides
 
 STEPS = 40
@@ -25,9 +26,11 @@ STEPS = 40
 
 def _overrides(corpus: str) -> dict:
     # Dropout on, so the resumed runs must also draw the same dropout masks; two checkpoints
-    # kept, so Orbax deletes old steps while runs are being killed.
+    # kept, so Orbax deletes old steps while runs are being killed. Streamed corpora: chunks of
+    # 16 documents, so the runs are killed and resumed inside chunks, files and epochs.
+    streamed = {"data.stream_chunk_documents": 16} if ":" in corpus else {}
     return {**tiny_overrides(corpus), "train.steps": STEPS, "train.checkpoint_every": 3,
-            "train.keep_checkpoints": 2, "model.dropout_rate": 0.1}
+            "train.keep_checkpoints": 2, "model.dropout_rate": 0.1, **streamed}
 
 
 def _command(workdir: str, corpus: str) -> list[str]:
@@ -115,8 +118,19 @@ def _kill_and_resume(workdir: str, corpus: str, env: dict, log_path: str) -> lis
     return kills
 
 
+@pytest.fixture(params=["in_memory", "stream", "prepared"])
+def chaos_corpus(request, tmp_path, fixture_corpus) -> str:
+    """The fixture corpus in memory, streamed from 4 text files, or prepared into 4 shards."""
+    if request.param == "stream":
+        return write_split_corpus(str(tmp_path / "text"))
+    if request.param == "prepared":
+        return write_prepared_corpus(str(tmp_path / "prepared"))
+    return fixture_corpus
+
+
 @pytest.mark.filterwarnings("ignore:Sharding info not provided")  # read on the host
-def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, fixture_corpus):
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, chaos_corpus):
+    fixture_corpus = chaos_corpus
     straight, chaos = str(tmp_path / "straight"), str(tmp_path / "chaos")
     env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}  # one device, like a user
     # The uninterrupted run, beside the first chaotic one (its own process: the same XLA

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from data import paths
 from launch.comparison import run as comparison
 from launch.configs import compare as compare_configs
 from launch.configs import finetune as finetune_configs
@@ -76,6 +77,13 @@ def test_finetune_from_checkpoint_resumes_and_evaluates(tmp_path, pretrained, ca
     assert metrics["examples"] == 3 and metrics["accuracy"] in (0.0, 1 / 3, 2 / 3, 1.0)
     with open(os.path.join(run_dir, "eval", "reviews.tsv", "results.json")) as f:
         assert json.load(f)["accuracy"] == metrics["accuracy"]
+    # The same file on a bucket (TF's ram:// standing in for gs://), and the results there too.
+    bucket = f"ram://finetune_e2e/{tmp_path.name}"
+    paths.write_bytes(f"{bucket}/reviews.tsv", reviews.read_bytes())
+    assert finetuned.evaluate_workdir(run_dir, data=f"{bucket}/reviews.tsv",
+                                      output=f"{bucket}/eval") == metrics
+    with paths.open(f"{bucket}/eval/results.json") as f:
+        assert json.load(f)["data"] == f"{bucket}/reviews.tsv"
 
     # A damaged best/: launch.evaluate scores the run's newest checkpoint instead, says so in
     # one line, and changes nothing of best/.

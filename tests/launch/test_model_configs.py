@@ -11,7 +11,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from data.tokenizer import Tokenizer
-from launch.configs import albert, bert, finetune, gpt, xlnet
+from launch.configs import albert, bert, finetune, gpt, t5, xlnet
 from launch.conversion import huggingface
 from launch.pretraining import run as pretraining
 from launch.train import checkpoint, modeling
@@ -36,7 +36,12 @@ SHAPES = {
     (gpt, "7b"): (4096, 32, 32, 16384, 2048, None),
     (xlnet, "tiny"): (128, 2, 2, 512, 64, None),
     (xlnet, "base"): (768, 12, 12, 3072, 512, None),
+    (t5, "tiny"): (128, 2, 4, 256, 64, None),
+    (t5, "small"): (512, 8, 6, 1024, 512, None),
+    (t5, "base"): (768, 12, 12, 2048, 512, None),
 }
+# T5 v1.1 (and its tiny one): decoder layers, K, buckets, max distance.
+T5_SHAPES = {"tiny": (2, 32, 32, 128), "small": (8, 64, 32, 128), "base": (12, 64, 32, 128)}
 
 
 @pytest.mark.parametrize("module,variant", sorted(SHAPES, key=lambda k: (k[0].__name__, k[1])),
@@ -50,9 +55,12 @@ def test_every_variant_states_its_model_and_builds_its_published_shape(module, v
     d, n, h, f, length, e = SHAPES[module, variant]
     assert (config.hidden_size, config.num_layers, config.num_heads, config.mlp_dim,
             config.max_length, config.embed_dim) == (d, n, h, f, length, e)
-    gpt2 = module is gpt
-    assert (config.norm_position, config.activation, config.layer_norm_eps) == (
-        ("pre", "gelu_tanh", 1e-5) if gpt2 else ("post", "gelu", 1e-12))
+    norms = {gpt: ("pre", "gelu_tanh", 1e-5), t5: ("pre", "gelu_tanh", 1e-6)}
+    assert (config.norm_position, config.activation, config.layer_norm_eps) == norms.get(
+        module, ("post", "gelu", 1e-12))
+    if module is t5:
+        assert (config.decoder_layers, config.kv_dim, config.relative_buckets,
+                config.relative_max_distance) == T5_SHAPES[variant]
     assert config.vocab_size == cfg.model.vocab_size == Tokenizer.load().vocab_size
 
 
@@ -120,3 +128,23 @@ def test_attention_impl_is_stated_everywhere_and_checked_in_one_line(tmp_path):
     (workdir / "config.json").write_text(json.dumps(old))
     assert workdir_lib.check_config(str(workdir), bert.get_config("tiny")) == [
         "model.attention_impl: None -> 'xla'"]
+
+
+@pytest.mark.parametrize("variant", sorted(T5_SHAPES))
+def test_t5_variants_build_their_parameter_count(variant):
+    """The registry builds T5 from the config: v1.1's parameters (with the shipped 8,192-id
+    vocabulary: two [V, D] tables, shared and lm_head)."""
+    import jax
+    cfg = t5.get_config(variant)
+    config = modeling.model_config(cfg, Tokenizer.load().vocab_size)
+    model = models.make_model(cfg.model.arch, config)
+    batch = {"encoder_input_ids": np.ones((1, 8), np.int32),
+             "decoder_input_ids": np.ones((1, 4), np.int32)}
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), batch))["params"]
+    count = sum(x.size for x in jax.tree.leaves(shapes))
+    d, f, hk = config.hidden_size, config.mlp_dim, config.num_heads * config.kv_dim
+    attention, mlp = 4 * d * hk, 3 * d * f
+    layers = (config.num_layers * (attention + mlp + 2 * d) +
+              config.decoder_layers * (2 * attention + mlp + 3 * d))
+    stacks = 2 * (config.relative_buckets * config.num_heads + d)
+    assert count == 2 * config.vocab_size * d + layers + stacks

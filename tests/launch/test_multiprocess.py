@@ -3,6 +3,7 @@
 submission again resumes."""
 
 import glob
+import json
 import os
 import re
 import socket
@@ -11,6 +12,7 @@ import sys
 import pytest
 
 from launch.pretraining import run as pretraining
+from tests.data.stream_corpus import write_prepared_corpus
 from tests.launch.test_mfu import check_mfu_logged
 from tests.launch.test_pretrain_e2e import make_config, read_metrics, tiny_overrides
 from tests.launch.test_submit import submit
@@ -73,3 +75,30 @@ def test_two_processes_log_the_losses_of_one_then_resume_with_a_profile(tmp_path
     assert code == 0, (out + err)[-4000:]
     assert "[0] resumed from the checkpoint at step 3" in out
     assert "[0] Done: 3 steps (3 restored)" in out
+
+
+def test_two_processes_on_prepared_shards_log_the_losses_of_one(tmp_path):
+    """A prepared corpus of 4 files in 2 data shards: 2 processes (a shard each) log the losses,
+    the eval and the baseline of one process reading both; then both resume from the streams'
+    saved states (gathered from both processes into process 0's checkpoint)."""
+    corpus = write_prepared_corpus(str(tmp_path / "prepared"))
+    streamed = ["--config.data.stream_chunk_documents=16"]
+    multi, single = str(tmp_path / "multi"), str(tmp_path / "single")
+    code, out, err = submit("--target=local", "--num_processes=2", "--devices_per_process=4",
+                            train=_command(multi, corpus, *streamed)[2:], timeout=600)
+    assert code == 0, (out + err)[-4000:]
+    cfg = make_config(corpus, 3)
+    for key, value in {**_OVERRIDES, "data.stream_chunk_documents": 16}.items():
+        section, name = key.split(".")
+        cfg[section][name] = value
+    pretraining.train_and_evaluate(cfg, single)
+    a, b = read_metrics(multi), read_metrics(single)
+    assert sorted(a) == sorted(b) == [1, 2, 3]
+    for step in (1, 2, 3):
+        assert a[step]["loss"] == pytest.approx(b[step]["loss"], rel=1e-5), step
+    assert a[3]["eval/mlm_loss"] == pytest.approx(b[3]["eval/mlm_loss"], rel=1e-5)
+    assert a[3]["eval/unigram_entropy"] == pytest.approx(b[3]["eval/unigram_entropy"], rel=1e-6)
+    with open(os.path.join(multi, "checkpoints", "3", "data", "metadata")) as f:
+        saved = json.load(f)
+    assert sorted(saved["stream"]) == ["0", "1"]
+    assert all(s["counter"] == 3 * 4 for s in saved["stream"].values())

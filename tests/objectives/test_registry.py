@@ -25,7 +25,7 @@ def _inputs(spec):
     schema's shapes and dtypes) for ``spec``."""
     shapes = {**OUTPUT_SHAPES, **OUTPUT_SHAPES_BY_NAME.get(spec.name, {})}
     outputs = {k: jnp.zeros(shapes[k], jnp.float32) for k in spec.outputs}
-    schema = features.shapes(spec.name, B=B, L=L, P=P)
+    schema = features.shapes(spec.name, B=B, L=L, P=P, S=L + 1, T=L)
     batch = {k: jnp.zeros(*schema[k]) for k in spec.batch_keys}
     return outputs, batch
 
