@@ -6,11 +6,14 @@
 
 The file's labels must be the ones the model was trained with (e.g. positive/negative).
 
-A GPT pretraining workdir (objective clm) is scored by perplexity instead:
+Classification adds per-class precision/recall/F1, macro-F1, balanced accuracy, the confusion
+matrix, the majority-class baseline, calibration (ECE, reliability.png) and predictions.jsonl.
+A pretraining workdir is scored intrinsically, each figure beside its context-free baseline:
 
-  python -m launch.evaluate --workdir=workdirs/gpt_tiny                    # its held-out text
-  python -m launch.evaluate --workdir=workdirs/gpt_tiny --text=book.txt    # any corpus spec
-Results go to WORKDIR/eval/<task or file name>/results.json (or --output).
+  python -m launch.evaluate --workdir=workdirs/bert_tiny     # MLM/PLM/sentence objectives,
+                                                            # pseudo-perplexity (encoders)
+  python -m launch.evaluate --workdir=workdirs/gpt_tiny --text=book.txt    # GPT: perplexity
+Results go to WORKDIR/eval/<task, file name or heldout>/results.json (or --output).
 """
 
 import contextlib
@@ -19,7 +22,7 @@ from absl import flags
 
 from launch import binary
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A launch.finetune workdir.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "A launch.finetune or launch.pretrain workdir.")
 _TASK = flags.DEFINE_string("task", "", "Score this task instead of the one trained on.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["dev", "test"], "Which split of the task.")
 _DATA = flags.DEFINE_string("data", "", "A TSV/CSV/JSONL file (local or gs://) to score "
@@ -31,6 +34,9 @@ _FORMAT = flags.DEFINE_enum("format", "", ["", "tsv", "csv", "jsonl"],
                             "File format; default: from the extension.")
 _TEXT_FILE = flags.DEFINE_string("text", "", "GPT workdirs: text to score (a corpus spec: "
                                  "file, glob, 'embedded'); default: the run's held-out split.")
+_STEP = flags.DEFINE_integer("step", -1, "Pretraining workdirs: the checkpoint (-1: latest).")
+_PPPL = flags.DEFINE_integer("pppl_sequences", 32, "Encoders with MLM: held-out sequences "
+                             "scored by pseudo-perplexity (one forward row per token; 0: none).")
 _OUTPUT = flags.DEFINE_string("output", "", "Directory for results.json (then the workdir is "
                               "only read, and not locked).")
 _FORCE_UNLOCK = binary.define_lock_flag()
@@ -47,11 +53,14 @@ def main(argv):
 
 
 def _evaluate():
-    from launch.evaluation import finetuned, perplexity
+    from launch.evaluation import finetuned, intrinsic, perplexity
     if binary.explain_errors(perplexity.is_clm_workdir, _WORKDIR.value):
-        binary.explain_errors(perplexity.evaluate_clm_workdir, _WORKDIR.value,
-                              text=_TEXT_FILE.value, output=_OUTPUT.value)
-        return
+        return binary.explain_errors(perplexity.evaluate_clm_workdir, _WORKDIR.value,
+                                     text=_TEXT_FILE.value, output=_OUTPUT.value, step=_STEP.value)
+    if binary.explain_errors(intrinsic.is_pretraining_workdir, _WORKDIR.value):
+        return binary.explain_errors(intrinsic.evaluate_pretraining_workdir, _WORKDIR.value,
+                                     output=_OUTPUT.value, step=_STEP.value,
+                                     pppl_sequences=_PPPL.value)
     binary.explain_errors(
         finetuned.evaluate_workdir, _WORKDIR.value, task=_TASK.value, split=_SPLIT.value,
         data=_DATA.value, text_column=_TEXT.value, text_b_column=_TEXT_B.value,

@@ -10,7 +10,7 @@ import ml_collections
 
 from data import features, qa, tasks
 from data import tokenizer as tokenizer_lib
-from launch.evaluation import scoring
+from launch.evaluation import report, scoring
 from launch.finetuning import setup as finetune_setup
 from launch.train import mesh as mesh_lib
 from launch.train import reporting, storage, train_state
@@ -73,28 +73,46 @@ def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data:
         cfg.task.name = task
     name = os.path.basename(data) if data else cfg.task.name.replace("/", "_")
     tokenizer = tokenizer_lib.load(cfg.data.tokenizer)
+    model, params, step, (mesh, rules, shardings) = _restore(cfg, spec, run_dir, tokenizer)
+    predict_fn = scoring.make_predict_fn(model, shardings, mesh, rules)
+    evaluated = _split(cfg, tasks.task_spec(task_options(cfg.task)), tokenizer, split,
+                       mesh_lib.batch_sharding(mesh, rules))
+    outputs, batch = scoring.gather(predict_fn, params, evaluated)
+    metrics = scoring.score_gathered(outputs, batch, evaluated, spec)
+    output = output or os.path.join(run_dir, "eval", name)
+    details = {}
+    if spec.kind in ("classification", "regression"):
+        details = report.details(outputs, batch, spec, tasks.load_examples(
+            task_options(cfg.task), split), output if jax.process_index() == 0 else "")
+    if jax.process_index() == 0:
+        storage.makedirs(output)
+        with storage.open_file(os.path.join(output, "results.json"), "w") as f:
+            json.dump({"workdir": run_dir, "data": data or None, "task": cfg.task.name,
+                       "split": split, "step": step, **metrics, **details}, f, indent=2)
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "examples")
+    reporting.say(f"{data or cfg.task.name + ' ' + split}: {shown} on "
+                  f"{int(metrics.get('examples', evaluated.num_rows))} examples."
+                  f"{report.describe(details)}\nResults: {os.path.join(output, 'results.json')}")
+    return {**metrics, **details}
+
+
+def _restore(cfg, spec, run_dir: str, tokenizer):
+    """``(model, params, step, (mesh, rules, shardings))`` of a fine-tuning workdir: ``best/``,
+    or the run's checkpoint that stands in for an unreadable one (with a warning)."""
     model, _ = finetune_setup.make_model(cfg, spec, tokenizer.vocab_size, tokenizer.special_ids)
     mesh = mesh_lib.make_mesh(cfg.mesh)
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     dummy = {k: v[:1] for k, v in _dummy(spec, cfg).items()}
     abstract, shardings = finetune_setup.params_shardings(model, dummy, mesh, rules)
-    # best/, or the run's checkpoint that stands in for an unreadable one (with a warning)
     params, step = finetune_setup.restore_best(run_dir, abstract)
-    predict_fn = scoring.make_predict_fn(model, shardings, mesh, rules)
-    evaluated = _split(cfg, tasks.task_spec(task_options(cfg.task)), tokenizer, split,
-                       mesh_lib.batch_sharding(mesh, rules))
-    metrics = scoring.score(predict_fn, params, evaluated, spec)
-    output = output or os.path.join(run_dir, "eval", name)
-    if jax.process_index() == 0:
-        storage.makedirs(output)
-        with storage.open_file(os.path.join(output, "results.json"), "w") as f:
-            json.dump({"workdir": run_dir, "data": data or None, "task": cfg.task.name,
-                       "split": split, "step": step, **metrics}, f, indent=2)
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "examples")
-    reporting.say(f"{data or cfg.task.name + ' ' + split}: {shown} on "
-                  f"{int(metrics.get('examples', evaluated.num_rows))} examples. Results: "
-                  f"{os.path.join(output, 'results.json')}")
-    return metrics
+    return model, params, step, (mesh, rules, shardings)
+
+
+def restore_params(cfg, run_dir: str, tokenizer) -> tuple[dict, int]:
+    """``(params, step)``: a fine-tuning workdir's best parameters (``cfg`` its config)."""
+    _, params, step, _ = _restore(cfg, tasks.task_spec(task_options(cfg.task)), run_dir,
+                                  tokenizer)
+    return params, step
 
 
 def _dummy(spec, cfg) -> dict:

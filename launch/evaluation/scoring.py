@@ -41,7 +41,7 @@ class EvalSplit:
 def make_predict_fn(model, params_shardings, mesh, rules) -> Callable:
     """jit: (params, global batch) → (outputs, its label keys), batch-sharded like the input.
 
-    The outputs stay where they were computed (no collective in the step); `_gather` brings
+    The outputs stay where they were computed (no collective in the step); `gather` brings
     them to the host, from every process.
     """
     batch_sh = mesh_lib.batch_sharding(mesh, rules)
@@ -61,7 +61,7 @@ def _to_host(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
-def _gather(predict_fn, params, split: EvalSplit) -> tuple[dict, dict]:
+def gather(predict_fn, params, split: EvalSplit) -> tuple[dict, dict]:
     """Outputs and batch values of the whole split as host arrays, padding rows dropped.
 
     Each batch is fetched before the next is dispatched, which keeps device memory flat.
@@ -82,7 +82,12 @@ def _concat(parts: list[dict], n: int) -> dict:
 
 def score(predict_fn, params, split: EvalSplit, spec: tasks.TaskSpec) -> dict[str, float]:
     """The task's metrics on one split (plus the mean loss-free counts a report needs)."""
-    outputs, batch = _gather(predict_fn, params, split)
+    return score_gathered(*gather(predict_fn, params, split), split, spec)
+
+
+def score_gathered(outputs: dict, batch: dict, split: EvalSplit, spec: tasks.TaskSpec
+                   ) -> dict[str, float]:
+    """``score`` of outputs ``gather`` already brought to the host."""
     if spec.kind == "span_qa":
         predictions = qa.postprocess(outputs["start_logits"], outputs["end_logits"],
                                      split.qa_features, split.qa_examples)
@@ -97,6 +102,6 @@ def score(predict_fn, params, split: EvalSplit, spec: tasks.TaskSpec) -> dict[st
 
 def predictions_of(predict_fn, params, split: EvalSplit, spec: tasks.TaskSpec) -> np.ndarray:
     """Predicted class ids (float predictions for regression) of a classification split."""
-    outputs, _ = _gather(predict_fn, params, split)
+    outputs, _ = gather(predict_fn, params, split)
     logits = outputs["logits"]
     return logits[:, 0] if spec.kind == "regression" else np.argmax(logits, axis=-1)
