@@ -8,9 +8,10 @@ Run:
 `TASK` is an embedded task (sentiment_rt, topic_wordnet, nli_vitaminc, paraphrase_bible,
 qa_disflqa), a seq2seq task (translation_bible_es_en, translation_bible_en_es,
 summarization_debian_desc, qa_disflqa_generative, and the TFDS wmt14_translate/de-en,
-cnn_dailymail, xsum: see `_seq2seq_config`), a TFDS task (glue/sst2, glue/mnli, glue/qqp, glue/mrpc, glue/cola, glue/stsb,
-squad/v2.0; `--config.task.tfds_data_dir` says where they are), or `file` for your own
-TSV/CSV/JSONL (`--config.task.train_path=… --config.task.labels=negative,positive`).
+cnn_dailymail, xsum: see `_seq2seq_config`), a TFDS task (glue/sst2, glue/mnli, glue/qqp,
+glue/mrpc, glue/cola, glue/stsb, squad/v2.0; `--config.task.tfds_data_dir` says where they
+are), or `file` for your own TSV/CSV/JSONL
+(`--config.task.train_path=… --config.task.labels=negative,positive`).
 
 Without `init_from` the model trains from scratch, as this config's model section states it (the
 tiny BERT). With it, the model's architecture (every model field but dropout, dtype, scan_layers,
