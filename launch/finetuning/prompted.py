@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from data import features, seq2seq_batches, seq2seq_tasks
+from data import seq2seq_batches, seq2seq_tasks
 from data.tasks import budget_indices
 from lm import generation
 
@@ -68,8 +68,8 @@ def train_batches(pairs, length: int, sep_id: int, *, batch_size: int, seed: int
         pending = pending[global_rows:]
 
 
-def side(cfg, task, model, tokenizer, kw: dict):
-    """``(train iterator, batch shapes, decode(params, source ids) -> texts)`` of a GPT."""
+def train_stream(cfg, task, tokenizer, kw: dict):
+    """The training batches of a GPT on ``task`` (the label budget applied)."""
     special = tokenizer.special_ids
     if special.sep is None or special.eos is None:
         raise ValueError(f"the tokenizer {tokenizer.name} has no [SEP] or </s>: prompt → "
@@ -80,17 +80,10 @@ def side(cfg, task, model, tokenizer, kw: dict):
         tokenizer, [examples["source"][i] for i in keep], [examples["target"][i] for i in keep],
         max_source_length=cfg.data.max_seq_length, max_target_length=cfg.data.max_target_length)
     length = cfg.data.max_seq_length + cfg.data.max_target_length
-    train = train_batches(pairs, length, special.sep, **kw)
-    shapes = features.shapes("clm", B=cfg.train.batch_size, L=length)
-
-    def decode(params, source_ids):
-        return continuations(model, params, tokenizer, source_ids,
-                             max_new_tokens=cfg.data.max_target_length,
-                             batch_size=cfg.decode.batch_size)
-    return train, shapes, decode
+    return train_batches(pairs, length, special.sep, **kw)
 
 
-def continuations(model, params, tokenizer, source_ids, *, max_new_tokens: int,
+def continuations(model, params, source_ids, *, tokenizer, max_new_tokens: int,
                   batch_size: int) -> list[str]:
     """Greedy continuations of ``source [SEP]`` up to </s>, as text."""
     special, out = tokenizer.special_ids, []

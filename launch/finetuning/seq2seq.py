@@ -108,12 +108,12 @@ def _setup(cfg) -> ft._Setup:  # noqa: SLF001
         train = seq2seq_batches.make_seq2seq_dataset(
             task, "train", tokenizer=tokenizer, max_source_length=cfg.data.max_seq_length,
             max_target_length=cfg.data.max_target_length, **kw)
-        shapes = features.shapes("seq2seq_task", B=cfg.train.batch_size,
-                                 S=cfg.data.max_seq_length, T=cfg.data.max_target_length)
-        decode = functools.partial(_decode_t5, model, tokenizer, decoding_options(cfg))
+        shapes = batch_shapes(cfg, cfg.train.batch_size)
     else:
         from launch.finetuning import prompted
-        train, shapes, decode = prompted.side(cfg, task, model, tokenizer, kw)
+        train = prompted.train_stream(cfg, task, tokenizer, kw)
+        shapes = batch_shapes(cfg, cfg.train.batch_size)
+    decode = decoder(cfg, model, tokenizer)
     dummy = train_state.dummy_batch(shapes)
     tx = ft.make_optimizer(cfg, steps, finetune_setup.abstract_params(model, dummy),
                            model_cfg.num_layers)
@@ -122,6 +122,27 @@ def _setup(cfg) -> ft._Setup:  # noqa: SLF001
              for split in ("dev", "test")}
     return ft._Setup(spec, mesh, rules, train, n_train, evals, steps, model, tx, state,  # noqa: SLF001
                      shardings)
+
+
+def batch_shapes(cfg, batch_size: int) -> dict:
+    """The training batch's ``{key: (shape, dtype)}``: T5's seq2seq rows or GPT's prompt +
+    target rows."""
+    if cfg.model.arch == "t5":
+        return features.shapes("seq2seq_task", B=batch_size, S=cfg.data.max_seq_length,
+                               T=cfg.data.max_target_length)
+    return features.shapes("clm", B=batch_size,
+                           L=cfg.data.max_seq_length + cfg.data.max_target_length)
+
+
+def decoder(cfg, model, tokenizer):
+    """``decode(params, source ids) -> texts``: T5's ``cfg.decode``, or GPT's greedy
+    continuations of ``source [SEP]``."""
+    if cfg.model.arch == "t5":
+        return functools.partial(_decode_t5, model, tokenizer, decoding_options(cfg))
+    from launch.finetuning import prompted
+    return functools.partial(prompted.continuations, model, tokenizer=tokenizer,
+                             max_new_tokens=cfg.data.max_target_length,
+                             batch_size=cfg.decode.batch_size)
 
 
 def _decode_t5(model, tokenizer, options, params, source_ids):
