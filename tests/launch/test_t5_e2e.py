@@ -34,17 +34,6 @@ def make_config(corpus: str, steps: int, denoising: str = "span_corruption"):
     return cfg
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return small_corpus(str(tmp_path_factory.mktemp("t5corpus") / "es_en.txt"))
-
-
-@pytest.fixture(scope="module")
-def t5_run(tmp_path_factory, corpus):
-    run_dir = str(tmp_path_factory.mktemp("t5"))
-    return run_dir, pretraining.train_and_evaluate(make_config(corpus, 4), run_dir)
-
-
 def _logged(run_dir):
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f]
@@ -60,12 +49,12 @@ def test_span_corruption_pretraining_learns_and_reports_the_baseline(t5_run):
     assert np.isfinite(results["eval/seq2seq_loss"])
 
 
-def test_resume_equals_the_uninterrupted_run(t5_run, tmp_path, corpus):
+def test_resume_equals_the_uninterrupted_run(t5_run, tmp_path, t5_corpus):
     run_dir, results = t5_run
     copy = str(tmp_path / "copy")
     shutil.copytree(run_dir, copy)
     shutil.rmtree(os.path.join(copy, "checkpoints", "4"))
-    resumed = pretraining.train_and_evaluate(make_config(corpus, 4), copy)
+    resumed = pretraining.train_and_evaluate(make_config(t5_corpus, 4), copy)
     assert resumed["resumed_from"] == 2
     assert resumed["eval/seq2seq_loss"] == pytest.approx(results["eval/seq2seq_loss"], abs=1e-5)
     step4 = [r for r in _logged(copy) if r.get("step") == 4 and "seq2seq_loss" in r][-1]
@@ -74,8 +63,8 @@ def test_resume_equals_the_uninterrupted_run(t5_run, tmp_path, corpus):
 
 
 @pytest.mark.parametrize("denoising", ["span_corruption", "sentence_permutation"])
-def test_the_stream_resumes_at_its_position(corpus, denoising):
-    cfg = make_config(corpus, 4, denoising)
+def test_the_stream_resumes_at_its_position(t5_corpus, denoising):
+    cfg = make_config(t5_corpus, 4, denoising)
     kw = dict(batch_size=4, seed=3)
     opts = data_options.corpus_options(cfg.data), data_options.denoising_options(cfg.data)
     stream = seq2seq_pretraining.make_dataset(*opts, "train", **kw)
