@@ -17,7 +17,7 @@ import jax
 import ml_collections
 
 from data import tasks
-from launch.comparison import report
+from launch.comparison import report, seq2seq
 from launch.configs import finetune as finetune_configs
 from launch.finetuning import run as finetuning
 from launch.finetuning import setup as finetune_setup
@@ -155,7 +155,8 @@ def _context(c, base_dir: str, seconds: float) -> dict:
         pre = json.load(f)
     return {
         "command": " ".join(["python -m launch.compare"] + sys.argv[1:]),
-        "pretraining": f"{base_dir}: {pre['step']} steps, {pre['train_seconds'] / 60:.1f} min; "
+        "pretraining": seq2seq.pretraining_summary(base_dir, pre) or
+                       f"{base_dir}: {pre['step']} steps, {pre['train_seconds'] / 60:.1f} min; "
                        f"eval MLM loss {pre['eval/mlm_loss']:.3f} (unigram "
                        f"{pre['eval/unigram_entropy']:.3f}), MLM accuracy "
                        f"{pre['eval/mlm_accuracy']:.3f}, NSP accuracy "
@@ -196,7 +197,8 @@ def _compare(c, out_dir: str, force_unlock: bool) -> dict:
                       f"{r['test'][r['main_metric']]:.4f} ({time.perf_counter() - start:.0f} s)")
     summary = report.write_report(
         out_dir, runs, title="What pretraining buys: fine-tuning from pretraining vs scratch",
-        context=_context(c, base_dir, time.perf_counter() - t0))
+        context={**_context(c, base_dir, time.perf_counter() - t0),
+                 **seq2seq.baseline_context(runs)})
     _print_headline(summary, out_dir)
     return summary
 

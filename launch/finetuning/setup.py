@@ -35,6 +35,9 @@ def resolve(cfg):
       ValueError: when ``data.max_seq_length`` exceeds the model's position table, or a
         converted (``hf:``) tokenizer cannot give the architecture's fine-tuning rows.
     """
+    if cfg.task.get("kind") == "seq2seq":  # T5 / GPT prompt → continuation: its own rules
+        from launch.finetuning import seq2seq
+        return seq2seq.resolve(cfg)
     cfg = cfg.copy_and_resolve_references()
     if cfg.init_from:
         inherit(cfg, workdir.read_config(cfg.init_from))
