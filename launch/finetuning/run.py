@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -201,7 +202,7 @@ def finetune(cfg, workdir: str, *, allow_config_change: bool = False,
     with lock.acquire(workdir, force=force_unlock):
         if seq2seq_tasks.is_seq2seq(task_options(cfg.task)):
             from launch.finetuning import seq2seq
-            return seq2seq.finetune(cfg, workdir, allow_config_change)
+            return seq2seq.finetune(cfg, workdir, allow_config_change, sys.modules[__name__])
         return _finetune(cfg, workdir, allow_config_change)
 
 

@@ -4,8 +4,9 @@ on the teacher-forced loss of the targets; dev and test are scored on *generated
 (greedy by default, ``decode.method=beam`` for beam search) with the task's metrics.
 
 The loop, checkpoints, resume and the best dev checkpoint (``best/``) are classification's
-(``launch/finetuning/run.py``); what differs is the model (every parameter comes from
-``init_from``, not just an encoder), the batches (``data.seq2seq_batches``) and the scoring
+(``launch/finetuning/run.py``, passed in as ``ft``); what differs is the model (every parameter
+comes from ``init_from``, not just an encoder), the batches (``data.seq2seq_batches``)
+and the scoring
 (``launch/evaluation/seq2seq.py``). ``results.json`` also holds the baselines that learn nothing
 (copy the source, the lead sentence) and sacrebleu's signatures; ``predictions_{dev,test}.jsonl``
 hold the outputs.
@@ -22,7 +23,6 @@ import jax
 from data import features, seq2seq_batches, seq2seq_tasks
 from data import tokenizer as tokenizer_lib
 from launch.evaluation import seq2seq as scoring
-from launch.finetuning import run as ft
 from launch.finetuning import setup as finetune_setup
 from launch.generation import seq2seq as decoding
 from launch.train import checkpoint, modeling, reporting, step_fns, storage, train_state
@@ -30,33 +30,6 @@ from launch.train import mesh as mesh_lib
 from launch.train import workdir as workdir_lib
 from launch.train.data_options import task_options
 from lm import models
-
-ARCHS = ("t5", "gpt")
-
-
-def resolve(cfg):
-    """A copy of ``cfg`` with the model it fine-tunes: the pretraining run's with ``init_from``
-    (``finetune_setup.inherit``), else its own. T5's positions are relative: ``model.max_length``
-    is lifted to the source length (no table to outgrow).
-
-    Raises:
-      ValueError: an architecture without a seq2seq form, or a GPT whose position table cannot
-        hold prompt + target.
-    """
-    cfg = cfg.copy_and_resolve_references()
-    if cfg.init_from:
-        finetune_setup.inherit(cfg, workdir_lib.read_config(cfg.init_from))
-    arch = cfg.model.arch
-    if arch not in ARCHS:
-        raise ValueError(f"model.arch={arch}: seq2seq tasks fine-tune {' or '.join(ARCHS)} "
-                         "(an encoder–decoder, or a causal LM as prompt → continuation); "
-                         "pretrain one with launch/configs/t5.py or gpt.py")
-    if arch == "t5":
-        cfg.model.max_length = max(cfg.model.max_length, cfg.data.max_seq_length)
-    else:
-        from launch.finetuning import prompted
-        prompted.check_lengths(cfg)
-    return cfg
 
 
 def load_all(cfg, state, shardings):
@@ -89,7 +62,7 @@ def eval_split(cfg, spec, task, tokenizer, split: str, decode) -> scoring.Seq2se
                                 examples["target"], [p[0] for p in pairs], decode)
 
 
-def _setup(cfg) -> ft._Setup:  # noqa: SLF001
+def _setup(cfg, ft):
     task = task_options(cfg.task)
     spec = seq2seq_tasks.seq2seq_spec(task)
     mesh = mesh_lib.make_mesh(cfg.mesh)
@@ -149,11 +122,14 @@ def _decode_t5(model, tokenizer, options, params, source_ids):
     return decoding.decode_texts(model, params, tokenizer, source_ids, options)
 
 
-def finetune(cfg, workdir: str, allow_config_change: bool) -> dict:
-    """Fine-tunes per ``cfg`` on a seq2seq task (the lock is held by ``run.finetune``)."""
-    cfg = resolve(cfg)
+def finetune(cfg, workdir: str, allow_config_change: bool, ft) -> dict:
+    """Fine-tunes per ``cfg`` on a seq2seq task (the lock is held by ``run.finetune``).
+
+    ``ft`` is ``launch.finetuning.run``, which passes itself: its state set-up, loop and dev
+    hooks serve here too, and importing it from here would close an import cycle."""
+    cfg = finetune_setup.resolve(cfg)
     changes = workdir_lib.check_config(workdir, cfg, allow_change=allow_config_change)
-    run = _setup(cfg)
+    run = _setup(cfg, ft)
     objective = "seq2seq" if cfg.model.arch == "t5" else "clm"
     start_step, progress, manager = ft._start(cfg, run, workdir, changes, load=load_all)  # noqa: SLF001
     train_fn, _ = step_fns.compile_steps(cfg, run.model, run.tx, run.shardings, run.mesh,
