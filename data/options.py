@@ -8,6 +8,8 @@ field's name here is the config field's (``--config.data.<field>`` or ``--config
   (every pretraining pipeline, ``data.corpus.load_corpus``);
 * :class:`InstanceOptions`: BERT-family instances (MLM masks and one of NSP, SOP, order);
 * :class:`ClmOptions`, :class:`PlmOptions`: causal-LM rows, XLNet permutation-LM instances;
+* :class:`DenoisingOptions`: encoder–decoder denoising rows (T5 span corruption, BART sentence
+  permutation);
 * :class:`TaskOptions`: a fine-tuning task (``data.tasks``); :class:`QaOptions`: span-QA windows.
 
 A value that would fail later, obscurely or silently (a probability of 15, a stride of 0 that
@@ -115,6 +117,36 @@ class ClmOptions:
     def __post_init__(self):
         _check(self.max_seq_length >= 2, "max_seq_length", self.max_seq_length,
                "a row needs a token and its next one to predict; use 128 or 1024")
+
+
+@dataclasses.dataclass(frozen=True)
+class DenoisingOptions:
+    """Encoder–decoder denoising rows (``data.seq2seq_pretraining.make_dataset``)."""
+
+    max_seq_length: int
+    """``Ls``, source (encoder) tokens; span corruption fills it exactly."""
+    max_target_length: int
+    """``Lt``, target (decoder) tokens (span corruption needs ``random_spans_helper``'s)."""
+    denoising: str = "span_corruption"
+    """``span_corruption`` (T5) or ``sentence_permutation`` (BART's, generative)."""
+    noise_density: float = 0.15
+    """Span corruption: the fraction of tokens masked (T5: 0.15)."""
+    mean_noise_span_length: float = 3.0
+    permutation_noise_density: float = 0.0
+    """Sentence permutation: the fraction of the shuffled input also masked (BART's text
+    infilling, one mask id a span); 0 = permutation alone."""
+
+    def __post_init__(self):
+        _check(self.denoising in ("span_corruption", "sentence_permutation"), "denoising",
+               self.denoising, "use span_corruption (T5) or sentence_permutation (BART)")
+        _check(self.max_seq_length >= 4, "max_seq_length", self.max_seq_length,
+               "rows need room for tokens, sentinels and EOS; use 64 or more")
+        _check(self.max_target_length == 0 or self.max_target_length >= 4, "max_target_length",
+               self.max_target_length, "use 0 (the objective's own) or 4 or more")
+        _check_probability("noise_density", self.noise_density)
+        _check_probability("permutation_noise_density", self.permutation_noise_density)
+        _check(self.mean_noise_span_length >= 1.0, "mean_noise_span_length",
+               self.mean_noise_span_length, "spans are at least 1 token long; use 3 as T5 does")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,7 @@ from absl import logging
 
 from data.options import TaskOptions
 from data.seq2seq_tasks import load_seq2seq_examples, seq2seq_spec
+from data.tasks import budget_indices
 
 DECODER_START_ID = 0  # T5: the pad id starts every decoder input.
 
@@ -141,6 +142,8 @@ def make_seq2seq_dataset(task: TaskOptions, split: str, *, tokenizer, max_source
       batch_size: ``B``, rows per process; the global batch is ``process_count * B`` rows.
       seed: the epoch permutations.
       pack: training only: several examples per row (segments), next-fit in shuffled order.
+      (``task.max_train_examples`` > 0: training uses that many examples, the subset chosen by
+      ``seed`` as ``data.tasks.budget_indices`` chooses classification's.)
       process_index, process_count: this process and how many read the same stream.
 
     Returns:
@@ -154,6 +157,9 @@ def make_seq2seq_dataset(task: TaskOptions, split: str, *, tokenizer, max_source
         raise ValueError(f"need batch_size >= 1 and 0 <= process_index < process_count; got "
                          f"{batch_size}, {process_index}, {process_count}")
     examples = load_seq2seq_examples(task, split)
+    if split == "train" and task.max_train_examples:  # the label budget, chosen by the seed
+        keep = budget_indices(len(examples["source"]), task.max_train_examples, seed)
+        examples = {k: [v[i] for i in keep] for k, v in examples.items()}
     pairs = encode_pairs(tokenizer, examples["source"], examples["target"],
                          max_source_length=max_source_length, max_target_length=max_target_length)
     if not pairs:

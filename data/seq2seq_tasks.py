@@ -164,14 +164,18 @@ def qa_prediction_text(generated: str) -> str:
     return "" if generated.strip() == UNANSWERABLE else generated.strip()
 
 
-def generative_qa_scores(generated: dict[str, str], split: str = "test") -> dict[str, float]:
+def generative_qa_scores(generated: dict[str, str], split: str = "test",
+                         subset: bool = False) -> dict[str, float]:
     """SQuAD 2.0 exact/F1 (``data.squad_metrics``) of generated answers to ``qa_disflqa``.
 
     Args:
       generated: example id → the decoded target (``UNANSWERABLE`` means no answer).
       split: the split of ``qa_disflqa`` the ids belong to.
+      subset: score only the examples ``generated`` answers (else every one must be).
     """
     examples = task_sources.embedded_examples("qa_disflqa", split)
+    if subset:
+        examples = [e for e in examples if e["id"] in generated]
     predictions = {k: qa_prediction_text(v) for k, v in generated.items()}
     return squad_metrics.squad_v2_scores(predictions, examples)
 

@@ -5,6 +5,10 @@
       --text_column=text --label_column=label                              # your labelled file
 
 The file's labels must be the ones the model was trained with (e.g. positive/negative).
+A seq2seq workdir (translation, summarisation, generative QA) generates and scores outputs
+(BLEU/chrF, ROUGE or EM/F1 as its task's kind says), writing predictions.jsonl:
+
+  python -m launch.evaluate --workdir=workdirs/es_en --data=pairs.tsv   # columns source, target
 
 Classification adds per-class precision/recall/F1, macro-F1, balanced accuracy, the confusion
 matrix, the majority-class baseline, calibration (ECE, reliability.png) and predictions.jsonl.
@@ -30,6 +34,8 @@ _DATA = flags.DEFINE_string("data", "", "A TSV/CSV/JSONL file (local or gs://) t
 _TEXT = flags.DEFINE_string("text_column", "text", "Column with the text (--data).")
 _TEXT_B = flags.DEFINE_string("text_b_column", "", "Column with the second text of a pair.")
 _LABEL = flags.DEFINE_string("label_column", "label", "Column with the label (--data).")
+_SOURCE = flags.DEFINE_string("source_column", "source", "Seq2seq: the source column (--data).")
+_TARGET = flags.DEFINE_string("target_column", "target", "Seq2seq: the target column (--data).")
 _FORMAT = flags.DEFINE_enum("format", "", ["", "tsv", "csv", "jsonl"],
                             "File format; default: from the extension.")
 _TEXT_FILE = flags.DEFINE_string("text", "", "GPT workdirs: text to score (a corpus spec: "
@@ -64,7 +70,8 @@ def _evaluate():
     binary.explain_errors(
         finetuned.evaluate_workdir, _WORKDIR.value, task=_TASK.value, split=_SPLIT.value,
         data=_DATA.value, text_column=_TEXT.value, text_b_column=_TEXT_B.value,
-        label_column=_LABEL.value, fmt=_FORMAT.value, output=_OUTPUT.value)
+        label_column=_LABEL.value, fmt=_FORMAT.value, output=_OUTPUT.value,
+        source_column=_SOURCE.value, target_column=_TARGET.value)
 
 
 def run():

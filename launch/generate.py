@@ -7,6 +7,11 @@
   python -m launch.generate --workdir=workdirs/gpt_tiny --prompt="The sea was" \
       --method=beam --beam_width=4 --length_penalty=0.6
 
+A T5 workdir (pretraining, or seq2seq fine-tuning: its best dev checkpoint) decodes each prompt
+as a source instead (translation, summary, answer), with the same flags:
+
+  python -m launch.generate --workdir=workdirs/es_en --prompt="En el principio" --method=beam
+
 Decoding uses a KV cache and one compiled loop; it stops at </s> or after --max_new_tokens.
 Options out of range are refused in one line naming the flag, before the checkpoint is read.
 """
@@ -15,7 +20,8 @@ from absl import flags
 
 from launch import binary
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A launch.pretrain workdir of a GPT config.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "A GPT or T5 launch.pretrain workdir, or a "
+                                "seq2seq launch.finetune one.")
 _PROMPT = flags.DEFINE_multi_string("prompt", None, "Text to continue (repeat for a batch).")
 _METHOD = flags.DEFINE_enum("method", "greedy", ["greedy", "sample", "beam"], "Decoding.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature, > 0 "

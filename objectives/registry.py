@@ -34,8 +34,9 @@ CLM_INPUTS = "clm"  # packed documents, next-token targets
 PLM_INPUTS = "plm"  # XLNet's permuted sentence pairs
 TASK_INPUTS = "tasks"  # fine-tuning rows of a classification or regression task
 QA_INPUTS = "qa"  # fine-tuning span-QA features
-# Encoder–decoder rows (data/features.py: seq2seq). No pretraining pipeline builds them yet, so
-# ``seq2seq`` is not in ``PRETRAINING``; the data side adds both together.
+# Encoder–decoder rows (data/features.py: seq2seq): T5 span corruption or BART sentence
+# permutation in pretraining (data/seq2seq_pretraining.py, ``data.denoising``), a task's
+# (source, target) pairs in fine-tuning.
 SEQ2SEQ_INPUTS = "seq2seq"
 
 LossFn = Callable[..., tuple[dict[str, Pair], dict[str, Pair]]]
@@ -129,7 +130,7 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
 
 # What a pretraining run config's ``objectives`` may name.
 PRETRAINING = tuple(n for n, o in OBJECTIVES.items()
-                    if o.inputs in (SENTENCE_INPUTS, CLM_INPUTS, PLM_INPUTS))
+                    if o.inputs in (SENTENCE_INPUTS, CLM_INPUTS, PLM_INPUTS, SEQ2SEQ_INPUTS))
 
 
 def get(name: str) -> Objective:

@@ -19,7 +19,7 @@ import ml_collections
 
 from data import tasks
 from launch.comparison import inits as inits_lib
-from launch.comparison import report
+from launch.comparison import report, seq2seq
 from launch.configs import finetune as finetune_configs
 from launch.finetuning import run as finetuning
 from launch.finetuning import setup as finetune_setup
@@ -229,7 +229,8 @@ def _compare(c, out_dir: str, force_unlock: bool) -> dict:
                       f"{r['test'][r['main_metric']]:.4f} ({time.perf_counter() - start:.0f} s)")
     summary = report.write_report(
         out_dir, runs, title="What pretraining buys: fine-tuning from pretraining vs scratch",
-        context=_context(c, base_dir, time.perf_counter() - t0))
+        context={**_context(c, base_dir, time.perf_counter() - t0),
+                 **seq2seq.baseline_context(runs)})
     _print_headline(summary, out_dir)
     return summary
 

@@ -6,9 +6,12 @@ Run:
       --config.init_from=workdirs/bert_tiny --workdir=workdirs/sentiment_rt
 
 `TASK` is an embedded task (sentiment_rt, topic_wordnet, nli_vitaminc, paraphrase_bible,
-qa_disflqa), a TFDS task (glue/sst2, glue/mnli, glue/qqp, glue/mrpc, glue/cola, glue/stsb,
-squad/v2.0; `--config.task.tfds_data_dir` says where they are), or `file` for your own
-TSV/CSV/JSONL (`--config.task.train_path=… --config.task.labels=negative,positive`).
+qa_disflqa), a seq2seq task (translation_bible_es_en, translation_bible_en_es,
+summarization_debian_desc, qa_disflqa_generative, and the TFDS wmt14_translate/de-en,
+cnn_dailymail, xsum: see `_seq2seq_config`), a TFDS task (glue/sst2, glue/mnli, glue/qqp,
+glue/mrpc, glue/cola, glue/stsb, squad/v2.0; `--config.task.tfds_data_dir` says where they
+are), or `file` for your own TSV/CSV/JSONL
+(`--config.task.train_path=… --config.task.labels=negative,positive`).
 
 Without `init_from` the model trains from scratch, as this config's model section states it (the
 tiny BERT). With it, the model's architecture (every model field but dropout, dtype, scan_layers,
@@ -18,7 +21,8 @@ remat and pooling) and the tokenizer are the pretraining run's, as its config.js
 import ml_collections
 from ml_collections import config_dict
 
-from launch.configs import bert, optimizer_mesh
+from data import seq2seq_tasks
+from launch.configs import bert, optimizer_mesh, t5
 
 # Per-task settings that differ from the defaults below.
 _TASKS = {
@@ -41,6 +45,8 @@ _TASKS = {
 
 def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     """The fine-tuning config for `task` (see the module docstring for the names)."""
+    if task in seq2seq_tasks.SEQ2SEQ_TASKS:
+        return _seq2seq_config(task)
     if task not in _TASKS:
         raise ValueError(f"unknown task {task!r}; use finetune.py:NAME with NAME one of "
                          f"{sorted(_TASKS)}")
@@ -116,4 +122,33 @@ def get_config(task: str = "sentiment_rt") -> ml_collections.ConfigDict:
     c.train.keep_checkpoints = 1
 
     optimizer_mesh.add_mesh(c)
+    return c
+
+
+def _seq2seq_config(task: str) -> ml_collections.ConfigDict:
+    """A seq2seq task (launch/finetuning/seq2seq.py): from scratch the tiny T5 of t5.py:tiny
+    with the es-en tokenizer and dropout 0.1; with `init_from` a T5 pretraining run's model (or a
+    GPT run's: prompt → continuation, the loss on target tokens only). Dev and test are scored
+    on generated outputs (`decode.method`: greedy, or beam with `decode.beam_width`)."""
+    c = get_config("file")
+    c.task.name, c.task.kind = task, "seq2seq"
+    pretraining = t5.get_config("tiny")
+    c.model = pretraining.model
+    c.model.dropout_rate = c.model.attention_dropout_rate = 0.1
+    c.model.pooling = "none"  # fine-tuning's own field (FINETUNE_FIELDS); seq2seq has no pooling
+    lengths = seq2seq_tasks.LENGTHS[task]
+    c.data.tokenizer = t5.ES_EN_TOKENIZER
+    c.data.max_seq_length = lengths["max_source_length"]  # source tokens (GPT: the prompt's)
+    c.data.max_target_length = lengths["max_target_length"]
+    c.model.max_length = c.data.max_seq_length
+    c.train.epochs = 3.0
+    c.train.learning_rate = 1e-3
+    c.train.batch_size = 32
+    c.train.evals = 4
+    c.decode = ml_collections.ConfigDict()
+    c.decode.method = "greedy"  # greedy | beam
+    c.decode.beam_width = 4
+    c.decode.length_penalty = 0.6  # GNMT's alpha (beam)
+    c.decode.batch_size = 64
+    c.decode.max_eval_examples = 0  # dev/test examples scored; 0 = all
     return c

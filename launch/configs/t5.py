@@ -3,9 +3,17 @@
 The model side is complete: `models.make_model("t5", modeling.model_config(cfg, …))` builds it,
 `objectives/seq2seq.py` scores it, `lm/generation.py` decodes it (`generate_seq2seq`,
 `beam_search_seq2seq`) and `launch.convert` converts it to and from transformers'
-`T5ForConditionalGeneration`. The input side (span corruption into the batch keys of
-`data/features.py`'s `seq2seq` entry) is built separately; until it is registered as a pretraining
-input, `launch.pretrain` refuses `objectives.seq2seq` in one line.
+`T5ForConditionalGeneration`.
+
+Inputs (data/seq2seq_pretraining.py): by default T5's span corruption (`data.denoising=
+span_corruption`, 15% noise, mean span 3) over the monolingual Spanish and English Bible corpora
+(data/corpora/seq2seq/, train verses only) with the joint es-en tokenizer and its 100 sentinels
+(data/tokenizers/bible_es_en_8k.model); `--config.data.denoising=sentence_permutation` selects
+BART's sentence permutation. `data.max_target_length=0` is the objective's own target length
+(span corruption: T5's `random_spans_helper`, 14 for 64 source tokens; sentence permutation: the
+source length).
+
+  python -m launch.pretrain --config=launch/configs/t5.py:tiny --workdir=workdirs/t5_tiny
 
 Variants: `tiny` (D=128, 2+2 layers, H=4, K=32, F=256; 64 source + 64 target tokens, float32,
 unrolled: sized for a 2-core CPU), `small` and `base` (T5 v1.1's published shapes: D=512/768,
@@ -19,10 +27,19 @@ positions are relative): it is the longest source `data.max_seq_length` may ask 
 Measured train-step throughput on the 2-core CPU: docs/families.md#t5-v11-encoderdecoder.
 """
 
+import importlib.resources
+
 import ml_collections
 from ml_collections import config_dict
 
+from data import monolingual
 from launch.configs import bert, optimizer_mesh
+
+# The joint es-en SentencePiece model with T5's <extra_id_*> sentinels.
+ES_EN_TOKENIZER = str(importlib.resources.files("data").joinpath("tokenizers",
+                                                                   "bible_es_en_8k.model"))
+# The monolingual corpora (one file a language; not aligned: no verse beside its translation).
+ES_EN_CORPUS = ",".join(monolingual.corpus_paths()[lang] for lang in monolingual.LANGUAGES)
 
 # name → (D, encoder layers, decoder layers, H, F), T5 v1.1's published shapes (K = 64).
 _SHAPES = {"small": (512, 8, 8, 6, 1024), "base": (768, 12, 12, 12, 2048)}
@@ -61,11 +78,15 @@ def _base_config() -> ml_collections.ConfigDict:
     c.model.attention_impl = "auto"  # self-attention's relative bias keeps it on xla
 
     c.data = ml_collections.ConfigDict()
-    c.data.corpus = "embedded"
-    c.data.tokenizer = "embedded"
+    c.data.corpus = ES_EN_CORPUS
+    c.data.tokenizer = ES_EN_TOKENIZER
     c.data.tfds_data_dir = ""
+    c.data.denoising = "span_corruption"  # or sentence_permutation
+    c.data.noise_density = 0.15
+    c.data.mean_noise_span_length = 3.0
+    c.data.permutation_noise_density = 0.0  # sentence permutation: 0 = no infilling
     c.data.max_seq_length = 512  # source (encoder) tokens
-    c.data.max_target_length = 114  # target (decoder) tokens
+    c.data.max_target_length = 114  # target (decoder) tokens; 0 = the objective's own
     c.data.eval_fraction = 0.02
     c.data.num_shards = 0
 
@@ -99,7 +120,7 @@ def get_config(variant: str = "tiny") -> ml_collections.ConfigDict:
         c.model.scan_layers = False
         c.model.attention_impl = "xla"
         c.data.max_seq_length = 64
-        c.data.max_target_length = 64
+        c.data.max_target_length = 0  # span corruption: 14
         c.train.steps = 1000
         c.train.batch_size = 64
         c.train.learning_rate = 3e-3

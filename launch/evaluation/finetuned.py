@@ -48,7 +48,8 @@ def _split(cfg, spec, tokenizer, split: str, batch_sh) -> scoring.EvalSplit:
 
 def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data: str = "",
                      text_column: str = "text", text_b_column: str = "",
-                     label_column: str = "label", fmt: str = "", output: str = "") -> dict:
+                     label_column: str = "label", fmt: str = "", output: str = "",
+                     source_column: str = "source", target_column: str = "target") -> dict:
     """Scores the best checkpoint of a fine-tuning workdir (``best/``; when it cannot be read,
     the run's checkpoint of that step or its newest, with a warning); writes ``results.json``.
 
@@ -59,10 +60,17 @@ def evaluate_workdir(run_dir: str, *, task: str = "", split: str = "test", data:
       data: a TSV/CSV/JSONL file to score instead (its labels must be the model's labels).
       text_column, text_b_column, label_column, fmt: how to read ``data``.
       output: where results.json goes (default ``run_dir/eval/<task or file name>``).
+      source_column, target_column: a seq2seq workdir's ``data`` columns
+        (``launch.evaluation.seq2seq_workdir``, which scores generated outputs).
 
     Returns:
       The metrics.
     """
+    from launch.evaluation import seq2seq_workdir
+    if seq2seq_workdir.is_seq2seq_workdir(run_dir):
+        return seq2seq_workdir.evaluate_workdir(
+            run_dir, split=split, data=data, source_column=source_column,
+            target_column=target_column, fmt=fmt, output=output)
     cfg = ml_collections.ConfigDict(workdir_lib.read_config(run_dir))
     spec = tasks.task_spec(task_options(cfg.task))
     if data:

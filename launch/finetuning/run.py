@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -20,7 +21,7 @@ import numpy as np
 import optax
 from jax.experimental import multihost_utils
 
-from data import features, qa, tasks
+from data import features, qa, seq2seq_tasks, tasks
 from data import tokenizer as tokenizer_lib
 from launch.evaluation import scoring
 from launch.finetuning import setup as finetune_setup
@@ -130,6 +131,8 @@ def make_optimizer(cfg, steps: int, params, num_layers: int) -> optax.GradientTr
 
 
 def _evaluate(predict_fn, params, split, spec) -> dict:
+    if hasattr(split, "score"):  # seq2seq: generated outputs, scored on the host
+        return split.score(params)
     return scoring.score(predict_fn, params, split, spec)
 
 
@@ -177,8 +180,10 @@ def _setup(cfg) -> _Setup:
                   shardings)
 
 
-def _start(cfg, run: _Setup, workdir: str, changes) -> tuple[int, dict, object]:
-    """Restores this run's latest checkpoint, or loads ``init_from``; writes config.json.
+def _start(cfg, run: _Setup, workdir: str, changes,
+           load: Callable = finetune_setup.load_pretrained) -> tuple[int, dict, object]:
+    """Restores this run's latest checkpoint, or loads ``init_from`` (``load(cfg, state,
+    shardings)``: the encoder by default); writes config.json.
 
     Updates ``run.state``; returns (start step, progress so far, checkpoint manager).
     """
@@ -186,7 +191,7 @@ def _start(cfg, run: _Setup, workdir: str, changes) -> tuple[int, dict, object]:
     resuming = checkpoint.latest_step(workdir) is not None
     if cfg.init_from and not resuming:
         # Before anything is written: an unfit checkpoint leaves both workdirs untouched.
-        run.state = finetune_setup.load_pretrained(cfg, run.state, run.shardings)
+        run.state = load(cfg, run.state, run.shardings)
     manager = checkpoint.make_manager(workdir, ml_collections.ConfigDict(
         dict(keep_checkpoints=cfg.train.keep_checkpoints)))
     restored = workdir_lib.restore(manager, run.state, run.shardings, workdir, changes)
@@ -212,6 +217,9 @@ def finetune(cfg, workdir: str, *, allow_config_change: bool = False,
     config is refused unless ``allow_config_change``."""
     reporting.check_writers(cfg)
     with lock.acquire(workdir, force=force_unlock):
+        if seq2seq_tasks.is_seq2seq(task_options(cfg.task)):
+            from launch.finetuning import seq2seq
+            return seq2seq.finetune(cfg, workdir, allow_config_change, sys.modules[__name__])
         return _finetune(cfg, workdir, allow_config_change)
 
 

@@ -35,6 +35,8 @@ def resolve(cfg):
       ValueError: when ``data.max_seq_length`` exceeds the model's position table, or a
         converted (``hf:``) tokenizer cannot give the architecture's fine-tuning rows.
     """
+    if cfg.task.get("kind") == "seq2seq":  # T5 / GPT prompt → continuation: its own rules
+        return resolve_seq2seq(cfg)
     cfg = cfg.copy_and_resolve_references()
     if cfg.init_from:
         inherit(cfg, workdir.read_config(cfg.init_from))
@@ -47,6 +49,35 @@ def resolve(cfg):
             f"data.max_seq_length={length} exceeds the model's position table (model.max_length="
             f"{rows}{', from ' + cfg.init_from if cfg.init_from else ''}); use "
             f"--config.data.max_seq_length={rows} or less{grow}")
+    return cfg
+
+
+# Architectures that fine-tune on seq2seq tasks: an encoder–decoder, a causal LM.
+SEQ2SEQ_ARCHS = ("t5", "gpt")
+
+
+def resolve_seq2seq(cfg):
+    """A copy of ``cfg`` with the model it fine-tunes: the pretraining run's with ``init_from``
+    (``inherit``), else its own. T5's positions are relative: ``model.max_length``
+    is lifted to the source length (no table to outgrow).
+
+    Raises:
+      ValueError: an architecture without a seq2seq form, or a GPT whose position table cannot
+        hold prompt + target.
+    """
+    cfg = cfg.copy_and_resolve_references()
+    if cfg.init_from:
+        inherit(cfg, workdir.read_config(cfg.init_from))
+    arch = cfg.model.arch
+    if arch not in SEQ2SEQ_ARCHS:
+        raise ValueError(f"model.arch={arch}: seq2seq tasks fine-tune "
+                         f"{' or '.join(SEQ2SEQ_ARCHS)} (an encoder–decoder, or a causal LM as "
+                         "prompt → continuation); pretrain one with launch/configs/t5.py or gpt.py")
+    if arch == "t5":
+        cfg.model.max_length = max(cfg.model.max_length, cfg.data.max_seq_length)
+    else:
+        from launch.finetuning import prompted
+        prompted.check_lengths(cfg)
     return cfg
 
 

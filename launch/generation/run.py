@@ -160,8 +160,13 @@ def continue_prompts(model, params, tokenizer, prompts: list[str], *,
 def generate_from_workdir(workdir: str, prompts: list[str], *, step: int = -1, **kw) -> list[str]:
     """Restores ``workdir``'s checkpoint, prints and returns each prompt's continuation.
 
-    The options are checked (``check_options``) before the checkpoint is read."""
+    The options are checked (``check_options``) before the checkpoint is read. A seq2seq
+    workdir (T5, or GPT fine-tuned on a seq2seq task) translates/summarises each prompt
+    instead (``launch.generation.seq2seq_workdir``)."""
     check_options(**kw)
+    from launch.generation import seq2seq_workdir
+    if seq2seq_workdir.is_seq2seq_workdir(workdir):
+        return seq2seq_workdir.generate_from_workdir(workdir, prompts, step=step, **kw)
     model, params, tokenizer, step = load_model(workdir, step)
     texts = continue_prompts(model, params, tokenizer, prompts, **kw)
     for prompt, text in zip(prompts, texts, strict=True):

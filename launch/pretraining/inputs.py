@@ -13,7 +13,9 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 
-from data import clm, mixture, pipeline, plm, stream_pipeline
+import jax
+
+from data import clm, mixture, pipeline, plm, seq2seq_pretraining, stream_pipeline
 from launch.train import data_options
 from objectives import registry
 
@@ -54,16 +56,19 @@ class InputFamily:
     Attributes:
       make_dataset: the run's objective names → ``(data_cfg, split, **kw) -> iterator of host
         batches``.
-      unigram_counts: corpus → int64 [V] counts of the training targets' tokens.
+      unigram_counts: (corpus, run config) → int64 [V] counts of the training targets' tokens.
       log_probs: summed counts → float32 [V] smoothed unigram log-probabilities.
       eval_extras: eval metrics → further metrics derived from them.
       figures: (final metrics, objective names) → the closing line's figures.
+      dims: the run's data section → the batch dims beyond B, L, P (``S``, ``T`` of an
+        encoder–decoder's rows).
     """
     make_dataset: Callable[[tuple[str, ...]], Callable]
     unigram_counts: Callable
     log_probs: Callable
     eval_extras: Callable[[dict], dict] = lambda out: {}
     figures: Callable[[dict, Sequence[str]], str] = _figures
+    dims: Callable[[object], dict] = lambda data_cfg: {}
 
 
 def _configured(make_dataset: Callable, options: Callable, kind: str,
@@ -82,6 +87,19 @@ def _configured(make_dataset: Callable, options: Callable, kind: str,
     return from_config
 
 
+def _in_memory(make_dataset: Callable, options: Callable, kind: str) -> Callable:
+    """``_configured`` for a pipeline without a streamed form: a streamed corpus is refused."""
+    def from_config(data_cfg, split: str, stream_state=None, **kw):
+        del stream_state
+        if mixture.is_streamed(data_cfg.corpus):
+            raise ValueError(f"data.corpus={data_cfg.corpus}: {kind} pretraining reads text "
+                             "files in memory; stream:, prepared: and mixtures are not supported "
+                             "for it yet, pass the files (a path, glob or comma-separated list)")
+        return make_dataset(data_options.corpus_options(data_cfg), options(data_cfg), split,
+                            **kw)
+    return from_config
+
+
 def is_streamed(data_cfg) -> bool:
     """Whether the run's corpus is streamed (``stream:``, ``prepared:``, a mixture)."""
     return mixture.is_streamed(data_cfg.corpus)
@@ -96,8 +114,35 @@ def load_corpus(data_cfg, **kw):
     return pipeline.load_corpus(corpus, **kw)
 
 
-def _corpus_counts(corpus):
+def _corpus_counts(corpus, cfg=None):
+    del cfg
     return corpus.unigram_counts
+
+
+def _of_corpus(counts: Callable) -> Callable:
+    """``counts(corpus)`` as ``InputFamily.unigram_counts`` takes it: ``(corpus, cfg)``."""
+    return lambda corpus, cfg=None: counts(corpus)
+
+
+def _seq2seq_counts(corpus, cfg):
+    """The targets of the first training batches (sentinels, EOS included): what the decoder
+    predicts is not the corpus's unigram distribution."""
+    del corpus
+    return seq2seq_pretraining.unigram_counts(
+        data_options.corpus_options(cfg.data), data_options.denoising_options(cfg.data),
+        seed=cfg.seed, process_index=jax.process_index(), process_count=jax.process_count())
+
+
+def _seq2seq_dims(data_cfg) -> dict:
+    return {"S": data_cfg.max_seq_length,
+            "T": seq2seq_pretraining.target_length(data_options.denoising_options(data_cfg))}
+
+
+def _seq2seq_figures(final: dict, names: Sequence[str]) -> str:
+    del names  # seq2seq alone
+    return (f"eval loss {final['eval/seq2seq_loss']:.3f} (unigram baseline "
+            f"{final['eval/unigram_entropy']:.3f}), target-token accuracy "
+            f"{final['eval/seq2seq_accuracy']:.3f}")
 
 
 INPUT_FAMILIES: dict[str, InputFamily] = {
@@ -108,7 +153,7 @@ INPUT_FAMILIES: dict[str, InputFamily] = {
         _corpus_counts, pipeline.unigram_log_probs_from_counts),
     registry.CLM_INPUTS: InputFamily(lambda names: _configured(clm.make_dataset,
                                                                data_options.clm_options, "clm"),
-                                     clm.unigram_counts,
+                                     _of_corpus(clm.unigram_counts),
                                      clm.unigram_log_probs_from_counts, _clm_eval_extras,
                                      _clm_figures),
     # XLNet's sentence pairs: the corpus's counts, scored on the predicted tokens.
@@ -116,6 +161,12 @@ INPUT_FAMILIES: dict[str, InputFamily] = {
                                                                data_options.plm_options, "plm"),
                                      _corpus_counts,
                                      pipeline.unigram_log_probs_from_counts),
+    # T5's denoising rows (span corruption or sentence permutation), in memory only.
+    registry.SEQ2SEQ_INPUTS: InputFamily(
+        lambda names: _in_memory(seq2seq_pretraining.make_dataset,
+                                 data_options.denoising_options, "seq2seq"),
+        _seq2seq_counts, seq2seq_pretraining.unigram_log_probs_from_counts,
+        figures=_seq2seq_figures, dims=_seq2seq_dims),
 }
 
 
@@ -127,7 +178,7 @@ class ObjectiveData:
       make_dataset: ``(data_cfg, split, **kw) -> iterator of host batches``.
       baseline: the batch keys the unigram baseline scores; None = no baseline (no token-level
         objective, e.g. SOP alone).
-      unigram_counts, log_probs, eval_extras: as ``InputFamily``.
+      unigram_counts, log_probs, eval_extras, dims: as ``InputFamily``.
       summary: final metrics → the closing line's figures.
     """
     make_dataset: Callable
@@ -136,6 +187,7 @@ class ObjectiveData:
     log_probs: Callable
     eval_extras: Callable[[dict], dict]
     summary: Callable[[dict], str]
+    dims: Callable[[object], dict] = lambda data_cfg: {}
 
 
 def _families() -> str:
@@ -159,4 +211,4 @@ def objective_data(objectives: Sequence[str]) -> ObjectiveData:
                      if registry.OBJECTIVES[n].baseline is not None), None)
     return ObjectiveData(family.make_dataset(names), baseline, family.unigram_counts,
                          family.log_probs, family.eval_extras,
-                         functools.partial(family.figures, names=names))
+                         functools.partial(family.figures, names=names), family.dims)

@@ -179,7 +179,8 @@ def _train_and_evaluate(cfg, workdir: str, allow_config_change: bool) -> dict:
     model_cfg = modeling.model_config(cfg, corpus.vocab_size, corpus.tokenizer.special_ids)
     model = models.make_model(cfg.model.arch, model_cfg, **modeling.model_options(cfg))
     shapes = features.shapes(objectives, B=cfg.train.batch_size, L=cfg.data.max_seq_length,
-                             P=cfg.data.get("max_predictions_per_seq", 0))
+                             P=cfg.data.get("max_predictions_per_seq", 0),
+                             **inputs.dims(cfg.data))
     tx = optimizer.make_optimizer(cfg.train)
     state, shardings = train_state.create_train_state(
         model, tx, train_state.dummy_batch(shapes), cfg.seed, mesh, rules)
@@ -213,7 +214,7 @@ def _train_and_evaluate(cfg, workdir: str, allow_config_change: bool) -> dict:
     eval_batches = _eval_batches(cfg, inputs.make_dataset, data_kw)
     # No token-level objective (e.g. SOP or order alone): no baseline.
     baseline = float("nan") if inputs.baseline is None else unigram_baseline(
-        eval_batches, _unigram_log_probs(inputs.unigram_counts(corpus), inputs.log_probs),
+        eval_batches, _unigram_log_probs(inputs.unigram_counts(corpus, cfg), inputs.log_probs),
         inputs.baseline)
     train_fn, eval_fn = step_fns.compile_steps(cfg, model, tx, shardings, mesh, rules)
     batch_sh = mesh_lib.batch_sharding(mesh, rules)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from data.options import (
     ClmOptions,
     CorpusOptions,
+    DenoisingOptions,
     InstanceOptions,
     PlmOptions,
     QaOptions,
@@ -41,6 +42,12 @@ def instance_options(data_cfg: Mapping) -> InstanceOptions:
 def clm_options(data_cfg: Mapping) -> ClmOptions:
     """A GPT run's ``data`` section → its packed causal-LM rows."""
     return _record(ClmOptions, data_cfg)
+
+
+def denoising_options(data_cfg: Mapping) -> DenoisingOptions:
+    """A T5 run's ``data`` section → its denoising rows (span corruption or sentence
+    permutation)."""
+    return _record(DenoisingOptions, data_cfg)
 
 
 def plm_options(data_cfg: Mapping) -> PlmOptions:

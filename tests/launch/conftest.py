@@ -72,3 +72,20 @@ def family_runs(tmp_path_factory, request):
         return run_dir, pretraining.train_and_evaluate(config(family), run_dir)
 
     return _Runs(make)
+
+
+@pytest.fixture(scope="session")
+def t5_corpus(tmp_path_factory):
+    """A slice of the monolingual es+en corpora: 16 chapters of each."""
+    from tests.launch.test_t5_e2e import small_corpus
+    return small_corpus(str(tmp_path_factory.mktemp("t5corpus") / "es_en.txt"))
+
+
+@pytest.fixture(scope="session")
+def t5_run(tmp_path_factory, t5_corpus):
+    """``(workdir, results)`` of a 4-step t5.py:tiny span-corruption run (checkpoints at 2 and
+    4), made once per test session; tests only read it."""
+    from launch.pretraining import run as pretraining
+    from tests.launch.test_t5_e2e import make_config
+    run_dir = str(tmp_path_factory.mktemp("t5"))
+    return run_dir, pretraining.train_and_evaluate(make_config(t5_corpus, 4), run_dir)

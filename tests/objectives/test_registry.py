@@ -50,7 +50,7 @@ def test_the_loss_needs_only_its_declared_reads_and_returns_its_metrics(name):
 
 
 def test_families_and_heads():
-    assert PRETRAINING == ("mlm", "nsp", "sop", "order", "clm", "plm")
+    assert PRETRAINING == ("mlm", "nsp", "sop", "order", "clm", "plm", "seq2seq")
     sentence = [n for n in PRETRAINING if OBJECTIVES[n].inputs == registry.SENTENCE_INPUTS]
     assert sentence == ["mlm", "nsp", "sop", "order"]
     heads = {n for n, o in OBJECTIVES.items() if o.head_classes is not None}
@@ -66,7 +66,7 @@ def test_families_and_heads():
 
 
 def test_unknown_names_are_refused_in_one_line_naming_the_known():
-    with pytest.raises(ValueError, match="known: clm, mlm, nsp, order, plm, sop$") as e:
+    with pytest.raises(ValueError, match="known: clm, mlm, nsp, order, plm, seq2seq, sop$") as e:
         registry.active_weights({"mlm": 1.0, "sentence_shuffle": 1.0})
     assert "\n" not in str(e.value) and "sentence_shuffle" in str(e.value)
     # A fine-tuning kind has a record, but is no pretraining objective.
