@@ -25,4 +25,4 @@ def test_seq2seq_smoke_compares_pretrained_and_scratch(t5_corpus, tmp_path):
         ("translation_bible_es_en", 16, "bleu", 2)]
     with open(os.path.join(tmp_path, "report.md"), encoding="utf-8") as f:
         text = f.read()
-    assert "copy_source_bleu" in text and "seq2seq loss" in text and "chrf" in text
+    assert "copy_source_bleu" in text and "seq2seq_loss" in text and "chrf" in text
