@@ -1,5 +1,5 @@
-"""Seq2seq hooks of ``launch.compare``: the T5 pretraining line of the report's context, and
-the baselines that learn nothing (copy the source, the lead sentence) beside the test figures.
+"""Seq2seq hooks of ``launch.compare``: the baselines that learn nothing (copy the source, the
+lead sentence) beside the test figures, in the report's context.
 
 Everything else (the plan, the twins, the statistics) is the comparison's own: a seq2seq
 fine-tuning run's ``results.json`` has the same ``dev``/``test``/``main_metric`` fields.
