@@ -71,11 +71,13 @@ class Source:
                              f"{fix}, or use fewer data.num_shards")
         return list(self.files[shard::num_shards])
 
-    def documents(self, path: str, skip: int, skipped: Skipped) -> Iterator:
+    def documents(self, path: str, skip: int, skipped: Skipped,
+                  keep: Callable[[int], bool] | None = None) -> Iterator:
         """The raw documents of one file from index ``skip`` on (text: sentence strings, not
-        tokenised; prepared: int32 sentence arrays)."""
+        tokenised; prepared: int32 sentence arrays, and None for an index ``keep`` refuses,
+        left unparsed; text files are read whole either way)."""
         if self.is_prepared:
-            yield from prepared.iter_documents(path, skip)
+            yield from prepared.iter_documents(path, skip, keep)
             return
         lines = ((f"{path}:{n}", t) for n, t in text_files.iter_lines(path, skipped))
         for i, doc in enumerate(text_files.iter_documents(lines, skipped)):
@@ -131,9 +133,11 @@ def eval_documents(source: Source, shard: int, num_shards: int, eval_fraction: f
     read, whatever the corpus size."""
     found, read = [], 0
     for path in source.shard_files(shard, num_shards):
-        for i, doc in enumerate(source.documents(path, 0, Skipped())):
+        def keep(i, path=path):
+            return held_out(path, i, eval_fraction)
+        for i, doc in enumerate(source.documents(path, 0, Skipped(), keep)):
             read += 1
-            if held_out(path, i, eval_fraction):
+            if keep(i):
                 found.append(doc)
             if len(found) >= limit or read >= EVAL_SCAN * limit:
                 return source.tokenize(found, skipped)
