@@ -72,7 +72,7 @@ def makedirs(path) -> None:
     path = os.fspath(path)
     if is_remote(path):
         _gfile().makedirs(path)
-    else:
+    elif not os.path.isdir(path):  # an existing directory is not written to (it may be read-only)
         os.makedirs(path, exist_ok=True)
 
 

@@ -4,6 +4,8 @@ GPT fine-tuned on a seq2seq task; each prompt is decoded as a source
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from launch.generation.seq2seq import Decoding, decode_texts
@@ -21,9 +23,13 @@ def _checkpoint_params(step: int):
 
 
 def is_seq2seq_workdir(workdir: str) -> bool:
-    """A T5 run (pretraining or fine-tuning) or a GPT fine-tuned on a seq2seq task."""
+    """A T5 run (pretraining or fine-tuning) or a GPT fine-tuned on a seq2seq task; False for
+    a directory without a config (the GPT path's loader says what is wrong with it)."""
     from launch.evaluation import seq2seq_workdir
+    from launch.train import storage
     from launch.train import workdir as workdir_lib
+    if not storage.exists(os.path.join(workdir, "config.json")):
+        return False
     cfg = workdir_lib.read_config(workdir)
     return cfg.get("model", {}).get("arch") == "t5" or seq2seq_workdir.is_seq2seq_workdir(
         workdir)
