@@ -21,7 +21,7 @@ from launch.conversion import huggingface  # noqa: E402
 from launch.finetuning import setup as finetune_setup  # noqa: E402
 from launch.train import checkpoint, lock, modeling  # noqa: E402
 from lm import interop  # noqa: E402
-from lm.config import TransformerConfig  # noqa: E402
+from lm.config import SEQ2SEQ_FIELDS, TransformerConfig  # noqa: E402
 from tests.lm import test_hf_maps as hf  # noqa: E402
 
 XLNET = lambda: transformers.XLNetLMHeadModel(transformers.XLNetConfig(  # noqa: E731
@@ -70,7 +70,8 @@ def test_converted_bert_is_restored_by_finetuning(tmp_path, capsys):
     assert cfg.model.hidden_size == 32  # tokenizers.py fine-tunes with it)
     written = json.loads((tmp_path / "wd" / "config.json").read_text())["model"]
     every = {f.name for f in dataclasses.fields(TransformerConfig)}
-    assert set(written) == {"arch", *every} - {"sep_id"}  # [SEP]: the tokenizer's
+    seq2seq_only = set(SEQ2SEQ_FIELDS)  # T5's fields, written for T5 only
+    assert set(written) == {"arch", *every} - {"sep_id"} - seq2seq_only  # [SEP]: the tokenizer's
     assert (written["vocab_size"], written["head_dim"], written["pad_id"]) == (hf.V, None, 0)
     spec = type("Spec", (), {"kind": "classification", "label_names": ("a", "b")})
     with pytest.raises(ValueError, match=r"the tokenizer embedded has 8000 ids but the model's "
@@ -133,13 +134,13 @@ def test_bad_inputs_are_named_and_nothing_is_overwritten(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"config\.json not found"):
         (tmp_path / "empty").mkdir()
         huggingface.import_hf(str(tmp_path / "empty"), str(tmp_path / "wd"))
-    (tmp_path / "t5").mkdir()
-    (tmp_path / "t5" / "config.json").write_text('{"model_type": "t5"}')
-    with pytest.raises(ValueError, match=r"model_type='t5' is not one pretrax converts"):
-        huggingface.import_hf(str(tmp_path / "t5"), str(tmp_path / "wd"))
-    (tmp_path / "t5" / "config.json").write_text('{"model_type": ')
+    (tmp_path / "bart").mkdir()
+    (tmp_path / "bart" / "config.json").write_text('{"model_type": "bart"}')
+    with pytest.raises(ValueError, match=r"model_type='bart' is not one pretrax converts"):
+        huggingface.import_hf(str(tmp_path / "bart"), str(tmp_path / "wd"))
+    (tmp_path / "bart" / "config.json").write_text('{"model_type": ')
     with pytest.raises(ValueError, match=r"config\.json line 1: not valid JSON"):
-        huggingface.import_hf(str(tmp_path / "t5"), str(tmp_path / "wd"))
+        huggingface.import_hf(str(tmp_path / "bart"), str(tmp_path / "wd"))
 
     _saved("gpt2", tmp_path / "hf")
     huggingface.import_hf(str(tmp_path / "hf"), str(tmp_path / "wd"))
