@@ -59,19 +59,13 @@ def main(argv):
 
 
 def _evaluate():
-    from launch.evaluation import finetuned, intrinsic, perplexity
-    if binary.explain_errors(perplexity.is_clm_workdir, _WORKDIR.value):
-        return binary.explain_errors(perplexity.evaluate_clm_workdir, _WORKDIR.value,
-                                     text=_TEXT_FILE.value, output=_OUTPUT.value, step=_STEP.value)
-    if binary.explain_errors(intrinsic.is_pretraining_workdir, _WORKDIR.value):
-        return binary.explain_errors(intrinsic.evaluate_pretraining_workdir, _WORKDIR.value,
-                                     output=_OUTPUT.value, step=_STEP.value,
-                                     pppl_sequences=_PPPL.value)
+    from launch.evaluation import route
     binary.explain_errors(
-        finetuned.evaluate_workdir, _WORKDIR.value, task=_TASK.value, split=_SPLIT.value,
+        route.evaluate, _WORKDIR.value, text=_TEXT_FILE.value, output=_OUTPUT.value,
+        step=_STEP.value, pppl_sequences=_PPPL.value, task=_TASK.value, split=_SPLIT.value,
         data=_DATA.value, text_column=_TEXT.value, text_b_column=_TEXT_B.value,
-        label_column=_LABEL.value, fmt=_FORMAT.value, output=_OUTPUT.value,
-        source_column=_SOURCE.value, target_column=_TARGET.value)
+        label_column=_LABEL.value, fmt=_FORMAT.value, source_column=_SOURCE.value,
+        target_column=_TARGET.value)
 
 
 def run():

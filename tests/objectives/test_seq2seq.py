@@ -44,7 +44,8 @@ def test_the_record_reads_the_schema_keys_and_t5_starts_near_log_v():
     assert {k: d for k, (d, _) in schema.items()} == {
         "encoder_input_ids": ("B", "S"), "encoder_segment_ids": ("B", "S"),
         "decoder_input_ids": ("B", "T"), "decoder_target_ids": ("B", "T"),
-        "decoder_segment_ids": ("B", "T"), "decoder_weights": ("B", "T")}
+        "decoder_segment_ids": ("B", "T"), "decoder_weights": ("B", "T"),
+        "encoder_positions": ("B", "S"), "decoder_positions": ("B", "T")}
     model, batch = make_model("t5", T5_TINY), t5_batch()
     variables = model.init(jax.random.key(0), batch)
     terms, _ = spec.loss(model.apply(variables, batch), batch)
