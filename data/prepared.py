@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import corpus as corpus_lib
-from data import paths, sources, text_files
+from data import paths, sources, text_files, tfds_load
 from data.skipped import Skipped
 from data.tokenizer import Tokenizer
 
@@ -123,12 +123,10 @@ def _example(doc: list[np.ndarray]) -> bytes:
 
 def _tfds_documents(corpus: str, tfds_data_dir: str) -> Iterator[list[str]]:
     """A TFDS corpus one document at a time (``sources.read_tfds_documents`` holds them all)."""
-    import tensorflow_datasets as tfds  # Heavy; only tfds: corpora pay for it.
-
     name, feature = sources._parse_tfds(corpus)
-    ds = tfds.load(name, split="train", data_dir=tfds_data_dir or None)
-    for text in tfds.as_numpy(ds.map(lambda ex: ex[feature])):
-        sentences = text_files.split_long_line(text.decode("utf-8"))
+    rows, _ = tfds_load.load_tfds(name, "train", tfds_data_dir)  # offline: a one-line error
+    for row in rows:
+        sentences = text_files.split_long_line(row[feature].decode("utf-8"))
         if sentences:
             yield sentences
 

@@ -8,11 +8,12 @@ each dataset's features mapped onto ``source``/``target``.
 | ``xsum`` | ``document`` | ``summary`` | ``validation`` |
 
 Nothing is downloaded at run time by pretrax itself: ``tfds.load`` reads a prepared dataset, and
-the error says how to prepare one elsewhere (``data.task_tfds._load_tfds``'s wording).
+the error says how to prepare one elsewhere (``data.tfds_load``).
 """
 
 from __future__ import annotations
 
+from data import tfds_load
 from data.task_sources import SPLITS, TFDS_SPLIT_NAMES
 
 # task → (source feature, target feature); all three have train/validation/test.
@@ -38,20 +39,11 @@ def tfds_seq2seq_examples(name: str, split: str, data_dir: str = "") -> dict[str
         raise ValueError(f"{name!r} is not a TFDS seq2seq task; known: {sorted(TFDS_SEQ2SEQ)}")
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {list(SPLITS)}")
-    import tensorflow_datasets as tfds  # Heavy; only TFDS tasks pay for it.
-
     tfds_split = TFDS_SPLIT_NAMES[split]
-    try:
-        ds = tfds.load(name, split=tfds_split, data_dir=data_dir or None, shuffle_files=False)
-    except Exception as err:  # TFDS raises many types; all mean "not available here".
-        raise RuntimeError(
-            f"TFDS dataset {name!r} (split {tfds_split!r}) could not be loaded from data_dir "
-            f"{data_dir or 'TFDS default'!r}. Offline, prepare it on a machine with internet "
-            f"(`tfds build {name}`), copy the data_dir over and pass "
-            f"--config.task.tfds_data_dir=<that directory>. TFDS said: {err}") from err
+    rows, _ = tfds_load.load_tfds(name, tfds_split, data_dir)
     source, target = TFDS_SEQ2SEQ[name]
     out = {"source": [], "target": [], "id": []}
-    for i, ex in enumerate(tfds.as_numpy(ds)):
+    for i, ex in enumerate(rows):
         out["source"].append(_text(ex[source]))
         out["target"].append(_text(ex[target]))
         out["id"].append(_text(ex["id"]) if "id" in ex else f"{name}:{tfds_split}:{i}")

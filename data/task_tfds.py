@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from data import tfds_load
 from data.task_sources import EMBEDDED, TASKS, records_to_examples, tfds_split, tfds_text_features
 
 
@@ -23,21 +24,10 @@ def _qa_example(ex: dict) -> dict:
 
 
 def _load_tfds(name: str, split: str, data_dir: str):
-    """``(numpy iterable, info)`` of one TFDS split, with an offline-friendly error."""
-    import tensorflow_datasets as tfds  # Heavy; only TFDS tasks pay for it.
-
+    """``(numpy iterable, info)`` of one split of a TFDS-backed task."""
     if name in EMBEDDED:
         from data import task_builders  # noqa: F401  Registers the embedded builders.
-    try:
-        ds, info = tfds.load(name, split=tfds_split(name, split), data_dir=data_dir or None,
-                             shuffle_files=False, with_info=True)
-    except Exception as err:  # TFDS raises many types; all mean "not available here".
-        raise RuntimeError(
-            f"TFDS dataset {name!r} (split {tfds_split(name, split)!r}) could not be loaded from "
-            f"data_dir {data_dir or 'TFDS default'!r}. Offline, prepare it on a machine with "
-            f"internet (`tfds build {name}`), copy the data_dir over and pass "
-            f"--config.task.tfds_data_dir=<that directory>. TFDS said: {err}") from err
-    return tfds.as_numpy(ds), info
+    return tfds_load.load_tfds(name, tfds_split(name, split), data_dir)
 
 
 def tfds_examples(name: str, split: str, data_dir: str = ""):
