@@ -11,6 +11,7 @@ import numpy as np
 
 from data import tokenizer as tokenizer_lib
 from launch.finetuning import setup as finetune_setup
+from launch.generation.seq2seq import until_eos
 from launch.train import checkpoint, modeling
 from launch.train import mesh as mesh_lib
 from launch.train import workdir as workdir_lib
@@ -51,11 +52,6 @@ def load_model(workdir: str, step: int = -1):
     params, step, _ = checkpoint.restore_params_subtree(workdir, "", abstract, step,
                                                      step_flag="--step")
     return model, params, tokenizer, step
-
-
-def _until_eos(ids: np.ndarray, eos_id: int) -> list[int]:
-    ids = ids.tolist()
-    return ids[:ids.index(eos_id)] if eos_id in ids else ids
 
 
 def check_options(method: str = "greedy", *, max_new_tokens: int = 40, temperature: float = 1.0,
@@ -154,7 +150,7 @@ def continue_prompts(model, params, tokenizer, prompts: list[str], *,
         out = np.asarray(generation.generate(
             model, params, prompt_BP, jax.random.key(seed), temperature,
             greedy=method == "greedy", top_k=top_k, top_p=top_p, **kw))
-    return [tokenizer.decode(_until_eos(row, special.eos)) for row in out]
+    return [tokenizer.decode(until_eos(row, special.eos)) for row in out]
 
 
 def generate_from_workdir(workdir: str, prompts: list[str], *, step: int = -1, **kw) -> list[str]:
