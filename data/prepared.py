@@ -81,7 +81,7 @@ def check_tokenizer(directory: str, manifest: dict, tok: Tokenizer) -> None:
 def unigram_counts(directory: str, files: list[int]) -> np.ndarray:
     """int64 [V]: the summed token counts of the files with these indices."""
     with tf.io.gfile.GFile(os.path.join(directory, COUNTS), "rb") as f:
-        counts = np.load(f)
+        counts = np.load(f, allow_pickle=False)
     return counts[files].sum(axis=0).astype(np.int64)
 
 

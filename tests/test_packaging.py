@@ -46,7 +46,7 @@ def test_a_path_neither_here_nor_shipped_is_refused_with_the_shipped_list(spec, 
     path = spec.split(":")[0]
     assert str(e.value) == (
         f"{path}: no such file in {tmp_path}, nor a shipped config (those are albert.py, "
-        "bert.py, compare.py, finetune.py, gpt.py, xlnet.py, e.g. --config=bert.py:tiny)")
+        "bert.py, compare.py, finetune.py, gpt.py, t5.py, xlnet.py, e.g. --config=bert.py:tiny)")
 
 
 def _copy_of_the_checkout(dest: pathlib.Path) -> pathlib.Path:

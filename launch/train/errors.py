@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a program that Ctrl-C ended
 ERROR_LOG = "error.log"
@@ -150,6 +151,7 @@ class _BackgroundErrors(logging.Filter):
         super().__init__()
         self.workdir = workdir
         self.previous_hook = sys.unraisablehook
+        self.previous_showwarning = warnings.showwarning
         self._format = logging.Formatter(
             "%(levelname)s %(threadName)s %(pathname)s:%(lineno)d %(message)s")
 
@@ -172,6 +174,15 @@ class _BackgroundErrors(logging.Filter):
         if not background or write_error_log(self.workdir, text) is None:
             self.previous_hook(hook_args)
 
+    def showwarning(self, message, category, filename, lineno, file=None, line=None) -> None:
+        """``warnings.showwarning``: a coroutine that a failed async save left unawaited is
+        reported when it is collected, often at exit after the run's one-line message."""
+        text = f"{filename}:{lineno}: {category.__name__}: {message}"
+        if (issubclass(category, RuntimeWarning) and "was never awaited" in str(message)
+                and write_error_log(self.workdir, text) is not None):
+            return
+        self.previous_showwarning(message, category, filename, lineno, file, line)
+
 
 _ROUTED: list[_BackgroundErrors] = []
 
@@ -185,6 +196,8 @@ def route_background_errors(workdir: str | None, *, verbose: bool = False) -> No
             logging.getLogger(name).removeFilter(old)
         if sys.unraisablehook == old.unraisable:
             sys.unraisablehook = old.previous_hook
+        if warnings.showwarning == old.showwarning:
+            warnings.showwarning = old.previous_showwarning
     _ROUTED.clear()
     if verbose or not workdir:
         return
@@ -192,4 +205,5 @@ def route_background_errors(workdir: str | None, *, verbose: bool = False) -> No
     for name in ("absl", "asyncio"):
         logging.getLogger(name).addFilter(route)
     sys.unraisablehook = route.unraisable
+    warnings.showwarning = route.showwarning
     _ROUTED.append(route)

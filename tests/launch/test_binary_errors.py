@@ -224,3 +224,24 @@ def test_explain_errors_ends_the_program_with_the_line_and_status(capsys):
     assert ended.value.code == 130
     assert capsys.readouterr().err.startswith("interrupted (Ctrl-C)")
     assert binary.explain_errors(lambda x: x + 1, 1) == 2
+
+
+def test_a_coroutine_left_unawaited_at_exit_goes_to_the_error_log(tmp_path):
+    """A failed async save can leave a coroutine that Python reports when it collects it, at exit,
+    after the run's one-line message: that report goes to WORKDIR/error.log."""
+    code = textwrap.dedent(f"""
+        import gc, sys
+        from launch.train import errors
+        errors.route_background_errors({str(tmp_path)!r})
+        async def _save():
+            pass
+        pending = _save()
+        sys.stderr.write("error: the one line\\n")
+        del pending
+        gc.collect()
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stderr == "error: the one line\n", out.stderr
+    with open(tmp_path / errors.ERROR_LOG) as f:
+        assert "RuntimeWarning: coroutine '_save' was never awaited" in f.read()

@@ -46,7 +46,7 @@ def _one_line(error) -> str:
                r"with transformers' save_pretrained"),
     ('"bert"', r"config\.json: a JSON str, not an object"),
     ({"vocab_size": 3}, r"config\.json: no model_type; add the model's, one of \['albert', "
-                        r"'bert', 'gpt2', 'xlnet'\]"),
+                        r"'bert', 'gpt2', 't5', 'xlnet'\]"),
     ({"model_type": ["bert"]}, r"config\.json: model_type=\['bert'\] is not one pretrax "
                                r"converts"),
     ({"model_type": "bert"}, r"config\.json: no hidden_size, which BERT configs need \(a "

@@ -100,7 +100,7 @@ def test_every_head_layout_loads_what_is_there_and_initialises_the_rest(name, tm
             np.testing.assert_array_equal(value, want[path], err_msg=path)
 
 
-@pytest.mark.parametrize("model_type, name", [("roberta", "RobertaModel"), ("t5", "T5Model")])
+@pytest.mark.parametrize("model_type, name", [("roberta", "RobertaModel"), ("bart", "BartModel")])
 def test_an_unsupported_checkpoint_type_is_refused_by_name_in_one_line(tmp_path, model_type,
                                                                        name):
     config = transformers.AutoConfig.for_model(model_type).to_dict()
@@ -111,10 +111,23 @@ def test_an_unsupported_checkpoint_type_is_refused_by_name_in_one_line(tmp_path,
     assert "\n" not in message and not (tmp_path / "wd").exists()
     assert message.startswith(f"{tmp_path / 'config.json'}: model_type='{model_type}' ({name}) "
                               "is not one pretrax converts; supported: ['albert', 'bert', "
-                              "'gpt2', 'xlnet'] (BERT: BertModel, BertForPreTraining, "
+                              "'gpt2', 't5', 'xlnet'] (BERT: BertModel, BertForPreTraining, "
                               "BertForMaskedLM, BertForSequenceClassification; GPT-2: GPT2Model, "
                               "GPT2LMHeadModel; ALBERT: AlbertModel, ")
-    assert message.endswith("XLNet: XLNetModel, XLNetLMHeadModel)")
+    assert message.endswith("XLNet: XLNetModel, XLNetLMHeadModel; T5 v1.1: "
+                            "T5ForConditionalGeneration, T5Model)")
+
+
+def test_the_original_t5_is_refused_naming_v1_1(tmp_path):
+    """transformers' default T5 config is the original (ReLU) T5, which pretrax does not build."""
+    config = transformers.AutoConfig.for_model("t5").to_dict()
+    (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["T5Model"]}))
+    with pytest.raises(ValueError) as e:
+        huggingface.import_hf(str(tmp_path), str(tmp_path / "wd"))
+    assert str(e.value) == (f"{tmp_path / 'config.json'}: feed_forward_proj='relu' is the "
+                            "original T5's (not gated); pretrax implements T5 v1.1 "
+                            "(feed_forward_proj='gated-gelu')")
+    assert not (tmp_path / "wd").exists()
 
 
 def test_an_encoder_under_another_name_is_refused_naming_both(tmp_path):

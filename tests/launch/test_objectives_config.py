@@ -67,7 +67,7 @@ def test_an_unknown_objective_is_refused_in_one_line(tmp_path):
     with pytest.raises(ValueError) as e:
         pretraining.train_and_evaluate(cfg, str(tmp_path / "run"))
     assert str(e.value) == ("unknown objectives ['sentence_shuffle']; known: clm, mlm, nsp, "
-                            "order, plm, sop")
+                            "order, plm, seq2seq, sop")
 
 
 def test_bert_without_nsp_pretrains_mlm_alone(tmp_path, fixture_corpus, monkeypatch):

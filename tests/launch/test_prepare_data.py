@@ -34,7 +34,7 @@ def test_writes_shards_manifest_and_counts(tmp_path):
         f"shard-{i:05d}-of-00003.tfrecord" for i in range(3)]
     assert all(os.path.exists(os.path.join(out, s["file"])) for s in manifest["shards"])
     assert len(manifest["source_files"]) == 4 and manifest["arguments"]["num_shards"] == 3
-    counts = np.load(os.path.join(out, "unigram_counts.npy"))
+    counts = np.load(os.path.join(out, "unigram_counts.npy"), allow_pickle=False)
     assert counts.shape == (3, 8192)
     assert counts.sum(axis=1).tolist() == [s["tokens"] for s in manifest["shards"]]
 
