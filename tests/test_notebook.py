@@ -33,6 +33,9 @@ def test_the_quickstart_notebook_executes(tmp_path, monkeypatch):
                    for o in c.outputs)
     assert "pretrained vs scratch" in text and "sentiment_rt" in text
     assert "[step 6, sample] The sea was →" in text  # the GPT's checkpoint continued a prompt
+    # es→en scored on generated text, then translated by beam search
+    assert "test: {" in text and "'bleu': " in text and "'chrf': " in text
+    assert ", beam] En el principio creó Dios los cielos y la tierra. →" in text
     images = [o for c in nb.cells for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert len(images) == 1  # the curves
