@@ -12,7 +12,7 @@ paper's objective ablation in miniature, launch/comparison/many.py: BERT MLM, BE
 MLM+SOP, ALBERT MLM+order, GPT CLM and XLNet PLM, each 600 steps of 4,096 tokens (2.46M), each and
 its architecture's scratch twin fine-tuned on five tasks, 1,000 training and 1,000 dev/test
 examples each, 100 steps of 32, 3 seeds; GPT also scored zero- and 4-shot) and `objectives_smoke`
-(the same path shrunk: 2 objectives, 20 steps, 2 tasks, 2 seeds).
+(the same path shrunk: 2 objectives, 4 steps, 2 tasks, 2 seeds).
 
 Wall time of `objectives`, estimated (not run): pretraining from the idle-machine throughputs the
 configs' docstrings measured (BERT tiny ~13.5k tokens/s, ALBERT ~7.4k, XLNet ~10k, GPT ~2.9k):
@@ -158,12 +158,14 @@ def _objectives(c: ml_collections.ConfigDict, smoke: bool) -> None:
     c.finetune.train.evals = 2
     c.zeroshot_shots = "0,4"
     c.finetune.data.doc_stride, c.finetune.data.max_query_length = 32, 24  # QA in 64 tokens
-    if smoke:  # the path end to end in minutes: 2 objectives, 20 steps, 2 tasks, 2 seeds
-        c.pretrain_runs = objective_runs(20, "bert_mlm,gpt_clm")
-        c.tasks, c.seeds, c.train_examples = "sentiment_rt,qa_disflqa", 2, 64
-        c.eval_examples = 200
-        c.finetune.train.steps, c.finetune.train.batch_size, c.finetune.train.evals = 6, 8, 1
-        c.zeroshot_shots, c.zeroshot_examples = "0,2", 16
+    if smoke:  # the path end to end in minutes: 2 objectives, 4 steps, 2 tasks, 2 seeds
+        c.pretrain_runs = objective_runs(4, "bert_mlm,gpt_clm")
+        for run in c.pretrain_runs.values():
+            run.train.eval_batches = 2
+        c.tasks, c.seeds, c.train_examples = "sentiment_rt,qa_disflqa", 2, 32
+        c.eval_examples = 48
+        c.finetune.train.steps, c.finetune.train.batch_size, c.finetune.train.evals = 2, 8, 1
+        c.zeroshot_shots, c.zeroshot_examples = "0,2", 8
 
 
 # t5.py:tiny span corruption (batch 64 of 64 source + 14 target tokens) measured 1.5 s/step

@@ -93,9 +93,11 @@ def _run_until(workdir: str, corpus: str, env: dict, target: int, kind: int, log
 
 def _kill_and_resume(workdir: str, corpus: str, env: dict, log_path: str) -> list[tuple]:
     """Runs the binary again and again, killing it at random steps (3 SIGKILL, 2 SIGTERM in a
-    seeded random order); returns (signal, last step logged, latest checkpoint) per kill."""
+    seeded random order; a streamed or prepared corpus, whose data state is what differs, one of
+    each); returns (signal, last step logged, latest checkpoint) per kill."""
     rng = random.Random(20261129)
-    kinds = [signal.SIGKILL] * 3 + [signal.SIGTERM] * 2
+    kills = (1, 1) if ":" in corpus else (3, 2)
+    kinds = [signal.SIGKILL] * kills[0] + [signal.SIGTERM] * kills[1]
     rng.shuffle(kinds)
     ckpt_dir, reached, kills = os.path.join(workdir, "checkpoints"), 0, []
     lock = os.path.join(workdir, ".lock")
@@ -118,7 +120,8 @@ def _kill_and_resume(workdir: str, corpus: str, env: dict, log_path: str) -> lis
     return kills
 
 
-@pytest.fixture(params=["in_memory", "stream", "prepared"])
+@pytest.fixture(params=["in_memory", pytest.param("stream", marks=pytest.mark.slow),
+                        pytest.param("prepared", marks=pytest.mark.slow)])
 def chaos_corpus(request, tmp_path, fixture_corpus) -> str:
     """The fixture corpus in memory, streamed from 4 text files, or prepared into 4 shards."""
     if request.param == "stream":

@@ -149,6 +149,7 @@ def test_fit_search_skips_microbatch_counts_that_cannot_fit():
     assert tried == [{"mesh.data": 1, "mesh.fsdp": -1}]
 
 
+@pytest.mark.slow
 def test_scanned_step_cost_is_extrapolated_to_the_unrolled_ones():
     """XLA counts a scanned body once; the extrapolation gives the unrolled step's FLOPs."""
     from launch.compiling import aot

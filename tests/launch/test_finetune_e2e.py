@@ -127,6 +127,7 @@ def test_input_longer_than_the_position_table_is_refused(tmp_path, pretrained):
         finetuning.finetune(cfg, str(tmp_path / "ft"))
 
 
+@pytest.mark.slow
 def test_compare_runs_every_variant_and_writes_the_report(tmp_path, pretrained, capsys):
     c = compare_configs.get_config("quick")
     c.pretrain_from = pretrained

@@ -77,6 +77,7 @@ def test_two_processes_log_the_losses_of_one_then_resume_with_a_profile(tmp_path
     assert "[0] Done: 3 steps (3 restored)" in out
 
 
+@pytest.mark.slow
 def test_two_processes_on_prepared_shards_log_the_losses_of_one(tmp_path):
     """A prepared corpus of 4 files in 2 data shards: 2 processes (a shard each) log the losses,
     the eval and the baseline of one process reading both; then both resume from the streams'

@@ -71,6 +71,7 @@ def test_evaluate_a_tsv_and_generate_from_the_finetuned_workdir(translation_run,
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
 
 
+@pytest.mark.slow
 def test_summarisation_from_scratch_reports_rouge(tmp_path):
     cfg = seq2seq_config("summarization_debian_desc", source=64, target=12)
     results = finetuning.finetune(cfg, str(tmp_path))

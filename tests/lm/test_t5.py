@@ -70,13 +70,13 @@ def test_scan_and_remat_compute_the_same_logits_and_gradients():
     def loss(m, p):
         return jnp.mean(jax.nn.log_softmax(m.apply({"params": p}, batch)["logits"])[..., 7])
 
-    plain_loss, plain = jax.value_and_grad(lambda p: loss(model, p))(params)
+    plain_loss, plain = jit(jax.value_and_grad(lambda p: loss(model, p)))(params)
     scanned = make_model("t5", T5_TINY.replace(scan_layers=True, remat="full"))
     stacked = {k: dict(v) for k, v in params.items()}
     for side, n in (("encoder", 2), ("decoder", 3)):
         layers = [stacked[side].pop(f"layers_{i}") for i in range(n)]
         stacked[side]["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *layers)
-    scan_loss, grads = jax.value_and_grad(lambda p: loss(scanned, p))(stacked)
+    scan_loss, grads = jit(jax.value_and_grad(lambda p: loss(scanned, p)))(stacked)
     np.testing.assert_allclose(scan_loss, plain_loss, rtol=1e-5)
     np.testing.assert_allclose(grads["decoder"]["layers"]["cross_attention"]["key"]["kernel"][2],
                                plain["decoder"]["layers_2"]["cross_attention"]["key"]["kernel"],
@@ -137,12 +137,13 @@ def test_cached_decoding_equals_recomputing_the_decoder():
                                       max_new_tokens=6, eos_id=V + 1)
     np.testing.assert_array_equal(got, tokens)
     # The cached path's logits, step by step, with the recomputed path's tokens fed in.
-    step_logits, cache = model.apply({"params": params}, source, 7, method="start")
+    start = jit(lambda p, s: model.apply({"params": p}, s, 7, method="start"))
+    extend = jit(lambda p, token, cache: model.apply({"params": p}, token, token, token > -1,
+                                                     cache, method="extend"))
+    step_logits, cache = start(params, source)
     cached = [step_logits[:, 0]]
     for t in range(5):
-        token = jnp.asarray(tokens[:, t:t + 1])
-        step_logits, cache = model.apply({"params": params}, token, token, token > -1, cache,
-                                         method="extend")
+        step_logits, cache = extend(params, jnp.asarray(tokens[:, t:t + 1]), cache)
         cached.append(step_logits[:, 0])
     np.testing.assert_allclose(np.stack(cached, axis=1), logits, rtol=1e-4, atol=1e-4)
 
