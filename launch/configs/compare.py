@@ -22,13 +22,12 @@ trains 205k tokens (~15 s idle at BERT's rate), scores 3 × 1,000 dev/test examp
 compiles (~10-20 s): ~35 s, so ~85 min. About 2 h in all on the idle 2-core machine; several
 times that when it is shared.
 
-Measured for `objectives_smoke` (2026-12-02, the 2-core machine shared with other jobs, load
-average 12-15, so ~5x slower than idle: BERT pretrained at 0.6 steps/s against ~3.3 idle):
-tests/launch/test_compare_many.py::test_objectives_smoke_end_to_end took 18.3 min (pretraining
-2.8 + 3.3 min, 20 steps each; GPT zero/2-shot scoring; 12 fine-tuning runs of 24-100 s). The same
-with whole dev/test splits (`--config.eval_examples=0`) took 42.5 min, its fine-tuning runs
-89-356 s: the evaluation passes, not training, dominate short fine-tuning runs, hence
-`eval_examples`.
+Measured for `objectives_smoke` (2026-12-02, the 2-core machine shared with a T5 fine-tuning and
+other tests, load average 3-4): tests/launch/test_compare_many.py::test_objectives_smoke_end_to_end
+took 6.0 min (4 pretraining steps each, 12 fine-tuning runs of 2 steps, GPT zero/2-shot scoring).
+Its earlier form (20 pretraining steps, 6 fine-tuning steps, 200 dev/test examples) took 18.3 min
+at load average 12-15; with whole dev/test splits (`--config.eval_examples=0`) 42.5 min: the
+evaluation passes, not training, dominate short fine-tuning runs, hence `eval_examples`.
 
 Measured for `full` on 2 CPU cores (2026-11-29; the machine was shared for part of the run): 101
 min in all, of which pretraining 41.9 min (eval MLM loss 4.302, unigram 6.663; NSP 0.886). Test
