@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import corpus as corpus_lib
-from data import paths, sources, text_files, tfds_load
+from data import paths, sources, text_files
 from data.skipped import Skipped
 from data.tokenizer import Tokenizer
 
@@ -123,12 +123,8 @@ def _example(doc: list[np.ndarray]) -> bytes:
 
 def _tfds_documents(corpus: str, tfds_data_dir: str) -> Iterator[list[str]]:
     """A TFDS corpus one document at a time (``sources.read_tfds_documents`` holds them all)."""
-    name, feature = sources._parse_tfds(corpus)
-    rows, _ = tfds_load.load_tfds(name, "train", tfds_data_dir)  # offline: a one-line error
-    for row in rows:
-        sentences = text_files.split_long_line(row[feature].decode("utf-8"))
-        if sentences:
-            yield sentences
+    return (sentences for _, sentences in
+            sources.tfds_texts(corpus, tfds_data_dir, flag="--tfds_data_dir"))
 
 
 def source_documents(corpus: str, tfds_data_dir: str, skipped: Skipped

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+from collections.abc import Iterator
 
-from data import paths, text_files
+from data import paths, text_files, tfds_load
 from data.skipped import Reason, Skipped
 from data.text_files import Document
 
@@ -102,6 +103,18 @@ def _parse_tfds(corpus: str) -> tuple[str, str]:
     return name, feature or _DEFAULT_TFDS_FEATURE
 
 
+def tfds_texts(corpus: str, tfds_data_dir: str | None, *, split: str = "train",
+               flag: str = "--config.data.tfds_data_dir") -> Iterator[tuple[int, list[str]]]:
+    """``(example index, sentences)`` of each example of a ``tfds:NAME:FEATURE`` corpus with
+    text, one at a time (``tfds_load.load_tfds``'s errors; ``flag`` names the data_dir flag)."""
+    name, feature = _parse_tfds(corpus)
+    texts, _ = tfds_load.load_tfds(name, split, tfds_data_dir, flag=flag, feature=feature)
+    for i, text in enumerate(texts):
+        sentences = text_files.split_long_line(text.decode("utf-8"))
+        if sentences:
+            yield i, sentences
+
+
 def read_tfds_documents(corpus: str, *, tfds_data_dir: str | None = None,
                         split: str = "train") -> list[list[str]]:
     """Reads a prepared TFDS dataset: each example's text feature is one document.
@@ -113,25 +126,9 @@ def read_tfds_documents(corpus: str, *, tfds_data_dir: str | None = None,
       ValueError: for a malformed corpus string, an unknown feature, or no documents.
       RuntimeError: wrapping TFDS's own error when the dataset cannot be loaded or prepared.
     """
-    import tensorflow_datasets as tfds  # Heavy; only tfds: corpora pay for it.
-
     name, feature = _parse_tfds(corpus)
-    try:
-        ds = tfds.load(name, split=split, data_dir=tfds_data_dir or None)
-    except Exception as err:  # TFDS raises many types; all mean "not available here".
-        raise RuntimeError(
-            f"TFDS dataset {name!r} (split {split!r}) could not be loaded from data_dir "
-            f"{tfds_data_dir or 'TFDS default'!r}. Offline, prepare it on a machine with "
-            "internet (`tfds build`), copy it over and pass "
-            f"--config.data.tfds_data_dir=<that directory>. TFDS said: {err}") from err
-    if feature not in ds.element_spec:
-        raise ValueError(f"TFDS dataset {name!r} has no feature {feature!r}; it has "
-                         f"{sorted(ds.element_spec)}; use 'tfds:{name}:<feature>'")
-    documents = []
-    for i, text in enumerate(tfds.as_numpy(ds.map(lambda ex: ex[feature]))):
-        sentences = text_files.split_long_line(text.decode("utf-8"))
-        if sentences:
-            documents.append(Document(sentences, origin=f"tfds:{name}[{split}]#{i}"))
+    documents = [Document(sentences, origin=f"tfds:{name}[{split}]#{i}")
+                 for i, sentences in tfds_texts(corpus, tfds_data_dir, split=split)]
     if not documents:
         raise ValueError(f"TFDS dataset {name!r} split {split!r} holds no text in {feature!r}")
     return documents

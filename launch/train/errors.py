@@ -177,9 +177,9 @@ class _BackgroundErrors(logging.Filter):
     def showwarning(self, message, category, filename, lineno, file=None, line=None) -> None:
         """``warnings.showwarning``: a coroutine that a failed async save left unawaited is
         reported when it is collected, often at exit after the run's one-line message."""
-        text = f"{filename}:{lineno}: {category.__name__}: {message}"
         if (issubclass(category, RuntimeWarning) and "was never awaited" in str(message)
-                and write_error_log(self.workdir, text) is not None):
+                and write_error_log(self.workdir, f"{filename}:{lineno}: {category.__name__}: "
+                                                  f"{message}") is not None):
             return
         self.previous_showwarning(message, category, filename, lineno, file, line)
 

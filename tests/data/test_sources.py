@@ -116,6 +116,11 @@ def test_tfds_errors(tfds_dir, tmp_path):
         sources.read_documents("tfds:pretrax_no_such_set", tfds_data_dir=str(tmp_path))
     with pytest.raises(ValueError, match=r"no feature 'body'"):
         sources.read_documents(f"tfds:{TFDS_NAME}:body", tfds_data_dir=tfds_dir)
+    # The error names the flag of the binary that reads the corpus (launch.prepare_data's here).
+    with pytest.raises(RuntimeError, match=r"--config\.data\.tfds_data_dir=<that directory>"):
+        sources.read_documents("tfds:pretrax_no_such_set", tfds_data_dir=str(tmp_path))
+    with pytest.raises(RuntimeError, match=r" --tfds_data_dir=<that directory>"):
+        next(sources.tfds_texts("tfds:pretrax_no_such_set", str(tmp_path), flag="--tfds_data_dir"))
 
 
 def test_tfds_through_make_dataset(tfds_dir, data_options):

@@ -96,8 +96,8 @@ def _kill_and_resume(workdir: str, corpus: str, env: dict, log_path: str) -> lis
     seeded random order; a streamed or prepared corpus, whose data state is what differs, one of
     each); returns (signal, last step logged, latest checkpoint) per kill."""
     rng = random.Random(20261129)
-    kills = (1, 1) if ":" in corpus else (3, 2)
-    kinds = [signal.SIGKILL] * kills[0] + [signal.SIGTERM] * kills[1]
+    sigkills, sigterms = (1, 1) if ":" in corpus else (3, 2)
+    kinds = [signal.SIGKILL] * sigkills + [signal.SIGTERM] * sigterms
     rng.shuffle(kinds)
     ckpt_dir, reached, kills = os.path.join(workdir, "checkpoints"), 0, []
     lock = os.path.join(workdir, ".lock")
