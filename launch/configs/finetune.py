@@ -151,4 +151,7 @@ def _seq2seq_config(task: str) -> ml_collections.ConfigDict:
     c.decode.length_penalty = 0.6  # GNMT's alpha (beam)
     c.decode.batch_size = 64
     c.decode.max_eval_examples = 0  # dev/test examples scored; 0 = all
+    # Dev examples decoded at each evaluation (which picks the best checkpoint: greedy decoding
+    # of a half-trained model runs to max_target_length); 0 = as max_eval_examples.
+    c.decode.max_dev_examples = 0
     return c

@@ -20,7 +20,7 @@ import os
 
 import jax
 
-from data import features, seq2seq_batches, seq2seq_tasks
+from data import features, seq2seq_batches, seq2seq_tasks, tasks
 from data import tokenizer as tokenizer_lib
 from launch.evaluation import seq2seq as scoring
 from launch.finetuning import setup as finetune_setup
@@ -51,10 +51,16 @@ def decoding_options(cfg) -> decoding.Decoding:
 
 
 def eval_split(cfg, spec, task, tokenizer, split: str, decode) -> scoring.Seq2seqSplit:
-    """A dev/test split (the first ``decode.max_eval_examples``; 0 = all) ready to score."""
+    """A dev/test split ready to score: ``decode.max_eval_examples`` of it (dev:
+    ``decode.max_dev_examples`` if set; 0 = all), the same for every run and spread over the
+    split (``tasks.budget_indices`` with seed 0, in file order)."""
     examples = seq2seq_tasks.load_seq2seq_examples(task, split)
-    keep = cfg.decode.max_eval_examples or len(examples["source"])
-    examples = {k: v[:keep] for k, v in examples.items()}
+    dev_only = (cfg.decode.get("max_dev_examples") or 0) if split == "dev" else 0
+    n = len(examples["source"])
+    keep = min(n, dev_only or cfg.decode.max_eval_examples or n)
+    if keep < n:
+        rows = tasks.budget_indices(n, keep, 0)
+        examples = {k: [v[i] for i in rows] for k, v in examples.items()}
     pairs = seq2seq_batches.encode_pairs(tokenizer, examples["source"], examples["target"],
                                          max_source_length=cfg.data.max_seq_length,
                                          max_target_length=cfg.data.max_target_length)

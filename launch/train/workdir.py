@@ -92,7 +92,8 @@ def config_changes(workdir: str, cfg) -> list[str]:
 # Keys added later that change the data only when set: absent from an older workdir's config
 # (which could not have used them), their default is safe on resume.
 SAFE_WHEN_ADDED = ("data.stream_chunk_documents", "data.order_mid_sentence",
-                   "task.max_eval_examples", "task.source_column", "task.target_column")
+                   "task.max_eval_examples", "task.source_column", "task.target_column",
+                   "decode.max_dev_examples")
 
 
 def _is_safe(change: str) -> bool:
