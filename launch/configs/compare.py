@@ -201,6 +201,9 @@ def _seq2seq_config(variant: str) -> ml_collections.ConfigDict:
     # 1,624 dev verses is ~170 s per evaluation here (13.4 s per 128 measured), most of a
     # 2,000-pair run. 256 of them pick the best checkpoint; test is scored whole.
     c.finetune.decode = ml_collections.ConfigDict({"max_dev_examples": 256})
+    # Verses average 31 tokens (p99 68) in the es-en tokenizer: 96 + 96 truncates ~10 of the
+    # 27,174 training pairs and 1 of the 1,629 test sources, at 3/4 of the default 128 + 128.
+    c.finetune.data = ml_collections.ConfigDict({"max_seq_length": 96, "max_target_length": 96})
     if variant == "seq2seq_smoke":
         c.pretrain.train.update(steps=3, batch_size=8, warmup_steps=1, log_every=1,
                                 eval_every=3, checkpoint_every=3, eval_batches=2)
