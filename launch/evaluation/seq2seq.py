@@ -34,10 +34,16 @@ def scores(spec: TaskSpec, hypotheses: Sequence[str], references: Sequence[str],
     return {k: float(v) for k, v in out.items()}
 
 
-def baselines(spec: TaskSpec, sources: Sequence[str], references: Sequence[str]
-              ) -> dict[str, float]:
+def baselines(spec: TaskSpec, sources: Sequence[str], references: Sequence[str],
+              ids: Sequence[str] = (), split: str = "test") -> dict[str, float]:
     """What no learning scores: translation's copy-the-source BLEU/chrF, summarisation's lead
-    sentence ROUGE; {} for generative QA."""
+    sentence ROUGE, generative QA's SQuAD 2.0 EM/F1 of answering "unanswerable" to every
+    question (of ``ids`` in ``split``)."""
+    if "squad" in spec.metrics:
+        always = seq2seq_tasks.generative_qa_scores(
+            dict.fromkeys(ids, seq2seq_tasks.UNANSWERABLE), split, subset=True)
+        return {f"always_unanswerable_{k}": v for k, v in always.items()
+                if k in ("exact", "f1")}
     if "bleu" in spec.metrics:
         return {f"copy_source_{k}": v
                 for k, v in seq2seq_metrics.copy_source_scores(sources, references).items()}

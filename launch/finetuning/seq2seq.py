@@ -162,7 +162,8 @@ def _finish(cfg, run, workdir: str, progress: dict, abstract) -> dict:
                "steps": run.steps, "train_examples": run.n_train,
                "best_step": progress["best_step"], "decode": cfg.decode.to_dict(),
                "dev": metrics["dev"], "test": metrics["test"],
-               "test_baseline": scoring.baselines(spec, test.sources, test.references),
+               "test_baseline": scoring.baselines(spec, test.sources, test.references,
+                                                   test.ids, "test"),
                "signatures": scoring.signatures(spec), "curve": progress["curve"],
                "train_seconds": progress.get("train_seconds")}
     if scored_step != progress["best_step"]:

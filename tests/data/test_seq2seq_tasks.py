@@ -68,6 +68,18 @@ def test_generative_qa_scores_a_perfect_answer_sheet_100():
         100 * 210 / 787)
 
 
+def test_generative_qa_baseline_answers_unanswerable_everywhere():
+    from launch.evaluation import seq2seq as scoring
+    examples = tasks.load_examples(TaskOptions("qa_disflqa_generative"), "dev")
+    spec = seq2seq_tasks.seq2seq_spec(TaskOptions("qa_disflqa_generative"))
+    base = scoring.baselines(spec, examples["source"], examples["target"], examples["id"], "dev")
+    assert base == {"always_unanswerable_exact": pytest.approx(100 * 210 / 787),
+                    "always_unanswerable_f1": pytest.approx(100 * 210 / 787)}
+    half = scoring.baselines(spec, [], [], examples["id"][:100], "dev")  # only the ids given
+    no_answer = sum(t == seq2seq_tasks.UNANSWERABLE for t in examples["target"][:100])
+    assert half["always_unanswerable_exact"] == pytest.approx(no_answer)
+
+
 def _write(path, rows, fmt):
     if fmt == "jsonl":
         path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
