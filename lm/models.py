@@ -50,11 +50,15 @@ def make_finetune_model(arch: str, config: TransformerConfig, kind: str, *,
     """The fine-tuning model for a task of ``kind`` (classification / regression / span_qa).
 
     Raises:
-      KeyError: for an architecture or kind without a fine-tuning model.
+      ValueError: for an architecture or kind without a fine-tuning model (e.g. T5, which
+        fine-tunes on seq2seq tasks only: ``launch/finetuning/seq2seq.py``).
     """
     if arch not in FINETUNE_MODELS or kind not in FINETUNE_MODELS[arch]:
-        raise KeyError(f"no fine-tuning model for arch={arch!r}, kind={kind!r}; known: "
-                       f"{ {a: sorted(k) for a, k in FINETUNE_MODELS.items()} }")
+        hint = (" (a T5 run fine-tunes on seq2seq tasks: finetune.py:translation_bible_es_en, "
+                "summarization_debian_desc, qa_disflqa_generative or a seq2seq file)"
+                if arch == "t5" else "")
+        raise ValueError(f"no fine-tuning model for arch={arch!r}, kind={kind!r}{hint}; known: "
+                         f"{ {a: sorted(k) for a, k in FINETUNE_MODELS.items()} }")
     if pooling not in POOLINGS:
         raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
     model_class = FINETUNE_MODELS[arch][kind]

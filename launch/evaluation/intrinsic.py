@@ -54,7 +54,8 @@ def load(run_dir: str, step: int = -1):
     model_cfg = modeling.model_config(cfg, corpus.vocab_size, corpus.tokenizer.special_ids)
     model = models.make_model(cfg.model.arch, model_cfg, **modeling.model_options(cfg))
     shapes = features.shapes(names, B=1, L=cfg.data.max_seq_length,
-                             P=max(1, cfg.data.get("max_predictions_per_seq", 1)))
+                             P=max(1, cfg.data.get("max_predictions_per_seq", 1)),
+                             **objective_data(names).dims(cfg.data))
     mesh = mesh_lib.make_mesh(cfg.mesh)
     rules = mesh_lib.rules_from_config(cfg.logical_axis_rules)
     abstract, _ = finetune_setup.params_shardings(model, train_state.dummy_batch(shapes), mesh,
@@ -141,7 +142,7 @@ def evaluate_pretraining_workdir(run_dir: str, *, output: str = "", step: int = 
         objective_kw={"label_smoothing": 0.0, "z_loss": 0.0}))
     metrics = {"step": step, "eval_batches": len(batches),
                **step_fns.reduce_metrics([eval_fn(params, b) for b in batches])}
-    log_probs = inputs.log_probs(inputs.unigram_counts(corpus))
+    log_probs = inputs.log_probs(inputs.unigram_counts(corpus, cfg))
     if inputs.baseline is not None:
         metrics["unigram_entropy"] = unigram_baseline(batches, log_probs, inputs.baseline)
     for name in names:

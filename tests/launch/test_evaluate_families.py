@@ -1,5 +1,6 @@
 """launch.evaluate and launch.probe on a workdir of every family: BERT (MLM+NSP, MLM alone),
-ALBERT (SOP, order), GPT, XLNet, and a fine-tuned classifier."""
+ALBERT (SOP, order), GPT, XLNet, T5 (evaluate; probe refused: no classification model), and a
+fine-tuned classifier."""
 
 import json
 import math
@@ -36,6 +37,27 @@ def test_intrinsic_evaluation_reproduces_the_runs_eval(family_runs, family, tmp_
         assert metrics["unigram_pseudo_perplexity"] > 1.0 and metrics["pppl_tokens"] > 3
     else:
         assert "pseudo_perplexity" not in metrics, names
+
+
+def test_t5_workdir_evaluation_reproduces_the_runs_eval(t5_run, tmp_path):
+    """launch.evaluate on a T5 pretraining run: its span-corruption loss and accuracy beside
+    the unigram baseline of the decoder's targets, the figures of the run's last evaluation."""
+    run_dir, results = t5_run
+    metrics = intrinsic.evaluate_pretraining_workdir(run_dir, output=str(tmp_path))
+    assert metrics["step"] == results["step"]
+    for key in ("seq2seq_loss", "seq2seq_accuracy", "unigram_entropy"):
+        assert metrics[key] == pytest.approx(results[f"eval/{key}"], rel=1e-4, abs=1e-5), key
+    assert "pseudo_perplexity" not in metrics
+
+
+def test_t5_workdir_probe_is_refused_in_one_line(t5_run):
+    env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-m", "launch.probe", f"--workdir={t5_run[0]}",
+                           "--task=sentiment_rt", f"--output={t5_run[0]}_probe"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "no fine-tuning model for arch='t5'" in last and "seq2seq" in last
 
 
 def test_pseudo_perplexity_batching_does_not_change_scores(family_runs):

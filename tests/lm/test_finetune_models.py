@@ -73,7 +73,7 @@ def test_span_model_masks_padding_and_is_padding_invariant():
 
 
 def test_unknown_kind_or_pooling_is_refused():
-    with pytest.raises(KeyError, match="no fine-tuning model"):
+    with pytest.raises(ValueError, match="no fine-tuning model"):
         models.make_finetune_model("bert", TINY, "ranking")
     with pytest.raises(ValueError, match="unknown pooling"):
         models.make_finetune_model("bert", TINY, "classification", num_classes=2, pooling="max")
