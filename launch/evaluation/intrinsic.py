@@ -11,7 +11,9 @@ context-free baseline.
   ``pppl_sequences`` held-out sequences are scored; the unigram pseudo-perplexity of the same
   tokens stands beside it;
 * GPT (causal LM alone): perplexity on the whole held-out split (``launch/evaluation/
-  perplexity.py``).
+  perplexity.py``);
+* T5: the geometry of the encoder's outputs on the held-out sources (effective rank, mean
+  cosine: ``launch/evaluation/geometry.py``), where a collapsed encoder shows.
 
 One process (the held-out batches of process 0's shards, i.e. all of them on one host).
 """
@@ -28,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from data import features
+from launch.evaluation import geometry
 from launch.finetuning import setup as finetune_setup
 from launch.pretraining import inputs as inputs_lib
 from launch.pretraining.inputs import objective_data
@@ -156,6 +159,8 @@ def evaluate_pretraining_workdir(run_dir: str, *, output: str = "", step: int = 
         metrics.update(pppl_sequences=len(tokens), pppl_tokens=len(scores),
                        pseudo_perplexity=math.exp(-float(np.mean(scores))),
                        unigram_pseudo_perplexity=math.exp(-float(np.mean(log_probs[targets]))))
+    if cfg.model.arch == "t5":
+        metrics.update(geometry.t5_encoder_geometry(model, params, batches))
     output = output or os.path.join(run_dir, "eval", "heldout")
     storage.makedirs(output)
     with storage.open_file(os.path.join(output, "results.json"), "w") as f:
@@ -181,4 +186,8 @@ def describe(metrics: dict, names) -> str:
         parts.append(f"pseudo-perplexity {metrics['pseudo_perplexity']:.1f} (unigram "
                      f"{metrics['unigram_pseudo_perplexity']:.1f}) on the {metrics['pppl_tokens']}"
                      f" tokens of the first {metrics['pppl_sequences']} held-out sequences")
+    if "encoder_effective_rank" in metrics:
+        parts.append(f"encoder outputs: effective rank {metrics['encoder_effective_rank']:.1f} of "
+                     f"{metrics['hidden_size']}, mean cosine {metrics['encoder_mean_cosine']:.3f}"
+                     f" ({metrics['encoder_tokens']} held-out source tokens)")
     return ", ".join(parts)

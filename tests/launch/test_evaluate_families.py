@@ -48,6 +48,8 @@ def test_t5_workdir_evaluation_reproduces_the_runs_eval(t5_run, tmp_path):
     for key in ("seq2seq_loss", "seq2seq_accuracy", "unigram_entropy"):
         assert metrics[key] == pytest.approx(results[f"eval/{key}"], rel=1e-4, abs=1e-5), key
     assert "pseudo_perplexity" not in metrics
+    assert 1.0 <= metrics["encoder_effective_rank"] <= metrics["hidden_size"]
+    assert metrics["encoder_tokens"] > 0 and -1.0 <= metrics["encoder_mean_cosine"] <= 1.0
 
 
 def test_t5_workdir_probe_is_refused_in_one_line(t5_run):
