@@ -167,9 +167,9 @@ def _objectives(c: ml_collections.ConfigDict, smoke: bool) -> None:
         c.zeroshot_shots, c.zeroshot_examples = "0,2", 8
 
 
-# t5.py:tiny span corruption (batch 64 of 64 source + 14 target tokens) measured 1.5 s/step
-# (0.66 steps/s over steps 6-10, load average 8-12, nice 10; 2026-12-02): 1,500 steps ≈ 38 min
-# of training, leaving room for loading the corpora, evals and checkpoints within 45 min.
+# t5.py:tiny span corruption (batch 64 of 64 source + 14 target tokens): 1,500 steps took 7.5
+# min on the idle 2-core machine (3.4 steps/s late in the run; 2026-12-03) and 50 min on a
+# machine busy with other jobs (2026-12-02): within the 45 min budget unless the machine is shared.
 SEQ2SEQ_PRETRAIN_STEPS = 1500
 
 
