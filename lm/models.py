@@ -19,7 +19,7 @@ from lm.albert import AlbertForClassification, AlbertForPretraining, AlbertForSp
 from lm.bert import BertForClassification, BertForPretraining, BertForSpanQa
 from lm.config import TransformerConfig
 from lm.gpt import GptForClassification, GptForPretraining
-from lm.t5 import T5ForPretraining
+from lm.t5 import T5ForClassification, T5ForPretraining
 from lm.xlnet import XLNetForClassification, XLNetForPretraining, XLNetForSpanQa
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
@@ -33,7 +33,8 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 # The poolings a fine-tuning config may name (see ``heads.pooled``).
 POOLINGS = ("pooler", "cls", "mean")
 
-# kind → model class; every fine-tuning model keeps the encoder under the name "encoder".
+# kind → model class; every fine-tuning model keeps its pretrained body under the names of
+# ``body_groups(arch)``: "encoder", and T5's shared token table "shared" beside it.
 FINETUNE_MODELS: dict[str, dict[str, type[nn.Module]]] = {
     "bert": {"classification": BertForClassification, "regression": BertForClassification,
              "span_qa": BertForSpanQa},
@@ -42,7 +43,14 @@ FINETUNE_MODELS: dict[str, dict[str, type[nn.Module]]] = {
                "span_qa": AlbertForSpanQa},
     "xlnet": {"classification": XLNetForClassification, "regression": XLNetForClassification,
               "span_qa": XLNetForSpanQa},
+    "t5": {"classification": T5ForClassification, "regression": T5ForClassification},
 }
+
+
+def body_groups(arch: str) -> tuple[str, ...]:
+    """The top-level parameter groups a fine-tuning model of ``arch`` takes from a pretraining
+    checkpoint (the rest of it, heads and T5's decoder, is left there)."""
+    return ("shared", "encoder") if arch == "t5" else ("encoder",)
 
 
 def make_finetune_model(arch: str, config: TransformerConfig, kind: str, *,
@@ -50,12 +58,11 @@ def make_finetune_model(arch: str, config: TransformerConfig, kind: str, *,
     """The fine-tuning model for a task of ``kind`` (classification / regression / span_qa).
 
     Raises:
-      ValueError: for an architecture or kind without a fine-tuning model (e.g. T5, which
-        fine-tunes on seq2seq tasks only: ``launch/finetuning/seq2seq.py``).
+      ValueError: for an architecture or kind without a fine-tuning model (e.g. T5 span QA:
+        T5 generates answers, ``launch/finetuning/seq2seq.py``).
     """
     if arch not in FINETUNE_MODELS or kind not in FINETUNE_MODELS[arch]:
-        hint = (" (a T5 run fine-tunes on seq2seq tasks: finetune.py:translation_bible_es_en, "
-                "summarization_debian_desc, qa_disflqa_generative or a seq2seq file)"
+        hint = (" (T5 answers questions by generating them: finetune.py:qa_disflqa_generative)"
                 if arch == "t5" else "")
         raise ValueError(f"no fine-tuning model for arch={arch!r}, kind={kind!r}{hint}; known: "
                          f"{ {a: sorted(k) for a, k in FINETUNE_MODELS.items()} }")

@@ -38,7 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lm import attention, axes, layers, stack
+from lm import attention, axes, heads, layers, stack
 from lm.config import TransformerConfig
 
 _ACT_BLD = (axes.BATCH, axes.LENGTH, axes.ACT_EMBED)
@@ -323,3 +323,36 @@ class T5ForPretraining(nn.Module):
         """The untied LM head: [B, L, D] → float32 [B, L, V] (v1.1: no 1/√D rescaling)."""
         return nn.with_logical_constraint(self.lm_head.attend(x_BLD),
                                           (axes.BATCH, axes.LENGTH, axes.ACT_VOCAB))
+
+
+class T5ForClassification(nn.Module):
+    """T5's encoder with a sentence-level head, for classification (C scores) or regression
+    (C = 1): probes and classification fine-tuning of a T5 run (its decoder is not used).
+
+    Parameter tree: ``shared`` and ``encoder`` (the pretraining checkpoint's groups of the same
+    names: ``lm.models.body_groups("t5")``) and ``classifier_head`` (always new). The encoder's
+    outputs are pooled by ``heads.pooled``: ``mean`` over the real tokens (Sentence-T5's
+    encoder-mean; also what ``pooler``, the fine-tuning configs' default, means here: T5 has
+    no pooler), ``cls`` the first token's state.
+    """
+
+    config: TransformerConfig
+    num_outputs: int
+    pooling: str = "mean"
+
+    def setup(self):
+        cfg = self.config
+        self.shared = layers.Embed(cfg.vocab_size, cfg.hidden_size, (axes.VOCAB, axes.EMBED), cfg)
+        self.encoder = Stack(cfg, decoder=False)
+        self.classifier_head = heads.ClassifierHead(cfg, self.num_outputs)
+
+    def __call__(self, batch: Mapping[str, jax.Array], *, deterministic: bool = True
+                 ) -> dict[str, jax.Array]:
+        """``{"logits": float32 [B, C]}`` from ``token_ids`` [B, L] (``type_ids`` unused)."""
+        ids_BL = batch["token_ids"]
+        mask = attention.AttentionMask(
+            segment_ids_BL=(ids_BL != self.config.pad_id).astype(jnp.int32))
+        x_BLD = self.encoder(self.shared(ids_BL), mask, deterministic=deterministic)[0]
+        method = "mean" if self.pooling == "pooler" else self.pooling
+        pooled_BD = heads.pooled(x_BLD, ids_BL, method, pad_id=self.config.pad_id)
+        return {"logits": self.classifier_head(pooled_BD, deterministic=deterministic)}

@@ -1,5 +1,5 @@
 """Linear probes on frozen features of every layer of any workdir's encoder (BERT, ALBERT, GPT,
-XLNet; pretraining or fine-tuned), and the features' effective rank.
+XLNet, T5's encoder; pretraining or fine-tuned), and the features' effective rank.
 
 For each layer (``embeddings``, then the output of block 1 … N), every example of a task split is
 mean-pooled over its real tokens (padding excluded) into one vector. A closed-form ridge probe
@@ -30,9 +30,9 @@ from data.options import TaskOptions
 from launch.evaluation import ridge
 from launch.train import modeling
 from launch.train import workdir as workdir_lib
-from lm import decoder, encoder, heads, layers, models, xlnet
+from lm import decoder, encoder, heads, layers, models, t5, xlnet
 
-_BLOCKS = (encoder.TransformerBlock, decoder.DecoderBlock, xlnet.XLNetLayer)
+_BLOCKS = (encoder.TransformerBlock, decoder.DecoderBlock, xlnet.XLNetLayer, t5.EncoderBlock)
 _EMBEDDINGS = (layers.Embeddings, decoder.GptEmbeddings)
 INITS = ("checkpoint", "random")
 
@@ -91,7 +91,8 @@ def load_encoder(run_dir: str, *, init: str = "checkpoint", step: int = -1, seed
     else:  # fine-tuning: its best dev parameters
         from launch.evaluation import finetuned
         saved, step = finetuned.restore_params(cfg, run_dir, tokenizer)
-    params = {**params, "encoder": _unstack(saved, model_cfg.num_layers)["encoder"]}
+    saved = _unstack(saved, model_cfg.num_layers)
+    params = {**params, **{g: saved[g] for g in models.body_groups(cfg.model.arch)}}
     return Encoder(model, params, tokenizer, length, step)
 
 
@@ -103,7 +104,7 @@ def _capture():
         out = next_fun(*args, **kwargs)
         module = context.module
         is_embedding = isinstance(module, _EMBEDDINGS) or (
-            isinstance(module, layers.Embed) and module.name == "word_embedding")
+            isinstance(module, layers.Embed) and module.name in ("word_embedding", "shared"))
         if context.method_name == "__call__" and (is_embedding or isinstance(module, _BLOCKS)):
             captured.append(_first_array(out))
         return out

@@ -103,6 +103,8 @@ def layer_scales(params, num_layers: int, decay: float):
     array)."""
     def scale(path, leaf):
         names = [str(getattr(p, "key", p)) for p in path]
+        if names[0] == "shared":  # T5's token table
+            return decay ** (num_layers + 1)
         if names[0] != "encoder" or names[1] == "pooler":
             return 1.0
         if names[1] == "embeddings":

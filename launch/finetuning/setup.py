@@ -139,21 +139,23 @@ def _groups(flat_names) -> list[str]:
 
 
 def load_pretrained(cfg, state, shardings):
-    """``state`` with its encoder replaced by the pretraining checkpoint's, resharded onto this
-    run's mesh; logs which parameter groups were loaded, which are new, which were left out."""
-    abstract = checkpoint.abstract_like(state.params["encoder"], shardings.params["encoder"])
-    encoder, step, saved = checkpoint.restore_params_subtree(cfg.init_from, "encoder", abstract,
-                                                             cfg.init_step)
+    """``state`` with its pretrained body (``models.body_groups``: the encoder; T5's shared
+    token table too) replaced by the pretraining checkpoint's, resharded onto this run's mesh;
+    logs which parameter groups were loaded, which are new, which were left out."""
+    params = dict(state.params)
+    body = models.body_groups(cfg.model.arch)
+    for group in body:
+        abstract = checkpoint.abstract_like(state.params[group], shardings.params[group])
+        params[group], step, saved = checkpoint.restore_params_subtree(
+            cfg.init_from, group, abstract, cfg.init_step)
     ours = ["/".join(str(getattr(k, "key", k)) for k in path)
             for path, _ in jax.tree_util.tree_leaves_with_path(state.params)]
-    loaded = _groups(n for n in ours if n.startswith("encoder/"))
-    new = _groups(n for n in ours if not n.startswith("encoder/"))
+    loaded = _groups(n for n in ours if n.split("/")[0] in body)
+    new = _groups(n for n in ours if n.split("/")[0] not in body)
     unused = sorted(set(_groups(saved)) - set(loaded))
     reporting.say(f"loaded from {cfg.init_from} (step {step}): {', '.join(loaded)}\n"
                   f"new (randomly initialised): {', '.join(new)}\n"
                   f"in the checkpoint but not used: {', '.join(unused) or 'nothing'}")
-    params = dict(state.params)
-    params["encoder"] = encoder
     return state.replace(params=params)
 
 

@@ -1,5 +1,5 @@
 """launch.evaluate and launch.probe on a workdir of every family: BERT (MLM+NSP, MLM alone),
-ALBERT (SOP, order), GPT, XLNet, T5 (evaluate; probe refused: no classification model), and a
+ALBERT (SOP, order), GPT, XLNet, T5 (its encoder probed and fine-tuned as a classifier), and a
 fine-tuned classifier."""
 
 import json
@@ -52,14 +52,32 @@ def test_t5_workdir_evaluation_reproduces_the_runs_eval(t5_run, tmp_path):
     assert metrics["encoder_tokens"] > 0 and -1.0 <= metrics["encoder_mean_cosine"] <= 1.0
 
 
-def test_t5_workdir_probe_is_refused_in_one_line(t5_run):
+def test_t5_workdir_probe_runs_on_its_encoder(t5_run, tmp_path):
+    """launch.probe on a T5 run, as a user runs it: every encoder layer probed."""
     env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-m", "launch.probe", f"--workdir={t5_run[0]}",
-                           "--task=sentiment_rt", f"--output={t5_run[0]}_probe"], cwd=REPO,
+                           "--task=sentiment_rt", "--max_train_examples=48",
+                           "--max_eval_examples=40", f"--output={tmp_path}"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode != 0 and "Traceback" not in done.stderr
-    last = done.stderr.strip().splitlines()[-1]
-    assert "no fine-tuning model for arch='t5'" in last and "seq2seq" in last
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(tmp_path / "results.json") as f:
+        results = json.load(f)
+    assert [r["layer"] for r in results["layers"]] == ["embeddings", "block 1", "block 2"]
+    assert all(0.0 <= r["test"] <= 1.0 for r in results["layers"])
+
+
+def test_t5_run_fine_tunes_as_a_classifier_from_its_shared_table_and_encoder(t5_run, tmp_path,
+                                                                            capsys):
+    from launch.finetuning import run as finetuning
+    from tests.launch.test_finetune_e2e import finetune_config
+    cfg = finetune_config(t5_run[0], steps=2, evals=1)  # pooling "pooler": T5's mean
+    results = finetuning.finetune(cfg, str(tmp_path / "ft"))
+    assert 0.0 <= results["test"]["accuracy"] <= 1.0
+    out = capsys.readouterr().out
+    loaded = next(line for line in out.splitlines() if line.startswith("loaded from"))
+    assert "shared/embedding" in loaded and "encoder/layers_0" in loaded
+    unused = next(line for line in out.splitlines() if line.startswith("in the checkpoint"))
+    assert "decoder/layers_0" in unused and "lm_head/embedding" in unused
 
 
 def test_pseudo_perplexity_batching_does_not_change_scores(family_runs):

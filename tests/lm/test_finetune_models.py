@@ -108,3 +108,28 @@ def test_pooled_methods():
         heads.pooled(x, ids, "max", pad_id=0)
     with pytest.raises(ValueError, match="unknown summary"):
         heads.pooled(x, ids, "cls", pad_id=0, summary="middle")
+
+
+def test_t5_classifier_keeps_the_pretraining_body_and_ignores_padding():
+    """T5's sentence head: the pretraining model's ``shared`` and ``encoder`` groups (same
+    shapes, so they restore), a new head; padding changes nothing; span QA is refused."""
+    cfg = TINY.replace(num_decoder_layers=1)
+    model = models.make_finetune_model("t5", cfg, "classification", num_classes=3,
+                                       pooling="mean")
+    batch = _task_batch()
+    params = _init(model, batch)
+    assert set(params) == {"shared", "encoder", "classifier_head"}
+    assert models.body_groups("t5") == ("shared", "encoder")
+    pre_model = models.make_model("t5", cfg)
+    seq = {"encoder_input_ids": batch["token_ids"], "decoder_input_ids": batch["token_ids"][:, :4]}
+    pre = _init(pre_model, seq)
+    for group in models.body_groups("t5"):
+        assert jax.tree_util.tree_map(np.shape, params[group]) == jax.tree_util.tree_map(
+            np.shape, pre[group])
+    out = model.apply({"params": params}, batch)
+    assert out["logits"].shape == (2, 3) and out["logits"].dtype == jnp.float32
+    short = {k: v[1:, :11] for k, v in batch.items()}
+    np.testing.assert_allclose(model.apply({"params": params}, short)["logits"][0],
+                               out["logits"][1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="qa_disflqa_generative"):
+        models.make_finetune_model("t5", cfg, "span_qa")
