@@ -10,7 +10,7 @@
 Measured on T5 span-corruption pretraining (``launch.evaluate --workdir=`` a T5 run reports both
 for the encoder's outputs on held-out sources): at ``learning_rate`` 3e-3 the tiny encoder's
 outputs fell to effective rank ~3 of 128 within 200 steps and fine-tuning never recovered from it
-(docs/finetuning.md#translation-measured).
+(docs/finetuning.md#measured-translation-summarisation-generative-qa).
 """
 
 from __future__ import annotations
