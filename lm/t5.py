@@ -221,6 +221,15 @@ def cross_mask(enc_BS: jax.Array, dec_BT: jax.Array | None) -> attention.Attenti
     return attention.AttentionMask(segment_ids_BL=dec_BT, key_segment_ids_BM=enc_BS)
 
 
+def _encode(model: nn.Module, source_ids_BS: jax.Array, segment_ids_BS: jax.Array | None,
+            deterministic: bool) -> jax.Array:
+    """``model.shared`` → ``model.encoder`` (a T5 model's body): the encoder output [B, S, D]."""
+    if segment_ids_BS is None:
+        segment_ids_BS = (source_ids_BS != model.config.pad_id).astype(jnp.int32)
+    mask = attention.AttentionMask(segment_ids_BL=segment_ids_BS)
+    return model.encoder(model.shared(source_ids_BS), mask, deterministic=deterministic)[0]
+
+
 class T5ForPretraining(nn.Module):
     """T5 v1.1: shared token table, encoder, decoder, untied LM head.
 
@@ -260,10 +269,7 @@ class T5ForPretraining(nn.Module):
     def encode(self, source_ids_BS: jax.Array, segment_ids_BS: jax.Array | None = None, *,
                deterministic: bool = True) -> jax.Array:
         """The encoder output [B, S, D]; ``segment_ids_BS`` default: ``source != pad_id``."""
-        if segment_ids_BS is None:
-            segment_ids_BS = (source_ids_BS != self.config.pad_id).astype(jnp.int32)
-        mask = attention.AttentionMask(segment_ids_BL=segment_ids_BS)
-        return self.encoder(self.shared(source_ids_BS), mask, deterministic=deterministic)[0]
+        return _encode(self, source_ids_BS, segment_ids_BS, deterministic)
 
     def start(self, source_ids_BS: jax.Array, max_length: int, start_id: int = 0
               ) -> tuple[jax.Array, dict]:
@@ -350,9 +356,7 @@ class T5ForClassification(nn.Module):
                  ) -> dict[str, jax.Array]:
         """``{"logits": float32 [B, C]}`` from ``token_ids`` [B, L] (``type_ids`` unused)."""
         ids_BL = batch["token_ids"]
-        mask = attention.AttentionMask(
-            segment_ids_BL=(ids_BL != self.config.pad_id).astype(jnp.int32))
-        x_BLD = self.encoder(self.shared(ids_BL), mask, deterministic=deterministic)[0]
+        x_BLD = _encode(self, ids_BL, None, deterministic)
         method = "mean" if self.pooling == "pooler" else self.pooling
         pooled_BD = heads.pooled(x_BLD, ids_BL, method, pad_id=self.config.pad_id)
         return {"logits": self.classifier_head(pooled_BD, deterministic=deterministic)}
