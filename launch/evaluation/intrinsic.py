@@ -188,6 +188,7 @@ def describe(metrics: dict, names) -> str:
                      f" tokens of the first {metrics['pppl_sequences']} held-out sequences")
     if "encoder_effective_rank" in metrics:
         parts.append(f"encoder outputs: effective rank {metrics['encoder_effective_rank']:.1f} of "
-                     f"{metrics['hidden_size']}, mean cosine {metrics['encoder_mean_cosine']:.3f}"
+                     f"{metrics['hidden_size']} (rank99 {metrics['encoder_rank99']}), mean cosine "
+                     f"{metrics['encoder_mean_cosine']:.3f}"
                      f" ({metrics['encoder_tokens']} held-out source tokens)")
     return ", ".join(parts)

@@ -49,6 +49,7 @@ def test_t5_workdir_evaluation_reproduces_the_runs_eval(t5_run, tmp_path):
         assert metrics[key] == pytest.approx(results[f"eval/{key}"], rel=1e-4, abs=1e-5), key
     assert "pseudo_perplexity" not in metrics
     assert 1.0 <= metrics["encoder_effective_rank"] <= metrics["hidden_size"]
+    assert 1 <= metrics["encoder_rank99"] <= metrics["hidden_size"]
     assert metrics["encoder_tokens"] > 0 and -1.0 <= metrics["encoder_mean_cosine"] <= 1.0
 
 
