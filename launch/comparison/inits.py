@@ -12,9 +12,12 @@ unusable one (a converted GPT-2 tokenizer, a position table shorter than the tas
 comparison up front, before hours of fine-tuning, not at the report.
 
 Intrinsic measures for the cheap-vs-expensive correlation (``intrinsic``): held-out loss from
-``results.json`` (``eval/<objective>_loss``), plus any ``probe/<task>/accuracy`` and
-``zeroshot/<task>/accuracy`` keys found in the workdir's ``results.json`` or ``intrinsic.json``
-(written by ``launch.probe`` / ``launch.evaluate`` or by ``zeroshot``).
+``results.json``, named by its objective (``heldout_mlm_loss``, ``heldout_clm_loss``,
+``heldout_plm_loss``: losses of different objectives are not on one scale, so each is correlated
+only across the initialisations that share it), plus any ``probe/<task>/accuracy`` and
+``zeroshot/<task>/accuracy`` keys in the workdir's ``results.json`` or ``intrinsic.json`` (a
+user's own measures). The comparison adds its own ridge probes (``probes.py``) and GPT zero-shot
+scores (``zeroshot.py``).
 """
 
 from __future__ import annotations
@@ -148,8 +151,8 @@ def describe(name: str, run_dir: str) -> dict:
 
 
 def intrinsic(run_dir: str) -> dict[str, float]:
-    """Cheap measures of one initialisation: ``heldout_loss`` (its token-level objective's eval
-    loss, ``TOKEN_LOSSES``; lower is better) and every ``probe/…/accuracy`` and
+    """Cheap measures of one initialisation: ``heldout_<objective>_loss`` (its token-level
+    objective's eval loss, ``TOKEN_LOSSES``; lower is better) and every ``probe/…/accuracy`` and
     ``zeroshot/…/accuracy`` in its ``results.json`` or ``intrinsic.json`` (higher is better)."""
     res = read_results(run_dir)
     path = os.path.join(run_dir, INTRINSIC_FILE)
@@ -158,8 +161,7 @@ def intrinsic(run_dir: str) -> dict[str, float]:
             res = {**res, **json.load(f)}
     out = {k: float(v) for k, v in res.items() if isinstance(v, (int, float))
            and k.startswith(("probe/", "zeroshot/")) and k.endswith("accuracy")}
-    token_loss = next((res[k] for k in TOKEN_LOSSES if isinstance(res.get(k), (int, float))),
-                      None)
-    if token_loss is not None:
-        out["heldout_loss"] = float(token_loss)
+    key = next((k for k in TOKEN_LOSSES if isinstance(res.get(k), (int, float))), None)
+    if key is not None:
+        out[f"heldout_{key.removeprefix('eval/')}"] = float(res[key])
     return out

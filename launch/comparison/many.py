@@ -22,7 +22,7 @@ import jax
 import ml_collections
 
 from launch.comparison import inits as inits_lib
-from launch.comparison import ranking, report, zeroshot
+from launch.comparison import probes, ranking, report, zeroshot
 from launch.comparison import run as single
 from launch.pretraining import run as pretraining
 from launch.train import lock, reporting
@@ -120,6 +120,7 @@ def _compare_many(c, out_dir: str, force_unlock: bool) -> dict:
     todo, skipped = plan(c, cfgs, twins)
     _pretrain_all(c, dirs, force_unlock)
     _zeroshot(c, out_dir, cfgs, dirs)
+    probes.probe_all(c, out_dir, dirs, twins, single._names(c.tasks))
     twin_cfg = {twin: workdir_lib.read_config(dirs[name]) for name, twin in twins.items()}
     init_dirs = {**dirs, **dict.fromkeys(twin_cfg, "")}
     baseline = {**twins, **{t: t for t in twin_cfg}}
@@ -135,7 +136,9 @@ def _compare_many(c, out_dir: str, force_unlock: bool) -> dict:
                       f"({time.perf_counter() - start:.0f} s)")
     described = {name: inits_lib.describe(name, d) for name, d in dirs.items()}
     intrinsic = {name: inits_lib.intrinsic(d) for name, d in dirs.items()}
-    intrinsic = {k: {**v, **ranking.zeroshot_of(out_dir, k)} for k, v in intrinsic.items()}
+    intrinsic = {k: {**v, **ranking.zeroshot_of(out_dir, k), **probes.probes_of(out_dir, k)}
+                 for k, v in intrinsic.items()}
+    intrinsic.update({t: probes.probes_of(out_dir, t) for t in set(twins.values())})
     summary = report.summarize(runs)
     extra = ranking.sections(summary, described, twins, intrinsic, skipped)
     context = _context(c, described, time.perf_counter() - t0)

@@ -147,8 +147,11 @@ def correlations_md(corrs: list[dict]) -> list[str]:
     return (["## Does a cheap measure predict the fine-tuned one?", "",
              "Spearman's ρ across initialisations between each intrinsic measure and the mean "
              "fine-tuned test metric; 95% percentile bootstrap over initialisations (2,000 "
-             "draws). heldout_loss is lower-is-better, so predicting means ρ < 0 there. Fewer "
-             "than 3 initialisations: no ρ.", ""]
+             "draws). Held-out losses are lower-is-better, so predicting means ρ < 0 there; each "
+             "objective's loss is correlated only across the initialisations trained on it. "
+             "probe: the ridge probe's test accuracy at the layer best on dev (scratch twins "
+             "probed at their random initialisation count as points too). Fewer than 3 "
+             "points: no ρ.", ""]
             + (report._table(["measure", "task", "n", "ρ", "95% bootstrap CI"], rows)
                if rows else ["No intrinsic measures found."]) + [""])
 

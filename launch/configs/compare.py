@@ -95,6 +95,10 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     # comparison/zeroshot.py), calibrated and not, as an intrinsic measure; "" = none.
     c.zeroshot_shots = ""
     c.zeroshot_examples = 200  # test examples scored per task
+    # Several initialisations: ridge probes of each (and of each scratch twin at random init) on
+    # the classification tasks, fitted on this many training examples and scored on the
+    # eval_examples subsets (launch/comparison/probes.py), for the report's correlations; 0 = none.
+    c.probe_examples = 1000
 
     c.tasks = "sentiment_rt,paraphrase_bible"
     c.seeds = 3
@@ -164,7 +168,7 @@ def _objectives(c: ml_collections.ConfigDict, smoke: bool) -> None:
         c.tasks, c.seeds, c.train_examples = "sentiment_rt,qa_disflqa", 2, 32
         c.eval_examples = 48
         c.finetune.train.steps, c.finetune.train.batch_size, c.finetune.train.evals = 2, 8, 1
-        c.zeroshot_shots, c.zeroshot_examples = "0,2", 8
+        c.zeroshot_shots, c.zeroshot_examples, c.probe_examples = "0,2", 8, 32
 
 
 # t5.py:tiny span corruption (batch 64 of 64 source + 14 target tokens): 1,500 steps took 7.5

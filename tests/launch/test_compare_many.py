@@ -19,7 +19,7 @@ def _small(c, tasks="sentiment_rt", seeds=2):
     c.tasks, c.seeds, c.budgets, c.train_examples = tasks, seeds, "", 32
     c.finetune.train.steps, c.finetune.train.batch_size, c.finetune.train.evals = 2, 8, 1
     c.finetune.data.max_seq_length = 32
-    c.zeroshot_shots = ""
+    c.zeroshot_shots, c.probe_examples = "", 0
     return c
 
 
@@ -33,7 +33,7 @@ def test_context_of_every_family_without_nsp(gpt_run):
     assert info["arch"] == "gpt" and info["parameters"] > 0 and info["flops"] > 0
     cfg = json.load(open(os.path.join(run_dir, "config.json")))
     assert info["tokens"] == results["step"] * cfg["train"]["batch_size"] * 32
-    assert inits.intrinsic(run_dir)["heldout_loss"] == pytest.approx(results["eval/clm_loss"])
+    assert inits.intrinsic(run_dir)["heldout_clm_loss"] == pytest.approx(results["eval/clm_loss"])
 
 
 def test_parse_refuses_bad_init_lists():
@@ -84,6 +84,7 @@ def test_spearman_interval_holds_rho():
 def test_inits_ranked_against_their_twins(tmp_path, bert_run, gpt_run, capsys):
     c = _small(compare_configs.get_config("quick"))
     c.inits = f"bert={bert_run[0]},gpt={gpt_run[0]}"
+    c.probe_examples, c.eval_examples = 32, 64
     out = str(tmp_path / "cmp")
     summary = many.compare(c, out)
     heads = {x["variant"]: x for x in summary["comparisons"] if x["split"] == "test" and x["main"]}
@@ -99,7 +100,15 @@ def test_inits_ranked_against_their_twins(tmp_path, bert_run, gpt_run, capsys):
     assert "## Initialisations by task" in report and "**" in report
     assert "Does a cheap measure predict" in report
     saved = json.load(open(os.path.join(out, "ranking.json")))
-    assert {c["measure"] for c in saved["correlations"]} == {"heldout_loss"}
+    corrs = {c["measure"]: c for c in saved["correlations"]}
+    # Losses of different objectives are never ranked together: one point each, no ρ.
+    assert set(corrs) == {"heldout_mlm_loss", "heldout_clm_loss", "probe/sentiment_rt/accuracy"}
+    assert corrs["heldout_mlm_loss"]["n"] == 1 and corrs["heldout_mlm_loss"]["rho"] is None
+    probed = corrs["probe/sentiment_rt/accuracy"]  # the twins, probed at random init, count too
+    assert sorted(probed["initialisations"]) == sorted(rows) and probed["n"] == 4
+    for name in rows:
+        saved_probe = json.load(open(os.path.join(out, "probe", name.replace(":", "_") + ".json")))
+        assert 0.0 <= saved_probe["probe/sentiment_rt/accuracy"] <= 1.0
     assert all(math.isfinite(x) for x in means)
     assert "== ranking" in capsys.readouterr().out
     again = many.compare(c, out)  # finished runs are reused: the same figures
@@ -123,5 +132,7 @@ def test_objectives_smoke_end_to_end(tmp_path):
     assert set(rows["bert_mlm"]["cells"]) == {"sentiment_rt", "qa_disflqa"}
     assert all(cell["n"] == 2 for r in rows.values() for cell in r["cells"].values())
     assert any(k.startswith("zeroshot/sentiment_rt/k2/") for k in described["intrinsic"]["gpt_clm"])
+    for variant in ("bert_mlm", "gpt_clm", "scratch:bert", "scratch:gpt"):
+        assert "probe/sentiment_rt/accuracy" in described["intrinsic"][variant]
     report = open(os.path.join(out, "report.md")).read()
     assert "Not run (no fine-tuning model for the task's kind): gpt_clm × qa_disflqa" in report
