@@ -241,6 +241,20 @@ def _efficiency_md(summary: dict) -> list[str]:
     return ["## Sample efficiency", ""] + lines if lines else []
 
 
+def _calibration_md(summary: dict) -> list[str]:
+    """Test ECE beside accuracy per classification task, labels and variant."""
+    rows = [[g["task"], _labels(g), g["variant"], _pm(g["metrics"]["test"].get(g["main_metric"])),
+             _pm(g["metrics"]["test"]["ece"])]
+            for g in summary["groups"] if "ece" in g["metrics"]["test"]]
+    if not rows:
+        return []
+    return ["## Calibration", "",
+            "Expected calibration error of the test predictions (15 equal-width bins of top-label "
+            "confidence; 0 = calibrated; lower is better), mean ± std over seeds. "
+            "`launch.evaluate --workdir=RUN` draws a run's reliability diagram.", ""] + _table(
+        ["task", "labels", "init", "main metric", "ECE"], rows) + [""]
+
+
 def render_markdown(title: str, runs: list[dict], summary: dict, context: dict | None,
                     plots: list[str], extra_md: list[str] | None = None) -> str:
     """The report: context, headline, sample efficiency, plots, then every metric and run."""
@@ -250,7 +264,7 @@ def render_markdown(title: str, runs: list[dict], summary: dict, context: dict |
         "Test split at each run's best dev checkpoint, each task's main metric; mean ± sample std "
         "over seeds (n). Δ = init − scratch with Welch's 95% t interval; \"> 2 std?\": is Δ more "
         "than twice the pooled seed std sqrt((s₁² + s₂²)/2), with ≥ 2 seeds a side.", ""]
-    lines += _headline_md(summary, index) + _efficiency_md(summary)
+    lines += _headline_md(summary, index) + _efficiency_md(summary) + _calibration_md(summary)
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""] if plots else []
     lines += ["## All metrics", ""] + _full_md(summary) + ["## Every run", ""] + _seeds_md(runs)
     return "\n".join(lines)

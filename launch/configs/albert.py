@@ -48,6 +48,9 @@ def _albert(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     # ERNIE 2.0 draws k uniformly in [min, max]; Σ_{k ≤ max} k! classes (9 for max 3).
     c.data.order_min_segments = 1
     c.data.order_max_segments = 3
+    # Order passages that start and end mid-sentence, so no capital letter or full stop marks
+    # the first or last segment (the shortcut that solved k = 2 from sentence-initial text).
+    c.data.order_mid_sentence = False
     return c
 
 

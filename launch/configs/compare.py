@@ -57,8 +57,7 @@ def objective_runs(steps: int, names: str = "") -> ml_collections.ConfigDict:
     runs["bert_mlm"].objectives.nsp = 0.0
     # Order accuracy that means order: passages start and end mid-sentence (no capital or full
     # stop marks the first or last segment).
-    with runs["albert_order"].unlocked():
-        runs["albert_order"].data.order_mid_sentence = True
+    runs["albert_order"].data.order_mid_sentence = True
     keep = [n.strip() for n in names.split(",") if n.strip()] or list(runs)
     unknown = sorted(set(keep) - set(runs))
     if unknown:

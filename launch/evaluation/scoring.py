@@ -16,6 +16,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from data import qa, squad_metrics, tasks
+from launch.evaluation import classification
 from launch.train import mesh as mesh_lib
 from launch.train import step_fns
 from objectives import task_metrics
@@ -81,7 +82,8 @@ def _concat(parts: list[dict], n: int) -> dict:
 
 
 def score(predict_fn, params, split: EvalSplit, spec: tasks.TaskSpec) -> dict[str, float]:
-    """The task's metrics on one split (plus the mean loss-free counts a report needs)."""
+    """The task's metrics on one split (classification: with the expected calibration error,
+    ``ece``), and its ``examples`` count."""
     return score_gathered(*gather(predict_fn, params, split), split, spec)
 
 
@@ -96,6 +98,9 @@ def score_gathered(outputs: dict, batch: dict, split: EvalSplit, spec: tasks.Tas
     predictions = logits[:, 0] if spec.kind == "regression" else np.argmax(logits, axis=-1)
     out = task_metrics.compute(spec.metrics, predictions, batch["labels"],
                                batch["example_weights"])
+    if spec.kind == "classification":  # calibration beside accuracy, in every run's results
+        out["ece"] = classification.expected_calibration_error(
+            classification.softmax(logits), batch["labels"], batch["example_weights"])
     out["examples"] = float(np.sum(batch["example_weights"]))
     return out
 

@@ -62,6 +62,7 @@ def test_finetune_from_checkpoint_resumes_and_evaluates(tmp_path, pretrained, ca
     assert "mlm_head" in out.split("not used:")[1]
     assert results["steps"] == 6 and [c["step"] for c in results["curve"]] == [3, 6]
     assert results["test"]["examples"] == 1021 and 0.0 <= results["test"]["accuracy"] <= 1.0
+    assert 0.0 <= results["test"]["ece"] <= 1.0  # calibration in every classifier's results
     with open(os.path.join(run_dir, "results.json")) as f:
         assert json.load(f)["best_step"] == results["best_step"]
     # Again on the same workdir: restored at the last step, nothing retrained, the same answer.

@@ -203,6 +203,18 @@ def test_write_report_writes_markdown_json_and_plots(tmp_path):
     assert sorted(os.listdir(out)) == sorted(pngs + ["report.md", "results.json"])
 
 
+def test_calibration_section_shows_test_ece_beside_accuracy(tmp_path):
+    runs = [run("t", v, s, acc, extra={"ece": e}) for v, acc, e in
+            (("scratch", 0.6, 0.05), ("pretrained", 0.7, 0.15)) for s in range(2)]
+    runs.append(run("reg", "scratch", 0, 0.5, metric="pearson"))  # regression: no ECE
+    md = report.render_markdown("T", runs, report.summarize(runs), None, [])
+    section = md.split("## Calibration")[1].split("\n## ")[0]
+    assert "| t | all (1000) | pretrained | 0.7000 ± 0.0000 (2) | 0.1500 ± 0.0000 (2) |" in section
+    assert "| t | all (1000) | scratch |" in section and "| reg |" not in section
+    assert "## Calibration" not in report.render_markdown(
+        "T", runs[-1:], report.summarize(runs[-1:]), None, [])
+
+
 def test_report_without_a_baseline_still_renders(tmp_path):
     summary = report.write_report(str(tmp_path), [run("t", "pretrained", 0, 0.8)], title="x")
     assert summary["comparisons"] == []
