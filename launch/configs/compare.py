@@ -122,6 +122,9 @@ def get_config(variant: str = "quick") -> ml_collections.ConfigDict:
     # accuracy 0.570 pretrained vs 0.535 scratch at 64 tokens, one seed).
     c.finetune.data = ml_collections.ConfigDict()
     c.finetune.data.max_seq_length = 64
+    # XLNet fine-tunes on its own rows, "a <sep> b <sep> <cls>" ("auto"); "bert" forces
+    # "[CLS] a [SEP] b [SEP]" for every family.
+    c.finetune.data.layout = "auto"
     c.finetune.train = ml_collections.ConfigDict()
     c.finetune.train.learning_rate = 5e-4
     c.finetune.train.batch_size = 32
