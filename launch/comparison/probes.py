@@ -8,8 +8,8 @@ subsets, its fine-tuning sequence length). The layer with the best *dev* score i
 test accuracy is the variant's ``probe/<task>/accuracy``: a measure that costs seconds, means the
 same for every family, and that the report correlates with the fine-tuned accuracy.
 
-Written to ``WORKDIR/probe/<variant>.json`` (the per-layer results beside the kept figure); a
-variant whose file exists is not probed again.
+Written to ``WORKDIR/probe/<variant>.json`` (the kept figures, their layer, the majority class,
+and the settings); a variant whose file has the same settings is not probed again.
 """
 
 from __future__ import annotations
@@ -46,15 +46,20 @@ def probe_all(c, out_dir: str, dirs: dict[str, str], twins: dict[str, str],
         variants.setdefault(twin, (dirs[name], "random"))
     for variant, (run_dir, init) in variants.items():
         path = _path(out_dir, variant)
+        settings = {"tasks": names, "probe_examples": examples,
+                    "eval_examples": int(c.get("eval_examples") or 0),
+                    "max_seq_length": int(c.finetune.data.max_seq_length)}
         if os.path.exists(path):
-            continue
+            with open(path) as f:
+                if json.load(f).get("settings") == settings:
+                    continue
         reporting.say(f"== ridge probes of {variant} ({init}) on {', '.join(names)}")
         enc = probing.load_encoder(run_dir, init=init,
-                                   max_seq_length=int(c.finetune.data.max_seq_length))
-        out = {}
+                                   max_seq_length=settings["max_seq_length"])
+        out = {"settings": settings}
         for task in names:
             result = probing.probe(enc, task, max_train_examples=examples,
-                                   max_eval_examples=int(c.get("eval_examples") or 0))
+                                   max_eval_examples=settings["eval_examples"])
             best = max(result["layers"], key=lambda r: r["dev"])
             out[f"probe/{task}/accuracy"] = best["test"]
             out[f"probe/{task}/layer"] = best["layer"]
@@ -73,4 +78,5 @@ def probes_of(out_dir: str, variant: str) -> dict[str, float]:
     if not os.path.exists(path):
         return {}
     with open(path) as f:
-        return {k: float(v) for k, v in json.load(f).items() if k.endswith("/accuracy")}
+        return {k: float(v) for k, v in json.load(f).items()
+                if k.startswith("probe/") and k.endswith("/accuracy")}

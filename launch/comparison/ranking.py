@@ -123,14 +123,22 @@ def spearman(x: list[float], y: list[float], seed: int = 0) -> dict:
     return {"n": n, "rho": rho, "ci": ci}
 
 
+def _measure_task(measure: str) -> str | None:
+    """The task a measure is about (``probe/<task>/…``, ``zeroshot/<task>/…``), or None."""
+    parts = measure.split("/")
+    return parts[1] if len(parts) > 2 and parts[0] in ("probe", "zeroshot") else None
+
+
 def correlations(summary: dict, intrinsic: dict[str, dict[str, float]]) -> list[dict]:
-    """Per (intrinsic measure, task): Spearman's ρ across the initialisations that have both."""
+    """Per (intrinsic measure, task): Spearman's ρ across the initialisations that have both; a
+    task's probe or zero-shot score is set against that task's fine-tuned metric only."""
     stats_ = _main_stats(summary)
     tasks = list(dict.fromkeys(g["task"] for g in summary["groups"]))
     measures = sorted({m for v in intrinsic.values() for m in v})
     out = []
     for measure in measures:
-        for task in tasks:
+        own = _measure_task(measure)
+        for task in [t for t in tasks if own in (None, t)]:
             names = [k for k, v in intrinsic.items() if measure in v and (k, task) in stats_]
             x = [intrinsic[k][measure] for k in names]
             y = [stats_[k, task]["mean"] for k in names]
@@ -140,20 +148,23 @@ def correlations(summary: dict, intrinsic: dict[str, dict[str, float]]) -> list[
 
 
 def correlations_md(corrs: list[dict]) -> list[str]:
-    rows = [[c["measure"], c["task"], c["n"],
-             "—" if c["rho"] is None else f"{c['rho']:+.2f}",
+    rows = [[c["measure"], c["task"], c["n"], f"{c['rho']:+.2f}",
              "—" if c["ci"] is None else f"[{c['ci'][0]:+.2f}, {c['ci'][1]:+.2f}]"]
-            for c in corrs]
+            for c in corrs if c["rho"] is not None]
+    few = sorted({c["measure"] for c in corrs if c["rho"] is None}
+                 - {c["measure"] for c in corrs if c["rho"] is not None})
     return (["## Does a cheap measure predict the fine-tuned one?", "",
              "Spearman's ρ across initialisations between each intrinsic measure and the mean "
              "fine-tuned test metric; 95% percentile bootstrap over initialisations (2,000 "
              "draws). Held-out losses are lower-is-better, so predicting means ρ < 0 there; each "
              "objective's loss is correlated only across the initialisations trained on it. "
              "probe: the ridge probe's test accuracy at the layer best on dev (scratch twins "
-             "probed at their random initialisation count as points too). Fewer than 3 "
-             "points: no ρ.", ""]
+             "probed at their random initialisation count as points too); a task's probe or "
+             "zero-shot score is set against that task only. With few points the bootstrap "
+             "interval is crude (n = 4 can give [-1, -1]).", ""]
             + (report._table(["measure", "task", "n", "ρ", "95% bootstrap CI"], rows)
-               if rows else ["No intrinsic measures found."]) + [""])
+               if rows else ["No measure has 3 points."]) + [""]
+            + ([f"Too few points (or no spread) for a ρ: {', '.join(few)}.", ""] if few else []))
 
 
 def sections(summary: dict, described: dict, twins: dict, intrinsic: dict,

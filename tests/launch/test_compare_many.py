@@ -81,6 +81,28 @@ def test_spearman_interval_holds_rho():
     assert ranking.spearman([1, 2], [3, 4])["rho"] is None
 
 
+def test_a_tasks_probe_is_correlated_with_that_task_only():
+    def group(task, variant, mean):
+        return {"task": task, "variant": variant, "main_metric": "accuracy",
+                "metrics": {"test": {"accuracy": {"n": 3, "mean": mean, "std": 0.0}}}}
+    names = ["a", "b", "c", "d"]
+    summary = {"groups": [group(t, v, m) for t in ("t1", "t2")
+                          for v, m in zip(names, (0.1, 0.2, 0.3, 0.4), strict=True)]}
+    intrinsic = {v: {"probe/t1/accuracy": p, "heldout_mlm_loss": 5 - p}
+                 for v, p in zip(names, (0.5, 0.6, 0.7, 0.8), strict=True)}
+    intrinsic["d"].pop("heldout_mlm_loss")
+    corrs = {(c["measure"], c["task"]): c for c in ranking.correlations(summary, intrinsic)}
+    assert set(corrs) == {("probe/t1/accuracy", "t1"), ("heldout_mlm_loss", "t1"),
+                          ("heldout_mlm_loss", "t2")}
+    assert corrs["probe/t1/accuracy", "t1"]["rho"] == pytest.approx(1.0)
+    assert corrs["heldout_mlm_loss", "t2"]["n"] == 3
+    assert corrs["heldout_mlm_loss", "t2"]["rho"] == pytest.approx(-1.0)
+    md = "\n".join(ranking.correlations_md(list(corrs.values())))
+    assert "| probe/t1/accuracy | t1 | 4 | +1.00 |" in md
+    two = ranking.correlations(summary, {"a": {"x": 1.0}, "b": {"x": 2.0}})
+    assert "Too few points (or no spread) for a ρ: x." in "\n".join(ranking.correlations_md(two))
+
+
 def test_inits_ranked_against_their_twins(tmp_path, bert_run, gpt_run, capsys):
     c = _small(compare_configs.get_config("quick"))
     c.inits = f"bert={bert_run[0]},gpt={gpt_run[0]}"
