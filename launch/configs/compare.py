@@ -14,13 +14,11 @@ its architecture's scratch twin fine-tuned on five tasks, 1,000 training and 1,0
 examples each, 100 steps of 32, 3 seeds; GPT also scored zero- and 4-shot) and `objectives_smoke`
 (the same path shrunk: 2 objectives, 4 steps, 2 tasks, 2 seeds).
 
-Wall time of `objectives`, estimated (not run): pretraining from the idle-machine throughputs the
-configs' docstrings measured (BERT tiny ~13.5k tokens/s, ALBERT ~7.4k, XLNet ~10k, GPT ~2.9k):
-2.46M tokens each is 3.0 + 3.0 + 5.6 + 5.6 + 14.1 + 4.1 = 35 min. Fine-tuning: 10 variants (6
-initialisations, 4 twins) × 5 tasks × 3 seeds, less GPT's and its twin's QA = 144 runs; each
-trains 205k tokens (~15 s idle at BERT's rate), scores 3 × 1,000 dev/test examples (~5 s) and
-compiles (~10-20 s): ~35 s, so ~85 min. About 2 h in all on the idle 2-core machine; several
-times that when it is shared.
+Wall time of `objectives`, measured (2026-12-03, a clean clone on the 2-core machine, other
+work beside it at low priority): 94.1 min in all: the six pretrainings trained for 22.2 min
+(BERT 2.4 min each, ALBERT 3.5-3.6, XLNet 2.7, GPT 7.6), then GPT's zero/4-shot scoring and 144
+fine-tuning runs of 17-71 s (68.7 min; QA runs the longest). Run again on the finished workdir,
+the probes and the report took 4.3 min. Results: README "Which pretraining objective".
 
 Measured for `objectives_smoke` (2026-12-02, the 2-core machine shared with a T5 fine-tuning and
 other tests, load average 3-4): tests/launch/test_compare_many.py::test_objectives_smoke_end_to_end
@@ -42,7 +40,7 @@ from launch.configs import albert, bert, gpt, t5, xlnet
 
 # The objectives ablation: every run sees the same tokens, TOKENS_PER_STEP a step.
 TOKENS_PER_STEP = 4096
-OBJECTIVE_STEPS = 600  # × 4,096 = 2.46M tokens a run (see the module docstring's estimate)
+OBJECTIVE_STEPS = 600  # × 4,096 = 2.46M tokens a run (the module docstring's wall time)
 OBJECTIVE_TASKS = "sentiment_rt,topic_wordnet,nli_vitaminc,paraphrase_bible,qa_disflqa"
 
 
