@@ -114,7 +114,11 @@ def reliability_bins(probabilities, labels, weights=None, bins: int = 15) -> dic
 def expected_calibration_error(probabilities, labels, weights=None, bins: int = 15) -> float:
     """ECE (Guo et al., 2017): Σ_bins (bin weight / total) · |accuracy − mean confidence| of
     the top label, over ``bins`` equal-width confidence bins; 0 = calibrated."""
-    b = reliability_bins(probabilities, labels, weights, bins)
+    return ece_of_bins(reliability_bins(probabilities, labels, weights, bins))
+
+
+def ece_of_bins(b: dict) -> float:
+    """``expected_calibration_error`` of bins ``reliability_bins`` already counted."""
     count = np.asarray(b["count"])
     if count.sum() <= 0:
         return 0.0

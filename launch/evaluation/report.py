@@ -56,11 +56,9 @@ def details(outputs: dict, batch: dict, spec, examples: dict, output: str) -> di
                                logits[:n, 0], None, names)
         return {}
     probabilities = classification.softmax(logits)
+    bins = classification.reliability_bins(probabilities, labels, weights, ECE_BINS)
     out = {"report": classification.classification_report(probabilities, labels, weights, names),
-           "ece": classification.expected_calibration_error(probabilities, labels, weights,
-                                                            ECE_BINS),
-           "reliability": classification.reliability_bins(probabilities, labels, weights,
-                                                          ECE_BINS)}
+           "ece": classification.ece_of_bins(bins), "reliability": bins}
     if output:
         storage.makedirs(output)
         _write_predictions(os.path.join(output, "predictions.jsonl"), examples, labels[:n],
